@@ -1,0 +1,36 @@
+use anyhow::Context;
+use clap::Parser;
+use fanout::{Cli, Command};
+use secrecy::ExposeSecret;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = cli.config;
+    httpkit::init_tracing(config.log_json);
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Migrate => {
+            fanout::migrate(config.database_url.expose_secret())
+                .await
+                .context("migrating the database")?;
+            tracing::info!("database is migrated");
+        }
+        Command::CreateTopics => {
+            fanout::create_topics(&config)
+                .await
+                .context("creating topics")?;
+            tracing::info!(topic = %config.topic, dlq = %config.dlq_topic, "topics exist");
+        }
+        Command::Run => {
+            let app = fanout::App::build(&config, prometheus::Registry::new())
+                .await
+                .context("starting fanout")?;
+            tracing::info!(port = app.port(), topic = %config.topic, group = %config.group, "fanout running");
+            app.run(httpkit::shutdown_signal())
+                .await
+                .context("running fanout")?;
+            tracing::info!("fanout stopped");
+        }
+    }
+    Ok(())
+}

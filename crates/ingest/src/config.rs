@@ -1,0 +1,52 @@
+//! Ingest configuration: every flag also reads an environment variable.
+
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "ingest", version, about = "Fanline ingest: the write API, appending events to Kafka")]
+pub struct Config {
+    /// Address the HTTP API listens on (port 0 picks a free port).
+    #[arg(long, env = "FANLINE_INGEST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long, env = "FANLINE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+
+    /// Topic the events are appended to.
+    #[arg(long, env = "FANLINE_EVENTS_TOPIC", default_value = schemas::DEFAULT_EVENTS_TOPIC)]
+    pub topic: String,
+
+    /// Longest a request waits for the broker's acknowledgement before answering 503, in milliseconds.
+    /// Also librdkafka's message.timeout.ms, so a message is never delivered after the deadline passed
+    /// unnoticed by the producer.
+    #[arg(long, env = "FANLINE_INGEST_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
+    pub produce_timeout_ms: u64,
+
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    #[arg(long, env = "FANLINE_HTTP_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// Extra librdkafka producer properties as key=value (repeatable), e.g. security.protocol=ssl.
+    #[arg(long = "kafka-property", env = "FANLINE_INGEST_KAFKA_PROPERTIES", value_delimiter = ',')]
+    pub kafka_properties: Vec<String>,
+
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, env = "FANLINE_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: listen on a free port, other settings at their defaults.
+    pub fn for_brokers(brokers: &str, topic: &str) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            produce_timeout_ms: 5000,
+            body_limit_bytes: 64 * 1024,
+            kafka_properties: Vec::new(),
+            log_json: false,
+        }
+    }
+}

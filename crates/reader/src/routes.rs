@@ -1,0 +1,135 @@
+//! The read API's handlers: validate parameters, run one query, shape the page.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use httpkit::{ApiError, QueryParams};
+use schemas::api::{FeedPage, SyncPage};
+use schemas::UserId;
+use sqlx::PgPool;
+
+use crate::queries;
+
+/// Page size when `limit` is not given.
+pub const DEFAULT_LIMIT: i64 = 20;
+/// Largest accepted `limit`.
+pub const MAX_LIMIT: i64 = 200;
+
+pub fn router(pool: PgPool) -> Router {
+    Router::new()
+        .route("/v1/users/{user}/feed", get(feed))
+        .route("/v1/users/{user}/sync", get(sync))
+        .route("/v1/users/{user}/posts", get(posts))
+        .with_state(pool)
+}
+
+fn database_error(err: sqlx::Error) -> ApiError {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Database(_) => {
+            tracing::warn!(error = %err, "database unavailable");
+            ApiError::unavailable("database unavailable")
+        }
+        other => {
+            tracing::error!(error = %other, "query failed");
+            ApiError::internal()
+        }
+    }
+}
+
+struct PageRequest {
+    user: UserId,
+    limit: i64,
+    cursor: Option<String>,
+}
+
+fn page_request(user: &str, params: &QueryParams) -> Result<PageRequest, ApiError> {
+    let user = UserId::parse("user", user)?;
+    let limit = params.int_in("limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+    let cursor = match params.get("cursor") {
+        None | Some("") => None,
+        Some(raw) => Some(
+            queries::decode_cursor(raw)
+                .ok_or_else(|| ApiError::bad_field("cursor", "not a cursor returned by this API"))?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    Ok(PageRequest {
+        user,
+        limit,
+        cursor,
+    })
+}
+
+/// Shapes a page from up to `limit + 1` rows: the extra row only says that another page exists.
+fn feed_page(mut entries: Vec<schemas::api::FeedEntry>, limit: i64) -> FeedPage {
+    let has_more = entries.len() as i64 > limit;
+    entries.truncate(limit as usize);
+    let next_cursor = match entries.last() {
+        Some(last) if has_more => Some(queries::encode_cursor(&last.post_id)),
+        _ => None,
+    };
+    FeedPage {
+        entries,
+        next_cursor,
+    }
+}
+
+#[tracing::instrument(skip_all)]
+async fn feed(
+    State(pool): State<PgPool>,
+    Path(user): Path<String>,
+    params: QueryParams,
+) -> Result<Json<FeedPage>, ApiError> {
+    let request = page_request(&user, &params)?;
+    let entries = queries::feed(&pool, request.user.as_str(), request.cursor.as_deref(), request.limit + 1)
+        .await
+        .map_err(database_error)?;
+    Ok(Json(feed_page(entries, request.limit)))
+}
+
+#[tracing::instrument(skip_all)]
+async fn posts(
+    State(pool): State<PgPool>,
+    Path(user): Path<String>,
+    params: QueryParams,
+) -> Result<Json<FeedPage>, ApiError> {
+    let request = page_request(&user, &params)?;
+    let entries = queries::store_timeline(
+        &pool,
+        request.user.as_str(),
+        request.cursor.as_deref(),
+        request.limit + 1,
+    )
+    .await
+    .map_err(database_error)?;
+    Ok(Json(feed_page(entries, request.limit)))
+}
+
+#[tracing::instrument(skip_all)]
+async fn sync(
+    State(pool): State<PgPool>,
+    Path(user): Path<String>,
+    params: QueryParams,
+) -> Result<Json<SyncPage>, ApiError> {
+    let user = UserId::parse("user", &user)?;
+    let limit = params.int_in("limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+    let after = params.int_in("after", 0, i64::MAX)?.unwrap_or(0);
+    let mut entries = queries::sync(&pool, user.as_str(), after, limit + 1)
+        .await
+        .map_err(database_error)?;
+    let has_more = entries.len() as i64 > limit;
+    entries.truncate(limit as usize);
+    let last_seq = entries.last().map_or(after, |e| e.seq);
+    Ok(Json(SyncPage {
+        entries,
+        last_seq,
+        has_more,
+    }))
+}

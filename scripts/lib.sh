@@ -1,0 +1,70 @@
+# Shared by Fanline's scripts: installs and starts what the pipeline and the tests need on this machine.
+# Source it; it does not run anything by itself.
+
+FANLINE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FANLINE_STATE="${FANLINE_STATE_DIR:-$FANLINE_ROOT/.fanline}"
+TANSU_VERSION="0.6.0"
+FANLINE_BROKER_HOST="${FANLINE_BROKER_HOST:-127.0.0.1}"
+FANLINE_BROKER_PORT="${FANLINE_BROKER_PORT:-9092}"
+export FANLINE_KAFKA_BROKERS="${FANLINE_KAFKA_BROKERS:-$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT}"
+PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '[fanline] %s\n' "$*" >&2; }
+die() { printf '[fanline] error: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every half second.
+wait_for() {
+  local what="$1" seconds="$2"; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.5
+  done
+  log "$what is up"
+}
+
+# tansu: an Apache-Kafka-compatible broker from crates.io, pinned. --locked is required (a newer
+# deadpool breaks some storage features); libsql gives the sqlite:// engine, whose high watermarks are
+# right (the memory engine's are not). The build takes ~9 minutes, so skip it when the pin is installed.
+ensure_tansu() {
+  if command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -qx "tansu $TANSU_VERSION"; then
+    return 0
+  fi
+  log "installing tansu $TANSU_VERSION (cargo install, about 9 minutes on 2 cores)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features libsql >&2 \
+    || die "cargo install tansu failed"
+}
+
+start_broker() {
+  if port_open "$FANLINE_BROKER_HOST" "$FANLINE_BROKER_PORT"; then
+    log "a broker already listens on $FANLINE_KAFKA_BROKERS"
+    return 0
+  fi
+  ensure_tansu
+  mkdir -p "$FANLINE_STATE/tansu" "$FANLINE_STATE/logs"
+  log "starting tansu on $FANLINE_KAFKA_BROKERS (data in $FANLINE_STATE/tansu)"
+  # Advertise the IPv4 address: librdkafka may resolve "localhost" to ::1 where nothing listens.
+  (cd "$FANLINE_STATE/tansu" && nohup tansu broker \
+      --listener-url "tcp://$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT" \
+      --advertised-listener-url "tcp://$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT" \
+      --storage-engine "sqlite://tansu.db" \
+      >"$FANLINE_STATE/logs/tansu.log" 2>&1 &
+    echo $! >"$FANLINE_STATE/tansu.pid")
+  wait_for "tansu" 60 port_open "$FANLINE_BROKER_HOST" "$FANLINE_BROKER_PORT" \
+    || die "tansu did not start; see $FANLINE_STATE/logs/tansu.log"
+}
+
+# Postgres runs as a machine service here; start the cluster if it is down.
+ensure_postgres() {
+  if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then return 0; fi
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    log "starting Postgres"
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
+  fi
+  wait_for "Postgres" 30 pg_isready -h 127.0.0.1 -p 5432 -q \
+    || die "Postgres is not reachable on 127.0.0.1:5432"
+}
