@@ -7,7 +7,11 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "fanout", version, about = "Fanline fanout: applies events from Kafka to Postgres timelines")]
+#[command(
+    name = "fanout",
+    version,
+    about = "Fanline fanout: applies events from Kafka to Postgres timelines"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -29,11 +33,21 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address of the operations HTTP server (/metrics, /healthz, /readyz); port 0 picks a free port.
-    #[arg(long, global = true, env = "FANLINE_FANOUT_LISTEN", default_value = "127.0.0.1:8082")]
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_FANOUT_LISTEN",
+        default_value = "127.0.0.1:8082"
+    )]
     pub listen: SocketAddr,
 
     /// Kafka bootstrap servers, comma-separated host:port.
-    #[arg(long, global = true, env = "FANLINE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub brokers: String,
 
     /// Topic the events are read from.
@@ -45,7 +59,12 @@ pub struct Config {
     pub dlq_topic: String,
 
     /// Kafka consumer group; processes in one group split the partitions between them.
-    #[arg(long, global = true, env = "FANLINE_FANOUT_GROUP", default_value = "fanline-fanout")]
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_FANOUT_GROUP",
+        default_value = "fanline-fanout"
+    )]
     pub group: String,
 
     /// Postgres connection URL.
@@ -59,31 +78,66 @@ pub struct Config {
     pub database_url: SecretString,
 
     /// Largest number of Postgres connections this process opens.
-    #[arg(long, global = true, env = "FANLINE_FANOUT_DB_CONNECTIONS", default_value_t = 4)]
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_FANOUT_DB_CONNECTIONS",
+        default_value_t = 4
+    )]
     pub db_connections: u32,
 
     /// Most events applied in one Postgres transaction.
-    #[arg(long, global = true, env = "FANLINE_FANOUT_BATCH_MAX_EVENTS", default_value_t = 500)]
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_FANOUT_BATCH_MAX_EVENTS",
+        default_value_t = 500
+    )]
     pub batch_max_events: usize,
 
     /// Longest wait for more events before a partly filled batch is applied, in milliseconds.
-    #[arg(long, global = true, env = "FANLINE_FANOUT_BATCH_LINGER_MS", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_FANOUT_BATCH_LINGER_MS",
+        default_value_t = 10
+    )]
     pub batch_linger_ms: u64,
 
     /// Longest pause between retries while Postgres or the dead-letter topic is unavailable, in ms.
-    #[arg(long, global = true, env = "FANLINE_FANOUT_MAX_BACKOFF_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_FANOUT_MAX_BACKOFF_MS",
+        default_value_t = 10_000
+    )]
     pub max_backoff_ms: u64,
 
     /// How often consumer lag is measured for /metrics, in milliseconds.
-    #[arg(long, global = true, env = "FANLINE_FANOUT_LAG_INTERVAL_MS", default_value_t = 5000)]
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_FANOUT_LAG_INTERVAL_MS",
+        default_value_t = 5000
+    )]
     pub lag_interval_ms: u64,
 
     /// Partitions of the events topic when `create-topics` (or start-up) creates it.
-    #[arg(long, global = true, env = "FANLINE_EVENTS_PARTITIONS", default_value_t = 8)]
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_EVENTS_PARTITIONS",
+        default_value_t = 8
+    )]
     pub partitions: i32,
 
     /// Replication factor of topics created by Fanline.
-    #[arg(long, global = true, env = "FANLINE_REPLICATION_FACTOR", default_value_t = 1)]
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_REPLICATION_FACTOR",
+        default_value_t = 1
+    )]
     pub replication_factor: i32,
 
     /// Do not migrate the database or create topics on start (for deployments that do it separately).
@@ -91,7 +145,12 @@ pub struct Config {
     pub skip_setup: bool,
 
     /// Extra librdkafka properties for the consumer and the dead-letter producer, key=value, repeatable.
-    #[arg(long = "kafka-property", global = true, env = "FANLINE_FANOUT_KAFKA_PROPERTIES", value_delimiter = ',')]
+    #[arg(
+        long = "kafka-property",
+        global = true,
+        env = "FANLINE_FANOUT_KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
     pub kafka_properties: Vec<String>,
 
     /// Log JSON lines instead of human-readable text.
@@ -139,7 +198,9 @@ impl Config {
                 Some((key, value)) if !key.trim().is_empty() => {
                     Ok((key.trim().to_owned(), value.trim().to_owned()))
                 }
-                _ => Err(format!("Kafka property {entry:?} is not of the form key=value")),
+                _ => Err(format!(
+                    "Kafka property {entry:?} is not of the form key=value"
+                )),
             })
             .collect()
     }

@@ -28,6 +28,7 @@ use crate::Config;
 /// Logs rebalances and commit failures, and remembers that the group was joined (for `/readyz`).
 pub struct FanoutContext {
     pub(crate) joined: Arc<AtomicBool>,
+    pub(crate) assigned: prometheus::IntGauge,
 }
 
 impl ClientContext for FanoutContext {}
@@ -37,6 +38,7 @@ impl ConsumerContext for FanoutContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             // With auto-commit on, librdkafka commits the stored offsets of these partitions now.
             tracing::info!(partitions = %describe(tpl), "partitions revoked");
+            self.assigned.sub(tpl.count() as i64);
         }
     }
 
@@ -44,6 +46,7 @@ impl ConsumerContext for FanoutContext {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 self.joined.store(true, Ordering::Release);
+                self.assigned.add(tpl.count() as i64);
                 tracing::info!(partitions = %describe(tpl), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
@@ -56,7 +59,9 @@ impl ConsumerContext for FanoutContext {
             Ok(()) => tracing::debug!(offsets = %describe(offsets), "offsets committed"),
             // Nothing stored since the last commit: not a failure.
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(err) => tracing::warn!(error = %err, "offset commit failed; it is retried with the next commit"),
+            Err(err) => {
+                tracing::warn!(error = %err, "offset commit failed; it is retried with the next commit")
+            }
         }
     }
 }
@@ -75,7 +80,7 @@ pub type FanoutConsumer = StreamConsumer<FanoutContext>;
 pub fn create_consumer(
     config: &Config,
     properties: &[(String, String)],
-    joined: Arc<AtomicBool>,
+    context: FanoutContext,
 ) -> Result<FanoutConsumer, KafkaError> {
     let mut client = ClientConfig::new();
     client
@@ -92,7 +97,7 @@ pub fn create_consumer(
     for (key, value) in properties {
         client.set(key, value);
     }
-    let consumer: FanoutConsumer = client.create_with_context(FanoutContext { joined })?;
+    let consumer: FanoutConsumer = client.create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;
     Ok(consumer)
 }
@@ -132,7 +137,10 @@ impl Worker {
                     self.store_offsets(&batch);
                 }
                 Err(Interrupted::Shutdown) => {
-                    tracing::info!(events = batch.len(), "shutdown during a batch; it will be redelivered");
+                    tracing::info!(
+                        events = batch.len(),
+                        "shutdown during a batch; it will be redelivered"
+                    );
                     break;
                 }
             }
@@ -171,7 +179,11 @@ impl Worker {
         Some(batch)
     }
 
-    async fn process(&self, batch: &[OwnedMessage], cancel: &CancellationToken) -> Result<(), Interrupted> {
+    async fn process(
+        &self,
+        batch: &[OwnedMessage],
+        cancel: &CancellationToken,
+    ) -> Result<(), Interrupted> {
         let mut events = Vec::with_capacity(batch.len());
         for message in batch {
             match schemas::events::decode(message.payload().unwrap_or_default()) {
@@ -196,15 +208,23 @@ impl Worker {
                 // so that only the refused events are dead-lettered.
                 tracing::warn!(error = %err, "batch refused by the database; applying events one by one");
                 for event in &events {
-                    match self.apply_with_retry(std::slice::from_ref(event), cancel).await? {
+                    match self
+                        .apply_with_retry(std::slice::from_ref(event), cancel)
+                        .await?
+                    {
                         Ok(outcome) => self.record(std::slice::from_ref(event), outcome),
                         Err(err) => {
-                            let message = batch
-                                .iter()
-                                .find(|m| m.partition() == event.partition && m.offset() == event.offset);
+                            let message = batch.iter().find(|m| {
+                                m.partition() == event.partition && m.offset() == event.offset
+                            });
                             if let Some(message) = message {
-                                self.dead_letter(message, "rejected_by_database", err.to_string(), cancel)
-                                    .await?;
+                                self.dead_letter(
+                                    message,
+                                    "rejected_by_database",
+                                    err.to_string(),
+                                    cancel,
+                                )
+                                .await?;
                             }
                         }
                     }
@@ -263,7 +283,10 @@ impl Worker {
         loop {
             match self.dead_letters.send(&letter).await {
                 Ok(()) => {
-                    self.metrics.dead_lettered.with_label_values(&[reason]).inc();
+                    self.metrics
+                        .dead_lettered
+                        .with_label_values(&[reason])
+                        .inc();
                     return Ok(());
                 }
                 Err(err) => {
@@ -284,7 +307,12 @@ impl Worker {
             let lateness = (now - event.envelope.ts).to_std().unwrap_or_default();
             self.metrics.end_to_end.observe(lateness.as_secs_f64());
         }
-        let count = |kind: &str| events.iter().filter(|e| e.envelope.event_type() == kind).count() as u64;
+        let count = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e.envelope.event_type() == kind)
+                .count() as u64
+        };
         let applied = &self.metrics.events_applied;
         applied
             .with_label_values(&["post_created", "new"])
@@ -331,12 +359,16 @@ impl Worker {
     /// Commits what was applied and closes the consumer off the async runtime.
     async fn finish(self) {
         let consumer = self.consumer.clone();
-        let committed = tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+                .await;
         match committed {
             Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {
                 tracing::info!("offsets committed on shutdown")
             }
-            Ok(Err(err)) => tracing::warn!(error = %err, "final commit failed; uncommitted events will be redelivered"),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "final commit failed; uncommitted events will be redelivered")
+            }
             Err(err) => tracing::warn!(error = %err, "final commit task failed"),
         }
         self.dead_letters.flush().await;

@@ -91,7 +91,9 @@ impl DeadLetters {
     /// Waits for queued dead letters before exit.
     pub async fn flush(&self) {
         let producer = self.producer.clone();
-        let _ = tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(10))))
-            .await;
+        let _ = tokio::task::spawn_blocking(move || {
+            producer.flush(Timeout::After(Duration::from_secs(10)))
+        })
+        .await;
     }
 }

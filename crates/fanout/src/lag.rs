@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,15 @@ pub struct PartitionLag {
 }
 
 /// Measures the group's lag on `topic` once (blocking: call it off the async runtime).
-pub fn measure(consumer: &FanoutConsumer, topic: &str, timeout: Duration) -> Result<Vec<PartitionLag>, KafkaError> {
+pub fn measure<C, T>(
+    consumer: &T,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<PartitionLag>, KafkaError>
+where
+    C: ConsumerContext,
+    T: Consumer<C>,
+{
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -69,8 +77,10 @@ pub async fn export(
     loop {
         let consumer_ref = consumer.clone();
         let topic_ref = topic.clone();
-        let measured =
-            tokio::task::spawn_blocking(move || measure(&consumer_ref, &topic_ref, Duration::from_secs(5))).await;
+        let measured = tokio::task::spawn_blocking(move || {
+            measure(consumer_ref.as_ref(), &topic_ref, Duration::from_secs(5))
+        })
+        .await;
         match measured {
             Ok(Ok(lags)) => {
                 for lag in lags {
@@ -82,7 +92,10 @@ pub async fn export(
                         .with_label_values(&labels)
                         .set(lag.high_watermark);
                     if let Some(committed) = lag.committed {
-                        metrics.committed_offset.with_label_values(&labels).set(committed);
+                        metrics
+                            .committed_offset
+                            .with_label_values(&labels)
+                            .set(committed);
                     }
                 }
             }
@@ -90,8 +103,10 @@ pub async fn export(
             Err(err) => tracing::warn!(error = %err, "lag task failed"),
         }
         tokio::select! {
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => break,
             () = tokio::time::sleep(interval) => {}
         }
     }
+    // This may be the last reference; dropping a consumer can block, so not on the async runtime.
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
 }

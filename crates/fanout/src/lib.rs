@@ -108,7 +108,9 @@ impl App {
     pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
         let properties = config.kafka_properties().map_err(BuildError::Config)?;
         if config.batch_max_events == 0 {
-            return Err(BuildError::Config("batch-max-events must be at least 1".into()));
+            return Err(BuildError::Config(
+                "batch-max-events must be at least 1".into(),
+            ));
         }
         let database_url = config.database_url.expose_secret();
         if !config.skip_setup {
@@ -123,7 +125,11 @@ impl App {
         let metrics = metrics::FanoutMetrics::new(&registry)?;
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
         let joined = Arc::new(AtomicBool::new(false));
-        let consumer = Arc::new(consumer::create_consumer(config, &properties, joined.clone())?);
+        let context = consumer::FanoutContext {
+            joined: joined.clone(),
+            assigned: metrics.assigned_partitions.clone(),
+        };
+        let consumer = Arc::new(consumer::create_consumer(config, &properties, context)?);
         let dead_letters = dlq::DeadLetters::new(&config.brokers, &properties, &config.dlq_topic)?;
         let readiness = readiness(pool.clone(), joined);
         let router = httpkit::with_common_layers(
@@ -133,12 +139,13 @@ impl App {
             readiness,
             16 * 1024,
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BuildError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let worker = Worker {
             consumer: consumer.clone(),
             pool,
@@ -167,7 +174,10 @@ impl App {
 
     /// Consumes until `shutdown` completes, then finishes the batch in flight (or abandons it while
     /// Postgres is down), commits the applied offsets and stops the operations server.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let cancel = CancellationToken::new();
         let lag = tokio::spawn(lag::export(
             self.consumer,

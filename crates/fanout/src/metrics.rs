@@ -1,7 +1,7 @@
 //! Fanout's metrics. Labels are low-cardinality only: event type, reason, topic, partition.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 #[derive(Clone)]
@@ -16,6 +16,7 @@ pub struct FanoutMetrics {
     pub(crate) consumer_lag: IntGaugeVec,
     pub(crate) committed_offset: IntGaugeVec,
     pub(crate) high_watermark: IntGaugeVec,
+    pub(crate) assigned_partitions: IntGauge,
 }
 
 impl FanoutMetrics {
@@ -50,7 +51,9 @@ impl FanoutMetrics {
                 "fanline_fanout_batch_size_events",
                 "Events per applied batch (one Postgres transaction).",
             )
-            .buckets(vec![1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0]),
+            .buckets(vec![
+                1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
+            ]),
         )?;
         let batch_duration = Histogram::with_opts(
             HistogramOpts::new(
@@ -89,8 +92,13 @@ impl FanoutMetrics {
             ),
             &["topic", "partition"],
         )?;
+        let assigned_partitions = IntGauge::new(
+            "fanline_fanout_assigned_partitions",
+            "Partitions of the events topic currently assigned to this process.",
+        )?;
         for collector in [
-            Box::new(events_applied.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(assigned_partitions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(events_applied.clone()),
             Box::new(sync_entries.clone()),
             Box::new(dead_lettered.clone()),
             Box::new(apply_retries.clone()),
@@ -114,7 +122,7 @@ impl FanoutMetrics {
             consumer_lag,
             committed_offset,
             high_watermark,
+            assigned_partitions,
         })
     }
 }
-

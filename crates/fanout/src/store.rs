@@ -52,7 +52,10 @@ impl ApplyOutcome {
 
 /// Applies `events` (in Kafka order per partition) in one transaction.
 #[tracing::instrument(skip_all, fields(events = events.len()))]
-pub async fn apply_batch(pool: &PgPool, events: &[SourcedEvent]) -> Result<ApplyOutcome, sqlx::Error> {
+pub async fn apply_batch(
+    pool: &PgPool,
+    events: &[SourcedEvent],
+) -> Result<ApplyOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut outcome = ApplyOutcome::default();
     let mut holds_seq_lock = false;

@@ -24,7 +24,11 @@ pub async fn ensure_topics(
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(name, partitions)| {
-            NewTopic::new(name, *partitions, TopicReplication::Fixed(replication_factor))
+            NewTopic::new(
+                name,
+                *partitions,
+                TopicReplication::Fixed(replication_factor),
+            )
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

@@ -51,45 +51,32 @@ where
     }
 }
 
-/// Parses JSON into `T`, naming the path of the first field that does not fit.
+/// Parses a JSON object into `T`, naming the path of the first field that does not fit.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize(&mut deserializer) {
-        Ok(value) => {
-            // Trailing garbage after the JSON value is an error, not something to ignore.
-            deserializer
-                .end()
-                .map_err(|e| ApiError::bad_field("body", format!("invalid JSON: {e}")))?;
-            Ok(value)
-        }
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                return Err(ApiError::bad_field("body", format!("invalid JSON: {inner}")));
-            }
-            let message = inner.to_string();
-            // serde reports a missing field at the parent's path; name the field itself.
-            let field = match message.strip_prefix("missing field `") {
-                Some(rest) => {
-                    let name = rest.split('`').next().unwrap_or_default();
-                    if path == "." {
-                        name.to_owned()
-                    } else {
-                        format!("{path}.{name}")
-                    }
-                }
-                None if path == "." => "body".to_owned(),
-                None => path,
-            };
-            // Drop serde's " at line 1 column 20" suffix: the field name says where.
-            let message = match message.rfind(" at line ") {
-                Some(at) => message[..at].to_owned(),
-                None => message,
-            };
-            Err(ApiError::bad_field(field, message))
-        }
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_field("body", format!("invalid JSON: {e}")))?;
+    // serde would also read a struct from an array; the API takes objects only.
+    if !value.is_object() {
+        return Err(ApiError::bad_field("body", "must be a JSON object"));
     }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let message = err.into_inner().to_string();
+        // serde reports a missing field at the parent's path; name the field itself.
+        let field = match message.strip_prefix("missing field `") {
+            Some(rest) => {
+                let name = rest.split('`').next().unwrap_or_default();
+                if path == "." {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                }
+            }
+            None if path == "." => "body".to_owned(),
+            None => path,
+        };
+        ApiError::bad_field(field, message)
+    })
 }
 
 /// The query string as a map, with typed accessors whose errors name the parameter.
@@ -123,12 +110,7 @@ impl QueryParams {
     }
 
     /// An optional integer in `min..=max`.
-    pub fn int_in(
-        &self,
-        name: &'static str,
-        min: i64,
-        max: i64,
-    ) -> Result<Option<i64>, ApiError> {
+    pub fn int_in(&self, name: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
         let Some(raw) = self.get(name) else {
             return Ok(None);
         };
@@ -199,7 +181,11 @@ mod tests {
             Some("limit")
         );
         assert_eq!(
-            params.int_in("after", 0, i64::MAX).unwrap_err().field.as_deref(),
+            params
+                .int_in("after", 0, i64::MAX)
+                .unwrap_err()
+                .field
+                .as_deref(),
             Some("after")
         );
         assert_eq!(params.int_in("missing", 0, 1).unwrap(), None);

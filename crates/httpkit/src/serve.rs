@@ -59,14 +59,19 @@ pub fn with_common_layers(
                 async move { crate::metrics::render(&registry) }
             }),
         )
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route(
             "/readyz",
             get(move || {
                 let readiness = readiness.clone();
                 async move {
                     match readiness.check().await {
-                        Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+                        Ok(()) => {
+                            axum::Json(serde_json::json!({"status": "ready"})).into_response()
+                        }
                         Err(reason) => {
                             tracing::warn!(%reason, "not ready");
                             ApiError::unavailable(format!("not ready: {reason}")).into_response()
@@ -77,7 +82,10 @@ pub fn with_common_layers(
         )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
         })
         .layer(middleware::from_fn(json_error_bodies))
         .layer(DefaultBodyLimit::max(body_limit_bytes))

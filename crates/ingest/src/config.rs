@@ -3,7 +3,11 @@
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "ingest", version, about = "Fanline ingest: the write API, appending events to Kafka")]
+#[command(
+    name = "ingest",
+    version,
+    about = "Fanline ingest: the write API, appending events to Kafka"
+)]
 pub struct Config {
     /// Address the HTTP API listens on (port 0 picks a free port).
     #[arg(long, env = "FANLINE_INGEST_LISTEN", default_value = "127.0.0.1:8080")]
@@ -20,7 +24,11 @@ pub struct Config {
     /// Longest a request waits for the broker's acknowledgement before answering 503, in milliseconds.
     /// Also librdkafka's message.timeout.ms, so a message is never delivered after the deadline passed
     /// unnoticed by the producer.
-    #[arg(long, env = "FANLINE_INGEST_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(
+        long,
+        env = "FANLINE_INGEST_PRODUCE_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
     pub produce_timeout_ms: u64,
 
     /// Largest accepted request body, in bytes; larger bodies get 413.
@@ -28,7 +36,11 @@ pub struct Config {
     pub body_limit_bytes: usize,
 
     /// Extra librdkafka producer properties as key=value (repeatable), e.g. security.protocol=ssl.
-    #[arg(long = "kafka-property", env = "FANLINE_INGEST_KAFKA_PROPERTIES", value_delimiter = ',')]
+    #[arg(
+        long = "kafka-property",
+        env = "FANLINE_INGEST_KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
     pub kafka_properties: Vec<String>,
 
     /// Log JSON lines instead of human-readable text.

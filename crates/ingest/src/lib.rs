@@ -66,12 +66,13 @@ impl App {
             readiness,
             config.body_limit_bytes,
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BuildError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         Ok(App {
             listener,
             router,
@@ -85,7 +86,10 @@ impl App {
 
     /// Serves until `shutdown` completes, lets in-flight requests finish, then flushes the producer so
     /// that nothing queued is purged on exit.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let result = httpkit::serve(self.listener, self.router, shutdown).await;
         self.producer.flush().await;
         result

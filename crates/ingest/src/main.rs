@@ -9,7 +9,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting ingest")?;
     tracing::info!(port = app.port(), topic = %config.topic, brokers = %config.brokers, "ingest listening");
-    app.run(httpkit::shutdown_signal()).await.context("serving HTTP")?;
+    app.run(httpkit::shutdown_signal())
+        .await
+        .context("serving HTTP")?;
     tracing::info!("ingest stopped");
     Ok(())
 }

@@ -38,9 +38,9 @@ impl ProduceError {
     fn reason(&self) -> &'static str {
         match self {
             ProduceError::TimedOut => "timeout",
-            ProduceError::Unavailable(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                "queue_full"
-            }
+            ProduceError::Unavailable(KafkaError::MessageProduction(
+                RDKafkaErrorCode::QueueFull,
+            )) => "queue_full",
             ProduceError::Unavailable(_) => "broker",
             ProduceError::TooLarge => "too_large",
         }
@@ -69,7 +69,9 @@ pub fn parse_properties(raw: &[String]) -> Result<Vec<(String, String)>, String>
             Some((key, value)) if !key.trim().is_empty() => {
                 Ok((key.trim().to_owned(), value.trim().to_owned()))
             }
-            _ => Err(format!("Kafka property {entry:?} is not of the form key=value")),
+            _ => Err(format!(
+                "Kafka property {entry:?} is not of the form key=value"
+            )),
         })
         .collect()
 }
@@ -97,7 +99,9 @@ impl EventProducer {
             .set("message.timeout.ms", &timeout_ms)
             .set("request.timeout.ms", &timeout_ms)
             .set("client.id", "fanline-ingest");
-        for (key, value) in parse_properties(&config.kafka_properties).map_err(crate::BuildError::Config)? {
+        for (key, value) in
+            parse_properties(&config.kafka_properties).map_err(crate::BuildError::Config)?
+        {
             client.set(key, value);
         }
         Ok(EventProducer {
@@ -165,10 +169,13 @@ impl EventProducer {
     pub async fn flush(&self) {
         let producer = self.producer.clone();
         let timeout = self.timeout;
-        let flushed = tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout))).await;
+        let flushed =
+            tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout))).await;
         match flushed {
             Ok(Ok(())) => tracing::info!("producer flushed"),
-            Ok(Err(err)) => tracing::error!(error = %err, "producer flush incomplete; queued events may be lost"),
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "producer flush incomplete; queued events may be lost")
+            }
             Err(err) => tracing::error!(error = %err, "producer flush task failed"),
         }
     }
@@ -191,7 +198,10 @@ mod tests {
     #[test]
     fn properties_must_be_key_value_pairs() {
         let ok = parse_properties(&["a=b".into(), " c = d=e ".into(), "".into()]).unwrap();
-        assert_eq!(ok, vec![("a".into(), "b".into()), ("c".into(), "d=e".into())]);
+        assert_eq!(
+            ok,
+            vec![("a".into(), "b".into()), ("c".into(), "d=e".into())]
+        );
         assert!(parse_properties(&["nokey".into()]).is_err());
         assert!(parse_properties(&["=v".into()]).is_err());
     }
@@ -201,11 +211,15 @@ mod tests {
         let status = |err| ApiError::from(err).status.as_u16();
         assert_eq!(status(ProduceError::TimedOut), 503);
         assert_eq!(
-            status(classify(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))),
+            status(classify(KafkaError::MessageProduction(
+                RDKafkaErrorCode::QueueFull
+            ))),
             503
         );
         assert_eq!(
-            status(classify(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge))),
+            status(classify(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge
+            ))),
             413
         );
     }

@@ -10,8 +10,8 @@ use axum::routing::{post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use httpkit::{ApiError, JsonBody};
-use schemas::ids::{validate_body, validate_message_id};
 use schemas::api::{Accepted, CreatePostRequest};
+use schemas::ids::{validate_body, validate_message_id};
 use schemas::{Envelope, FollowChange, PostCreated, PostId, UserId};
 
 use crate::producer::{Acknowledged, EventProducer};
@@ -68,7 +68,10 @@ fn follow_change(user: &str, target: &str) -> Result<FollowChange, ApiError> {
     let follower = UserId::parse("user", user)?;
     let followee = UserId::parse("target", target)?;
     if follower == followee {
-        return Err(ApiError::bad_field("target", "a user cannot follow themselves"));
+        return Err(ApiError::bad_field(
+            "target",
+            "a user cannot follow themselves",
+        ));
     }
     Ok(FollowChange { follower, followee })
 }
@@ -117,9 +120,15 @@ mod tests {
 
     #[test]
     fn follow_paths_are_validated() {
-        assert_eq!(follow_change("a b", "c").unwrap_err().field.unwrap(), "user");
+        assert_eq!(
+            follow_change("a b", "c").unwrap_err().field.unwrap(),
+            "user"
+        );
         assert_eq!(follow_change("a", "").unwrap_err().field.unwrap(), "target");
-        assert_eq!(follow_change("a", "a").unwrap_err().field.unwrap(), "target");
+        assert_eq!(
+            follow_change("a", "a").unwrap_err().field.unwrap(),
+            "target"
+        );
         assert!(follow_change("a", "b").is_ok());
     }
 }

@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use secrecy::SecretString;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "reader", version, about = "Fanline reader: feeds, sync scans and store timelines")]
+#[command(
+    name = "reader",
+    version,
+    about = "Fanline reader: feeds, sync scans and store timelines"
+)]
 pub struct Config {
     /// Address the HTTP API listens on (port 0 picks a free port).
     #[arg(long, env = "FANLINE_READER_LISTEN", default_value = "127.0.0.1:8081")]

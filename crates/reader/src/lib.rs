@@ -72,12 +72,13 @@ impl App {
             readiness,
             16 * 1024,
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BuildError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         Ok(App { listener, router })
     }
 
@@ -85,7 +86,10 @@ impl App {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         httpkit::serve(self.listener, self.router, shutdown).await
     }
 }

@@ -9,7 +9,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting reader")?;
     tracing::info!(port = app.port(), "reader listening");
-    app.run(httpkit::shutdown_signal()).await.context("serving HTTP")?;
+    app.run(httpkit::shutdown_signal())
+        .await
+        .context("serving HTTP")?;
     tracing::info!("reader stopped");
     Ok(())
 }

@@ -50,7 +50,9 @@ struct PageRequest {
 
 fn page_request(user: &str, params: &QueryParams) -> Result<PageRequest, ApiError> {
     let user = UserId::parse("user", user)?;
-    let limit = params.int_in("limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+    let limit = params
+        .int_in("limit", 1, MAX_LIMIT)?
+        .unwrap_or(DEFAULT_LIMIT);
     let cursor = match params.get("cursor") {
         None | Some("") => None,
         Some(raw) => Some(
@@ -88,9 +90,14 @@ async fn feed(
     params: QueryParams,
 ) -> Result<Json<FeedPage>, ApiError> {
     let request = page_request(&user, &params)?;
-    let entries = queries::feed(&pool, request.user.as_str(), request.cursor.as_deref(), request.limit + 1)
-        .await
-        .map_err(database_error)?;
+    let entries = queries::feed(
+        &pool,
+        request.user.as_str(),
+        request.cursor.as_deref(),
+        request.limit + 1,
+    )
+    .await
+    .map_err(database_error)?;
     Ok(Json(feed_page(entries, request.limit)))
 }
 
@@ -119,7 +126,9 @@ async fn sync(
     params: QueryParams,
 ) -> Result<Json<SyncPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
-    let limit = params.int_in("limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
+    let limit = params
+        .int_in("limit", 1, MAX_LIMIT)?
+        .unwrap_or(DEFAULT_LIMIT);
     let after = params.int_in("after", 0, i64::MAX)?.unwrap_or(0);
     let mut entries = queries::sync(&pool, user.as_str(), after, limit + 1)
         .await

@@ -1,6 +1,6 @@
 //! The events on the Fanline topic: a versioned JSON envelope around a typed payload.
 //!
-//! ```json
+//! ```text
 //! {"v":1,"id":"01J…","type":"post_created","key":"alice","ts":"2026-11-23T12:00:00Z",
 //!  "payload":{"post_id":"01J…","author":"alice","body":"hi","created_at":"2026-11-23T12:00:00Z"}}
 //! ```
@@ -143,7 +143,10 @@ impl Envelope {
     /// Checks the rules that types alone do not express.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.id.is_empty() || self.id.len() > 64 {
-            return Err(ValidationError::new("id", "must be 1 to 64 characters long"));
+            return Err(ValidationError::new(
+                "id",
+                "must be 1 to 64 characters long",
+            ));
         }
         match &self.event {
             Event::PostCreated(post) => {
@@ -268,12 +271,24 @@ mod tests {
             decode(unknown.to_string().as_bytes()).unwrap_err().reason(),
             "unknown_type"
         );
-        for poison in [&b"\xff\xfe"[..], b"[]", b"{}", b"{\"v\":\"1\"}", b"{\"v\":0}"] {
-            assert_eq!(decode(poison).unwrap_err().reason(), "malformed", "{poison:?}");
+        for poison in [
+            &b"\xff\xfe"[..],
+            b"[]",
+            b"{}",
+            b"{\"v\":\"1\"}",
+            b"{\"v\":0}",
+        ] {
+            assert_eq!(
+                decode(poison).unwrap_err().reason(),
+                "malformed",
+                "{poison:?}"
+            );
         }
         let bad_payload = json!({"v":1,"id":"e1","type":"post_created","key":"a","ts":"2026-11-23T12:00:00Z","payload":{"author":"a"}});
         assert_eq!(
-            decode(bad_payload.to_string().as_bytes()).unwrap_err().reason(),
+            decode(bad_payload.to_string().as_bytes())
+                .unwrap_err()
+                .reason(),
             "malformed"
         );
     }
@@ -290,11 +305,17 @@ mod tests {
             follower: user("alice"),
             followee: user("alice"),
         });
-        assert_eq!(decode(&self_follow.to_json()).unwrap_err().reason(), "invalid");
+        assert_eq!(
+            decode(&self_follow.to_json()).unwrap_err().reason(),
+            "invalid"
+        );
         let mut empty_body = post("alice");
         if let Event::PostCreated(p) = &mut empty_body.event {
             p.body = String::new();
         }
-        assert_eq!(decode(&empty_body.to_json()).unwrap_err().reason(), "invalid");
+        assert_eq!(
+            decode(&empty_body.to_json()).unwrap_err().reason(),
+            "invalid"
+        );
     }
 }

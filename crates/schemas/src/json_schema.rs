@@ -33,7 +33,13 @@ mod tests {
     #[test]
     fn schema_describes_the_envelope_and_every_event_type() {
         let text = event_schema_json();
-        for needle in ["\"post_created\"", "\"followed\"", "\"unfollowed\"", "\"payload\"", "\"key\""] {
+        for needle in [
+            "\"post_created\"",
+            "\"followed\"",
+            "\"unfollowed\"",
+            "\"payload\"",
+            "\"key\"",
+        ] {
             assert!(text.contains(needle), "schema lacks {needle}");
         }
     }

@@ -1,0 +1,8 @@
+//! Integration tests against the real broker (tansu locally, any Kafka in general) and real Postgres.
+//! One test binary for the workspace keeps link time down; each module covers one area.
+#![allow(clippy::unwrap_used)]
+
+mod fanout_store;
+mod ingest_api;
+mod pipeline;
+mod reader_api;

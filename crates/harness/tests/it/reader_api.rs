@@ -1,0 +1,128 @@
+//! The read API: parameter validation, pagination and database outages.
+
+use chrono::Utc;
+use fanout::store::{apply_batch, SourcedEvent};
+use harness::{spawn_reader, Api, TestDb};
+use reqwest::{Method, StatusCode};
+use schemas::{Envelope, FollowChange, PostCreated, PostId, UserId};
+use serde_json::Value;
+
+fn user(name: &str) -> UserId {
+    UserId::parse("user", name).unwrap()
+}
+
+async fn seed(db: &TestDb, posts: usize) {
+    let mut events = vec![SourcedEvent {
+        partition: 0,
+        offset: 0,
+        envelope: Envelope::followed(FollowChange {
+            follower: user("bob"),
+            followee: user("alice"),
+        }),
+    }];
+    for i in 0..posts {
+        events.push(SourcedEvent {
+            partition: 0,
+            offset: i as i64 + 1,
+            envelope: Envelope::post_created(PostCreated {
+                post_id: PostId::generate(),
+                author: user("alice"),
+                body: format!("post {i}"),
+                message_id: None,
+                created_at: Utc::now(),
+            }),
+        });
+    }
+    apply_batch(&db.pool, &events).await.unwrap();
+}
+
+#[tokio::test]
+async fn pages_neither_repeat_nor_skip_even_while_new_posts_arrive() {
+    let db = TestDb::create().await;
+    seed(&db, 45).await;
+    let reader = spawn_reader(&db.url).await;
+    let api = Api::new("", reader.url(""));
+    let first = api.feed_page("bob", 20, None).await;
+    assert_eq!(first.entries.len(), 20);
+    // New posts land at the top and must not shift the pages after the cursor.
+    seed(&db, 5).await;
+    let mut all = first.entries.clone();
+    let mut cursor = first.next_cursor.clone();
+    while let Some(next) = cursor {
+        let page = api.feed_page("bob", 20, Some(&next)).await;
+        all.extend(page.entries);
+        cursor = page.next_cursor;
+    }
+    assert_eq!(all.len(), 45);
+    assert!(all.windows(2).all(|w| w[0].post_id > w[1].post_id));
+    assert_eq!(all[0].body, "post 44");
+    assert_eq!(all[44].body, "post 0");
+    // Default limit, and an exact last page has no cursor.
+    assert_eq!(api.feed_page("bob", 50, None).await.next_cursor, None);
+    let (_, value) = api
+        .raw(Method::GET, &reader.url("/v1/users/bob/feed"), None, None)
+        .await;
+    assert_eq!(value["entries"].as_array().unwrap().len(), 20);
+    // Unknown users have empty timelines, not errors.
+    let empty = api.sync("nobody", 0, 10).await;
+    assert!(empty.entries.is_empty());
+    assert_eq!(empty.last_seq, 0);
+    assert!(!empty.has_more);
+    let page = api.sync("bob", 0, 10).await;
+    assert!(page.has_more);
+    assert_eq!(page.last_seq, page.entries[9].seq);
+    reader.stop().await;
+}
+
+#[tokio::test]
+async fn bad_parameters_get_a_json_error_naming_the_field() {
+    let db = TestDb::create().await;
+    let reader = spawn_reader(&db.url).await;
+    let api = Api::new("", reader.url(""));
+    let cases = [
+        ("/v1/users/bob/feed?limit=0", "limit"),
+        ("/v1/users/bob/feed?limit=201", "limit"),
+        ("/v1/users/bob/feed?limit=ten", "limit"),
+        ("/v1/users/bob/feed?cursor=garbage", "cursor"),
+        ("/v1/users/bob/feed?limit=1&limit=2", "limit"),
+        ("/v1/users/bob/posts?cursor=cDE6eA", "cursor"),
+        ("/v1/users/bad%20name/feed", "user"),
+        ("/v1/users/bob/sync?after=-1", "after"),
+        ("/v1/users/bob/sync?after=1.5", "after"),
+        ("/v1/users/bob/sync?limit=100000", "limit"),
+    ];
+    for (path, field) in cases {
+        let (status, value) = api.raw(Method::GET, &reader.url(path), None, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {value}");
+        assert_eq!(value["field"], Value::from(field), "{path}: {value}");
+        assert!(value["error"].is_string());
+    }
+    let (status, value) = api
+        .raw(Method::POST, &reader.url("/v1/users/bob/feed"), None, None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(value["error"].is_string());
+    reader.stop().await;
+}
+
+#[tokio::test]
+async fn a_database_outage_gets_503_not_an_empty_page() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reader = spawn_reader(&format!("postgres://root@127.0.0.1:{port}/fanline")).await;
+    let api = Api::new("", reader.url(""));
+    for path in [
+        "/v1/users/bob/feed",
+        "/v1/users/bob/sync?after=3",
+        "/v1/users/bob/posts",
+        "/readyz",
+    ] {
+        let (status, value) = api.raw(Method::GET, &reader.url(path), None, None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {value}");
+        assert!(value["error"].is_string());
+    }
+    reader.stop().await;
+}

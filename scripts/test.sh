@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against the real broker (tansu, installed and started if missing) and the
+# machine's Postgres. Each test creates its own database and topic. Extra arguments go to the runner.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_postgres
+start_broker
+export FANLINE_TEST_BROKERS="$FANLINE_KAFKA_BROKERS"
+export FANLINE_TEST_DATABASE_URL="${FANLINE_TEST_DATABASE_URL:-postgres://root@127.0.0.1:5432/postgres}"
+cd "$FANLINE_ROOT"
+# nextest runs each test in its own process and ends a hung one (.config/nextest.toml).
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --profile ci "$@"
+else
+  cargo test --workspace "$@"
+fi
