@@ -46,7 +46,8 @@ start_broker() {
   mkdir -p "$FANLINE_STATE/tansu" "$FANLINE_STATE/logs"
   log "starting tansu on $FANLINE_KAFKA_BROKERS (data in $FANLINE_STATE/tansu)"
   # Advertise the IPv4 address: librdkafka may resolve "localhost" to ::1 where nothing listens.
-  (cd "$FANLINE_STATE/tansu" && nohup tansu broker \
+  (cd "$FANLINE_STATE/tansu" || exit 1
+    nohup tansu broker \
       --listener-url "tcp://$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT" \
       --advertised-listener-url "tcp://$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT" \
       --storage-engine "sqlite://tansu.db" \

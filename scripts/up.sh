@@ -23,7 +23,7 @@ start_service() {
   fi
   nohup "$bin/$name" "$@" >"$FANLINE_STATE/logs/$name.log" 2>&1 &
   echo $! >"$FANLINE_STATE/$name.pid"
-  wait_for "$name" 60 curl -fsS -o /dev/null "$url/readyz" \
+  wait_for "$name" 60 curl -fs -o /dev/null "$url/readyz" \
     || die "$name did not become ready; see $FANLINE_STATE/logs/$name.log"
 }
 

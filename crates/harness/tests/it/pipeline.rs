@@ -145,6 +145,25 @@ async fn posts_flow_to_followers_feeds_and_sync_timelines() {
             &[("outcome", "duplicate")]
         ) >= 1.0
     );
+    for service in [&p.ingest, &p.reader] {
+        let text = reqwest::get(service.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("fanline_http_requests_total"), "{text}");
+    }
+    let text = reqwest::get(fanout.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("fanline_fanout_consumer_lag{partition=\"0\""),
+        "{text}"
+    );
     // 3 follows, 11 posts and 1 retry.
     assert_eq!(
         fanout.metric("fanline_fanout_end_to_end_latency_seconds", &[]),
@@ -317,6 +336,12 @@ async fn a_database_outage_holds_offsets_back_and_fanout_catches_up_afterwards()
         "offsets were committed while Postgres was down"
     );
     assert_eq!(during.iter().map(|l| l.lag).sum::<i64>(), 20);
+    // The worker's own /metrics shows the same lag while it cannot apply anything.
+    wait_until("fanout to export the lag", WAIT, || async {
+        (fanout.metric("fanline_fanout_consumer_lag", &[("topic", &p.topic.name)]) == 20.0)
+            .then_some(())
+    })
+    .await;
     let (status, _) = p
         .api
         .raw(Method::GET, &fanout.url("/readyz"), None, None)
