@@ -39,6 +39,8 @@ impl ConsumerContext for FanoutContext {
             // With auto-commit on, librdkafka commits the stored offsets of these partitions now.
             tracing::info!(partitions = %describe(tpl), "partitions revoked");
             self.assigned.sub(tpl.count() as i64);
+            // Ready again once the group assigns partitions (possibly none) after this rebalance.
+            self.joined.store(false, Ordering::Release);
         }
     }
 
@@ -278,10 +280,24 @@ impl Worker {
             reason,
             error,
         };
+        let mut letter = letter;
         let mut backoff = Backoff::new(self.max_backoff);
         // Moving past a poison event without its copy in the dead-letter topic would lose it.
         loop {
             match self.dead_letters.send(&letter).await {
+                Err(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize,
+                )) if letter.payload.is_some() => {
+                    // The copy plus headers exceeds the broker's limit: keep the headers, which say
+                    // where the original stays readable in the source topic.
+                    tracing::warn!(
+                        "dead letter too large; sending its headers without the payload"
+                    );
+                    letter.payload = None;
+                    letter
+                        .error
+                        .push_str(" (payload omitted: too large for the dead-letter topic)");
+                }
                 Ok(()) => {
                     self.metrics
                         .dead_lettered

@@ -21,9 +21,8 @@ pub struct Config {
     #[arg(long, env = "FANLINE_EVENTS_TOPIC", default_value = schemas::DEFAULT_EVENTS_TOPIC)]
     pub topic: String,
 
-    /// Longest a request waits for the broker's acknowledgement before answering 503, in milliseconds.
-    /// Also librdkafka's message.timeout.ms, so a message is never delivered after the deadline passed
-    /// unnoticed by the producer.
+    /// How long the broker has to acknowledge an event, in milliseconds (librdkafka's message.timeout.ms).
+    /// A request answers 503 when it fails, at the latest 1 s after this (waiting for the delivery report).
     #[arg(
         long,
         env = "FANLINE_INGEST_PRODUCE_TIMEOUT_MS",

@@ -76,6 +76,9 @@ pub fn parse_properties(raw: &[String]) -> Result<Vec<(String, String)>, String>
         .collect()
 }
 
+/// How long after the produce timeout the request gives up waiting for librdkafka's delivery report.
+const DELIVERY_REPORT_GRACE: Duration = Duration::from_millis(1000);
+
 pub struct EventProducer {
     producer: FutureProducer,
     topic: String,
@@ -120,11 +123,12 @@ impl EventProducer {
             .key(envelope.key.as_str())
             .payload(&payload);
         let started = Instant::now();
-        // The outer timeout bounds the whole request even if queueing and delivery both use their full
-        // budgets; the message may still be delivered afterwards, which the consumer deduplicates.
+        // librdkafka's message.timeout.ms (= the produce timeout) decides; the outer timeout is only a
+        // safety net a little later, so that a 503 almost never hides an event that was written.
         let outcome = tokio::time::timeout(
-            self.timeout,
-            self.producer.send(record, Timeout::After(self.timeout)),
+            self.timeout + DELIVERY_REPORT_GRACE,
+            // A full local queue means overload: answer 503 at once rather than queue behind it.
+            self.producer.send(record, Timeout::After(Duration::ZERO)),
         )
         .await;
         let result = match outcome {
