@@ -140,6 +140,29 @@ pub struct Config {
     )]
     pub replication_factor: i32,
 
+    /// Authors with more followers than this switch to pull mode: their posts are no longer pushed.
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_PULL_THRESHOLD",
+        default_value_t = 10_000
+    )]
+    pub pull_threshold: i64,
+
+    /// Pull-mode authors switch back to push mode below this many followers (default: 90% of the pull
+    /// threshold). The gap keeps authors near the threshold from flapping.
+    #[arg(long, global = true, env = "FANLINE_PUSH_THRESHOLD")]
+    pub push_threshold: Option<i64>,
+
+    /// How many of a followee's most recent pushed posts a new follow copies into the follower's inbox.
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_FOLLOW_BACKFILL",
+        default_value_t = 50
+    )]
+    pub follow_backfill: i64,
+
     /// Do not migrate the database or create topics on start (for deployments that do it separately).
     #[arg(long, global = true, env = "FANLINE_FANOUT_SKIP_SETUP")]
     pub skip_setup: bool,
@@ -175,10 +198,32 @@ impl Config {
             lag_interval_ms: 500,
             partitions: 4,
             replication_factor: 1,
+            pull_threshold: 10_000,
+            push_threshold: None,
+            follow_backfill: 50,
             skip_setup: false,
             kafka_properties: Vec::new(),
             log_json: false,
         }
+    }
+
+    /// The delivery policy; errors when the thresholds leave no hysteresis band.
+    pub fn policy(&self) -> Result<crate::store::Policy, String> {
+        let pull_above = self.pull_threshold;
+        let push_below = self.push_threshold.unwrap_or(pull_above - pull_above / 10);
+        if pull_above < 1 || push_below < 0 || push_below > pull_above {
+            return Err(format!(
+                "push threshold ({push_below}) must be between 0 and the pull threshold ({pull_above})"
+            ));
+        }
+        if self.follow_backfill < 0 {
+            return Err("follow-backfill must not be negative".into());
+        }
+        Ok(crate::store::Policy {
+            pull_above,
+            push_below,
+            follow_backfill: self.follow_backfill,
+        })
     }
 
     pub fn batch_linger(&self) -> Duration {

@@ -114,6 +114,7 @@ pub struct Worker {
     pub(crate) batch_max_events: usize,
     pub(crate) batch_linger: Duration,
     pub(crate) max_backoff: Duration,
+    pub(crate) policy: store::Policy,
 }
 
 /// Why a batch was not finished.
@@ -245,7 +246,7 @@ impl Worker {
     ) -> Result<Result<store::ApplyOutcome, sqlx::Error>, Interrupted> {
         let mut backoff = Backoff::new(self.max_backoff);
         loop {
-            match store::apply_batch(&self.pool, events).await {
+            match store::apply_batch(&self.pool, &self.policy, events).await {
                 Ok(outcome) => return Ok(Ok(outcome)),
                 Err(err) if store::is_transient(&err) => {
                     self.metrics.apply_retries.inc();
@@ -343,10 +344,28 @@ impl Worker {
         applied
             .with_label_values(&["follow_change", "duplicate"])
             .inc_by(follows.saturating_sub(outcome.follow_changes_applied));
-        self.metrics
-            .sync_entries
+        let deletes = count("post_deleted");
+        applied
+            .with_label_values(&["post_deleted", "new"])
+            .inc_by(outcome.posts_deleted);
+        applied
+            .with_label_values(&["post_deleted", "duplicate"])
+            .inc_by(deletes.saturating_sub(outcome.posts_deleted));
+        let entries = &self.metrics.sync_entries;
+        entries
             .with_label_values(&["push"])
             .inc_by(outcome.sync_entries_pushed);
+        entries
+            .with_label_values(&["own"])
+            .inc_by(outcome.sync_entries_own);
+        entries
+            .with_label_values(&["backfill"])
+            .inc_by(outcome.sync_entries_backfilled);
+        self.metrics
+            .sync_entries_removed
+            .inc_by(outcome.sync_entries_removed);
+        self.metrics.posts_pulled.inc_by(outcome.posts_pulled);
+        self.metrics.mode_changes.inc_by(outcome.mode_changes);
     }
 
     /// Stores next-to-read offsets (last processed + 1) for the batch's partitions.

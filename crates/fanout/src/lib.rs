@@ -107,6 +107,7 @@ pub struct App {
 impl App {
     pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
         let properties = config.kafka_properties().map_err(BuildError::Config)?;
+        let policy = config.policy().map_err(BuildError::Config)?;
         if config.batch_max_events == 0 {
             return Err(BuildError::Config(
                 "batch-max-events must be at least 1".into(),
@@ -155,6 +156,7 @@ impl App {
             batch_max_events: config.batch_max_events,
             batch_linger: config.batch_linger(),
             max_backoff: config.max_backoff(),
+            policy,
         };
         Ok(App {
             listener,

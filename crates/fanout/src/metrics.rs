@@ -17,6 +17,9 @@ pub struct FanoutMetrics {
     pub(crate) committed_offset: IntGaugeVec,
     pub(crate) high_watermark: IntGaugeVec,
     pub(crate) assigned_partitions: IntGauge,
+    pub(crate) sync_entries_removed: IntCounter,
+    pub(crate) posts_pulled: IntCounter,
+    pub(crate) mode_changes: IntCounter,
 }
 
 impl FanoutMetrics {
@@ -31,7 +34,7 @@ impl FanoutMetrics {
         let sync_entries = IntCounterVec::new(
             Opts::new(
                 "fanline_fanout_sync_entries_written_total",
-                "Sync timeline entries written, by delivery mode.",
+                "Sync timeline entries written, by kind: push (followers), own (the author's devices), backfill (new follows).",
             ),
             &["mode"],
         )?;
@@ -96,8 +99,23 @@ impl FanoutMetrics {
             "fanline_fanout_assigned_partitions",
             "Partitions of the events topic currently assigned to this process.",
         )?;
+        let sync_entries_removed = IntCounter::new(
+            "fanline_fanout_sync_entries_removed_total",
+            "Sync timeline entries removed because the user unfollowed the author.",
+        )?;
+        let posts_pulled = IntCounter::new(
+            "fanline_fanout_posts_pulled_total",
+            "Posts delivered in pull mode: store timeline only, merged into feeds at read time.",
+        )?;
+        let mode_changes = IntCounter::new(
+            "fanline_fanout_delivery_mode_changes_total",
+            "Authors switched between push and pull mode.",
+        )?;
         for collector in [
-            Box::new(assigned_partitions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sync_entries_removed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(posts_pulled.clone()),
+            Box::new(mode_changes.clone()),
+            Box::new(assigned_partitions.clone()),
             Box::new(events_applied.clone()),
             Box::new(sync_entries.clone()),
             Box::new(dead_lettered.clone()),
@@ -123,6 +141,9 @@ impl FanoutMetrics {
             committed_offset,
             high_watermark,
             assigned_partitions,
+            sync_entries_removed,
+            posts_pulled,
+            mode_changes,
         })
     }
 }

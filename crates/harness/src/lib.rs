@@ -81,7 +81,8 @@ impl TestDb {
     pub async fn snapshot(&self) -> Vec<String> {
         let mut rows: Vec<String> = Vec::new();
         for query in [
-            "SELECT 'post', post_id || '|' || author || '|' || body || '|' || coalesce(message_id, '') || '|' || created_at::text FROM posts ORDER BY post_id",
+            "SELECT 'post', post_id || '|' || author || '|' || body || '|' || coalesce(message_id, '') || '|' || created_at::text || '|' || delivery_mode || '|' || coalesce(deleted_at::text, '') FROM posts ORDER BY post_id",
+            "SELECT 'author', author || '|' || follower_count || '|' || mode || '|' || has_pull_posts::text || '|' || coalesce(mode_changed_at::text, '') FROM authors ORDER BY author",
             "SELECT 'alias', alias_post_id || '|' || post_id FROM post_aliases ORDER BY 2",
             "SELECT 'follow', followee || '|' || follower || '|' || active::text || '|' || src_partition || '|' || src_offset || '|' || updated_at::text FROM follows ORDER BY 2",
             "SELECT 'sync', user_id || '|' || seq || '|' || post_id || '|' || author FROM sync_entries ORDER BY 2",

@@ -59,6 +59,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if !value.is_object() {
         return Err(ApiError::bad_field("body", "must be a JSON object"));
     }
+    parse_value(value, "")
+}
+
+/// Converts a JSON value into `T`; error fields are prefixed with `prefix` (e.g. `posts[3].`).
+pub fn parse_value<T: DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let message = err.into_inner().to_string();
@@ -72,10 +80,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     format!("{path}.{name}")
                 }
             }
-            None if path == "." => "body".to_owned(),
+            None if path == "." && prefix.is_empty() => "body".to_owned(),
+            None if path == "." => prefix.trim_end_matches('.').to_owned(),
             None => path,
         };
-        ApiError::bad_field(field, message)
+        ApiError::bad_field(format!("{prefix}{field}"), message)
     })
 }
 

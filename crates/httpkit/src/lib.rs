@@ -14,6 +14,6 @@ pub mod metrics;
 pub mod serve;
 
 pub use error::ApiError;
-pub use extract::{JsonBody, QueryParams};
+pub use extract::{parse_value, JsonBody, QueryParams};
 pub use metrics::HttpMetrics;
 pub use serve::{init_tracing, serve, shutdown_signal, with_common_layers, Readiness};

@@ -34,6 +34,10 @@ pub struct Config {
     #[arg(long, env = "FANLINE_HTTP_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     pub body_limit_bytes: usize,
 
+    /// Largest accepted body of POST /v1/posts/batch (up to 500 posts), in bytes.
+    #[arg(long, env = "FANLINE_HTTP_BATCH_BODY_LIMIT_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub batch_body_limit_bytes: usize,
+
     /// Extra librdkafka producer properties as key=value (repeatable), e.g. security.protocol=ssl.
     #[arg(
         long = "kafka-property",
@@ -56,6 +60,7 @@ impl Config {
             topic: topic.to_owned(),
             produce_timeout_ms: 5000,
             body_limit_bytes: 64 * 1024,
+            batch_body_limit_bytes: 4 * 1024 * 1024,
             kafka_properties: Vec::new(),
             log_json: false,
         }

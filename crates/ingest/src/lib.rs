@@ -60,7 +60,7 @@ impl App {
             })
         };
         let router = httpkit::with_common_layers(
-            routes::router(producer.clone()),
+            routes::router(producer.clone(), config.batch_body_limit_bytes),
             registry,
             http_metrics,
             readiness,

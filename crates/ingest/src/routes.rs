@@ -3,22 +3,31 @@
 
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
+use axum::routing::{delete, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
-use httpkit::{ApiError, JsonBody};
-use schemas::api::{Accepted, CreatePostRequest};
+use httpkit::{ApiError, JsonBody, QueryParams};
+use schemas::api::{Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest};
 use schemas::ids::{validate_body, validate_message_id};
-use schemas::{Envelope, FollowChange, PostCreated, PostId, UserId};
+use schemas::{Envelope, FollowChange, PostCreated, PostDeleted, PostId, UserId};
 
 use crate::producer::{Acknowledged, EventProducer};
 
-pub fn router(producer: Arc<EventProducer>) -> Router {
+/// Most posts accepted by one `POST /v1/posts/batch`.
+pub const MAX_BATCH_POSTS: usize = 500;
+
+pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Router {
     Router::new()
         .route("/v1/posts", post(create_post))
+        .route(
+            "/v1/posts/batch",
+            post(create_posts).layer(DefaultBodyLimit::max(batch_body_limit_bytes)),
+        )
+        .route("/v1/posts/{post_id}", delete(delete_post))
         .route(
             "/v1/users/{user}/following/{target}",
             put(follow).delete(unfollow),
@@ -62,6 +71,83 @@ async fn create_post(
     let envelope = Envelope::post_created(post);
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, Some(&post_id), ack))
+}
+
+/// `POST /v1/posts/batch`: every item is validated and produced like a single post, concurrently; the
+/// answer lists each item's status (202, or the 4xx/503 the single call would give) in request order.
+#[tracing::instrument(skip_all)]
+async fn create_posts(
+    State(producer): State<Arc<EventProducer>>,
+    JsonBody(request): JsonBody<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    if request.posts.is_empty() || request.posts.len() > MAX_BATCH_POSTS {
+        return Err(ApiError::bad_field(
+            "posts",
+            format!("must hold 1 to {MAX_BATCH_POSTS} posts"),
+        ));
+    }
+    let sends = request.posts.into_iter().enumerate().map(|(index, item)| {
+        let producer = producer.clone();
+        async move {
+            let prefix = format!("posts[{index}].");
+            let post =
+                httpkit::parse_value::<CreatePostRequest>(item, &prefix).and_then(|request| {
+                    validate_post(request).map_err(|mut err| {
+                        err.field = err.field.map(|f| format!("{prefix}{f}").into());
+                        err
+                    })
+                });
+            let post = match post {
+                Ok(post) => post,
+                Err(err) => return failed(err),
+            };
+            let post_id = post.post_id.to_string();
+            let envelope = Envelope::post_created(post);
+            match producer.send(&envelope).await {
+                Ok(ack) => BatchItemResult {
+                    status: StatusCode::ACCEPTED.as_u16(),
+                    post_id: Some(post_id),
+                    event_id: Some(envelope.id.clone()),
+                    partition: Some(ack.partition),
+                    offset: Some(ack.offset),
+                    error: None,
+                    field: None,
+                },
+                Err(err) => failed(err.into()),
+            }
+        }
+    });
+    let results = futures::future::join_all(sends).await;
+    Ok(Json(BatchResponse { results }))
+}
+
+fn failed(err: ApiError) -> BatchItemResult {
+    BatchItemResult {
+        status: err.status.as_u16(),
+        post_id: None,
+        event_id: None,
+        partition: None,
+        offset: None,
+        error: Some(err.message.into_owned()),
+        field: err.field.map(|f| f.into_owned()),
+    }
+}
+
+/// `DELETE /v1/posts/{post_id}?author=USER`: the delete travels on the author's key, after the create.
+#[tracing::instrument(skip_all)]
+async fn delete_post(
+    State(producer): State<Arc<EventProducer>>,
+    Path(post_id): Path<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let post_id = PostId::parse("post_id", &post_id)?;
+    let author = params
+        .get("author")
+        .ok_or_else(|| ApiError::bad_field("author", "required: the post's author"))?;
+    let author = UserId::parse("author", author)?;
+    let envelope = Envelope::post_deleted(PostDeleted { post_id, author });
+    let ack = producer.send(&envelope).await?;
+    Ok(accepted(&envelope, None, ack))
 }
 
 fn follow_change(user: &str, target: &str) -> Result<FollowChange, ApiError> {

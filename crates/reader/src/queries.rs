@@ -36,7 +36,14 @@ fn feed_entry((post_id, author, body, created_at): FeedRow) -> FeedEntry {
     }
 }
 
-/// Up to `limit` entries of `user`'s home feed older than `before`, newest first.
+/// Up to `limit` entries of `user`'s home feed older than `before`, newest first: the user's inbox
+/// (pushed posts) merged with the pull-mode posts of the authors they follow, deduplicated by post id.
+///
+/// The cost is bounded by the number of sources, not by their history: each source contributes at most
+/// `limit` rows through an index range scan that starts at the cursor (`sync_entries (user_id, post_id)`
+/// for the inbox, `posts_pull_by_author` for each pull source), and Postgres merges those
+/// `(1 + sources) × limit` rows. Sources are the followed authors that have pull-mode posts at all.
+/// Deleted posts are skipped inside each source, before its limit, so a page is never cut short.
 pub async fn feed(
     pool: &PgPool,
     user: &str,
@@ -44,10 +51,29 @@ pub async fn feed(
     limit: i64,
 ) -> Result<Vec<FeedEntry>, sqlx::Error> {
     let rows: Vec<FeedRow> = sqlx::query_as(
-        "SELECT s.post_id, p.author, p.body, p.created_at
-         FROM sync_entries s JOIN posts p ON p.post_id = s.post_id
-         WHERE s.user_id = $1 AND ($2::text IS NULL OR s.post_id < $2)
-         ORDER BY s.post_id DESC
+        "WITH candidates AS (
+             (SELECT s.post_id
+              FROM sync_entries s JOIN posts live ON live.post_id = s.post_id
+              WHERE s.user_id = $1 AND ($2::text IS NULL OR s.post_id < $2)
+                AND live.deleted_at IS NULL
+              ORDER BY s.post_id DESC
+              LIMIT $3)
+             UNION
+             (SELECT pulled.post_id
+              FROM follows f
+              JOIN authors a ON a.author = f.followee AND a.has_pull_posts
+              CROSS JOIN LATERAL (
+                  SELECT p.post_id FROM posts p
+                  WHERE p.author = f.followee AND p.delivery_mode = 'pull' AND p.deleted_at IS NULL
+                    AND ($2::text IS NULL OR p.post_id < $2)
+                  ORDER BY p.post_id DESC
+                  LIMIT $3
+              ) AS pulled
+              WHERE f.follower = $1 AND f.active)
+         )
+         SELECT p.post_id, p.author, p.body, p.created_at
+         FROM candidates c JOIN posts p ON p.post_id = c.post_id
+         ORDER BY p.post_id DESC
          LIMIT $3",
     )
     .bind(user)
@@ -68,7 +94,7 @@ pub async fn store_timeline(
     let rows: Vec<FeedRow> = sqlx::query_as(
         "SELECT post_id, author, body, created_at
          FROM posts
-         WHERE author = $1 AND ($2::text IS NULL OR post_id < $2)
+         WHERE author = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR post_id < $2)
          ORDER BY post_id DESC
          LIMIT $3",
     )
@@ -80,15 +106,25 @@ pub async fn store_timeline(
     Ok(rows.into_iter().map(feed_entry).collect())
 }
 
-/// Up to `limit` entries of `user`'s sync timeline with seq greater than `after`, ascending.
+/// One scanned page of a sync timeline: the live entries, and the highest seq scanned (deleted posts
+/// included), which is where the next scan must start.
+pub struct SyncScan {
+    pub entries: Vec<SyncEntry>,
+    pub last_scanned_seq: Option<i64>,
+    /// Whether entries follow the scanned ones right away.
+    pub has_more: bool,
+}
+
+/// Scans up to `limit` entries of `user`'s sync timeline with seq greater than `after`, ascending.
+/// Entries of deleted posts are scanned but not returned, so a device skips past them.
 pub async fn sync(
     pool: &PgPool,
     user: &str,
     after: i64,
     limit: i64,
-) -> Result<Vec<SyncEntry>, sqlx::Error> {
-    let rows: Vec<(i64, String, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT s.seq, s.post_id, p.author, p.body, p.created_at
+) -> Result<SyncScan, sqlx::Error> {
+    let rows: Vec<(i64, String, String, String, DateTime<Utc>, bool)> = sqlx::query_as(
+        "SELECT s.seq, s.post_id, p.author, p.body, p.created_at, p.deleted_at IS NOT NULL
          FROM sync_entries s JOIN posts p ON p.post_id = s.post_id
          WHERE s.user_id = $1 AND s.seq > $2
          ORDER BY s.seq
@@ -96,19 +132,30 @@ pub async fn sync(
     )
     .bind(user)
     .bind(after)
-    .bind(limit)
+    .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    Ok(rows
+    // The extra row only tells whether another page exists.
+    let mut rows = rows;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let last_scanned_seq = rows.last().map(|row| row.0);
+    let entries = rows
         .into_iter()
-        .map(|(seq, post_id, author, body, created_at)| SyncEntry {
+        .filter(|row| !row.5)
+        .map(|(seq, post_id, author, body, created_at, _)| SyncEntry {
             seq,
             post_id,
             author,
             body,
             created_at,
         })
-        .collect())
+        .collect();
+    Ok(SyncScan {
+        entries,
+        last_scanned_seq,
+        has_more,
+    })
 }
 
 #[cfg(test)]

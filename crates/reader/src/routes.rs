@@ -130,12 +130,12 @@ async fn sync(
         .int_in("limit", 1, MAX_LIMIT)?
         .unwrap_or(DEFAULT_LIMIT);
     let after = params.int_in("after", 0, i64::MAX)?.unwrap_or(0);
-    let mut entries = queries::sync(&pool, user.as_str(), after, limit + 1)
+    let scan = queries::sync(&pool, user.as_str(), after, limit)
         .await
         .map_err(database_error)?;
-    let has_more = entries.len() as i64 > limit;
-    entries.truncate(limit as usize);
-    let last_seq = entries.last().map_or(after, |e| e.seq);
+    let entries = scan.entries;
+    let has_more = scan.has_more;
+    let last_seq = scan.last_scanned_seq.unwrap_or(after);
     Ok(Json(SyncPage {
         entries,
         last_seq,

@@ -68,3 +68,34 @@ pub struct ErrorBody {
     pub error: String,
     pub field: Option<String>,
 }
+
+/// Body of `POST /v1/posts/batch`: up to 500 posts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    /// Each item is checked on its own, so it stays raw JSON until then.
+    pub posts: Vec<serde_json::Value>,
+}
+
+/// One item's outcome in a batch: the single call's `202` body, or its error body, with the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItemResult {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Body of the `200` answer to `POST /v1/posts/batch`: one result per item, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub results: Vec<BatchItemResult>,
+}

@@ -23,7 +23,7 @@ use crate::ids::{validate_body, validate_message_id, PostId, UserId, ValidationE
 pub const ENVELOPE_VERSION: u32 = 1;
 
 /// Every event type this build understands, as spelled in the envelope's `type`.
-pub const KNOWN_EVENT_TYPES: &[&str] = &["post_created", "followed", "unfollowed"];
+pub const KNOWN_EVENT_TYPES: &[&str] = &["post_created", "post_deleted", "followed", "unfollowed"];
 
 /// One event on the topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -48,6 +48,8 @@ pub struct Envelope {
 pub enum Event {
     /// An author wrote a post.
     PostCreated(PostCreated),
+    /// An author deleted one of their posts.
+    PostDeleted(PostDeleted),
     /// `follower` started following `followee`.
     Followed(FollowChange),
     /// `follower` stopped following `followee`.
@@ -65,6 +67,13 @@ pub struct PostCreated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// Payload of `post_deleted`. `post_id` may also be the id of a retried duplicate of the post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PostDeleted {
+    pub post_id: PostId,
+    pub author: UserId,
 }
 
 /// Payload of `followed` and `unfollowed`.
@@ -116,6 +125,11 @@ impl Envelope {
         Self::wrap(post.author.clone(), Event::PostCreated(post))
     }
 
+    /// A new `post_deleted` event, keyed by its author (so it follows the create on one partition).
+    pub fn post_deleted(delete: PostDeleted) -> Self {
+        Self::wrap(delete.author.clone(), Event::PostDeleted(delete))
+    }
+
     /// A new `followed` event, keyed by the followee.
     pub fn followed(change: FollowChange) -> Self {
         Self::wrap(change.followee.clone(), Event::Followed(change))
@@ -130,6 +144,7 @@ impl Envelope {
     pub fn event_type(&self) -> &'static str {
         match self.event {
             Event::PostCreated(_) => "post_created",
+            Event::PostDeleted(_) => "post_deleted",
             Event::Followed(_) => "followed",
             Event::Unfollowed(_) => "unfollowed",
         }
@@ -159,6 +174,14 @@ impl Envelope {
                 validate_body("payload.body", &post.body)?;
                 if let Some(id) = &post.message_id {
                     validate_message_id("payload.message_id", id)?;
+                }
+            }
+            Event::PostDeleted(delete) => {
+                if delete.author != self.key {
+                    return Err(ValidationError::new(
+                        "key",
+                        "must equal payload.author for post_deleted",
+                    ));
                 }
             }
             Event::Followed(change) | Event::Unfollowed(change) => {

@@ -15,7 +15,9 @@ pub mod events;
 pub mod ids;
 pub mod json_schema;
 
-pub use events::{DecodeError, Envelope, Event, FollowChange, PostCreated, ENVELOPE_VERSION};
+pub use events::{
+    DecodeError, Envelope, Event, FollowChange, PostCreated, PostDeleted, ENVELOPE_VERSION,
+};
 pub use ids::{PostId, UserId, ValidationError};
 
 /// Migrations for the Postgres schema; applying them twice is a no-op (sqlx records what ran).

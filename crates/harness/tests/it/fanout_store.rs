@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::Utc;
-use fanout::store::{apply_batch, SourcedEvent};
+use fanout::store::{apply_batch, Policy, SourcedEvent};
 use harness::TestDb;
-use schemas::{Envelope, FollowChange, PostCreated, PostId, UserId};
+use schemas::{Envelope, FollowChange, PostCreated, PostDeleted, PostId, UserId};
 
 fn user(name: &str) -> UserId {
     UserId::parse("user", name).unwrap()
@@ -57,30 +57,236 @@ async fn inbox(db: &TestDb, user: &str) -> Vec<(i64, String, String)> {
 #[tokio::test]
 async fn a_post_reaches_the_followers_its_author_had_when_it_was_written() {
     let db = TestDb::create().await;
+    // Without backfill, only the order of events decides who gets a post.
+    let policy = Policy {
+        follow_backfill: 0,
+        ..Policy::default()
+    };
     let before = post("alice", None);
     let after = post("alice", None);
     let events = vec![
         at(0, 0, before.clone()),
         at(0, 1, follow("bob", "alice")),
         at(0, 2, after.clone()),
-        at(0, 3, unfollow("bob", "alice")),
-        at(0, 4, post("alice", None)),
+        at(0, 3, post("carol", None)),
     ];
-    let outcome = apply_batch(&db.pool, &events).await.unwrap();
+    let outcome = apply_batch(&db.pool, &policy, &events).await.unwrap();
     assert_eq!(outcome.posts_created, 3);
-    // alice's own devices get all three; bob only the one written while he followed.
-    assert_eq!(outcome.sync_entries_pushed, 4);
+    assert_eq!(outcome.sync_entries_own, 3, "every author's own devices");
+    assert_eq!(
+        outcome.sync_entries_pushed, 1,
+        "bob only gets the post written while he followed"
+    );
     let bob: Vec<String> = inbox(&db, "bob").await.into_iter().map(|e| e.1).collect();
-    let after_id = match &after.event {
-        schemas::Event::PostCreated(p) => p.post_id.to_string(),
-        _ => unreachable!(),
-    };
-    assert_eq!(bob, vec![after_id]);
+    assert_eq!(bob, vec![post_id(&after)]);
     let alice = inbox(&db, "alice").await;
-    assert_eq!(alice.len(), 3);
+    assert_eq!(alice.len(), 2);
     assert!(
         alice.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1),
         "seq follows post order"
+    );
+}
+
+fn post_id(envelope: &Envelope) -> String {
+    match &envelope.event {
+        schemas::Event::PostCreated(p) => p.post_id.to_string(),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn a_follow_backfills_recent_posts_and_an_unfollow_removes_them() {
+    let db = TestDb::create().await;
+    let policy = Policy {
+        follow_backfill: 3,
+        ..Policy::default()
+    };
+    let posts: Vec<Envelope> = (0..5).map(|_| post("alice", None)).collect();
+    let mut events: Vec<SourcedEvent> = posts
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, p)| at(0, i as i64, p))
+        .collect();
+    events.push(at(0, 5, follow("bob", "alice")));
+    let outcome = apply_batch(&db.pool, &policy, &events).await.unwrap();
+    assert_eq!(outcome.sync_entries_backfilled, 3);
+    let bob: Vec<String> = inbox(&db, "bob").await.into_iter().map(|e| e.1).collect();
+    let newest: Vec<String> = posts[2..].iter().map(post_id).collect();
+    assert_eq!(bob, newest, "the 3 most recent, oldest first in seq order");
+    // Replayed: nothing more.
+    let again = apply_batch(&db.pool, &policy, &events).await.unwrap();
+    assert_eq!(again.sync_entries_backfilled, 0);
+
+    let outcome = apply_batch(&db.pool, &policy, &[at(0, 6, unfollow("bob", "alice"))])
+        .await
+        .unwrap();
+    assert_eq!(outcome.sync_entries_removed, 3);
+    assert!(inbox(&db, "bob").await.is_empty());
+    let replayed = apply_batch(&db.pool, &policy, &[at(0, 5, follow("bob", "alice"))])
+        .await
+        .unwrap();
+    assert_eq!(replayed.follow_changes_stale, 1);
+    assert!(
+        inbox(&db, "bob").await.is_empty(),
+        "a replayed follow does not backfill again"
+    );
+}
+
+#[tokio::test]
+async fn an_author_above_the_threshold_costs_constant_writes_per_post() {
+    let db = TestDb::create().await;
+    let policy = Policy {
+        pull_above: 20,
+        push_below: 15,
+        follow_backfill: 0,
+    };
+    let followers: Vec<SourcedEvent> = (0..25)
+        .map(|i| at(0, i, follow(&format!("fan{i}"), "star")))
+        .collect();
+    let outcome = apply_batch(&db.pool, &policy, &followers).await.unwrap();
+    assert_eq!(outcome.mode_changes, 1);
+    let outcome = apply_batch(&db.pool, &policy, &[at(0, 25, post("star", None))])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            outcome.posts_pulled,
+            outcome.sync_entries_own,
+            outcome.sync_entries_pushed
+        ),
+        (1, 1, 0)
+    );
+    let (mode,): (String,) = sqlx::query_as("SELECT delivery_mode FROM posts")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "pull");
+    // Every follower still sees it, merged in from the store timeline.
+    for fan in ["fan0", "fan24"] {
+        let feed = reader::queries::feed(&db.pool, fan, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(feed.len(), 1, "{fan}");
+    }
+    // Down to 16 followers (between the thresholds): still pull. Down to 14: push again.
+    let unfollows: Vec<SourcedEvent> = (0..9)
+        .map(|i| at(0, 26 + i, unfollow(&format!("fan{i}"), "star")))
+        .collect();
+    assert_eq!(
+        apply_batch(&db.pool, &policy, &unfollows)
+            .await
+            .unwrap()
+            .mode_changes,
+        0
+    );
+    let more: Vec<SourcedEvent> = (9..11)
+        .map(|i| at(0, 26 + i, unfollow(&format!("fan{i}"), "star")))
+        .collect();
+    assert_eq!(
+        apply_batch(&db.pool, &policy, &more)
+            .await
+            .unwrap()
+            .mode_changes,
+        1
+    );
+    let outcome = apply_batch(&db.pool, &policy, &[at(0, 40, post("star", None))])
+        .await
+        .unwrap();
+    assert_eq!((outcome.posts_pulled, outcome.sync_entries_pushed), (0, 14));
+    // fan24 kept following throughout: both posts, once each.
+    assert_eq!(
+        reader::queries::feed(&db.pool, "fan24", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
+    let db = TestDb::create().await;
+    let policy = Policy::default();
+    let created = post("alice", Some("m1"));
+    let retried = post("alice", Some("m1"));
+    apply_batch(
+        &db.pool,
+        &policy,
+        &[
+            at(0, 0, follow("bob", "alice")),
+            at(0, 1, created.clone()),
+            at(0, 2, retried.clone()),
+        ],
+    )
+    .await
+    .unwrap();
+    // Deleting by the retried duplicate's id deletes the post that was kept.
+    let delete = Envelope::post_deleted(PostDeleted {
+        post_id: PostId::parse("post_id", &post_id(&retried)).unwrap(),
+        author: user("alice"),
+    });
+    let outcome = apply_batch(&db.pool, &policy, &[at(0, 3, delete)])
+        .await
+        .unwrap();
+    assert_eq!(outcome.posts_deleted, 1);
+    for who in ["alice", "bob"] {
+        assert!(reader::queries::feed(&db.pool, who, None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let scan = reader::queries::sync(&db.pool, who, 0, 10).await.unwrap();
+        assert!(scan.entries.is_empty());
+        assert!(
+            scan.last_scanned_seq.is_some(),
+            "the device still moves past the deleted entry"
+        );
+    }
+    assert!(reader::queries::store_timeline(&db.pool, "alice", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // A late redelivery of the create does not bring it back.
+    apply_batch(&db.pool, &policy, &[at(0, 1, created.clone())])
+        .await
+        .unwrap();
+    assert!(reader::queries::feed(&db.pool, "bob", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A delete consumed before its create leaves a tombstone that wins.
+    let orphan = post("alice", None);
+    let early_delete = Envelope::post_deleted(PostDeleted {
+        post_id: PostId::parse("post_id", &post_id(&orphan)).unwrap(),
+        author: user("alice"),
+    });
+    apply_batch(
+        &db.pool,
+        &policy,
+        &[at(1, 0, early_delete), at(1, 1, orphan)],
+    )
+    .await
+    .unwrap();
+    assert!(reader::queries::feed(&db.pool, "bob", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Someone else's delete is ignored.
+    let mine = post("alice", None);
+    let theirs = Envelope::post_deleted(PostDeleted {
+        post_id: PostId::parse("post_id", &post_id(&mine)).unwrap(),
+        author: user("mallory"),
+    });
+    apply_batch(&db.pool, &policy, &[at(0, 4, mine), at(2, 0, theirs)])
+        .await
+        .unwrap();
+    assert_eq!(
+        reader::queries::feed(&db.pool, "bob", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 }
 
@@ -95,15 +301,19 @@ async fn applying_a_batch_again_changes_nothing() {
         at(0, 4, unfollow("carol", "alice")),
         at(0, 5, post("alice", None)),
     ];
-    apply_batch(&db.pool, &events).await.unwrap();
+    apply_batch(&db.pool, &Policy::default(), &events)
+        .await
+        .unwrap();
     let first = db.snapshot().await;
     // Redelivered whole, in pieces, and in a different batching: no row and no seq changes.
-    let again = apply_batch(&db.pool, &events).await.unwrap();
+    let again = apply_batch(&db.pool, &Policy::default(), &events)
+        .await
+        .unwrap();
     assert_eq!(again.posts_created, 0);
     assert_eq!(again.sync_entries_pushed, 0);
     assert_eq!(again.follow_changes_applied, 0);
     for event in &events {
-        apply_batch(&db.pool, std::slice::from_ref(event))
+        apply_batch(&db.pool, &Policy::default(), std::slice::from_ref(event))
             .await
             .unwrap();
     }
@@ -115,6 +325,7 @@ async fn an_old_follow_replayed_after_an_unfollow_does_not_revive_the_edge() {
     let db = TestDb::create().await;
     apply_batch(
         &db.pool,
+        &Policy::default(),
         &[
             at(2, 10, follow("bob", "alice")),
             at(2, 11, unfollow("bob", "alice")),
@@ -122,17 +333,26 @@ async fn an_old_follow_replayed_after_an_unfollow_does_not_revive_the_edge() {
     )
     .await
     .unwrap();
-    let stale = apply_batch(&db.pool, &[at(2, 10, follow("bob", "alice"))])
-        .await
-        .unwrap();
+    let stale = apply_batch(
+        &db.pool,
+        &Policy::default(),
+        &[at(2, 10, follow("bob", "alice"))],
+    )
+    .await
+    .unwrap();
     assert_eq!(stale.follow_changes_stale, 1);
-    apply_batch(&db.pool, &[at(2, 12, post("alice", None))])
-        .await
-        .unwrap();
+    apply_batch(
+        &db.pool,
+        &Policy::default(),
+        &[at(2, 12, post("alice", None))],
+    )
+    .await
+    .unwrap();
     assert!(inbox(&db, "bob").await.is_empty());
     // A newer follow does apply.
     apply_batch(
         &db.pool,
+        &Policy::default(),
         &[
             at(2, 13, follow("bob", "alice")),
             at(2, 14, post("alice", None)),
@@ -140,7 +360,8 @@ async fn an_old_follow_replayed_after_an_unfollow_does_not_revive_the_edge() {
     )
     .await
     .unwrap();
-    assert_eq!(inbox(&db, "bob").await.len(), 1);
+    // The new follow backfills the post written while bob did not follow; the new one is pushed.
+    assert_eq!(inbox(&db, "bob").await.len(), 2);
 }
 
 #[tokio::test]
@@ -152,6 +373,7 @@ async fn a_retried_request_is_one_post_and_its_other_id_resolves_to_it() {
     // The first two land in one batch, the third in another.
     let outcome = apply_batch(
         &db.pool,
+        &Policy::default(),
         &[
             at(0, 0, follow("bob", "alice")),
             at(0, 1, first.clone()),
@@ -161,9 +383,13 @@ async fn a_retried_request_is_one_post_and_its_other_id_resolves_to_it() {
     .await
     .unwrap();
     assert_eq!((outcome.posts_created, outcome.posts_duplicate), (1, 1));
-    apply_batch(&db.pool, &[at(0, 3, later_retry.clone())])
-        .await
-        .unwrap();
+    apply_batch(
+        &db.pool,
+        &Policy::default(),
+        &[at(0, 3, later_retry.clone())],
+    )
+    .await
+    .unwrap();
     let posts: Vec<(String,)> = sqlx::query_as("SELECT post_id FROM posts")
         .fetch_all(&db.pool)
         .await
@@ -196,7 +422,9 @@ async fn a_polling_device_misses_nothing_while_writers_commit_concurrently() {
             }
         }
     }
-    apply_batch(&db.pool, &follows).await.unwrap();
+    apply_batch(&db.pool, &Policy::default(), &follows)
+        .await
+        .unwrap();
 
     let writers_done = Arc::new(AtomicBool::new(false));
     let mut pollers = Vec::new();
@@ -212,12 +440,12 @@ async fn a_polling_device_misses_nothing_while_writers_commit_concurrently() {
                 let page = reader::queries::sync(&pool, &reader, last_seq, 50)
                     .await
                     .unwrap();
-                for entry in &page {
+                for entry in &page.entries {
                     assert!(entry.seq > last_seq, "seq went backwards for {reader}");
                     last_seq = entry.seq;
                     seen.push((entry.seq, entry.post_id.clone()));
                 }
-                if finished && page.is_empty() {
+                if finished && page.entries.is_empty() && !page.has_more {
                     return (reader, seen);
                 }
             }
@@ -236,7 +464,9 @@ async fn a_polling_device_misses_nothing_while_writers_commit_concurrently() {
                         at(w as i32 + 1, (round * 5 + i) as i64, post(author, None))
                     })
                     .collect();
-                apply_batch(&pool, &batch).await.unwrap();
+                apply_batch(&pool, &Policy::default(), &batch)
+                    .await
+                    .unwrap();
             }
         }));
     }

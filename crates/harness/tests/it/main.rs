@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod fanout_store;
+mod feed_model;
 mod ingest_api;
 mod pipeline;
 mod reader_api;

@@ -1,7 +1,7 @@
 //! The read API: parameter validation, pagination and database outages.
 
 use chrono::Utc;
-use fanout::store::{apply_batch, SourcedEvent};
+use fanout::store::{apply_batch, Policy, SourcedEvent};
 use harness::{spawn_reader, Api, TestDb};
 use reqwest::{Method, StatusCode};
 use schemas::{Envelope, FollowChange, PostCreated, PostId, UserId};
@@ -33,7 +33,9 @@ async fn seed(db: &TestDb, posts: usize) {
             }),
         });
     }
-    apply_batch(&db.pool, &events).await.unwrap();
+    apply_batch(&db.pool, &Policy::default(), &events)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
