@@ -222,8 +222,11 @@ async fn apply_posts(
         "INSERT INTO posts (post_id, author, body, message_id, created_at, delivery_mode)
          SELECT t.post_id, t.author, t.body, t.message_id, t.created_at, coalesce(a.mode, 'push')
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-              AS t(post_id, author, body, message_id, created_at)
+              WITH ORDINALITY AS t(post_id, author, body, message_id, created_at, ord)
          LEFT JOIN authors a ON a.author = t.author
+         -- Kafka order decides which copy of a retried request is kept: the first. The join may
+         -- reorder rows, so restore the input order before they are inserted.
+         ORDER BY t.ord
          ON CONFLICT DO NOTHING
          RETURNING post_id, author, delivery_mode",
     )

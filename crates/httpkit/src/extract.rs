@@ -81,10 +81,12 @@ pub fn parse_value<T: DeserializeOwned>(
                 }
             }
             None if path == "." && prefix.is_empty() => "body".to_owned(),
-            None if path == "." => prefix.trim_end_matches('.').to_owned(),
+            None if path == "." => String::new(),
             None => path,
         };
-        ApiError::bad_field(format!("{prefix}{field}"), message)
+        // The item itself (path ".") is named by the prefix without its trailing dot.
+        let field = format!("{prefix}{field}");
+        ApiError::bad_field(field.trim_end_matches('.').to_owned(), message)
     })
 }
 

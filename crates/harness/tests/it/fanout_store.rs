@@ -403,6 +403,11 @@ async fn a_retried_request_is_one_post_and_its_other_id_resolves_to_it() {
             .unwrap();
     assert_eq!(aliases.len(), 2);
     assert!(aliases.iter().all(|(_, kept)| *kept == posts[0].0));
+    assert_eq!(
+        posts[0].0,
+        post_id(&first),
+        "the first copy in Kafka order is kept"
+    );
 }
 
 /// The sync invariant: a device polling `after=last_seq` while many writers commit concurrently receives

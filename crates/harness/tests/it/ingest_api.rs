@@ -323,3 +323,118 @@ async fn a_broker_that_never_answers_gets_503_within_the_produce_timeout() {
     assert_unavailable(&format!("127.0.0.1:{port}"), 1500).await;
     hold.abort();
 }
+
+#[tokio::test]
+async fn a_batch_answers_per_item_like_the_single_call() {
+    let topic = TestTopic::create(2).await;
+    let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
+    let api = Api::new(ingest.url(""), "");
+    let body = serde_json::json!({"posts": [
+        {"author": "alice", "body": "one", "message_id": "b1"},
+        {"author": "bad user", "body": "two"},
+        {"author": "bob", "body": ""},
+        {"author": "carol", "body": 3},
+        "not an object",
+        {"author": "dave", "body": "five"},
+    ]});
+    let (status, value) = api
+        .raw(
+            Method::POST,
+            &ingest.url("/v1/posts/batch"),
+            Some(body.to_string().as_bytes()),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let response: schemas::api::BatchResponse = serde_json::from_value(value).unwrap();
+    let statuses: Vec<u16> = response.results.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![202, 400, 400, 400, 400, 202]);
+    let fields: Vec<Option<&str>> = response
+        .results
+        .iter()
+        .map(|r| r.field.as_deref())
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            None,
+            Some("posts[1].author"),
+            Some("posts[2].body"),
+            Some("posts[3].body"),
+            Some("posts[4]"),
+            None
+        ]
+    );
+    let first = &response.results[0];
+    let (key, payload) =
+        read_at(&topic.name, first.partition.unwrap(), first.offset.unwrap()).await;
+    assert_eq!(key, b"alice");
+    assert_eq!(
+        schemas::events::decode(&payload).unwrap().id,
+        first.event_id.clone().unwrap()
+    );
+    assert_eq!(
+        ingest.metric("fanline_ingest_events_produced_total", &[]),
+        2.0
+    );
+
+    let too_many =
+        serde_json::json!({"posts": vec![serde_json::json!({"author": "a", "body": "x"}); 501]});
+    let (status, value) = api
+        .raw(
+            Method::POST,
+            &ingest.url("/v1/posts/batch"),
+            Some(too_many.to_string().as_bytes()),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(value["field"], "posts");
+    let (status, value) = api
+        .raw(
+            Method::POST,
+            &ingest.url("/v1/posts/batch"),
+            Some(br#"{"posts":[]}"#),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(
+        (status, value["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("posts"))
+    );
+    ingest.stop().await;
+}
+
+#[tokio::test]
+async fn a_delete_is_keyed_by_the_author_and_validated() {
+    let topic = TestTopic::create(4).await;
+    let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
+    let api = Api::new(ingest.url(""), "");
+    let created = api.post("alice", "to be deleted", None).await;
+    let post_id = created.post_id.unwrap();
+    let (status, value) = api
+        .raw(
+            Method::DELETE,
+            &ingest.url(&format!("/v1/posts/{post_id}?author=alice")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{value}");
+    assert_eq!(
+        value["partition"].as_i64(),
+        Some(i64::from(created.partition))
+    );
+    for (path, field) in [
+        (format!("/v1/posts/{post_id}"), "author"),
+        (format!("/v1/posts/{post_id}?author=a%20b"), "author"),
+        ("/v1/posts/not-an-id?author=alice".to_owned(), "post_id"),
+    ] {
+        let (status, value) = api
+            .raw(Method::DELETE, &ingest.url(&path), None, None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {value}");
+        assert_eq!(value["field"], field, "{path}");
+    }
+    ingest.stop().await;
+}

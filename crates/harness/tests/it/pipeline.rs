@@ -178,7 +178,14 @@ async fn posts_flow_to_followers_feeds_and_sync_timelines() {
 #[tokio::test]
 async fn reprocessing_the_topic_from_offset_zero_changes_nothing() {
     let p = Pipeline::start(4).await;
-    let fanout = p.fanout().await;
+    // A pull threshold of one follower: authors cross it both ways during the run.
+    let config = |group: &str| {
+        let mut config = fanout_config(&p.topic, group, &p.db.url);
+        config.pull_threshold = 1;
+        config.push_threshold = Some(1);
+        config
+    };
+    let fanout = spawn_fanout(config(&p.group)).await;
     for (follower, followee) in [
         ("bob", "alice"),
         ("carol", "alice"),
@@ -187,26 +194,47 @@ async fn reprocessing_the_topic_from_offset_zero_changes_nothing() {
     ] {
         p.api.follow(follower, followee).await;
     }
+    let mut posts = Vec::new();
     for i in 0..30 {
         let author = if i % 3 == 0 { "erin" } else { "alice" };
-        p.api
+        let accepted = p
+            .api
             .post(author, &format!("post {i}"), Some(&format!("m{}", i % 25)))
             .await;
+        posts.push((author, accepted.post_id.unwrap()));
         if i == 10 {
             p.api.unfollow("carol", "alice").await;
+            p.api.unfollow("bob", "alice").await;
         }
         if i == 20 {
             p.api.follow("carol", "alice").await;
+            p.api.follow("bob", "alice").await;
         }
     }
+    for (author, post_id) in &posts[3..5] {
+        let url = p
+            .ingest
+            .url(&format!("/v1/posts/{post_id}?author={author}"));
+        let (status, _) = p.api.raw(Method::DELETE, &url, None, None).await;
+        assert_eq!(status.as_u16(), 202);
+    }
     p.caught_up(&p.group).await;
+    assert!(fanout.metric("fanline_fanout_delivery_mode_changes_total", &[]) >= 3.0);
+    assert!(fanout.metric("fanline_fanout_posts_pulled_total", &[]) >= 1.0);
     fanout.stop().await;
     let before = p.db.snapshot().await;
     assert!(before.len() > 60);
+    // 30 posts, minus 2 retries (same author and message id: i = 26 and 29), minus 2 deleted, all in
+    // carol's merged feed.
+    let feed = p.api.feed_all("carol", 7).await;
+    assert_eq!(feed.len(), 26);
+    assert!(feed
+        .iter()
+        .all(|e| e.post_id != posts[3].1 && e.post_id != posts[4].1));
 
     // A new group starts at offset 0 and applies every event a second time.
     let replay_group = unique("replay");
-    let replay = spawn_fanout(fanout_config(&p.topic, &replay_group, &p.db.url)).await;
+    let replay = spawn_fanout(config(&replay_group)).await;
     p.caught_up(&replay_group).await;
     assert_eq!(
         replay.metric("fanline_fanout_events_applied_total", &[("outcome", "new")]),
@@ -216,7 +244,7 @@ async fn reprocessing_the_topic_from_offset_zero_changes_nothing() {
         replay.metric(
             "fanline_fanout_events_applied_total",
             &[("outcome", "duplicate")]
-        ) >= 35.0
+        ) >= 40.0
     );
     replay.stop().await;
     assert_eq!(
@@ -224,6 +252,7 @@ async fn reprocessing_the_topic_from_offset_zero_changes_nothing() {
         before,
         "replay changed rows or drew seqs"
     );
+    assert_eq!(p.api.feed_all("carol", 7).await, feed);
     p.stop().await;
 }
 
