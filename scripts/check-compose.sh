@@ -15,6 +15,7 @@ fi
 docker-compose -f compose/docker-compose.yml config -q
 log "compose/docker-compose.yml is valid"
 promtool check config compose/prometheus.yml >&2
+promtool check rules compose/alerts.yml >&2
 for dashboard in compose/grafana/dashboards/*.json; do
   python3 -m json.tool "$dashboard" >/dev/null || die "$dashboard is not valid JSON"
 done

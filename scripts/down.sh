@@ -22,5 +22,6 @@ stop_pid_file() {
 stop_pid_file ingest
 stop_pid_file reader
 stop_pid_file fanout
+stop_pid_file lag-exporter
 stop_pid_file tansu
 log "stopped"

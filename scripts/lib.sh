@@ -69,3 +69,11 @@ ensure_postgres() {
   wait_for "Postgres" 30 pg_isready -h 127.0.0.1 -p 5432 -q \
     || die "Postgres is not reachable on 127.0.0.1:5432"
 }
+
+# Debian's prometheus: the operations test runs a real one against the services.
+ensure_prometheus() {
+  if command -v prometheus >/dev/null 2>&1; then return 0; fi
+  log "installing prometheus from Debian's packages"
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >&2 \
+    || die "cannot install prometheus"
+}

@@ -28,6 +28,9 @@ pub enum Command {
     Migrate,
     /// Create the events and dead-letter topics if they are missing, then exit.
     CreateTopics,
+    /// Serve the group's consumer lag on /metrics without joining the group (runs beside the workers,
+    /// so lag stays visible while they are down). Use --listen to move it off the workers' port.
+    LagExporter,
 }
 
 #[derive(Debug, Clone, clap::Args)]

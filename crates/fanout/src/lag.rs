@@ -1,6 +1,8 @@
 //! Consumer lag for `/metrics`: for every partition of the topic (not only this process's), the high
 //! watermark minus the group's committed offset. Every fanout process reports the whole group's lag, so
 //! it stays visible while partitions move between processes; aggregate with `max by (topic, partition)`.
+//! `fanout lag-exporter` runs the same measurement outside the group, so lag stays visible while every
+//! worker is down — which is when it matters most.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::FanoutConsumer;
 use crate::metrics::FanoutMetrics;
 
 /// Lag of one partition as last measured.
@@ -67,13 +68,16 @@ where
 }
 
 /// Refreshes the lag gauges every `interval` until cancelled.
-pub async fn export(
-    consumer: Arc<FanoutConsumer>,
+pub async fn export<C, T>(
+    consumer: Arc<T>,
     topic: String,
     metrics: FanoutMetrics,
     interval: Duration,
     cancel: CancellationToken,
-) {
+) where
+    C: ConsumerContext + 'static,
+    T: Consumer<C> + Send + Sync + 'static,
+{
     loop {
         let consumer_ref = consumer.clone();
         let topic_ref = topic.clone();

@@ -225,3 +225,93 @@ fn readiness(pool: PgPool, joined: Arc<AtomicBool>) -> httpkit::Readiness {
         }
     })
 }
+
+/// `fanout lag-exporter`: measures the group's lag from outside the group (it never joins it) and serves
+/// it on `/metrics`, so that lag is visible while every fanout worker is stopped.
+pub struct LagExporter {
+    listener: TcpListener,
+    router: axum::Router,
+    consumer: Arc<rdkafka::consumer::BaseConsumer>,
+    metrics: metrics::FanoutMetrics,
+    topic: String,
+    interval: Duration,
+}
+
+impl LagExporter {
+    pub async fn build(config: &Config, registry: Registry) -> Result<LagExporter, BuildError> {
+        let properties = config.kafka_properties().map_err(BuildError::Config)?;
+        let mut client = rdkafka::config::ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("client.id", "fanline-lag-exporter")
+            .set("enable.auto.commit", "false");
+        for (key, value) in &properties {
+            client.set(key, value);
+        }
+        let consumer: Arc<rdkafka::consumer::BaseConsumer> = Arc::new(client.create()?);
+        let metrics = metrics::FanoutMetrics::new(&registry)?;
+        let http_metrics = httpkit::HttpMetrics::new(&registry)?;
+        let readiness = {
+            let consumer = consumer.clone();
+            let topic = config.topic.clone();
+            httpkit::Readiness::new(move || {
+                let consumer = consumer.clone();
+                let topic = topic.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        lag::measure(consumer.as_ref(), &topic, Duration::from_millis(1500))
+                            .map(|_| ())
+                            .map_err(|_| "broker unavailable".to_owned())
+                    })
+                    .await
+                    .map_err(|_| "lag check failed".to_owned())?
+                }
+            })
+        };
+        let router = httpkit::with_common_layers(
+            axum::Router::new(),
+            registry,
+            http_metrics,
+            readiness,
+            16 * 1024,
+        );
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(LagExporter {
+            listener,
+            router,
+            consumer,
+            metrics,
+            topic: config.topic.clone(),
+            interval: Duration::from_millis(config.lag_interval_ms.max(100)),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let cancel = CancellationToken::new();
+        let lag = tokio::spawn(lag::export(
+            self.consumer,
+            self.topic,
+            self.metrics,
+            self.interval,
+            cancel.clone(),
+        ));
+        let result = httpkit::serve(self.listener, self.router, shutdown).await;
+        cancel.cancel();
+        let _ = lag.await;
+        result
+    }
+}

@@ -21,6 +21,16 @@ async fn main() -> anyhow::Result<()> {
                 .context("creating topics")?;
             tracing::info!(topic = %config.topic, dlq = %config.dlq_topic, "topics exist");
         }
+        Command::LagExporter => {
+            let exporter = fanout::LagExporter::build(&config, prometheus::Registry::new())
+                .await
+                .context("starting the lag exporter")?;
+            tracing::info!(port = exporter.port(), topic = %config.topic, group = %config.group, "lag exporter running");
+            exporter
+                .run(httpkit::shutdown_signal())
+                .await
+                .context("running the lag exporter")?;
+        }
         Command::Run => {
             let app = fanout::App::build(&config, prometheus::Registry::new())
                 .await

@@ -335,6 +335,19 @@ pub fn fanout_config(topic: &TestTopic, group: &str, database_url: &str) -> fano
     config
 }
 
+pub async fn spawn_lag_exporter(config: fanout::Config) -> Running {
+    let registry = prometheus::Registry::new();
+    let app = fanout::LagExporter::build(&config, registry.clone())
+        .await
+        .unwrap();
+    let port = app.port();
+    running(port, registry, |stopped| {
+        app.run(async move {
+            let _ = stopped.await;
+        })
+    })
+}
+
 pub async fn spawn_fanout(config: fanout::Config) -> Running {
     let registry = prometheus::Registry::new();
     let app = fanout::App::build(&config, registry.clone()).await.unwrap();

@@ -5,5 +5,6 @@
 mod fanout_store;
 mod feed_model;
 mod ingest_api;
+mod operations;
 mod pipeline;
 mod reader_api;
