@@ -28,9 +28,33 @@ pub enum Command {
     Migrate,
     /// Create the events and dead-letter topics if they are missing, then exit.
     CreateTopics,
+    /// Rewind a consumer group and reprocess the topic up to the end offsets seen at start, then print a
+    /// summary. Refuses while the group has live members unless --replay-group names another group.
+    /// To rebuild into an empty database, pass that database's --database-url and a fresh --replay-group.
+    Replay(ReplayArgs),
     /// Serve the group's consumer lag on /metrics without joining the group (runs beside the workers,
     /// so lag stays visible while they are down). Use --listen to move it off the workers' port.
     LagExporter,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("start").required(true).args(["from_beginning", "from_timestamp", "from_offsets"])))]
+pub struct ReplayArgs {
+    /// Start at the earliest retained event of every partition.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Start at the first event at or after this time (RFC 3339, e.g. 2026-11-23T12:00:00Z).
+    #[arg(long)]
+    pub from_timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    /// Start at explicit offsets, PARTITION:OFFSET,... (partitions not listed are not replayed).
+    #[arg(long)]
+    pub from_offsets: Option<String>,
+    /// Replay with this consumer group instead of --group (required while --group has live members).
+    #[arg(long)]
+    pub replay_group: Option<String>,
+    /// Rewind the group even though the broker cannot list its members (you stopped its workers).
+    #[arg(long)]
+    pub assume_no_live_members: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -107,18 +107,25 @@ pub fn create_consumer(
 /// One fanout worker: owns the consumer's loop until cancelled.
 pub struct Worker {
     pub(crate) consumer: Arc<FanoutConsumer>,
+    pub(crate) applier: Applier,
+    pub(crate) batch_max_events: usize,
+    pub(crate) batch_linger: Duration,
+}
+
+/// Turns a batch of Kafka messages into effects: decodes, dead-letters what cannot be applied, applies
+/// the rest with retries. Shared by the worker loop and `fanout replay`.
+pub struct Applier {
     pub(crate) pool: PgPool,
     pub(crate) dead_letters: DeadLetters,
     pub(crate) metrics: FanoutMetrics,
     pub(crate) topic: String,
-    pub(crate) batch_max_events: usize,
-    pub(crate) batch_linger: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) policy: store::Policy,
 }
 
 /// Why a batch was not finished.
-enum Interrupted {
+#[derive(Debug)]
+pub enum Interrupted {
     Shutdown,
 }
 
@@ -131,10 +138,11 @@ impl Worker {
                 None => break,
             };
             let started = Instant::now();
-            match self.process(&batch, &cancel).await {
+            match self.applier.process(&batch, &cancel).await {
                 Ok(()) => {
-                    self.metrics.batch_size.observe(batch.len() as f64);
-                    self.metrics
+                    self.applier.metrics.batch_size.observe(batch.len() as f64);
+                    self.applier
+                        .metrics
                         .batch_duration
                         .observe(started.elapsed().as_secs_f64());
                     self.store_offsets(&batch);
@@ -182,7 +190,54 @@ impl Worker {
         Some(batch)
     }
 
-    async fn process(
+    /// Stores next-to-read offsets (last processed + 1) for the batch's partitions.
+    fn store_offsets(&self, batch: &[OwnedMessage]) {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for message in batch {
+            let entry = next.entry(message.partition()).or_insert(0);
+            *entry = (*entry).max(message.offset() + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in next {
+            if tpl
+                .add_partition_offset(&self.applier.topic, partition, Offset::Offset(offset))
+                .is_err()
+            {
+                continue;
+            }
+        }
+        if let Err(err) = self.consumer.store_offsets(&tpl) {
+            // The partition was revoked while the batch was applied: its new owner re-reads these
+            // events from the last commit, and the idempotent writes make that harmless.
+            tracing::info!(error = %err, "offsets not stored; partition no longer assigned");
+        }
+    }
+
+    /// Commits what was applied and closes the consumer off the async runtime.
+    async fn finish(self) {
+        let consumer = self.consumer.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+                .await;
+        match committed {
+            Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {
+                tracing::info!("offsets committed on shutdown")
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "final commit failed; uncommitted events will be redelivered")
+            }
+            Err(err) => tracing::warn!(error = %err, "final commit task failed"),
+        }
+        self.applier.dead_letters.flush().await;
+        let consumer = self.consumer;
+        // Dropping a consumer can block while it leaves the group; keep that off the async runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    }
+}
+
+impl Applier {
+    /// Applies one batch; `Err` only when shutdown interrupted it (nothing of it may be committed).
+    pub async fn process(
         &self,
         batch: &[OwnedMessage],
         cancel: &CancellationToken,
@@ -366,50 +421,6 @@ impl Worker {
             .inc_by(outcome.sync_entries_removed);
         self.metrics.posts_pulled.inc_by(outcome.posts_pulled);
         self.metrics.mode_changes.inc_by(outcome.mode_changes);
-    }
-
-    /// Stores next-to-read offsets (last processed + 1) for the batch's partitions.
-    fn store_offsets(&self, batch: &[OwnedMessage]) {
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for message in batch {
-            let entry = next.entry(message.partition()).or_insert(0);
-            *entry = (*entry).max(message.offset() + 1);
-        }
-        let mut tpl = TopicPartitionList::new();
-        for (partition, offset) in next {
-            if tpl
-                .add_partition_offset(&self.topic, partition, Offset::Offset(offset))
-                .is_err()
-            {
-                continue;
-            }
-        }
-        if let Err(err) = self.consumer.store_offsets(&tpl) {
-            // The partition was revoked while the batch was applied: its new owner re-reads these
-            // events from the last commit, and the idempotent writes make that harmless.
-            tracing::info!(error = %err, "offsets not stored; partition no longer assigned");
-        }
-    }
-
-    /// Commits what was applied and closes the consumer off the async runtime.
-    async fn finish(self) {
-        let consumer = self.consumer.clone();
-        let committed =
-            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
-                .await;
-        match committed {
-            Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {
-                tracing::info!("offsets committed on shutdown")
-            }
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "final commit failed; uncommitted events will be redelivered")
-            }
-            Err(err) => tracing::warn!(error = %err, "final commit task failed"),
-        }
-        self.dead_letters.flush().await;
-        let consumer = self.consumer;
-        // Dropping a consumer can block while it leaves the group; keep that off the async runtime.
-        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
     }
 }
 

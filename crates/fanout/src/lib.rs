@@ -18,6 +18,7 @@ pub mod consumer;
 pub mod dlq;
 pub mod lag;
 pub mod metrics;
+pub mod replay;
 pub mod store;
 pub mod topics;
 
@@ -149,14 +150,16 @@ impl App {
                 })?;
         let worker = Worker {
             consumer: consumer.clone(),
-            pool,
-            dead_letters,
-            metrics: metrics.clone(),
-            topic: config.topic.clone(),
+            applier: consumer::Applier {
+                pool,
+                dead_letters,
+                metrics: metrics.clone(),
+                topic: config.topic.clone(),
+                max_backoff: config.max_backoff(),
+                policy,
+            },
             batch_max_events: config.batch_max_events,
             batch_linger: config.batch_linger(),
-            max_backoff: config.max_backoff(),
-            policy,
         };
         Ok(App {
             listener,

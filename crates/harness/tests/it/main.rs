@@ -8,3 +8,4 @@ mod ingest_api;
 mod operations;
 mod pipeline;
 mod reader_api;
+mod replay;

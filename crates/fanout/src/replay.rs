@@ -1,0 +1,428 @@
+//! `fanout replay`: rewinds a consumer group and reprocesses the topic up to the end offsets captured
+//! when the replay started.
+//!
+//! Starting points: the beginning, explicit partition offsets, or a timestamp. For a timestamp the broker
+//! is asked first (ListOffsets by time); its answer is checked against the records' own timestamps, and
+//! when it is wrong (some Kafka-compatible brokers answer wrongly), the offset is found by a binary search
+//! over the records' timestamps instead. The summary says which way each partition's offset was found.
+//!
+//! Replaying into the live database changes nothing (every write is idempotent). Replaying into an empty
+//! database (a fresh `--database-url`, with its own `--replay-group`) rebuilds every timeline.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+
+use crate::consumer::{Applier, Interrupted};
+use crate::{BuildError, Config};
+
+/// Where the replay starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    Timestamp(DateTime<Utc>),
+    /// (partition, offset); partitions not listed start at their end (nothing replayed).
+    Offsets(Vec<(i32, i64)>),
+}
+
+/// How a partition's start offset was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSource {
+    Beginning,
+    Explicit,
+    /// The broker's ListOffsets-by-timestamp answer, verified against the records.
+    BrokerTimestampIndex,
+    /// A binary search over the records' timestamps (the broker's answer was wrong or missing).
+    RecordSearch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRange {
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+    pub source: OffsetSource,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplaySummary {
+    pub group: String,
+    pub ranges: Vec<PartitionRange>,
+    pub events: u64,
+    pub seconds: f64,
+}
+
+impl ReplaySummary {
+    pub fn events_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.events as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(
+        "consumer group {group} has {members} live member(s): stop its fanout workers first, or replay \
+         with a separate group (--replay-group)"
+    )]
+    LiveMembers { group: String, members: usize },
+    #[error(
+        "cannot tell whether consumer group {group} has live members (the broker did not answer \
+         DescribeGroups: {reason}); stop its fanout workers and pass --assume-no-live-members, or replay \
+         with a separate group (--replay-group)"
+    )]
+    CannotCheckMembers { group: String, reason: String },
+    #[error("{0}")]
+    InvalidStart(String),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("interrupted; the offsets of what was applied are committed, run the replay again to finish")]
+    Interrupted,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Parses `0:10,1:20` into (partition, offset) pairs.
+pub fn parse_offsets(text: &str) -> Result<Vec<(i32, i64)>, String> {
+    text.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| {
+            let (partition, offset) = part
+                .split_once(':')
+                .ok_or_else(|| format!("{part:?} is not PARTITION:OFFSET"))?;
+            let partition = partition
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad partition in {part:?}"))?;
+            let offset = offset
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad offset in {part:?}"))?;
+            Ok((partition, offset))
+        })
+        .collect()
+}
+
+fn client(config: &Config, group: &str) -> Result<ClientConfig, ReplayError> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", group)
+        .set("client.id", "fanline-replay")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    for (key, value) in config
+        .kafka_properties()
+        .map_err(ReplayError::InvalidStart)?
+    {
+        client.set(key, value);
+    }
+    Ok(client)
+}
+
+/// Timestamp (ms) of the record at `offset`, read with a throwaway assignment.
+fn record_timestamp(
+    probe: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<i64, ReplayError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    probe.assign(&tpl)?;
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(message) = probe.poll(Duration::from_millis(200)) {
+            let message = message?;
+            if message.partition() == partition && message.offset() >= offset {
+                return Ok(message.timestamp().to_millis().unwrap_or(0));
+            }
+        }
+    }
+    Err(ReplayError::InvalidStart(format!(
+        "could not read partition {partition} at offset {offset}"
+    )))
+}
+
+/// The first offset in `[low, high)` whose record timestamp is at or after `at_ms` (`high` if none).
+fn search_by_records(
+    probe: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    at_ms: i64,
+    low: i64,
+    high: i64,
+) -> Result<i64, ReplayError> {
+    // Producers stamp records in append order per partition, closely enough for a binary search.
+    let (mut lo, mut hi) = (low, high);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if record_timestamp(probe, topic, partition, mid)? < at_ms {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
+/// Start offsets per partition, blocking (run it off the async runtime).
+fn plan(
+    config: &Config,
+    group: &str,
+    start: &StartAt,
+    assume_no_live_members: bool,
+) -> Result<Vec<PartitionRange>, ReplayError> {
+    let probe: BaseConsumer = client(config, group)?.create()?;
+    // Rewinding a group under live members would race them for the same partitions.
+    match probe.fetch_group_list(Some(group), TIMEOUT) {
+        Ok(groups) => {
+            if let Some(found) = groups.groups().iter().find(|g| g.name() == group) {
+                if !found.members().is_empty() {
+                    return Err(ReplayError::LiveMembers {
+                        group: group.to_owned(),
+                        members: found.members().len(),
+                    });
+                }
+            }
+        }
+        Err(err) if !assume_no_live_members => {
+            return Err(ReplayError::CannotCheckMembers {
+                group: group.to_owned(),
+                reason: err.to_string(),
+            })
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list group members; trusting --assume-no-live-members")
+        }
+    }
+    let metadata = probe.fetch_metadata(Some(&config.topic), TIMEOUT)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == config.topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(ReplayError::InvalidStart(format!(
+            "topic {} has no partitions",
+            config.topic
+        )));
+    }
+    let explicit: BTreeMap<i32, i64> = match start {
+        StartAt::Offsets(pairs) => {
+            for (partition, _) in pairs {
+                if !partitions.contains(partition) {
+                    return Err(ReplayError::InvalidStart(format!(
+                        "partition {partition} does not exist in {}",
+                        config.topic
+                    )));
+                }
+            }
+            pairs.iter().copied().collect()
+        }
+        _ => BTreeMap::new(),
+    };
+    let mut ranges = Vec::with_capacity(partitions.len());
+    for partition in partitions {
+        let (low, high) = probe.fetch_watermarks(&config.topic, partition, TIMEOUT)?;
+        let (start, source) = match start {
+            StartAt::Beginning => (low, OffsetSource::Beginning),
+            StartAt::Offsets(_) => match explicit.get(&partition) {
+                Some(&offset) if offset < low || offset > high => {
+                    return Err(ReplayError::InvalidStart(format!(
+                        "offset {offset} of partition {partition} is outside the retained range {low}..{high}"
+                    )))
+                }
+                Some(&offset) => (offset, OffsetSource::Explicit),
+                None => (high, OffsetSource::Explicit),
+            },
+            StartAt::Timestamp(at) => {
+                let at_ms = at.timestamp_millis();
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&config.topic, partition, Offset::Offset(at_ms))?;
+                let answered = probe
+                    .offsets_for_times(tpl, TIMEOUT)
+                    .ok()
+                    .and_then(|tpl| {
+                        tpl.find_partition(&config.topic, partition)
+                            .and_then(|e| match e.offset() {
+                                Offset::Offset(offset) => Some(offset),
+                                Offset::End => Some(high),
+                                _ => None,
+                            })
+                    });
+                let verified = match answered {
+                    Some(offset) if (low..=high).contains(&offset) => {
+                        let before_ok = offset == low
+                            || record_timestamp(&probe, &config.topic, partition, offset - 1)? < at_ms;
+                        let at_ok = offset == high
+                            || record_timestamp(&probe, &config.topic, partition, offset)? >= at_ms;
+                        (before_ok && at_ok).then_some(offset)
+                    }
+                    _ => None,
+                };
+                match verified {
+                    Some(offset) => (offset, OffsetSource::BrokerTimestampIndex),
+                    None => {
+                        tracing::info!(partition, ?answered, "broker's offset for the timestamp is wrong; searching the records");
+                        let offset = search_by_records(&probe, &config.topic, partition, at_ms, low, high)?;
+                        (offset, OffsetSource::RecordSearch)
+                    }
+                }
+            }
+        };
+        ranges.push(PartitionRange {
+            partition,
+            start,
+            end: high,
+            source,
+        });
+    }
+    Ok(ranges)
+}
+
+/// Replays `config.topic` for `group` (rewinding it) into `config.database_url`, calling `progress`
+/// with (events done, events total) after every batch. A group is rewound only when the broker confirms
+/// it has no live members, or when the operator asserts it (`assume_no_live_members`) because the broker
+/// cannot answer DescribeGroups (tansu 0.6 with sqlite storage fails it).
+pub async fn replay(
+    config: &Config,
+    group: &str,
+    start: StartAt,
+    assume_no_live_members: bool,
+    cancel: CancellationToken,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ReplaySummary, ReplayError> {
+    let database_url = config.database_url.expose_secret().to_owned();
+    if !config.skip_setup {
+        crate::migrate(&database_url).await?;
+    }
+    let plan_config = config.clone();
+    let plan_group = group.to_owned();
+    let ranges = tokio::task::spawn_blocking(move || {
+        plan(&plan_config, &plan_group, &start, assume_no_live_members)
+    })
+    .await
+    .map_err(|e| ReplayError::InvalidStart(format!("planning failed: {e}")))??;
+    let total: u64 = ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum();
+    let properties = config
+        .kafka_properties()
+        .map_err(ReplayError::InvalidStart)?;
+    let policy = config.policy().map_err(ReplayError::InvalidStart)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.db_connections.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&database_url)
+        .map_err(BuildError::from)?;
+    let applier = Applier {
+        pool,
+        dead_letters: crate::dlq::DeadLetters::new(
+            &config.brokers,
+            &properties,
+            &config.dlq_topic,
+        )?,
+        metrics: crate::metrics::FanoutMetrics::new(&prometheus::Registry::new())
+            .map_err(BuildError::from)?,
+        topic: config.topic.clone(),
+        max_backoff: config.max_backoff(),
+        policy,
+    };
+    let consumer: StreamConsumer = client(config, group)?.create()?;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
+    for range in ranges.iter().filter(|r| r.start < r.end) {
+        tpl.add_partition_offset(&config.topic, range.partition, Offset::Offset(range.start))?;
+        remaining.insert(range.partition, range.end);
+    }
+    let started = Instant::now();
+    let mut done = 0u64;
+    progress(0, total);
+    if !remaining.is_empty() {
+        consumer.assign(&tpl)?;
+    }
+    while !remaining.is_empty() {
+        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let deadline =
+            tokio::time::Instant::now() + config.batch_linger().max(Duration::from_millis(5));
+        while batch.len() < config.batch_max_events.max(1) {
+            tokio::select! {
+                () = cancel.cancelled() => return Err(ReplayError::Interrupted),
+                () = tokio::time::sleep_until(deadline), if !batch.is_empty() => break,
+                received = consumer.recv() => match received {
+                    Ok(message) => {
+                        // Events appended after the replay started are left to the live workers.
+                        if remaining.get(&message.partition()).is_some_and(|end| message.offset() < *end) {
+                            batch.push(message.detach());
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "consumer error during replay");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        applier
+            .process(&batch, &cancel)
+            .await
+            .map_err(|Interrupted::Shutdown| ReplayError::Interrupted)?;
+        let mut commit = TopicPartitionList::new();
+        for message in &batch {
+            let next = message.offset() + 1;
+            commit.add_partition_offset(
+                &config.topic,
+                message.partition(),
+                Offset::Offset(next),
+            )?;
+            if remaining
+                .get(&message.partition())
+                .is_some_and(|end| next >= *end)
+            {
+                remaining.remove(&message.partition());
+            }
+        }
+        // Committing as it goes makes an interrupted replay resumable with --from-offsets or the group.
+        consumer.commit(&commit, CommitMode::Sync)?;
+        done += batch.len() as u64;
+        progress(done, total);
+    }
+    applier.dead_letters.flush().await;
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    Ok(ReplaySummary {
+        group: group.to_owned(),
+        ranges,
+        events: done,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_parse_as_partition_offset_pairs() {
+        assert_eq!(parse_offsets("0:10, 3:0").unwrap(), vec![(0, 10), (3, 0)]);
+        assert!(parse_offsets("0-10").is_err());
+        assert!(parse_offsets("x:1").is_err());
+    }
+}

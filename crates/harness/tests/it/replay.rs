@@ -1,0 +1,228 @@
+//! `fanout replay`: refusal while the group is live, idempotence into the live database, rebuilding into
+//! an empty database, and starting from a timestamp on the real broker.
+
+use std::time::Duration;
+
+use fanout::replay::{replay, OffsetSource, ReplayError, StartAt};
+use harness::{
+    brokers, fanout_config, group_lag, spawn_fanout, spawn_ingest, spawn_reader, unique,
+    wait_until, Api, TestDb, TestTopic,
+};
+use reqwest::Method;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn caught_up(topic: &TestTopic, group: &str) {
+    wait_until("the group to commit every event", WAIT, || async {
+        let lags = group_lag(&topic.name, group).await;
+        (lags.len() == topic.partitions as usize && lags.iter().all(|l| l.lag == 0)).then_some(())
+    })
+    .await;
+}
+
+/// Store timelines, follow graph and feeds of a database, without seqs or apply times (which a rebuild
+/// assigns anew).
+async fn timelines(db: &TestDb, users: &[&str]) -> Vec<String> {
+    let mut rows: Vec<String> = Vec::new();
+    let posts: Vec<(String,)> = sqlx::query_as(
+        "SELECT post_id || '|' || author || '|' || body || '|' || coalesce(message_id, '') || '|' ||
+                created_at::text || '|' || delivery_mode || '|' || (deleted_at IS NOT NULL)::text
+         FROM posts ORDER BY post_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    rows.extend(posts.into_iter().map(|(r,)| format!("post {r}")));
+    let follows: Vec<(String,)> = sqlx::query_as(
+        "SELECT followee || '|' || follower || '|' || active::text FROM follows ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    rows.extend(follows.into_iter().map(|(r,)| format!("follow {r}")));
+    for user in users {
+        let feed = reader::queries::feed(&db.pool, user, None, 1000)
+            .await
+            .unwrap();
+        rows.push(format!(
+            "feed {user}: {}",
+            feed.iter()
+                .map(|e| e.post_id.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    rows
+}
+
+#[tokio::test]
+async fn replay_refuses_a_live_group_changes_nothing_live_and_rebuilds_an_empty_database() {
+    let db = TestDb::create().await;
+    let topic = TestTopic::create(3).await;
+    let group = unique("fanout");
+    let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
+    let reader = spawn_reader(&db.url).await;
+    let api = Api::new(ingest.url(""), reader.url(""));
+    let mut config = fanout_config(&topic, &group, &db.url);
+    config.pull_threshold = 1;
+    config.push_threshold = Some(1);
+    let fanout = spawn_fanout(config.clone()).await;
+    for (follower, followee) in [("bob", "alice"), ("carol", "alice"), ("carol", "erin")] {
+        api.follow(follower, followee).await;
+    }
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let author = ["alice", "erin", "bob"][i % 3];
+        ids.push((
+            author,
+            api.post(author, &format!("post {i}"), Some(&format!("m{i}")))
+                .await
+                .post_id
+                .unwrap(),
+        ));
+        if i == 20 {
+            api.unfollow("bob", "alice").await;
+        }
+    }
+    let (author, post_id) = &ids[5];
+    let (status, _) = api
+        .raw(
+            Method::DELETE,
+            &ingest.url(&format!("/v1/posts/{post_id}?author={author}")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202);
+    caught_up(&topic, &group).await;
+
+    // The live group has a member: refused, with the reason. Apache Kafka lists the member; tansu cannot
+    // answer DescribeGroups, and a group that cannot be checked is refused as well.
+    let refused = replay(
+        &config,
+        &group,
+        StartAt::Beginning,
+        false,
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await;
+    match refused {
+        Err(err @ (ReplayError::LiveMembers { .. } | ReplayError::CannotCheckMembers { .. })) => {
+            assert!(err.to_string().contains("--replay-group"), "{err}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    fanout.stop().await;
+
+    // Into the live database (workers stopped): every event again, nothing changes.
+    let before = db.snapshot().await;
+    let mut progress = Vec::new();
+    let summary = replay(
+        &config,
+        &group,
+        StartAt::Beginning,
+        true,
+        CancellationToken::new(),
+        |done, total| progress.push((done, total)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.events, 45);
+    assert_eq!(progress.last(), Some(&(45, 45)));
+    assert!(summary
+        .ranges
+        .iter()
+        .all(|r| r.source == OffsetSource::Beginning));
+    assert_eq!(
+        db.snapshot().await,
+        before,
+        "replay into the live database changed it"
+    );
+    assert!(group_lag(&topic.name, &group)
+        .await
+        .iter()
+        .all(|l| l.lag == 0));
+
+    // Into an empty database with a fresh group: the same timelines, follow graph and feeds.
+    let rebuilt = TestDb::create().await;
+    let mut rebuild_config = config.clone();
+    rebuild_config.database_url = rebuilt.url.clone().into();
+    let summary = replay(
+        &rebuild_config,
+        &unique("rebuild"),
+        StartAt::Beginning,
+        false,
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.events, 45);
+    let users = ["alice", "bob", "carol", "erin"];
+    let original = timelines(&db, &users).await;
+    assert!(
+        original.iter().any(|r| r.contains("|pull|")),
+        "the run should have pulled posts"
+    );
+    assert_eq!(timelines(&rebuilt, &users).await, original);
+    ingest.stop().await;
+    reader.stop().await;
+}
+
+#[tokio::test]
+async fn replay_from_a_timestamp_starts_at_the_first_later_event() {
+    let db = TestDb::create().await;
+    let topic = TestTopic::create(2).await;
+    let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
+    let api = Api::new(ingest.url(""), "");
+    for i in 0..10 {
+        api.post(&format!("early{}", i % 3), "early", None).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let cut = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut late = Vec::new();
+    for i in 0..12 {
+        late.push(
+            api.post(&format!("late{}", i % 4), "late", None)
+                .await
+                .post_id
+                .unwrap(),
+        );
+    }
+    let config = fanout_config(&topic, "unused", &db.url);
+    let summary = replay(
+        &config,
+        &unique("from-time"),
+        StartAt::Timestamp(cut),
+        false,
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.events, 12, "{:?}", summary.ranges);
+    let mut applied: Vec<String> = sqlx::query_as::<_, (String,)>("SELECT post_id FROM posts")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+    applied.sort();
+    late.sort();
+    assert_eq!(applied, late);
+    for range in &summary.ranges {
+        println!(
+            "partition {}: start {} end {} found by {:?}",
+            range.partition, range.start, range.end, range.source
+        );
+        assert!(matches!(
+            range.source,
+            OffsetSource::BrokerTimestampIndex | OffsetSource::RecordSearch
+        ));
+    }
+    ingest.stop().await;
+}
