@@ -37,6 +37,10 @@ struct Args {
     /// Partitions of the bench topic.
     #[arg(long, default_value_t = 8)]
     partitions: i32,
+    /// Afterwards, time `fanout replay` of the whole topic: into the live database (every event a
+    /// duplicate) and into an empty one (a rebuild).
+    #[arg(long)]
+    replay: bool,
 }
 
 #[tokio::main]
@@ -117,6 +121,41 @@ async fn main() -> anyhow::Result<()> {
     println!("fanout:  {entries} sync entries written = {:.0} sync entries/s (incl. consumer start and group join)",
         entries as f64 / fanout_seconds);
     fanout.stop().await;
+    if args.replay {
+        let mut config = fanout_config(&topic, &group, &db.url);
+        let live = fanout::replay::replay(
+            &config,
+            &unique("bench-replay"),
+            fanout::replay::StartAt::Beginning,
+            true,
+            Default::default(),
+            |_, _| {},
+        )
+        .await?;
+        println!(
+            "replay:  {} events into the live database (no changes) in {:.2} s = {:.0} events/s",
+            live.events,
+            live.seconds,
+            live.events_per_second()
+        );
+        let empty = TestDb::create().await;
+        config.database_url = empty.url.clone().into();
+        config.skip_setup = true;
+        let rebuild = fanout::replay::replay(
+            &config,
+            &unique("bench-rebuild"),
+            fanout::replay::StartAt::Beginning,
+            true,
+            Default::default(),
+            |_, _| {},
+        )
+        .await?;
+        let (rebuilt,): (i64,) = sqlx::query_as("SELECT count(*) FROM sync_entries")
+            .fetch_one(&empty.pool)
+            .await?;
+        println!("replay:  {} events rebuilt into an empty database ({rebuilt} sync entries) in {:.2} s = {:.0} events/s",
+            rebuild.events, rebuild.seconds, rebuild.events_per_second());
+    }
     ingest.stop().await;
     reader.stop().await;
     Ok(())
