@@ -263,17 +263,6 @@ impl Config {
 
     /// Splits the `key=value` Kafka properties.
     pub fn kafka_properties(&self) -> Result<Vec<(String, String)>, String> {
-        self.kafka_properties
-            .iter()
-            .filter(|entry| !entry.trim().is_empty())
-            .map(|entry| match entry.split_once('=') {
-                Some((key, value)) if !key.trim().is_empty() => {
-                    Ok((key.trim().to_owned(), value.trim().to_owned()))
-                }
-                _ => Err(format!(
-                    "Kafka property {entry:?} is not of the form key=value"
-                )),
-            })
-            .collect()
+        httpkit::parse_key_values(&self.kafka_properties)
     }
 }

@@ -40,11 +40,8 @@ use consumer::{FanoutConsumer, Worker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] httpkit::BindError),
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("Postgres: {0}")]
@@ -141,13 +138,7 @@ impl App {
             readiness,
             16 * 1024,
         );
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| BuildError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = httpkit::bind(config.listen).await?;
         let worker = Worker {
             consumer: consumer.clone(),
             applier: consumer::Applier {
@@ -279,13 +270,7 @@ impl LagExporter {
             readiness,
             16 * 1024,
         );
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| BuildError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = httpkit::bind(config.listen).await?;
         Ok(LagExporter {
             listener,
             router,

@@ -16,4 +16,7 @@ pub mod serve;
 pub use error::ApiError;
 pub use extract::{parse_value, JsonBody, QueryParams};
 pub use metrics::HttpMetrics;
-pub use serve::{init_tracing, serve, shutdown_signal, with_common_layers, Readiness};
+pub use serve::{
+    bind, init_tracing, parse_key_values, serve, shutdown_signal, with_common_layers, BindError,
+    Readiness,
+};

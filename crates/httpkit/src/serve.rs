@@ -114,6 +114,34 @@ async fn json_error_bodies(req: Request, next: Next) -> Response {
     response
 }
 
+/// The listen address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub addr: std::net::SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Binds the configured listen address (port 0 picks a free port, as tests do).
+pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })
+}
+
+/// Splits `key=value` settings given on the command line (e.g. extra librdkafka properties).
+pub fn parse_key_values(raw: &[String]) -> Result<Vec<(String, String)>, String> {
+    raw.iter()
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| match entry.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_owned(), value.trim().to_owned()))
+            }
+            _ => Err(format!("{entry:?} is not of the form key=value")),
+        })
+        .collect()
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
@@ -161,5 +189,21 @@ pub fn init_tracing(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_must_be_pairs() {
+        let ok = parse_key_values(&["a=b".into(), " c = d=e ".into(), "".into()]).unwrap();
+        assert_eq!(
+            ok,
+            vec![("a".into(), "b".into()), ("c".into(), "d=e".into())]
+        );
+        assert!(parse_key_values(&["nokey".into()]).is_err());
+        assert!(parse_key_values(&["=v".into()]).is_err());
     }
 }

@@ -27,11 +27,8 @@ use producer::EventProducer;
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] httpkit::BindError),
     #[error("cannot create the Kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("cannot register metrics: {0}")]
@@ -66,13 +63,7 @@ impl App {
             readiness,
             config.body_limit_bytes,
         );
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| BuildError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = httpkit::bind(config.listen).await?;
         Ok(App {
             listener,
             router,

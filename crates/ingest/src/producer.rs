@@ -61,21 +61,6 @@ impl From<ProduceError> for ApiError {
     }
 }
 
-/// Splits `key=value` librdkafka properties given on the command line.
-pub fn parse_properties(raw: &[String]) -> Result<Vec<(String, String)>, String> {
-    raw.iter()
-        .filter(|entry| !entry.trim().is_empty())
-        .map(|entry| match entry.split_once('=') {
-            Some((key, value)) if !key.trim().is_empty() => {
-                Ok((key.trim().to_owned(), value.trim().to_owned()))
-            }
-            _ => Err(format!(
-                "Kafka property {entry:?} is not of the form key=value"
-            )),
-        })
-        .collect()
-}
-
 /// How long after the produce timeout the request gives up waiting for librdkafka's delivery report.
 const DELIVERY_REPORT_GRACE: Duration = Duration::from_millis(1000);
 
@@ -102,8 +87,8 @@ impl EventProducer {
             .set("message.timeout.ms", &timeout_ms)
             .set("request.timeout.ms", &timeout_ms)
             .set("client.id", "fanline-ingest");
-        for (key, value) in
-            parse_properties(&config.kafka_properties).map_err(crate::BuildError::Config)?
+        for (key, value) in httpkit::parse_key_values(&config.kafka_properties)
+            .map_err(crate::BuildError::Config)?
         {
             client.set(key, value);
         }
@@ -198,17 +183,6 @@ fn classify(err: KafkaError) -> ProduceError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn properties_must_be_key_value_pairs() {
-        let ok = parse_properties(&["a=b".into(), " c = d=e ".into(), "".into()]).unwrap();
-        assert_eq!(
-            ok,
-            vec![("a".into(), "b".into()), ("c".into(), "d=e".into())]
-        );
-        assert!(parse_properties(&["nokey".into()]).is_err());
-        assert!(parse_properties(&["=v".into()]).is_err());
-    }
 
     #[test]
     fn produce_failures_map_to_retryable_statuses() {

@@ -24,11 +24,8 @@ pub use config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] httpkit::BindError),
     #[error("invalid database URL: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot register metrics: {0}")]
@@ -72,13 +69,7 @@ impl App {
             readiness,
             16 * 1024,
         );
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| BuildError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = httpkit::bind(config.listen).await?;
         Ok(App { listener, router })
     }
 
