@@ -125,7 +125,10 @@ fn client(config: &Config, group: &str) -> Result<ClientConfig, ReplayError> {
         .set("client.id", "fanline-replay")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
+        // EOF marks a partition done even when its last offsets hold no record (transaction markers,
+        // compaction); never jump silently when the start offset was deleted meanwhile.
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "error");
     for (key, value) in config
         .kafka_properties()
         .map_err(ReplayError::InvalidStart)?
@@ -267,12 +270,12 @@ fn plan(
                                 _ => None,
                             })
                     });
+                // A probe that cannot read a record counts as "unverified": fall back to the search.
+                let ts = |offset| record_timestamp(&probe, &config.topic, partition, offset).ok();
                 let verified = match answered {
                     Some(offset) if (low..=high).contains(&offset) => {
-                        let before_ok = offset == low
-                            || record_timestamp(&probe, &config.topic, partition, offset - 1)? < at_ms;
-                        let at_ok = offset == high
-                            || record_timestamp(&probe, &config.topic, partition, offset)? >= at_ms;
+                        let before_ok = offset == low || ts(offset - 1).is_some_and(|t| t < at_ms);
+                        let at_ok = offset == high || ts(offset).is_some_and(|t| t >= at_ms);
                         (before_ok && at_ok).then_some(offset)
                     }
                     _ => None,
@@ -358,6 +361,8 @@ pub async fn replay(
     }
     while !remaining.is_empty() {
         let mut batch: Vec<OwnedMessage> = Vec::new();
+        // Partitions found at (or past) their captured end without a record there to see.
+        let mut reached_end: Vec<i32> = Vec::new();
         let deadline =
             tokio::time::Instant::now() + config.batch_linger().max(Duration::from_millis(5));
         while batch.len() < config.batch_max_events.max(1) {
@@ -367,10 +372,14 @@ pub async fn replay(
                 received = consumer.recv() => match received {
                     Ok(message) => {
                         // Events appended after the replay started are left to the live workers.
-                        if remaining.get(&message.partition()).is_some_and(|end| message.offset() < *end) {
-                            batch.push(message.detach());
+                        match remaining.get(&message.partition()) {
+                            Some(end) if message.offset() < *end => batch.push(message.detach()),
+                            _ => {
+                                reached_end.push(message.partition());
+                            }
                         }
                     }
+                    Err(KafkaError::PartitionEOF(partition)) => reached_end.push(partition),
                     Err(err) => {
                         tracing::warn!(error = %err, "consumer error during replay");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -379,6 +388,9 @@ pub async fn replay(
             }
         }
         if batch.is_empty() {
+            for partition in reached_end {
+                remaining.remove(&partition);
+            }
             continue;
         }
         applier
@@ -402,6 +414,10 @@ pub async fn replay(
         }
         // Committing as it goes makes an interrupted replay resumable with --from-offsets or the group.
         consumer.commit(&commit, CommitMode::Sync)?;
+        // Only after the batch was applied: its own records may precede the end seen for a partition.
+        for partition in reached_end {
+            remaining.remove(&partition);
+        }
         done += batch.len() as u64;
         progress(done, total);
     }

@@ -13,6 +13,10 @@ use sqlx::PgPool;
 
 const CURSOR_PREFIX: &str = "p1:";
 
+// The queries bound pages with `post_id < coalesce($cursor, '8')` rather than `$cursor IS NULL OR ...`:
+// '8' sorts above every ULID (they start with 0-7), and a plain range stays an index bound even when
+// Postgres switches a prepared statement to its generic plan.
+
 /// Encodes the position after `post_id` as an opaque cursor.
 pub fn encode_cursor(post_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{post_id}"))
@@ -54,7 +58,7 @@ pub async fn feed(
         "WITH candidates AS (
              (SELECT s.post_id
               FROM sync_entries s JOIN posts live ON live.post_id = s.post_id
-              WHERE s.user_id = $1 AND ($2::text IS NULL OR s.post_id < $2)
+              WHERE s.user_id = $1 AND s.post_id < coalesce($2::text, '8')
                 AND live.deleted_at IS NULL
               ORDER BY s.post_id DESC
               LIMIT $3)
@@ -65,7 +69,7 @@ pub async fn feed(
               CROSS JOIN LATERAL (
                   SELECT p.post_id FROM posts p
                   WHERE p.author = f.followee AND p.delivery_mode = 'pull' AND p.deleted_at IS NULL
-                    AND ($2::text IS NULL OR p.post_id < $2)
+                    AND p.post_id < coalesce($2::text, '8')
                   ORDER BY p.post_id DESC
                   LIMIT $3
               ) AS pulled
@@ -94,7 +98,7 @@ pub async fn store_timeline(
     let rows: Vec<FeedRow> = sqlx::query_as(
         "SELECT post_id, author, body, created_at
          FROM posts
-         WHERE author = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR post_id < $2)
+         WHERE author = $1 AND deleted_at IS NULL AND post_id < coalesce($2::text, '8')
          ORDER BY post_id DESC
          LIMIT $3",
     )
