@@ -280,16 +280,18 @@ impl Running {
     }
 }
 
-fn running<F>(
-    port: u16,
-    registry: prometheus::Registry,
-    run: impl FnOnce(oneshot::Receiver<()>) -> F,
-) -> Running
+/// What a service's `run` is given as its shutdown signal.
+type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn running<F>(port: u16, registry: prometheus::Registry, run: impl FnOnce(Shutdown) -> F) -> Running
 where
     F: Future<Output = std::io::Result<()>> + Send + 'static,
 {
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(run(stopped));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown: Shutdown = Box::pin(async move {
+        let _ = stopped.await;
+    });
+    let task = tokio::spawn(run(shutdown));
     Running {
         port,
         registry,
@@ -302,11 +304,7 @@ pub async fn spawn_ingest(config: ingest::Config) -> Running {
     let registry = prometheus::Registry::new();
     let app = ingest::App::build(&config, registry.clone()).await.unwrap();
     let port = app.port();
-    running(port, registry, |stopped| {
-        app.run(async move {
-            let _ = stopped.await;
-        })
-    })
+    running(port, registry, |shutdown| app.run(shutdown))
 }
 
 pub async fn spawn_reader(database_url: &str) -> Running {
@@ -318,11 +316,7 @@ pub async fn spawn_reader(database_url: &str) -> Running {
     .await
     .unwrap();
     let port = app.port();
-    running(port, registry, |stopped| {
-        app.run(async move {
-            let _ = stopped.await;
-        })
-    })
+    running(port, registry, |shutdown| app.run(shutdown))
 }
 
 /// A fanout configuration for a test topic, group and database.
@@ -341,22 +335,14 @@ pub async fn spawn_lag_exporter(config: fanout::Config) -> Running {
         .await
         .unwrap();
     let port = app.port();
-    running(port, registry, |stopped| {
-        app.run(async move {
-            let _ = stopped.await;
-        })
-    })
+    running(port, registry, |shutdown| app.run(shutdown))
 }
 
 pub async fn spawn_fanout(config: fanout::Config) -> Running {
     let registry = prometheus::Registry::new();
     let app = fanout::App::build(&config, registry.clone()).await.unwrap();
     let port = app.port();
-    running(port, registry, |stopped| {
-        app.run(async move {
-            let _ = stopped.await;
-        })
-    })
+    running(port, registry, |shutdown| app.run(shutdown))
 }
 
 #[cfg(test)]
