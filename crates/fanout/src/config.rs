@@ -46,6 +46,10 @@ pub struct ReplayArgs {
     /// Start at the first event at or after this time (RFC 3339, e.g. 2026-11-23T12:00:00Z).
     #[arg(long)]
     pub from_timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    /// With --from-timestamp: find the offsets by searching the records' timestamps instead of asking
+    /// the broker's time index first (for brokers that answer ListOffsets by time wrongly).
+    #[arg(long, requires = "from_timestamp")]
+    pub search_records: bool,
     /// Start at explicit offsets, PARTITION:OFFSET,... (partitions not listed are not replayed).
     #[arg(long)]
     pub from_offsets: Option<String>,

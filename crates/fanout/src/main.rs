@@ -29,7 +29,11 @@ async fn main() -> anyhow::Result<()> {
             let start = if args.from_beginning {
                 StartAt::Beginning
             } else if let Some(at) = args.from_timestamp {
-                StartAt::Timestamp(at)
+                if args.search_records {
+                    StartAt::TimestampByRecords(at)
+                } else {
+                    StartAt::Timestamp(at)
+                }
             } else {
                 let text = args.from_offsets.unwrap_or_default();
                 StartAt::Offsets(replay::parse_offsets(&text).map_err(anyhow::Error::msg)?)

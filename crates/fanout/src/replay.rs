@@ -30,6 +30,8 @@ use crate::{BuildError, Config};
 pub enum StartAt {
     Beginning,
     Timestamp(DateTime<Utc>),
+    /// Like `Timestamp`, without asking the broker's time index: for brokers known to answer it wrongly.
+    TimestampByRecords(DateTime<Utc>),
     /// (partition, offset); partitions not listed start at their end (nothing replayed).
     Offsets(Vec<(i32, i64)>),
 }
@@ -255,13 +257,14 @@ fn plan(
                 Some(&offset) => (offset, OffsetSource::Explicit),
                 None => (high, OffsetSource::Explicit),
             },
-            StartAt::Timestamp(at) => {
+            StartAt::Timestamp(at) | StartAt::TimestampByRecords(at) => {
                 let at_ms = at.timestamp_millis();
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(&config.topic, partition, Offset::Offset(at_ms))?;
-                let answered = probe
-                    .offsets_for_times(tpl, TIMEOUT)
-                    .ok()
+                let ask_broker = matches!(start, StartAt::Timestamp(_));
+                let answered = ask_broker
+                    .then(|| probe.offsets_for_times(tpl, TIMEOUT).ok())
+                    .flatten()
                     .and_then(|tpl| {
                         tpl.find_partition(&config.topic, partition)
                             .and_then(|e| match e.offset() {

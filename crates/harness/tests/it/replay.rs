@@ -193,36 +193,53 @@ async fn replay_from_a_timestamp_starts_at_the_first_later_event() {
         );
     }
     let config = fanout_config(&topic, "unused", &db.url);
-    let summary = replay(
-        &config,
-        &unique("from-time"),
-        StartAt::Timestamp(cut),
-        false,
-        CancellationToken::new(),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
-    assert_eq!(summary.events, 12, "{:?}", summary.ranges);
-    let mut applied: Vec<String> = sqlx::query_as::<_, (String,)>("SELECT post_id FROM posts")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id,)| id)
-        .collect();
-    applied.sort();
     late.sort();
-    assert_eq!(applied, late);
-    for range in &summary.ranges {
-        println!(
-            "partition {}: start {} end {} found by {:?}",
-            range.partition, range.start, range.end, range.source
-        );
-        assert!(matches!(
-            range.source,
-            OffsetSource::BrokerTimestampIndex | OffsetSource::RecordSearch
-        ));
+    // Both ways of finding the start: the broker's time index (verified against the records, falling
+    // back to the search when wrong), and the record search alone. Each into its own fresh database.
+    for (start, path) in [
+        (StartAt::Timestamp(cut), None),
+        (
+            StartAt::TimestampByRecords(cut),
+            Some(OffsetSource::RecordSearch),
+        ),
+    ] {
+        let target = TestDb::create().await;
+        let mut config = config.clone();
+        config.database_url = target.url.clone().into();
+        let summary = replay(
+            &config,
+            &unique("from-time"),
+            start.clone(),
+            false,
+            CancellationToken::new(),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.events, 12, "{start:?}: {:?}", summary.ranges);
+        let mut applied: Vec<String> = sqlx::query_as::<_, (String,)>("SELECT post_id FROM posts")
+            .fetch_all(&target.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id,)| id)
+            .collect();
+        applied.sort();
+        assert_eq!(applied, late, "{start:?}");
+        for range in &summary.ranges {
+            println!(
+                "{start:?} partition {}: start {} end {} found by {:?}",
+                range.partition, range.start, range.end, range.source
+            );
+            match path {
+                Some(expected) => assert_eq!(range.source, expected),
+                None => assert!(matches!(
+                    range.source,
+                    OffsetSource::BrokerTimestampIndex | OffsetSource::RecordSearch
+                )),
+            }
+        }
     }
+    drop(db);
     ingest.stop().await;
 }
