@@ -7,7 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use schemas::api::{FeedEntry, SyncEntry};
+use schemas::api::{FeedEntry, FeedPage, SyncEntry};
 use schemas::PostId;
 use sqlx::PgPool;
 
@@ -40,7 +40,22 @@ fn feed_entry((post_id, author, body, created_at): FeedRow) -> FeedEntry {
     }
 }
 
-/// Up to `limit` entries of `user`'s home feed older than `before`, newest first: the user's inbox
+/// Shapes a page from up to `limit + 1` rows: the extra row only says that another page exists.
+fn page_of(rows: Vec<FeedRow>, limit: i64) -> FeedPage {
+    let mut entries: Vec<FeedEntry> = rows.into_iter().map(feed_entry).collect();
+    let has_more = entries.len() as i64 > limit;
+    entries.truncate(limit.max(0) as usize);
+    let next_cursor = match entries.last() {
+        Some(last) if has_more => Some(encode_cursor(&last.post_id)),
+        _ => None,
+    };
+    FeedPage {
+        entries,
+        next_cursor,
+    }
+}
+
+/// A page of up to `limit` entries of `user`'s home feed older than `before`, newest first: the user's inbox
 /// (pushed posts) merged with the pull-mode posts of the authors they follow, deduplicated by post id.
 ///
 /// The cost is bounded by the number of sources, not by their history: each source contributes at most
@@ -53,7 +68,7 @@ pub async fn feed(
     user: &str,
     before: Option<&str>,
     limit: i64,
-) -> Result<Vec<FeedEntry>, sqlx::Error> {
+) -> Result<FeedPage, sqlx::Error> {
     let rows: Vec<FeedRow> = sqlx::query_as(
         "WITH candidates AS (
              (SELECT s.post_id
@@ -82,19 +97,19 @@ pub async fn feed(
     )
     .bind(user)
     .bind(before)
-    .bind(limit)
+    .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(feed_entry).collect())
+    Ok(page_of(rows, limit))
 }
 
-/// Up to `limit` of `author`'s own posts older than `before`, newest first.
+/// A page of up to `limit` of `author`'s own posts older than `before`, newest first.
 pub async fn store_timeline(
     pool: &PgPool,
     author: &str,
     before: Option<&str>,
     limit: i64,
-) -> Result<Vec<FeedEntry>, sqlx::Error> {
+) -> Result<FeedPage, sqlx::Error> {
     let rows: Vec<FeedRow> = sqlx::query_as(
         "SELECT post_id, author, body, created_at
          FROM posts
@@ -104,10 +119,10 @@ pub async fn store_timeline(
     )
     .bind(author)
     .bind(before)
-    .bind(limit)
+    .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(feed_entry).collect())
+    Ok(page_of(rows, limit))
 }
 
 /// One scanned page of a sync timeline: the live entries, and the highest seq scanned (deleted posts

@@ -69,20 +69,6 @@ fn page_request(user: &str, params: &QueryParams) -> Result<PageRequest, ApiErro
     })
 }
 
-/// Shapes a page from up to `limit + 1` rows: the extra row only says that another page exists.
-fn feed_page(mut entries: Vec<schemas::api::FeedEntry>, limit: i64) -> FeedPage {
-    let has_more = entries.len() as i64 > limit;
-    entries.truncate(limit as usize);
-    let next_cursor = match entries.last() {
-        Some(last) if has_more => Some(queries::encode_cursor(&last.post_id)),
-        _ => None,
-    };
-    FeedPage {
-        entries,
-        next_cursor,
-    }
-}
-
 #[tracing::instrument(skip_all)]
 async fn feed(
     State(pool): State<PgPool>,
@@ -90,15 +76,15 @@ async fn feed(
     params: QueryParams,
 ) -> Result<Json<FeedPage>, ApiError> {
     let request = page_request(&user, &params)?;
-    let entries = queries::feed(
+    let page = queries::feed(
         &pool,
         request.user.as_str(),
         request.cursor.as_deref(),
-        request.limit + 1,
+        request.limit,
     )
     .await
     .map_err(database_error)?;
-    Ok(Json(feed_page(entries, request.limit)))
+    Ok(Json(page))
 }
 
 #[tracing::instrument(skip_all)]
@@ -108,15 +94,15 @@ async fn posts(
     params: QueryParams,
 ) -> Result<Json<FeedPage>, ApiError> {
     let request = page_request(&user, &params)?;
-    let entries = queries::store_timeline(
+    let page = queries::store_timeline(
         &pool,
         request.user.as_str(),
         request.cursor.as_deref(),
-        request.limit + 1,
+        request.limit,
     )
     .await
     .map_err(database_error)?;
-    Ok(Json(feed_page(entries, request.limit)))
+    Ok(Json(page))
 }
 
 #[tracing::instrument(skip_all)]

@@ -166,7 +166,8 @@ async fn an_author_above_the_threshold_costs_constant_writes_per_post() {
     for fan in ["fan0", "fan24"] {
         let feed = reader::queries::feed(&db.pool, fan, None, 10)
             .await
-            .unwrap();
+            .unwrap()
+            .entries;
         assert_eq!(feed.len(), 1, "{fan}");
     }
     // Down to 16 followers (between the thresholds): still pull. Down to 14: push again.
@@ -199,6 +200,7 @@ async fn an_author_above_the_threshold_costs_constant_writes_per_post() {
         reader::queries::feed(&db.pool, "fan24", None, 10)
             .await
             .unwrap()
+            .entries
             .len(),
         2
     );
@@ -234,6 +236,7 @@ async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
         assert!(reader::queries::feed(&db.pool, who, None, 10)
             .await
             .unwrap()
+            .entries
             .is_empty());
         let scan = reader::queries::sync(&db.pool, who, 0, 10).await.unwrap();
         assert!(scan.entries.is_empty());
@@ -245,6 +248,7 @@ async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
     assert!(reader::queries::store_timeline(&db.pool, "alice", None, 10)
         .await
         .unwrap()
+        .entries
         .is_empty());
     // A late redelivery of the create does not bring it back.
     apply_batch(&db.pool, &policy, &[at(0, 1, created.clone())])
@@ -253,6 +257,7 @@ async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
     assert!(reader::queries::feed(&db.pool, "bob", None, 10)
         .await
         .unwrap()
+        .entries
         .is_empty());
 
     // A delete consumed before its create leaves a tombstone that wins.
@@ -271,6 +276,7 @@ async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
     assert!(reader::queries::feed(&db.pool, "bob", None, 10)
         .await
         .unwrap()
+        .entries
         .is_empty());
     // Someone else's delete is ignored.
     let mine = post("alice", None);
@@ -285,6 +291,7 @@ async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
         reader::queries::feed(&db.pool, "bob", None, 10)
             .await
             .unwrap()
+            .entries
             .len(),
         1
     );

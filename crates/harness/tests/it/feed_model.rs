@@ -50,16 +50,18 @@ async fn walk_feed(db: &TestDb, user: usize, rng: &mut StdRng) -> Vec<String> {
     let mut cursor: Option<String> = None;
     loop {
         let limit = rng.gen_range(1..=7);
-        // As the route does: one row more than the page says whether another page follows.
-        let mut page = reader::queries::feed(&db.pool, &user, cursor.as_deref(), limit + 1)
+        // As the route does: the opaque cursor decodes to the last post id seen.
+        let before = cursor
+            .as_deref()
+            .map(|c| reader::queries::decode_cursor(c).unwrap().to_string());
+        let page = reader::queries::feed(&db.pool, &user, before.as_deref(), limit)
             .await
             .unwrap();
-        let more = page.len() as i64 > limit;
-        page.truncate(limit as usize);
-        cursor = page.last().map(|e| e.post_id.clone());
-        seen.extend(page.into_iter().map(|e| e.post_id));
-        if !more {
-            return seen;
+        assert!(page.entries.len() as i64 <= limit);
+        seen.extend(page.entries.into_iter().map(|e| e.post_id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return seen,
         }
     }
 }

@@ -47,7 +47,8 @@ async fn timelines(db: &TestDb, users: &[&str]) -> Vec<String> {
             .unwrap();
         rows.push(format!(
             "feed {user}: {}",
-            feed.iter()
+            feed.entries
+                .iter()
                 .map(|e| e.post_id.as_str())
                 .collect::<Vec<_>>()
                 .join(",")
