@@ -1,0 +1,326 @@
+//! Fanout configuration: every flag also reads an environment variable, and the shared flags work both
+//! before and after the subcommand.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "fanout",
+    version,
+    about = "Fanline fanout: applies events from Kafka to Postgres timelines"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Consume events and apply them (the default): migrates and creates the topics first unless
+    /// --skip-setup is given.
+    Run,
+    /// Create the database if it is missing and apply the SQL migrations, then exit.
+    Migrate,
+    /// Create the events and dead-letter topics if they are missing, then exit.
+    CreateTopics,
+    /// Rewind a consumer group and reprocess the topic up to the end offsets seen at start, then print a
+    /// summary. Refuses while the group has live members unless --replay-group names another group.
+    /// To rebuild into an empty database, pass that database's --database-url and a fresh --replay-group.
+    Replay(ReplayArgs),
+    /// Serve the group's consumer lag on /metrics without joining the group (runs beside the workers,
+    /// so lag stays visible while they are down). Use --listen to move it off the workers' port.
+    LagExporter,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("start").required(true).args(["from_beginning", "from_timestamp", "from_offsets", "resume"])))]
+pub struct ReplayArgs {
+    /// Start at the earliest retained event of every partition.
+    #[arg(long, env = "FANLINE_REPLAY_FROM_BEGINNING")]
+    pub from_beginning: bool,
+    /// Start at the first event at or after this time (RFC 3339, e.g. 2026-11-23T12:00:00Z).
+    #[arg(long, env = "FANLINE_REPLAY_FROM_TIMESTAMP")]
+    pub from_timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    /// With --from-timestamp: find the offsets by searching the records' timestamps instead of asking
+    /// the broker's time index first (for brokers that answer ListOffsets by time wrongly).
+    #[arg(
+        long,
+        env = "FANLINE_REPLAY_SEARCH_RECORDS",
+        requires = "from_timestamp"
+    )]
+    pub search_records: bool,
+    /// Start at explicit offsets, PARTITION:OFFSET,... (partitions not listed are not replayed).
+    #[arg(long, env = "FANLINE_REPLAY_FROM_OFFSETS")]
+    pub from_offsets: Option<String>,
+    /// Continue an interrupted replay of the group from its committed offsets (every replay commits
+    /// its start offsets before the first batch and its progress after every batch).
+    #[arg(long, env = "FANLINE_REPLAY_RESUME")]
+    pub resume: bool,
+    /// Replay with this consumer group instead of --group (required while --group has live members).
+    #[arg(long, env = "FANLINE_REPLAY_GROUP")]
+    pub replay_group: Option<String>,
+    /// Rewind the group even though the broker cannot list its members (you stopped its workers).
+    #[arg(long, env = "FANLINE_REPLAY_ASSUME_NO_LIVE_MEMBERS")]
+    pub assume_no_live_members: bool,
+}
+
+impl ReplayArgs {
+    /// Where the replay starts; errors on malformed --from-offsets.
+    pub fn start(&self) -> Result<crate::replay::StartAt, String> {
+        use crate::replay::StartAt;
+        Ok(if self.from_beginning {
+            StartAt::Beginning
+        } else if self.resume {
+            StartAt::Committed
+        } else if let Some(at) = self.from_timestamp {
+            if self.search_records {
+                StartAt::TimestampByRecords(at)
+            } else {
+                StartAt::Timestamp(at)
+            }
+        } else {
+            let text = self.from_offsets.as_deref().unwrap_or_default();
+            StartAt::Offsets(crate::replay::parse_offsets(text)?)
+        })
+    }
+}
+
+/// The default of every flag: the clap attributes and [`Config::new`] both read them, so a default
+/// exists once. (Brokers, topics and the database URL are shared by all services: `schemas`.)
+pub mod defaults {
+    pub const LISTEN: &str = "127.0.0.1:8082";
+    pub const GROUP: &str = "fanline-fanout";
+    pub const DB_CONNECTIONS: u32 = 4;
+    pub const BATCH_MAX_EVENTS: usize = 500;
+    pub const BATCH_LINGER_MS: u64 = 10;
+    pub const MAX_BACKOFF_MS: u64 = 10_000;
+    pub const LAG_INTERVAL_MS: u64 = 5000;
+    pub const PARTITIONS: i32 = 8;
+    pub const REPLICATION_FACTOR: i32 = 1;
+    pub const PULL_THRESHOLD: i64 = 10_000;
+    pub const FOLLOW_BACKFILL: i64 = 50;
+
+    /// The push threshold when none is given: 90% of the pull threshold.
+    pub fn push_threshold(pull_threshold: i64) -> i64 {
+        pull_threshold - pull_threshold / 10
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address of the operations HTTP server (/metrics, /healthz, /readyz); port 0 picks a free port.
+    #[arg(long, global = true, env = "FANLINE_FANOUT_LISTEN", default_value = defaults::LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long, global = true, env = "FANLINE_KAFKA_BROKERS", default_value = schemas::DEFAULT_BROKERS)]
+    pub brokers: String,
+
+    /// Topic the events are read from.
+    #[arg(long, global = true, env = "FANLINE_EVENTS_TOPIC", default_value = schemas::DEFAULT_EVENTS_TOPIC)]
+    pub topic: String,
+
+    /// Topic that receives events which cannot be decoded or applied.
+    #[arg(long, global = true, env = "FANLINE_DLQ_TOPIC", default_value = schemas::DEFAULT_DLQ_TOPIC)]
+    pub dlq_topic: String,
+
+    /// Kafka consumer group; processes in one group split the partitions between them.
+    #[arg(long, global = true, env = "FANLINE_FANOUT_GROUP", default_value = defaults::GROUP)]
+    pub group: String,
+
+    /// Postgres connection URL.
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_DATABASE_URL",
+        default_value = schemas::DEFAULT_DATABASE_URL,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub database_url: SecretString,
+
+    /// Largest number of Postgres connections this process opens.
+    #[arg(long, global = true, env = "FANLINE_FANOUT_DB_CONNECTIONS", default_value_t = defaults::DB_CONNECTIONS)]
+    pub db_connections: u32,
+
+    /// Most events applied in one Postgres transaction.
+    #[arg(long, global = true, env = "FANLINE_FANOUT_BATCH_MAX_EVENTS", default_value_t = defaults::BATCH_MAX_EVENTS)]
+    pub batch_max_events: usize,
+
+    /// Longest wait for more events before a partly filled batch is applied, in milliseconds.
+    #[arg(long, global = true, env = "FANLINE_FANOUT_BATCH_LINGER_MS", default_value_t = defaults::BATCH_LINGER_MS)]
+    pub batch_linger_ms: u64,
+
+    /// Longest pause between retries while Postgres or the dead-letter topic is unavailable, in ms.
+    #[arg(long, global = true, env = "FANLINE_FANOUT_MAX_BACKOFF_MS", default_value_t = defaults::MAX_BACKOFF_MS)]
+    pub max_backoff_ms: u64,
+
+    /// How often consumer lag is measured for /metrics, in milliseconds.
+    #[arg(long, global = true, env = "FANLINE_FANOUT_LAG_INTERVAL_MS", default_value_t = defaults::LAG_INTERVAL_MS)]
+    pub lag_interval_ms: u64,
+
+    /// Partitions of the events topic when `create-topics` (or start-up) creates it.
+    #[arg(long, global = true, env = "FANLINE_EVENTS_PARTITIONS", default_value_t = defaults::PARTITIONS)]
+    pub partitions: i32,
+
+    /// Replication factor of topics created by Fanline.
+    #[arg(long, global = true, env = "FANLINE_REPLICATION_FACTOR", default_value_t = defaults::REPLICATION_FACTOR)]
+    pub replication_factor: i32,
+
+    /// Authors with more followers than this switch to pull mode: their posts are no longer pushed.
+    #[arg(long, global = true, env = "FANLINE_PULL_THRESHOLD", default_value_t = defaults::PULL_THRESHOLD)]
+    pub pull_threshold: i64,
+
+    /// Pull-mode authors switch back to push mode below this many followers (default: 90% of the pull
+    /// threshold). The gap keeps authors near the threshold from flapping.
+    #[arg(long, global = true, env = "FANLINE_PUSH_THRESHOLD")]
+    pub push_threshold: Option<i64>,
+
+    /// How many of a followee's most recent pushed posts a new follow copies into the follower's inbox.
+    #[arg(long, global = true, env = "FANLINE_FOLLOW_BACKFILL", default_value_t = defaults::FOLLOW_BACKFILL)]
+    pub follow_backfill: i64,
+
+    /// Do not migrate the database or create topics on start (for deployments that do it separately).
+    #[arg(long, global = true, env = "FANLINE_FANOUT_SKIP_SETUP")]
+    pub skip_setup: bool,
+
+    /// Extra librdkafka properties for the consumer and the dead-letter producer, key=value, repeatable.
+    #[arg(
+        long = "kafka-property",
+        global = true,
+        env = "FANLINE_FANOUT_KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
+    pub kafka_properties: Vec<String>,
+
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "FANLINE_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: operations port 0, every other setting at its default.
+    pub fn new(brokers: &str, topic: &str, group: &str, database_url: &str) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            dlq_topic: format!("{topic}.dlq"),
+            group: group.to_owned(),
+            database_url: SecretString::from(database_url.to_owned()),
+            db_connections: defaults::DB_CONNECTIONS,
+            batch_max_events: defaults::BATCH_MAX_EVENTS,
+            batch_linger_ms: defaults::BATCH_LINGER_MS,
+            max_backoff_ms: defaults::MAX_BACKOFF_MS,
+            lag_interval_ms: defaults::LAG_INTERVAL_MS,
+            partitions: defaults::PARTITIONS,
+            replication_factor: defaults::REPLICATION_FACTOR,
+            pull_threshold: defaults::PULL_THRESHOLD,
+            push_threshold: None,
+            follow_backfill: defaults::FOLLOW_BACKFILL,
+            skip_setup: false,
+            kafka_properties: Vec::new(),
+            log_json: false,
+        }
+    }
+
+    /// The delivery policy; errors when the thresholds leave no hysteresis band.
+    pub fn policy(&self) -> Result<crate::store::Policy, String> {
+        let pull_above = self.pull_threshold;
+        let push_below = self
+            .push_threshold
+            .unwrap_or_else(|| defaults::push_threshold(pull_above));
+        if pull_above < 1 || push_below < 0 || push_below > pull_above {
+            return Err(format!(
+                "push threshold ({push_below}) must be between 0 and the pull threshold ({pull_above})"
+            ));
+        }
+        if self.follow_backfill < 0 {
+            return Err("follow-backfill must not be negative".into());
+        }
+        Ok(crate::store::Policy {
+            pull_above,
+            push_below,
+            follow_backfill: self.follow_backfill,
+        })
+    }
+
+    pub fn batch_linger(&self) -> Duration {
+        Duration::from_millis(self.batch_linger_ms)
+    }
+
+    pub fn max_backoff(&self) -> Duration {
+        Duration::from_millis(self.max_backoff_ms.max(1))
+    }
+
+    /// Brokers and the operator's Kafka properties, for every client this process builds.
+    pub fn kafka(&self) -> Result<kafkakit::KafkaSettings, kafkakit::PropertyError> {
+        kafkakit::KafkaSettings::new(&self.brokers, &self.kafka_properties)
+    }
+
+    pub fn lag_interval(&self) -> Duration {
+        Duration::from_millis(self.lag_interval_ms.max(100))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_test_builder_matches_the_command_line_defaults() {
+        let parsed = Cli::try_parse_from(["fanout", "--listen", "127.0.0.1:0"])
+            .unwrap()
+            .config;
+        let built = Config::new(&parsed.brokers, &parsed.topic, &parsed.group, "x");
+        // A FANLINE_ variable of the machine running the test would change the parsed side.
+        let flags_from_env = std::env::vars().any(|(key, _)| {
+            key.starts_with("FANLINE_")
+                && !key.starts_with("FANLINE_TEST_")
+                && key != "FANLINE_KAFKA_BROKERS"
+        });
+        if !flags_from_env {
+            assert_eq!(parsed.policy(), built.policy());
+            assert_eq!(parsed.batch_max_events, built.batch_max_events);
+            assert_eq!(parsed.max_backoff_ms, built.max_backoff_ms);
+            assert_eq!(parsed.lag_interval_ms, built.lag_interval_ms);
+            assert_eq!(parsed.partitions, built.partitions);
+        }
+        assert_eq!(
+            crate::store::Policy::default(),
+            built.policy().unwrap(),
+            "Policy::default is the policy of the default flags"
+        );
+    }
+
+    #[test]
+    fn replay_flags_map_to_a_start_point() {
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["fanout", "replay"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).map(|cli| cli.command) {
+                Ok(Some(Command::Replay(args))) => args.start(),
+                other => Err(format!("{other:?}")),
+            }
+        };
+        use crate::replay::StartAt;
+        assert_eq!(args(&["--from-beginning"]), Ok(StartAt::Beginning));
+        assert_eq!(args(&["--resume"]), Ok(StartAt::Committed));
+        assert_eq!(
+            args(&["--from-offsets", "0:5"]),
+            Ok(StartAt::Offsets(vec![(0, 5)]))
+        );
+        assert!(args(&["--from-offsets", "zero"]).is_err());
+        assert!(args(&[]).is_err(), "a start point is required");
+        assert!(
+            args(&["--resume", "--from-beginning"]).is_err(),
+            "start points exclude each other"
+        );
+    }
+}

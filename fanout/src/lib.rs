@@ -1,0 +1,296 @@
+//! Fanout: Kafka consumer-group workers that apply events to Postgres — store timelines, the follow
+//! graph and push fan-out to per-user sync timelines.
+//!
+//! Architecture invariant: fanout is the only writer of timelines. It reads Kafka, writes Postgres and
+//! the dead-letter topic, and serves only operations endpoints.
+//!
+//! # Layout
+//! - [`config`]: command line and environment.
+//! - [`batches`]: the one batching loop (gather, apply, checkpoint) behind the worker and replay.
+//! - [`applier`]: a batch into effects — decoding, dead-lettering, retries with backoff.
+//! - [`consumer`]: the live worker — group consumer, rebalances, offsets stored for auto-commit.
+//! - [`replay`]: `fanout replay` — start offsets (beginning, time, offsets, resume) and its checkpoint.
+//! - [`store`]: the SQL that applies a batch idempotently and assigns sync sequence numbers.
+//! - [`dlq`]: the dead-letter producer.
+//! - [`lag`]: consumer lag measurement for `/metrics`, and [`LagExporter`] outside the group.
+//! - [`topics`]: creating the topics when missing.
+//! - [`metrics`]: fanout's Prometheus metrics; [`progress`]: replay progress on the terminal.
+
+pub mod applier;
+mod batches;
+pub mod config;
+pub mod consumer;
+pub mod dlq;
+pub mod lag;
+pub mod metrics;
+pub mod progress;
+pub mod replay;
+pub mod store;
+pub mod topics;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use secrecy::ExposeSecret;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Cli, Command, Config};
+use consumer::{FanoutConsumer, Worker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Bind(#[from] httpkit::BindError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("Postgres: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("invalid Kafka property: {0}")]
+    KafkaProperty(#[from] kafkakit::PropertyError),
+}
+
+/// Creates the database if it is missing and applies the migrations. Safe to run concurrently and
+/// repeatedly: sqlx serialises migrators with an advisory lock and skips applied migrations.
+pub async fn migrate(database_url: &str) -> Result<(), BuildError> {
+    if !sqlx::Postgres::database_exists(database_url).await? {
+        match sqlx::Postgres::create_database(database_url).await {
+            Ok(()) => tracing::info!("created database"),
+            // Another process created it meanwhile.
+            Err(_) if sqlx::Postgres::database_exists(database_url).await? => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(database_url)
+        .await?;
+    schemas::MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Creates the events and dead-letter topics if missing.
+pub async fn create_topics(config: &Config) -> Result<(), BuildError> {
+    topics::ensure_topics(
+        &config.kafka()?,
+        &[
+            (config.topic.as_str(), config.partitions),
+            (config.dlq_topic.as_str(), config.partitions),
+        ],
+        config.replication_factor,
+    )
+    .await?;
+    Ok(())
+}
+
+/// A built fanout worker with its operations server, not yet running.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    worker: Worker,
+    consumer: Arc<FanoutConsumer>,
+    metrics: metrics::FanoutMetrics,
+    topic: String,
+    lag_interval: Duration,
+}
+
+impl App {
+    pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
+        let kafka = config.kafka()?;
+        if config.batch_max_events == 0 {
+            return Err(BuildError::Config(
+                "batch-max-events must be at least 1".into(),
+            ));
+        }
+        if !config.skip_setup {
+            migrate(config.database_url.expose_secret()).await?;
+            create_topics(config).await?;
+        }
+        let metrics = metrics::FanoutMetrics::new(&registry)?;
+        let http_metrics = httpkit::HttpMetrics::new(&registry)?;
+        let applier = applier::Applier::new(config, &kafka, metrics.clone())?;
+        let joined = Arc::new(AtomicBool::new(false));
+        let context = consumer::FanoutContext {
+            joined: joined.clone(),
+            assigned: metrics.assigned_partitions.clone(),
+        };
+        let consumer = Arc::new(consumer::create_consumer(config, &kafka, context)?);
+        let readiness = readiness(applier.pool().clone(), joined);
+        let router = httpkit::with_common_layers(
+            axum::Router::new(),
+            registry,
+            http_metrics,
+            readiness,
+            16 * 1024,
+        );
+        let listener = httpkit::bind(config.listen).await?;
+        let worker = Worker {
+            consumer: consumer.clone(),
+            applier,
+            batch_max_events: config.batch_max_events,
+            batch_linger: config.batch_linger(),
+        };
+        Ok(App {
+            listener,
+            router,
+            worker,
+            consumer,
+            metrics,
+            topic: config.topic.clone(),
+            lag_interval: config.lag_interval(),
+        })
+    }
+
+    /// Port of the operations server.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Consumes until `shutdown` completes, then finishes the batch in flight (or abandons it while
+    /// Postgres is down), commits the applied offsets and stops the operations server.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let cancel = CancellationToken::new();
+        let lag = tokio::spawn(lag::export(
+            self.consumer,
+            self.topic,
+            self.metrics,
+            self.lag_interval,
+            cancel.clone(),
+        ));
+        let worker = tokio::spawn(self.worker.run(cancel.clone()));
+        let server = tokio::spawn(httpkit::serve(
+            self.listener,
+            self.router,
+            cancel.clone().cancelled_owned(),
+        ));
+        shutdown.await;
+        tracing::info!("draining");
+        cancel.cancel();
+        let _ = lag.await;
+        if let Err(err) = worker.await {
+            tracing::error!(error = %err, "worker task failed");
+        }
+        match server.await {
+            Ok(result) => result,
+            Err(err) => Err(std::io::Error::other(err)),
+        }
+    }
+}
+
+fn readiness(pool: PgPool, joined: Arc<AtomicBool>) -> httpkit::Readiness {
+    httpkit::Readiness::new(move || {
+        let pool = pool.clone();
+        let joined = joined.clone();
+        async move {
+            sqlx::query("SELECT 1")
+                .execute(&pool)
+                .await
+                .map_err(|_| "database unavailable".to_owned())?;
+            if joined.load(Ordering::Acquire) {
+                Ok(())
+            } else {
+                Err("not yet joined the consumer group".to_owned())
+            }
+        }
+    })
+}
+
+/// `fanout lag-exporter`: measures the group's lag from outside the group (it never joins it) and serves
+/// it on `/metrics`, so that lag is visible while every fanout worker is stopped.
+pub struct LagExporter {
+    listener: TcpListener,
+    router: axum::Router,
+    consumer: Arc<rdkafka::consumer::BaseConsumer>,
+    metrics: metrics::FanoutMetrics,
+    topic: String,
+    interval: Duration,
+}
+
+impl LagExporter {
+    pub async fn build(config: &Config, registry: Registry) -> Result<LagExporter, BuildError> {
+        // In the group's name only to read its committed offsets: it never subscribes, so never joins.
+        let consumer: Arc<rdkafka::consumer::BaseConsumer> = Arc::new(
+            config
+                .kafka()?
+                .client(
+                    "fanline-lag-exporter",
+                    &[("group.id", &config.group), ("enable.auto.commit", "false")],
+                )
+                .create()?,
+        );
+        let metrics = metrics::FanoutMetrics::new(&registry)?;
+        let http_metrics = httpkit::HttpMetrics::new(&registry)?;
+        let readiness = {
+            let consumer = consumer.clone();
+            let topic = config.topic.clone();
+            httpkit::Readiness::new(move || {
+                let consumer = consumer.clone();
+                let topic = topic.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        lag::measure(consumer.as_ref(), &topic, Duration::from_millis(1500))
+                            .map(|_| ())
+                            .map_err(|_| "broker unavailable".to_owned())
+                    })
+                    .await
+                    .map_err(|_| "lag check failed".to_owned())?
+                }
+            })
+        };
+        let router = httpkit::with_common_layers(
+            axum::Router::new(),
+            registry,
+            http_metrics,
+            readiness,
+            16 * 1024,
+        );
+        let listener = httpkit::bind(config.listen).await?;
+        Ok(LagExporter {
+            listener,
+            router,
+            consumer,
+            metrics,
+            topic: config.topic.clone(),
+            interval: config.lag_interval(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let cancel = CancellationToken::new();
+        let lag = tokio::spawn(lag::export(
+            self.consumer,
+            self.topic,
+            self.metrics,
+            self.interval,
+            cancel.clone(),
+        ));
+        let result = httpkit::serve(self.listener, self.router, shutdown).await;
+        cancel.cancel();
+        let _ = lag.await;
+        result
+    }
+}

@@ -1,0 +1,53 @@
+use anyhow::Context;
+use clap::Parser;
+use secrecy::ExposeSecret;
+
+use fanout::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = cli.config;
+    httpkit::init_tracing(config.log_json);
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Migrate => {
+            fanout::migrate(config.database_url.expose_secret())
+                .await
+                .context("migrating the database")?;
+            tracing::info!("database is migrated");
+        }
+        Command::CreateTopics => {
+            fanout::create_topics(&config)
+                .await
+                .context("creating topics")?;
+            tracing::info!(topic = %config.topic, dlq = %config.dlq_topic, "topics exist");
+        }
+        Command::Replay(args) => {
+            let summary = fanout::replay::replay_command(&config, &args)
+                .await
+                .context("replay failed")?;
+            print!("{summary}");
+        }
+        Command::LagExporter => {
+            let exporter = fanout::LagExporter::build(&config, prometheus::Registry::new())
+                .await
+                .context("starting the lag exporter")?;
+            tracing::info!(port = exporter.port(), topic = %config.topic, group = %config.group, "lag exporter running");
+            exporter
+                .run(httpkit::shutdown_signal())
+                .await
+                .context("running the lag exporter")?;
+        }
+        Command::Run => {
+            let app = fanout::App::build(&config, prometheus::Registry::new())
+                .await
+                .context("starting fanout")?;
+            tracing::info!(port = app.port(), topic = %config.topic, group = %config.group, "fanout running");
+            app.run(httpkit::shutdown_signal())
+                .await
+                .context("running fanout")?;
+            tracing::info!("fanout stopped");
+        }
+    }
+    Ok(())
+}

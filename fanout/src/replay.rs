@@ -1,0 +1,535 @@
+//! `fanout replay`: rewinds a consumer group and reprocesses the topic up to the end offsets captured
+//! when the replay started.
+//!
+//! Starting points: the beginning, explicit partition offsets, or a timestamp. For a timestamp the broker
+//! is asked first (ListOffsets by time); its answer is checked against the records' own timestamps, and
+//! when it is wrong (some Kafka-compatible brokers answer wrongly), the offset is found by a binary search
+//! over the records' timestamps instead. The summary says which way each partition's offset was found.
+//!
+//! Replaying into the live database changes nothing (every write is idempotent). Replaying into an empty
+//! database (a fresh `--database-url`, with its own `--replay-group`) rebuilds every timeline.
+//!
+//! Batches go through the same loop and [`Applier`] as the live worker ([`crate::batches`]); only the
+//! checkpoint differs. Before the first batch the replay commits its start offsets for every partition,
+//! and after every batch the offsets it applied, so the group's commits always say where it is:
+//! `--resume` ([`StartAt::Committed`]) continues an interrupted replay from them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, DefaultConsumerContext, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::applier::Applier;
+use crate::batches::{BatchLoop, Checkpoint, Stopped};
+use crate::config::ReplayArgs;
+use crate::{BuildError, Config};
+
+/// Where the replay starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    Timestamp(DateTime<Utc>),
+    /// Like `Timestamp`, without asking the broker's time index: for brokers known to answer it wrongly.
+    TimestampByRecords(DateTime<Utc>),
+    /// (partition, offset); partitions not listed start at their end (nothing replayed).
+    Offsets(Vec<(i32, i64)>),
+    /// The group's committed offsets: continues an interrupted replay (`--resume`).
+    Committed,
+}
+
+/// How a partition's start offset was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSource {
+    Beginning,
+    Explicit,
+    /// The broker's ListOffsets-by-timestamp answer, verified against the records.
+    BrokerTimestampIndex,
+    /// A binary search over the records' timestamps (the broker's answer was wrong or missing).
+    RecordSearch,
+    /// The group's committed offset (`--resume`).
+    Committed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRange {
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+    pub source: OffsetSource,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplaySummary {
+    pub group: String,
+    pub ranges: Vec<PartitionRange>,
+    pub events: u64,
+    pub seconds: f64,
+}
+
+impl fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for range in &self.ranges {
+            writeln!(
+                f,
+                "partition {:>3}: offsets {}..{} ({:?})",
+                range.partition, range.start, range.end, range.source
+            )?;
+        }
+        writeln!(
+            f,
+            "replayed {} events for group {} in {:.1} s ({:.0} events/s)",
+            self.events,
+            self.group,
+            self.seconds,
+            self.events_per_second()
+        )
+    }
+}
+
+impl ReplaySummary {
+    pub fn events_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.events as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(
+        "consumer group {group} has {members} live member(s): stop its fanout workers first, or replay \
+         with a separate group (--replay-group)"
+    )]
+    LiveMembers { group: String, members: usize },
+    #[error(
+        "cannot tell whether consumer group {group} has live members (the broker did not answer \
+         DescribeGroups: {reason}); stop its fanout workers and pass --assume-no-live-members, or replay \
+         with a separate group (--replay-group)"
+    )]
+    CannotCheckMembers { group: String, reason: String },
+    #[error("{0}")]
+    InvalidStart(String),
+    #[error(
+        "consumer group {group} has no committed offset for partition {partition}: there is no \
+         replay to resume; start one with --from-beginning, --from-timestamp or --from-offsets"
+    )]
+    NothingToResume { group: String, partition: i32 },
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("interrupted; the offsets of what was applied are committed: finish with --resume")]
+    Interrupted,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Parses `0:10,1:20` into (partition, offset) pairs.
+pub fn parse_offsets(text: &str) -> Result<Vec<(i32, i64)>, String> {
+    text.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| {
+            let (partition, offset) = part
+                .split_once(':')
+                .ok_or_else(|| format!("{part:?} is not PARTITION:OFFSET"))?;
+            let partition = partition
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad partition in {part:?}"))?;
+            let offset = offset
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad offset in {part:?}"))?;
+            Ok((partition, offset))
+        })
+        .collect()
+}
+
+fn client(config: &Config, group: &str) -> Result<ClientConfig, ReplayError> {
+    let kafka = config
+        .kafka()
+        .map_err(|err| ReplayError::InvalidStart(err.to_string()))?;
+    Ok(kafka.client(
+        "fanline-replay",
+        &[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            // EOF marks a partition done even when its last offsets hold no record (transaction
+            // markers, compaction); never jump silently when the start offset was deleted meanwhile.
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", "error"),
+        ],
+    ))
+}
+
+/// Timestamp (ms) of the record at `offset`, read with a throwaway assignment.
+fn record_timestamp(
+    probe: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<i64, ReplayError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    probe.assign(&tpl)?;
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(message) = probe.poll(Duration::from_millis(200)) {
+            let message = message?;
+            if message.partition() == partition && message.offset() >= offset {
+                return Ok(message.timestamp().to_millis().unwrap_or(0));
+            }
+        }
+    }
+    Err(ReplayError::InvalidStart(format!(
+        "could not read partition {partition} at offset {offset}"
+    )))
+}
+
+/// The first offset in `[low, high)` whose record timestamp is at or after `at_ms` (`high` if none).
+fn search_by_records(
+    probe: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    at_ms: i64,
+    low: i64,
+    high: i64,
+) -> Result<i64, ReplayError> {
+    // Producers stamp records in append order per partition, closely enough for a binary search.
+    let (mut lo, mut hi) = (low, high);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if record_timestamp(probe, topic, partition, mid)? < at_ms {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
+/// Start offsets per partition, blocking (run it off the async runtime).
+fn plan(
+    config: &Config,
+    group: &str,
+    start: &StartAt,
+    assume_no_live_members: bool,
+) -> Result<Vec<PartitionRange>, ReplayError> {
+    let probe: BaseConsumer = client(config, group)?.create()?;
+    // Rewinding a group under live members would race them for the same partitions.
+    match probe.fetch_group_list(Some(group), TIMEOUT) {
+        Ok(groups) => {
+            if let Some(found) = groups.groups().iter().find(|g| g.name() == group) {
+                if !found.members().is_empty() {
+                    return Err(ReplayError::LiveMembers {
+                        group: group.to_owned(),
+                        members: found.members().len(),
+                    });
+                }
+            }
+        }
+        Err(err) if !assume_no_live_members => {
+            return Err(ReplayError::CannotCheckMembers {
+                group: group.to_owned(),
+                reason: err.to_string(),
+            })
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list group members; trusting --assume-no-live-members")
+        }
+    }
+    let partitions = kafkakit::partitions(&probe, &config.topic, TIMEOUT)?;
+    if partitions.is_empty() {
+        return Err(ReplayError::InvalidStart(format!(
+            "topic {} has no partitions",
+            config.topic
+        )));
+    }
+    let explicit: BTreeMap<i32, i64> = match start {
+        StartAt::Offsets(pairs) => {
+            for (partition, _) in pairs {
+                if !partitions.contains(partition) {
+                    return Err(ReplayError::InvalidStart(format!(
+                        "partition {partition} does not exist in {}",
+                        config.topic
+                    )));
+                }
+            }
+            pairs.iter().copied().collect()
+        }
+        StartAt::Committed => {
+            let mut tpl = TopicPartitionList::new();
+            for partition in &partitions {
+                tpl.add_partition(&config.topic, *partition);
+            }
+            let committed = probe.committed_offsets(tpl, TIMEOUT)?;
+            let mut offsets = BTreeMap::new();
+            for partition in &partitions {
+                match committed
+                    .find_partition(&config.topic, *partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(offset)) => offsets.insert(*partition, offset),
+                    _ => {
+                        return Err(ReplayError::NothingToResume {
+                            group: group.to_owned(),
+                            partition: *partition,
+                        })
+                    }
+                };
+            }
+            offsets
+        }
+        _ => BTreeMap::new(),
+    };
+    let mut ranges = Vec::with_capacity(partitions.len());
+    for partition in partitions {
+        let (low, high) = probe.fetch_watermarks(&config.topic, partition, TIMEOUT)?;
+        let (start, source) = match start {
+            StartAt::Beginning => (low, OffsetSource::Beginning),
+            StartAt::Committed => match explicit.get(&partition) {
+                Some(&offset) if offset < low || offset > high => {
+                    return Err(ReplayError::InvalidStart(format!(
+                        "the committed offset {offset} of partition {partition} is outside the retained range {low}..{high}"
+                    )))
+                }
+                Some(&offset) => (offset, OffsetSource::Committed),
+                None => (high, OffsetSource::Committed),
+            },
+            StartAt::Offsets(_) => match explicit.get(&partition) {
+                Some(&offset) if offset < low || offset > high => {
+                    return Err(ReplayError::InvalidStart(format!(
+                        "offset {offset} of partition {partition} is outside the retained range {low}..{high}"
+                    )))
+                }
+                Some(&offset) => (offset, OffsetSource::Explicit),
+                None => (high, OffsetSource::Explicit),
+            },
+            StartAt::Timestamp(at) | StartAt::TimestampByRecords(at) => {
+                let at_ms = at.timestamp_millis();
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&config.topic, partition, Offset::Offset(at_ms))?;
+                let ask_broker = matches!(start, StartAt::Timestamp(_));
+                let answered = ask_broker
+                    .then(|| probe.offsets_for_times(tpl, TIMEOUT).ok())
+                    .flatten()
+                    .and_then(|tpl| {
+                        tpl.find_partition(&config.topic, partition)
+                            .and_then(|e| match e.offset() {
+                                Offset::Offset(offset) => Some(offset),
+                                Offset::End => Some(high),
+                                _ => None,
+                            })
+                    });
+                // A probe that cannot read a record counts as "unverified": fall back to the search.
+                let ts = |offset| record_timestamp(&probe, &config.topic, partition, offset).ok();
+                let verified = match answered {
+                    Some(offset) if (low..=high).contains(&offset) => {
+                        let before_ok = offset == low || ts(offset - 1).is_some_and(|t| t < at_ms);
+                        let at_ok = offset == high || ts(offset).is_some_and(|t| t >= at_ms);
+                        (before_ok && at_ok).then_some(offset)
+                    }
+                    _ => None,
+                };
+                match verified {
+                    Some(offset) => (offset, OffsetSource::BrokerTimestampIndex),
+                    None => {
+                        tracing::info!(partition, ?answered, "broker's offset for the timestamp is wrong; searching the records");
+                        let offset = search_by_records(&probe, &config.topic, partition, at_ms, low, high)?;
+                        (offset, OffsetSource::RecordSearch)
+                    }
+                }
+            }
+        };
+        ranges.push(PartitionRange {
+            partition,
+            start,
+            end: high,
+            source,
+        });
+    }
+    Ok(ranges)
+}
+
+/// The replay's checkpoint: only records below the captured end offsets, each batch committed
+/// synchronously, finished when every partition reached its end.
+struct ReplayCheckpoint<F> {
+    /// Partitions still to replay, with their end offsets (exclusive).
+    remaining: BTreeMap<i32, i64>,
+    done: u64,
+    total: u64,
+    progress: F,
+}
+
+impl<F: FnMut(u64, u64)> Checkpoint<DefaultConsumerContext> for ReplayCheckpoint<F> {
+    fn admits(&self, partition: i32, offset: i64) -> bool {
+        // Events appended after the replay started are left to the live workers.
+        self.remaining
+            .get(&partition)
+            .is_some_and(|end| offset < *end)
+    }
+
+    fn applied(
+        &mut self,
+        consumer: &StreamConsumer,
+        next: &TopicPartitionList,
+        events: usize,
+    ) -> Result<(), KafkaError> {
+        consumer.commit(next, CommitMode::Sync)?;
+        for element in next.elements() {
+            if let Offset::Offset(next) = element.offset() {
+                if self
+                    .remaining
+                    .get(&element.partition())
+                    .is_some_and(|end| next >= *end)
+                {
+                    self.remaining.remove(&element.partition());
+                }
+            }
+        }
+        self.done += events as u64;
+        (self.progress)(self.done, self.total);
+        Ok(())
+    }
+
+    fn partition_ended(&mut self, partition: i32) {
+        self.remaining.remove(&partition);
+    }
+
+    fn finished(&self) -> bool {
+        self.remaining.is_empty()
+    }
+}
+
+/// Replays `config.topic` for `group` (rewinding it) into `config.database_url`, calling `progress`
+/// with (events done, events total) after every batch. A group is rewound only when the broker confirms
+/// it has no live members, or when the operator asserts it (`assume_no_live_members`) because the broker
+/// cannot answer DescribeGroups (tansu 0.6 with sqlite storage fails it).
+pub async fn replay(
+    config: &Config,
+    group: &str,
+    start: StartAt,
+    assume_no_live_members: bool,
+    cancel: CancellationToken,
+    progress: impl FnMut(u64, u64),
+) -> Result<ReplaySummary, ReplayError> {
+    if !config.skip_setup {
+        crate::migrate(config.database_url.expose_secret()).await?;
+    }
+    let plan_config = config.clone();
+    let plan_group = group.to_owned();
+    let ranges = tokio::task::spawn_blocking(move || {
+        plan(&plan_config, &plan_group, &start, assume_no_live_members)
+    })
+    .await
+    .map_err(|e| ReplayError::InvalidStart(format!("planning failed: {e}")))??;
+    let kafka = config
+        .kafka()
+        .map_err(|err| ReplayError::InvalidStart(err.to_string()))?;
+    // The replay's metrics are not served anywhere; the summary reports what it did.
+    let metrics = crate::metrics::FanoutMetrics::new(&prometheus::Registry::new())
+        .map_err(BuildError::from)?;
+    let applier = Applier::new(config, &kafka, metrics)?;
+    let consumer: StreamConsumer = client(config, group)?.create()?;
+    let mut starts = TopicPartitionList::new();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = BTreeMap::new();
+    for range in &ranges {
+        starts.add_partition_offset(&config.topic, range.partition, Offset::Offset(range.start))?;
+        if range.start < range.end {
+            assignment.add_partition_offset(
+                &config.topic,
+                range.partition,
+                Offset::Offset(range.start),
+            )?;
+            remaining.insert(range.partition, range.end);
+        }
+    }
+    // From here on the group's commits say where the replay is, even for partitions not reached yet.
+    consumer.commit(&starts, CommitMode::Sync)?;
+    let mut checkpoint = ReplayCheckpoint {
+        remaining,
+        done: 0,
+        total: ranges.iter().map(|r| (r.end - r.start).max(0) as u64).sum(),
+        progress,
+    };
+    (checkpoint.progress)(0, checkpoint.total);
+    let started = Instant::now();
+    if !checkpoint.finished() {
+        consumer.assign(&assignment)?;
+    }
+    let batches = BatchLoop {
+        consumer: &consumer,
+        applier: &applier,
+        max_events: config.batch_max_events,
+        linger: config.batch_linger().max(Duration::from_millis(5)),
+    };
+    let stopped = batches.run(&mut checkpoint, &cancel).await;
+    applier.dead_letters.flush().await;
+    // Dropping a consumer can block; keep that off the async runtime.
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    match stopped? {
+        Stopped::Finished => Ok(ReplaySummary {
+            group: group.to_owned(),
+            ranges,
+            events: checkpoint.done,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+        Stopped::Shutdown => Err(ReplayError::Interrupted),
+    }
+}
+
+/// `fanout replay` as the command line runs it: the group and start point from the flags, stopped by
+/// SIGTERM or Ctrl-C (what was applied stays committed), progress on stderr.
+pub async fn replay_command(
+    config: &Config,
+    args: &ReplayArgs,
+) -> Result<ReplaySummary, ReplayError> {
+    let start = args.start().map_err(ReplayError::InvalidStart)?;
+    let group = args
+        .replay_group
+        .clone()
+        .unwrap_or_else(|| config.group.clone());
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let signal = tokio::spawn(async move {
+        httpkit::shutdown_signal().await;
+        on_signal.cancel();
+    });
+    let summary = replay(
+        config,
+        &group,
+        start,
+        args.assume_no_live_members,
+        cancel,
+        crate::progress::reporter(),
+    )
+    .await;
+    signal.abort();
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_parse_as_partition_offset_pairs() {
+        assert_eq!(parse_offsets("0:10, 3:0").unwrap(), vec![(0, 10), (3, 0)]);
+        assert!(parse_offsets("0-10").is_err());
+        assert!(parse_offsets("x:1").is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! Ingest configuration: every flag also reads an environment variable.
+
+use std::net::SocketAddr;
+
+/// The default of every flag: the clap attributes and [`Config::for_brokers`] both read them.
+pub mod defaults {
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const PRODUCE_TIMEOUT_MS: u64 = 5000;
+    pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+    pub const BATCH_BODY_LIMIT_BYTES: usize = 4 * 1024 * 1024;
+}
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "ingest",
+    version,
+    about = "Fanline ingest: the write API, appending events to Kafka"
+)]
+pub struct Config {
+    /// Address the HTTP API listens on (port 0 picks a free port).
+    #[arg(long, env = "FANLINE_INGEST_LISTEN", default_value = defaults::LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long, env = "FANLINE_KAFKA_BROKERS", default_value = schemas::DEFAULT_BROKERS)]
+    pub brokers: String,
+
+    /// Topic the events are appended to.
+    #[arg(long, env = "FANLINE_EVENTS_TOPIC", default_value = schemas::DEFAULT_EVENTS_TOPIC)]
+    pub topic: String,
+
+    /// How long the broker has to acknowledge an event, in milliseconds (librdkafka's message.timeout.ms).
+    /// A request answers 503 when it fails, at the latest 1 s after this (waiting for the delivery report).
+    #[arg(
+        long,
+        env = "FANLINE_INGEST_PRODUCE_TIMEOUT_MS",
+        default_value_t = defaults::PRODUCE_TIMEOUT_MS
+    )]
+    pub produce_timeout_ms: u64,
+
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    #[arg(long, env = "FANLINE_HTTP_BODY_LIMIT_BYTES", default_value_t = defaults::BODY_LIMIT_BYTES)]
+    pub body_limit_bytes: usize,
+
+    /// Largest accepted body of POST /v1/posts/batch, in bytes.
+    #[arg(long, env = "FANLINE_HTTP_BATCH_BODY_LIMIT_BYTES", default_value_t = defaults::BATCH_BODY_LIMIT_BYTES)]
+    pub batch_body_limit_bytes: usize,
+
+    /// Extra librdkafka producer properties as key=value (repeatable), e.g. security.protocol=ssl.
+    #[arg(
+        long = "kafka-property",
+        env = "FANLINE_INGEST_KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
+    pub kafka_properties: Vec<String>,
+
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, env = "FANLINE_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: listen on a free port, other settings at their defaults.
+    pub fn for_brokers(brokers: &str, topic: &str) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            produce_timeout_ms: defaults::PRODUCE_TIMEOUT_MS,
+            body_limit_bytes: defaults::BODY_LIMIT_BYTES,
+            batch_body_limit_bytes: defaults::BATCH_BODY_LIMIT_BYTES,
+            kafka_properties: Vec::new(),
+            log_json: false,
+        }
+    }
+
+    /// Brokers and the operator's Kafka properties.
+    pub fn kafka(&self) -> Result<kafkakit::KafkaSettings, kafkakit::PropertyError> {
+        kafkakit::KafkaSettings::new(&self.brokers, &self.kafka_properties)
+    }
+}

@@ -1,0 +1,88 @@
+//! Ingest: the write API. It validates requests, appends one event per request to Kafka and answers only
+//! after the broker acknowledged the event (idempotent producer, `acks=all`).
+//!
+//! Architecture invariant: ingest never touches Postgres. It holds no state, so any number of instances
+//! can run behind a load balancer.
+//!
+//! # Layout
+//! - [`config`]: command-line flags and environment variables.
+//! - [`producer`]: the Kafka producer and how its failures map to HTTP statuses.
+//! - [`routes`]: the HTTP handlers.
+//! - [`metrics`]: produce latency and failure counters.
+
+pub mod config;
+pub mod metrics;
+pub mod producer;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use prometheus::Registry;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use producer::EventProducer;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Bind(#[from] httpkit::BindError),
+    #[error("cannot create the Kafka producer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("invalid Kafka property: {0}")]
+    KafkaProperty(#[from] kafkakit::PropertyError),
+}
+
+/// A built ingest service, bound to its port but not yet serving.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    producer: Arc<EventProducer>,
+}
+
+impl App {
+    pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
+        let metrics = metrics::IngestMetrics::new(&registry)?;
+        let http_metrics = httpkit::HttpMetrics::new(&registry)?;
+        let producer = Arc::new(EventProducer::new(config, metrics)?);
+        let readiness = {
+            let producer = producer.clone();
+            httpkit::Readiness::new(move || {
+                let producer = producer.clone();
+                async move { producer.check_topic().await }
+            })
+        };
+        let router = httpkit::with_common_layers(
+            routes::router(producer.clone(), config.batch_body_limit_bytes),
+            registry,
+            http_metrics,
+            readiness,
+            config.body_limit_bytes,
+        );
+        let listener = httpkit::bind(config.listen).await?;
+        Ok(App {
+            listener,
+            router,
+            producer,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` completes, lets in-flight requests finish, then flushes the producer so
+    /// that nothing queued is purged on exit.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let result = httpkit::serve(self.listener, self.router, shutdown).await;
+        self.producer.flush().await;
+        result
+    }
+}

@@ -1,0 +1,215 @@
+//! The write API. Every handler validates, builds one event and answers `202` only after the broker
+//! acknowledged it.
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post, put};
+use axum::{Json, Router};
+use chrono::Utc;
+use httpkit::{ApiError, JsonBody, QueryParams};
+use schemas::api::{
+    Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest, MAX_BATCH_POSTS,
+};
+use schemas::ids::{validate_body, validate_message_id};
+use schemas::{Envelope, FollowChange, PostCreated, PostDeleted, PostId, UserId};
+
+use crate::producer::{Acknowledged, EventProducer};
+
+pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/posts", post(create_post))
+        .route(
+            "/v1/posts/batch",
+            post(create_posts).layer(DefaultBodyLimit::max(batch_body_limit_bytes)),
+        )
+        .route("/v1/posts/{post_id}", delete(delete_post))
+        .route(
+            "/v1/users/{user}/following/{target}",
+            put(follow).delete(unfollow),
+        )
+        .with_state(producer)
+}
+
+fn accepted(envelope: &Envelope, post_id: Option<&PostId>, ack: Acknowledged) -> Response {
+    let body = Accepted {
+        post_id: post_id.map(|id| id.as_str().to_owned()),
+        event_id: envelope.id.clone(),
+        partition: ack.partition,
+        offset: ack.offset,
+    };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// Validates a post request into the event payload.
+pub fn validate_post(request: CreatePostRequest) -> Result<PostCreated, ApiError> {
+    let author = UserId::parse("author", &request.author)?;
+    validate_body("body", &request.body)?;
+    if let Some(id) = &request.message_id {
+        validate_message_id("message_id", id)?;
+    }
+    Ok(PostCreated {
+        post_id: PostId::generate(),
+        author,
+        body: request.body,
+        message_id: request.message_id,
+        created_at: Utc::now(),
+    })
+}
+
+#[tracing::instrument(skip_all)]
+async fn create_post(
+    State(producer): State<Arc<EventProducer>>,
+    JsonBody(request): JsonBody<CreatePostRequest>,
+) -> Result<Response, ApiError> {
+    let post = validate_post(request)?;
+    let post_id = post.post_id.clone();
+    let envelope = Envelope::post_created(post);
+    let ack = producer.send(&envelope).await?;
+    Ok(accepted(&envelope, Some(&post_id), ack))
+}
+
+/// `POST /v1/posts/batch`: every item is validated and produced like a single post, concurrently; the
+/// answer lists each item's status (202, or the 4xx/503 the single call would give) in request order.
+#[tracing::instrument(skip_all)]
+async fn create_posts(
+    State(producer): State<Arc<EventProducer>>,
+    JsonBody(request): JsonBody<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    if request.posts.is_empty() || request.posts.len() > MAX_BATCH_POSTS {
+        return Err(ApiError::bad_field(
+            "posts",
+            format!("must hold 1 to {MAX_BATCH_POSTS} posts"),
+        ));
+    }
+    let sends = request.posts.into_iter().enumerate().map(|(index, item)| {
+        let producer = producer.clone();
+        async move {
+            let prefix = format!("posts[{index}].");
+            let post =
+                httpkit::parse_value::<CreatePostRequest>(item, &prefix).and_then(|request| {
+                    validate_post(request).map_err(|mut err| {
+                        err.field = err.field.map(|f| format!("{prefix}{f}").into());
+                        err
+                    })
+                });
+            let post = match post {
+                Ok(post) => post,
+                Err(err) => return failed(err),
+            };
+            let post_id = post.post_id.to_string();
+            let envelope = Envelope::post_created(post);
+            match producer.send(&envelope).await {
+                Ok(ack) => BatchItemResult {
+                    status: StatusCode::ACCEPTED.as_u16(),
+                    post_id: Some(post_id),
+                    event_id: Some(envelope.id.clone()),
+                    partition: Some(ack.partition),
+                    offset: Some(ack.offset),
+                    error: None,
+                    field: None,
+                },
+                Err(err) => failed(err.into()),
+            }
+        }
+    });
+    let results = futures::future::join_all(sends).await;
+    Ok(Json(BatchResponse { results }))
+}
+
+fn failed(err: ApiError) -> BatchItemResult {
+    BatchItemResult {
+        status: err.status.as_u16(),
+        post_id: None,
+        event_id: None,
+        partition: None,
+        offset: None,
+        error: Some(err.message.into_owned()),
+        field: err.field.map(|f| f.into_owned()),
+    }
+}
+
+/// `DELETE /v1/posts/{post_id}?author=USER`: the delete travels on the author's key, after the create.
+#[tracing::instrument(skip_all)]
+async fn delete_post(
+    State(producer): State<Arc<EventProducer>>,
+    Path(post_id): Path<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let post_id = PostId::parse("post_id", &post_id)?;
+    let author = params
+        .get("author")
+        .ok_or_else(|| ApiError::bad_field("author", "required: the post's author"))?;
+    let author = UserId::parse("author", author)?;
+    let envelope = Envelope::post_deleted(PostDeleted { post_id, author });
+    let ack = producer.send(&envelope).await?;
+    Ok(accepted(&envelope, None, ack))
+}
+
+fn follow_change(user: &str, target: &str) -> Result<FollowChange, ApiError> {
+    let follower = UserId::parse("user", user)?;
+    let followee = UserId::parse("target", target)?;
+    let change = FollowChange { follower, followee };
+    change.validate().map_err(|err| err.in_field("target"))?;
+    Ok(change)
+}
+
+#[tracing::instrument(skip_all)]
+async fn follow(
+    State(producer): State<Arc<EventProducer>>,
+    Path((user, target)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let envelope = Envelope::followed(follow_change(&user, &target)?);
+    let ack = producer.send(&envelope).await?;
+    Ok(accepted(&envelope, None, ack))
+}
+
+#[tracing::instrument(skip_all)]
+async fn unfollow(
+    State(producer): State<Arc<EventProducer>>,
+    Path((user, target)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let envelope = Envelope::unfollowed(follow_change(&user, &target)?);
+    let ack = producer.send(&envelope).await?;
+    Ok(accepted(&envelope, None, ack))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(author: &str, body: &str, message_id: Option<&str>) -> CreatePostRequest {
+        CreatePostRequest {
+            author: author.into(),
+            body: body.into(),
+            message_id: message_id.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn post_validation_names_the_field() {
+        let field = |r| validate_post(r).unwrap_err().field.unwrap();
+        assert_eq!(field(request("no spaces", "x", None)), "author");
+        assert_eq!(field(request("a", "", None)), "body");
+        assert_eq!(field(request("a", "x", Some(""))), "message_id");
+        let post = validate_post(request("a", "x", Some("m"))).unwrap();
+        assert_eq!(post.author.as_str(), "a");
+    }
+
+    #[test]
+    fn follow_paths_are_validated() {
+        assert_eq!(
+            follow_change("a b", "c").unwrap_err().field.unwrap(),
+            "user"
+        );
+        assert_eq!(follow_change("a", "").unwrap_err().field.unwrap(), "target");
+        assert_eq!(
+            follow_change("a", "a").unwrap_err().field.unwrap(),
+            "target"
+        );
+        assert!(follow_change("a", "b").is_ok());
+    }
+}

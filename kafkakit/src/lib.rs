@@ -1,0 +1,142 @@
+//! Fanline's Kafka edge: the one place that builds Kafka clients, so that every producer, consumer and
+//! admin client of every service gets the same bootstrap servers, the same operator overrides and the
+//! same delivery guarantees.
+//!
+//! Precedence, lowest first: librdkafka's defaults, the settings the caller needs for its job (a
+//! consumer's group, a producer's timeout), then the operator's `key=value` properties
+//! (`--kafka-property`, e.g. `security.protocol=ssl`), which always win.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+
+/// A `--kafka-property` that is not `key=value`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not of the form key=value")]
+pub struct PropertyError(pub String);
+
+/// Where the brokers are and what the operator set for every client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    brokers: String,
+    overrides: Vec<(String, String)>,
+}
+
+impl KafkaSettings {
+    /// `properties` are the operator's raw `key=value` strings; empty entries are ignored.
+    pub fn new(brokers: &str, properties: &[String]) -> Result<Self, PropertyError> {
+        Ok(KafkaSettings {
+            brokers: brokers.to_owned(),
+            overrides: parse_key_values(properties)?,
+        })
+    }
+
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// A client configuration: bootstrap servers and client id, then `settings`, then the overrides.
+    pub fn client(&self, client_id: &str, settings: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id);
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.overrides {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// A producer whose acknowledgement means the event is stored: `acks=all`, librdkafka's own
+    /// retries (the application never retries a send, so it never reorders one) and `message_timeout`
+    /// as the time a message may take, retries included, before its delivery report fails.
+    /// Every producer of Fanline (ingest, the dead-letter producer) is built here.
+    pub fn acknowledged_producer(
+        &self,
+        client_id: &str,
+        message_timeout: Duration,
+        settings: &[(&str, &str)],
+    ) -> ClientConfig {
+        let timeout_ms = message_timeout.as_millis().max(1).to_string();
+        let mut base: Vec<(&str, &str)> = vec![
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", &timeout_ms),
+        ];
+        base.extend_from_slice(settings);
+        self.client(client_id, &base)
+    }
+}
+
+/// Splits `key=value` entries, trimming white space; empty entries are skipped.
+pub fn parse_key_values(raw: &[String]) -> Result<Vec<(String, String)>, PropertyError> {
+    raw.iter()
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| match entry.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_owned(), value.trim().to_owned()))
+            }
+            _ => Err(PropertyError(entry.clone())),
+        })
+        .collect()
+}
+
+/// The partition ids of `topic`, ascending (blocking: call it off the async runtime). Empty when
+/// the topic does not exist.
+pub fn partitions<C, T>(
+    consumer: &T,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, KafkaError>
+where
+    C: ConsumerContext,
+    T: Consumer<C>,
+{
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut ids: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_must_be_pairs() {
+        let ok = parse_key_values(&["a=b".into(), " c = d=e ".into(), "".into()]).unwrap();
+        assert_eq!(
+            ok,
+            vec![("a".into(), "b".into()), ("c".into(), "d=e".into())]
+        );
+        assert!(parse_key_values(&["nokey".into()]).is_err());
+        assert!(parse_key_values(&["=v".into()]).is_err());
+    }
+
+    #[test]
+    fn operator_overrides_win_over_the_callers_settings() {
+        let settings = KafkaSettings::new("b:9092", &["acks=1".into(), "x.y=z".into()]).unwrap();
+        let config = settings.acknowledged_producer(
+            "me",
+            Duration::from_millis(2500),
+            &[("linger.ms", "5")],
+        );
+        assert_eq!(config.get("bootstrap.servers"), Some("b:9092"));
+        assert_eq!(config.get("client.id"), Some("me"));
+        assert_eq!(config.get("acks"), Some("1"));
+        assert_eq!(config.get("x.y"), Some("z"));
+        assert_eq!(config.get("message.timeout.ms"), Some("2500"));
+        assert_eq!(config.get("linger.ms"), Some("5"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+    }
+}

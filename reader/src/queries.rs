@@ -1,0 +1,161 @@
+//! The reader's SQL. (The cursor format is part of the API contract: [`schemas::api::encode_cursor`].)
+//!
+//! Feeds and store timelines are ordered by post id, newest first. Post ids are ULIDs and sort by
+//! creation time, so "older than the last post id I saw" is a cursor that neither repeats nor skips,
+//! whatever is written meanwhile (new posts appear at the top, never inside pages already read).
+
+use chrono::{DateTime, Utc};
+use schemas::api::{encode_cursor, FeedEntry, FeedPage, SyncEntry};
+use sqlx::PgPool;
+
+// The queries bound pages with `post_id < coalesce($cursor, '8')` rather than `$cursor IS NULL OR ...`:
+// '8' sorts above every ULID (they start with 0-7), and a plain range stays an index bound even when
+// Postgres switches a prepared statement to its generic plan.
+
+type FeedRow = (String, String, String, DateTime<Utc>);
+
+fn feed_entry((post_id, author, body, created_at): FeedRow) -> FeedEntry {
+    FeedEntry {
+        post_id,
+        author,
+        body,
+        created_at,
+    }
+}
+
+/// Shapes a page from up to `limit + 1` rows: the extra row only says that another page exists.
+fn page_of(rows: Vec<FeedRow>, limit: i64) -> FeedPage {
+    let mut entries: Vec<FeedEntry> = rows.into_iter().map(feed_entry).collect();
+    let has_more = entries.len() as i64 > limit;
+    entries.truncate(limit.max(0) as usize);
+    let next_cursor = match entries.last() {
+        Some(last) if has_more => Some(encode_cursor(&last.post_id)),
+        _ => None,
+    };
+    FeedPage {
+        entries,
+        next_cursor,
+    }
+}
+
+/// A page of up to `limit` entries of `user`'s home feed older than `before`, newest first: the user's inbox
+/// (pushed posts) merged with the pull-mode posts of the authors they follow, deduplicated by post id.
+///
+/// The cost is bounded by the number of sources, not by their history: each source contributes at most
+/// `limit` rows through an index range scan that starts at the cursor (`sync_entries (user_id, post_id)`
+/// for the inbox, `posts_pull_by_author` for each pull source), and Postgres merges those
+/// `(1 + sources) × limit` rows. Sources are the followed authors that have pull-mode posts at all.
+/// Deleted posts are skipped inside each source, before its limit, so a page is never cut short.
+pub async fn feed(
+    pool: &PgPool,
+    user: &str,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<FeedPage, sqlx::Error> {
+    let rows: Vec<FeedRow> = sqlx::query_as(
+        "WITH candidates AS (
+             (SELECT s.post_id
+              FROM sync_entries s JOIN posts live ON live.post_id = s.post_id
+              WHERE s.user_id = $1 AND s.post_id < coalesce($2::text, '8')
+                AND live.deleted_at IS NULL
+              ORDER BY s.post_id DESC
+              LIMIT $3)
+             UNION
+             (SELECT pulled.post_id
+              FROM follows f
+              JOIN authors a ON a.author = f.followee AND a.has_pull_posts
+              CROSS JOIN LATERAL (
+                  SELECT p.post_id FROM posts p
+                  WHERE p.author = f.followee AND p.delivery_mode = 'pull' AND p.deleted_at IS NULL
+                    AND p.post_id < coalesce($2::text, '8')
+                  ORDER BY p.post_id DESC
+                  LIMIT $3
+              ) AS pulled
+              WHERE f.follower = $1 AND f.active)
+         )
+         SELECT p.post_id, p.author, p.body, p.created_at
+         FROM candidates c JOIN posts p ON p.post_id = c.post_id
+         ORDER BY p.post_id DESC
+         LIMIT $3",
+    )
+    .bind(user)
+    .bind(before)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(page_of(rows, limit))
+}
+
+/// A page of up to `limit` of `author`'s own posts older than `before`, newest first.
+pub async fn store_timeline(
+    pool: &PgPool,
+    author: &str,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<FeedPage, sqlx::Error> {
+    let rows: Vec<FeedRow> = sqlx::query_as(
+        "SELECT post_id, author, body, created_at
+         FROM posts
+         WHERE author = $1 AND deleted_at IS NULL AND post_id < coalesce($2::text, '8')
+         ORDER BY post_id DESC
+         LIMIT $3",
+    )
+    .bind(author)
+    .bind(before)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(page_of(rows, limit))
+}
+
+/// One scanned page of a sync timeline: the live entries, and the highest seq scanned (deleted posts
+/// included), which is where the next scan must start.
+pub struct SyncScan {
+    pub entries: Vec<SyncEntry>,
+    pub last_scanned_seq: Option<i64>,
+    /// Whether entries follow the scanned ones right away.
+    pub has_more: bool,
+}
+
+/// Scans up to `limit` entries of `user`'s sync timeline with seq greater than `after`, ascending.
+/// Entries of deleted posts are scanned but not returned, so a device skips past them.
+pub async fn sync(
+    pool: &PgPool,
+    user: &str,
+    after: i64,
+    limit: i64,
+) -> Result<SyncScan, sqlx::Error> {
+    let rows: Vec<(i64, String, String, String, DateTime<Utc>, bool)> = sqlx::query_as(
+        "SELECT s.seq, s.post_id, p.author, p.body, p.created_at, p.deleted_at IS NOT NULL
+         FROM sync_entries s JOIN posts p ON p.post_id = s.post_id
+         WHERE s.user_id = $1 AND s.seq > $2
+         ORDER BY s.seq
+         LIMIT $3",
+    )
+    .bind(user)
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    // The extra row only tells whether another page exists.
+    let mut rows = rows;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let last_scanned_seq = rows.last().map(|row| row.0);
+    let entries = rows
+        .into_iter()
+        .filter(|row| !row.5)
+        .map(|(seq, post_id, author, body, created_at, _)| SyncEntry {
+            seq,
+            post_id,
+            author,
+            body,
+            created_at,
+        })
+        .collect();
+    Ok(SyncScan {
+        entries,
+        last_scanned_seq,
+        has_more,
+    })
+}

@@ -1,0 +1,142 @@
+//! The HTTP API's request and response bodies, shared by the services and by clients such as the tests
+//! and the bench.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::PostId;
+
+/// Most posts accepted by one `POST /v1/posts/batch`.
+pub const MAX_BATCH_POSTS: usize = 500;
+/// Page size of feeds, timelines and sync scans when `limit` is not given.
+pub const DEFAULT_PAGE_LIMIT: i64 = 20;
+/// Largest accepted `limit`.
+pub const MAX_PAGE_LIMIT: i64 = 200;
+
+/// Body of `POST /v1/posts`. Unknown fields are ignored so that newer clients keep working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatePostRequest {
+    pub author: String,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+/// Body of a `202 Accepted` from ingest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// Id of the post (posts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_id: Option<String>,
+    pub event_id: String,
+    /// Where the broker stored the event, for tracing it through the pipeline.
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One post in a feed or store timeline page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedEntry {
+    pub post_id: String,
+    pub author: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /v1/users/{user}/feed` and `/posts`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedPage {
+    pub entries: Vec<FeedEntry>,
+    /// Pass as `cursor` for the next (older) page; `null` when there is none.
+    pub next_cursor: Option<String>,
+}
+
+/// One entry of a sync timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncEntry {
+    pub seq: i64,
+    pub post_id: String,
+    pub author: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /v1/users/{user}/sync`: ascending `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPage {
+    pub entries: Vec<SyncEntry>,
+    /// The highest seq in `entries`, or the request's `after` when there are none: poll with it next.
+    pub last_seq: i64,
+    /// Whether more entries follow right away.
+    pub has_more: bool,
+}
+
+/// Every error response: `field` names the request field at fault, if one is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub field: Option<String>,
+}
+
+/// Body of `POST /v1/posts/batch`: up to [`MAX_BATCH_POSTS`] posts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    /// Each item is checked on its own, so it stays raw JSON until then.
+    pub posts: Vec<serde_json::Value>,
+}
+
+/// One item's outcome in a batch: the single call's `202` body, or its error body, with the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItemResult {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Body of the `200` answer to `POST /v1/posts/batch`: one result per item, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub results: Vec<BatchItemResult>,
+}
+
+const CURSOR_PREFIX: &str = "p1:";
+
+/// The opaque cursor of a feed or store-timeline page: the position after `post_id` (pages are
+/// ordered by post id, newest first). Versioned by its prefix, so the format can change later.
+pub fn encode_cursor(post_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{post_id}"))
+}
+
+/// Decodes a cursor from [`encode_cursor`]; `None` when it is not one.
+pub fn decode_cursor(cursor: &str) -> Option<PostId> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    PostId::parse("cursor", text.strip_prefix(CURSOR_PREFIX)?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let id = PostId::generate();
+        let cursor = encode_cursor(id.as_str());
+        assert_eq!(decode_cursor(&cursor), Some(id));
+        assert_eq!(decode_cursor("not base64!"), None);
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("p1:nope")), None);
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("x")), None);
+    }
+}

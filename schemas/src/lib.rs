@@ -1,0 +1,35 @@
+//! Fanline's contracts, shared by every service and by anyone who produces events by hand.
+//!
+//! # Layout
+//! - [`ids`]: user ids, post ids and the limits on text fields, with the validation every service uses.
+//! - [`events`]: the versioned event envelope written to Kafka and its decoder, which tells a poison
+//!   event from an event of a newer version or unknown type.
+//! - [`json_schema`]: the JSON Schema of the envelope, generated from the Rust types and committed as
+//!   `schemas/event.schema.json`.
+//! - [`MIGRATOR`]: the Postgres schema (store timelines, follow graph, sync timelines), and [`db`]:
+//!   what a failed Postgres call means (unavailable, refused data, or a bug).
+//!
+//! Architecture invariant: only this crate defines wire and table shapes.
+
+pub mod api;
+pub mod db;
+pub mod events;
+pub mod ids;
+pub mod json_schema;
+
+pub use events::{
+    DecodeError, Envelope, Event, FollowChange, PostCreated, PostDeleted, ENVELOPE_VERSION,
+};
+pub use ids::{PostId, UserId, ValidationError};
+
+/// Migrations for the Postgres schema; applying them twice is a no-op (sqlx records what ran).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Default Kafka bootstrap servers of every service.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+/// Default Postgres URL of fanout and reader (the local stack's database).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://root@127.0.0.1:5432/fanline";
+/// Default name of the events topic.
+pub const DEFAULT_EVENTS_TOPIC: &str = "fanline.events";
+/// Default name of the dead-letter topic for events that cannot be decoded or applied.
+pub const DEFAULT_DLQ_TOPIC: &str = "fanline.events.dlq";
