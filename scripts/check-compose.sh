@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Validates compose/ without Docker: the compose file with Debian's docker-compose, the Prometheus
-# config with promtool, the dashboards as JSON. Installs the two Debian packages when missing.
+# config and alert rules with promtool (including the rules' unit tests), the dashboards as JSON.
+# Installs the two Debian packages when missing.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$FANLINE_ROOT"
@@ -16,6 +17,8 @@ docker-compose -f compose/docker-compose.yml config -q
 log "compose/docker-compose.yml is valid"
 promtool check config compose/prometheus.yml >&2
 promtool check rules compose/alerts.yml >&2
+# Unit tests: every alert fires on a synthetic failure and stays quiet on a healthy series.
+promtool test rules compose/alerts.test.yml >&2
 for dashboard in compose/grafana/dashboards/*.json; do
   python3 -m json.tool "$dashboard" >/dev/null || die "$dashboard is not valid JSON"
 done

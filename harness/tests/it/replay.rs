@@ -244,3 +244,143 @@ async fn replay_from_a_timestamp_starts_at_the_first_later_event() {
     drop(db);
     ingest.stop().await;
 }
+
+#[tokio::test]
+async fn an_interrupted_replay_resumes_to_the_same_database_as_an_uninterrupted_one() {
+    let topic = TestTopic::create(3).await;
+    let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
+    let api = Api::new(ingest.url(""), "");
+    // Follows, an unfollow and deletes among the posts, so that applying out of order would show.
+    for (follower, followee) in [
+        ("bob", "alice"),
+        ("carol", "alice"),
+        ("dave", "alice"),
+        ("carol", "erin"),
+    ] {
+        api.follow(follower, followee).await;
+    }
+    let mut posts = Vec::new();
+    for i in 0..150 {
+        let author = ["alice", "erin", "bob"][i % 3];
+        let id = api
+            .post(author, &format!("post {i}"), Some(&format!("m{i}")))
+            .await
+            .post_id
+            .unwrap();
+        posts.push((author, id));
+        if i == 60 {
+            api.unfollow("dave", "alice").await;
+        }
+    }
+    for (author, post_id) in [&posts[3], &posts[70], &posts[149]] {
+        let (status, _) = api
+            .raw(
+                Method::DELETE,
+                &ingest.url(&format!("/v1/posts/{post_id}?author={author}")),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status.as_u16(), 202);
+    }
+    let events = 4 + 150 + 1 + 3;
+    let mut config = fanout_config(&topic, "unused", "");
+    // Small batches, so that the replay is interrupted between many commits.
+    config.batch_max_events = 10;
+    let for_db = |db: &TestDb| {
+        let mut config = config.clone();
+        config.database_url = db.url.clone().into();
+        config
+    };
+
+    let reference = TestDb::create().await;
+    let whole = replay(
+        &for_db(&reference),
+        &unique("whole"),
+        StartAt::Beginning,
+        false,
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(whole.events, events);
+
+    // Killed a third of the way: the task is aborted, so no shutdown path commits anything more.
+    let target = TestDb::create().await;
+    let group = unique("resumed");
+    let (reached, mut third) = tokio::sync::mpsc::unbounded_channel();
+    let killed = tokio::spawn({
+        let config = for_db(&target);
+        let group = group.clone();
+        async move {
+            replay(
+                &config,
+                &group,
+                StartAt::Beginning,
+                false,
+                CancellationToken::new(),
+                move |done, total| {
+                    if done * 3 >= total {
+                        let _ = reached.send(done);
+                    }
+                },
+            )
+            .await
+        }
+    });
+    third.recv().await.expect("the replay reached a third");
+    killed.abort();
+    assert!(killed.await.unwrap_err().is_cancelled());
+    let (applied,): (i64,) = sqlx::query_as("SELECT count(*) FROM posts")
+        .fetch_one(&target.pool)
+        .await
+        .unwrap();
+    assert!(
+        applied > 0 && applied < 150,
+        "the kill should leave the replay part-way, {applied} posts applied"
+    );
+
+    // A replay group is never subscribed, so it has no live members; tansu cannot describe a group
+    // with commits (Apache Kafka can), hence the operator's assurance, as on the command line.
+    let resumed = replay(
+        &for_db(&target),
+        &group,
+        StartAt::Committed,
+        true,
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(resumed
+        .ranges
+        .iter()
+        .all(|r| r.source == OffsetSource::Committed));
+    assert!(
+        resumed.events > 0 && resumed.events < events,
+        "the resumed run continues, it does not start over: {} events",
+        resumed.events
+    );
+    let users = ["alice", "bob", "carol", "dave", "erin"];
+    assert_eq!(
+        timelines(&target, &users).await,
+        timelines(&reference, &users).await
+    );
+
+    // A group that never replayed has nothing to resume.
+    let never = replay(
+        &for_db(&target),
+        &unique("never"),
+        StartAt::Committed,
+        false,
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await;
+    assert!(
+        matches!(never, Err(ReplayError::NothingToResume { .. })),
+        "{never:?}"
+    );
+    ingest.stop().await;
+}
