@@ -4,6 +4,7 @@
 FANLINE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FANLINE_STATE="${FANLINE_STATE_DIR:-$FANLINE_ROOT/.fanline}"
 TANSU_VERSION="0.6.0"
+SCHEMATHESIS_VERSION="4.32.5"
 FANLINE_BROKER_HOST="${FANLINE_BROKER_HOST:-127.0.0.1}"
 FANLINE_BROKER_PORT="${FANLINE_BROKER_PORT:-9092}"
 export FANLINE_KAFKA_BROKERS="${FANLINE_KAFKA_BROKERS:-$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT}"
@@ -76,4 +77,17 @@ ensure_prometheus() {
   log "installing prometheus from Debian's packages"
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >&2 \
     || die "cannot install prometheus"
+}
+
+# schemathesis (PyPI), pinned, in the project's own virtualenv: the OpenAPI test runs it against the
+# services. Skipped when the pinned version is installed.
+ensure_schemathesis() {
+  local venv="$FANLINE_STATE/venv"
+  if [ -x "$venv/bin/st" ] && "$venv/bin/st" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; then
+    return 0
+  fi
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $venv (PyPI)"
+  python3 -m venv "$venv" >&2 || die "python3 -m venv $venv failed"
+  "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" >&2 \
+    || die "pip install schemathesis==$SCHEMATHESIS_VERSION failed"
 }

@@ -17,5 +17,6 @@ pub use error::ApiError;
 pub use extract::{parse_value, JsonBody, QueryParams};
 pub use metrics::HttpMetrics;
 pub use serve::{
-    bind, init_tracing, serve, shutdown_signal, with_common_layers, BindError, Readiness,
+    bind, init_tracing, json_document, serve, shutdown_signal, with_common_layers, BindError,
+    Readiness,
 };

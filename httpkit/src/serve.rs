@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use prometheus::Registry;
 use tokio::net::TcpListener;
@@ -95,6 +95,15 @@ pub fn with_common_layers(
         }))
         .layer(middleware::from_fn_with_state(metrics, HttpMetrics::track))
         .layer(TraceLayer::new_for_http())
+}
+
+/// `GET` of a JSON document fixed at start, such as a service's `/openapi.json`.
+pub fn json_document<S: Clone + Send + Sync + 'static>(json: String) -> MethodRouter<S> {
+    let body = axum::body::Bytes::from(json);
+    get(move || {
+        let body = body.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+    })
 }
 
 /// Gives every error response a JSON body, including those axum produces itself (e.g. a path segment

@@ -9,9 +9,11 @@
 //! - [`producer`]: the Kafka producer and how its failures map to HTTP statuses.
 //! - [`routes`]: the HTTP handlers.
 //! - [`metrics`]: produce latency and failure counters.
+//! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
 pub mod config;
 pub mod metrics;
+pub mod openapi;
 pub mod producer;
 pub mod routes;
 

@@ -12,7 +12,8 @@ use axum::{Json, Router};
 use chrono::Utc;
 use httpkit::{ApiError, JsonBody, QueryParams};
 use schemas::api::{
-    Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest, MAX_BATCH_POSTS,
+    Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest, ErrorBody,
+    MAX_BATCH_POSTS,
 };
 use schemas::ids::{validate_body, validate_message_id};
 use schemas::{Envelope, FollowChange, PostCreated, PostDeleted, PostId, UserId};
@@ -21,6 +22,10 @@ use crate::producer::{Acknowledged, EventProducer};
 
 pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Router {
     Router::new()
+        .route(
+            "/openapi.json",
+            httpkit::json_document(crate::openapi::document_json()),
+        )
         .route("/v1/posts", post(create_post))
         .route(
             "/v1/posts/batch",
@@ -60,8 +65,24 @@ pub fn validate_post(request: CreatePostRequest) -> Result<PostCreated, ApiError
     })
 }
 
+/// Post.
+///
+/// Appends a `post_created` event and answers once the broker acknowledged it. Retrying with the same
+/// `(author, message_id)` never creates a second post.
+#[utoipa::path(
+    post, path = "/v1/posts", tag = "posts",
+    request_body = CreatePostRequest,
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        (status = 400, description = "A field is invalid, or the body is not a JSON object; `field` names it.", body = ErrorBody),
+        (status = 413, description = "The body is over the limit.", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+        (status = 503, description = "The broker did not acknowledge in time: retry with the same `message_id`.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 #[tracing::instrument(skip_all)]
-async fn create_post(
+pub async fn create_post(
     State(producer): State<Arc<EventProducer>>,
     JsonBody(request): JsonBody<CreatePostRequest>,
 ) -> Result<Response, ApiError> {
@@ -72,10 +93,22 @@ async fn create_post(
     Ok(accepted(&envelope, Some(&post_id), ack))
 }
 
-/// `POST /v1/posts/batch`: every item is validated and produced like a single post, concurrently; the
-/// answer lists each item's status (202, or the 4xx/503 the single call would give) in request order.
+/// Post up to 500 posts.
+///
+/// Every item is validated and produced like a single post, concurrently; the answer lists each item's
+/// status (202, or the 400/413/503 the single call would give) in request order.
+#[utoipa::path(
+    post, path = "/v1/posts/batch", tag = "posts",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One result per item, in request order.", body = BatchResponse),
+        (status = 400, description = "`posts` is missing, empty or longer than 500, or the body is not a JSON object.", body = ErrorBody),
+        (status = 413, description = "The body is over the batch limit.", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
-async fn create_posts(
+pub async fn create_posts(
     State(producer): State<Arc<EventProducer>>,
     JsonBody(request): JsonBody<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
@@ -132,9 +165,26 @@ fn failed(err: ApiError) -> BatchItemResult {
     }
 }
 
-/// `DELETE /v1/posts/{post_id}?author=USER`: the delete travels on the author's key, after the create.
+/// Delete a post.
+///
+/// Appends a `post_deleted` event on the author's key, so it is applied after the create; the post
+/// disappears from every timeline and feed. A retried duplicate's id deletes the post it duplicates.
+#[utoipa::path(
+    delete, path = "/v1/posts/{post_id}", tag = "posts",
+    params(
+        ("post_id" = schemas::PostId, Path, description = "The post to delete."),
+        ("author" = schemas::UserId, Query, description = "The post's author."),
+    ),
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        (status = 400, description = "`post_id` or `author` is invalid or missing; `field` names it.", body = ErrorBody),
+        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
+        (status = 503, description = "The broker did not acknowledge in time: retry.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 #[tracing::instrument(skip_all)]
-async fn delete_post(
+pub async fn delete_post(
     State(producer): State<Arc<EventProducer>>,
     Path(post_id): Path<String>,
     params: QueryParams,
@@ -157,8 +207,25 @@ fn follow_change(user: &str, target: &str) -> Result<FollowChange, ApiError> {
     Ok(change)
 }
 
+/// Follow.
+///
+/// Appends a `followed` event on the followee's key: `user` follows `target`.
+#[utoipa::path(
+    put, path = "/v1/users/{user}/following/{target}", tag = "follows",
+    params(
+        ("user" = schemas::UserId, Path, description = "The follower."),
+        ("target" = schemas::UserId, Path, description = "The user to follow; not `user` itself.", example = "bob"),
+    ),
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        (status = 400, description = "A user id is invalid, or `target` is `user`; `field` names it.", body = ErrorBody),
+        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
+        (status = 503, description = "The broker did not acknowledge in time: retry.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 #[tracing::instrument(skip_all)]
-async fn follow(
+pub async fn follow(
     State(producer): State<Arc<EventProducer>>,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -167,8 +234,25 @@ async fn follow(
     Ok(accepted(&envelope, None, ack))
 }
 
+/// Unfollow.
+///
+/// Appends an `unfollowed` event on the followee's key: `user` stops following `target`.
+#[utoipa::path(
+    delete, path = "/v1/users/{user}/following/{target}", tag = "follows",
+    params(
+        ("user" = schemas::UserId, Path, description = "The follower."),
+        ("target" = schemas::UserId, Path, description = "The user to unfollow; not `user` itself.", example = "bob"),
+    ),
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        (status = 400, description = "A user id is invalid, or `target` is `user`; `field` names it.", body = ErrorBody),
+        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
+        (status = 503, description = "The broker did not acknowledge in time: retry.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 #[tracing::instrument(skip_all)]
-async fn unfollow(
+pub async fn unfollow(
     State(producer): State<Arc<EventProducer>>,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {

@@ -7,8 +7,10 @@
 //! - [`config`]: command line and environment.
 //! - [`queries`]: the SQL behind each endpoint, and the cursor format.
 //! - [`routes`]: the HTTP handlers and parameter validation.
+//! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
 pub mod config;
+pub mod openapi;
 pub mod queries;
 pub mod routes;
 

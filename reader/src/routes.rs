@@ -4,7 +4,9 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use httpkit::{ApiError, QueryParams};
-use schemas::api::{decode_cursor, FeedPage, SyncPage, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use schemas::api::{
+    decode_cursor, ErrorBody, FeedPage, SyncPage, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+};
 use schemas::db::DbFailure;
 use schemas::UserId;
 use sqlx::PgPool;
@@ -13,6 +15,10 @@ use crate::queries;
 
 pub fn router(pool: PgPool) -> Router {
     Router::new()
+        .route(
+            "/openapi.json",
+            httpkit::json_document(crate::openapi::document_json()),
+        )
         .route("/v1/users/{user}/feed", get(feed))
         .route("/v1/users/{user}/sync", get(sync))
         .route("/v1/users/{user}/posts", get(posts))
@@ -61,8 +67,27 @@ fn page_request(user: &str, params: &QueryParams) -> Result<PageRequest, ApiErro
     })
 }
 
+/// Home feed.
+///
+/// The user's inbox (pushed posts) merged with the posts of the pull-mode authors they follow,
+/// newest first, deduplicated. Pages never repeat or skip: new posts only appear on top.
+#[utoipa::path(
+    get, path = "/v1/users/{user}/feed", tag = "timelines",
+    params(
+        ("user" = schemas::UserId, Path, description = "Whose feed."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size, 20 when not given."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page; the first page without it."),
+    ),
+    responses(
+        (status = 200, description = "A page, newest first.", body = FeedPage),
+        (status = 400, description = "`user`, `limit` or `cursor` is invalid; `field` names it.", body = ErrorBody),
+        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
+        (status = 503, description = "The database is unavailable or too slow: retry.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 #[tracing::instrument(skip_all)]
-async fn feed(
+pub async fn feed(
     State(pool): State<PgPool>,
     Path(user): Path<String>,
     params: QueryParams,
@@ -79,8 +104,26 @@ async fn feed(
     Ok(Json(page))
 }
 
+/// Store timeline.
+///
+/// The author's own posts, newest first.
+#[utoipa::path(
+    get, path = "/v1/users/{user}/posts", tag = "timelines",
+    params(
+        ("user" = schemas::UserId, Path, description = "The author."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size, 20 when not given."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page; the first page without it."),
+    ),
+    responses(
+        (status = 200, description = "A page, newest first.", body = FeedPage),
+        (status = 400, description = "`user`, `limit` or `cursor` is invalid; `field` names it.", body = ErrorBody),
+        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
+        (status = 503, description = "The database is unavailable or too slow: retry.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 #[tracing::instrument(skip_all)]
-async fn posts(
+pub async fn posts(
     State(pool): State<PgPool>,
     Path(user): Path<String>,
     params: QueryParams,
@@ -97,8 +140,27 @@ async fn posts(
     Ok(Json(page))
 }
 
+/// Sync timeline scan.
+///
+/// The entries of the user's inbox with a seq greater than `after`, ascending. A device keeps the
+/// `last_seq` of each answer and polls with it as `after`: it never misses an entry.
+#[utoipa::path(
+    get, path = "/v1/users/{user}/sync", tag = "timelines",
+    params(
+        ("user" = schemas::UserId, Path, description = "Whose sync timeline."),
+        ("after" = Option<i64>, Query, minimum = 0, description = "The last seq the device has; 0 when not given."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Most entries, 20 when not given."),
+    ),
+    responses(
+        (status = 200, description = "Entries after `after`, ascending seq.", body = SyncPage),
+        (status = 400, description = "`user`, `after` or `limit` is invalid; `field` names it.", body = ErrorBody),
+        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
+        (status = 503, description = "The database is unavailable or too slow: retry.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 #[tracing::instrument(skip_all)]
-async fn sync(
+pub async fn sync(
     State(pool): State<PgPool>,
     Path(user): Path<String>,
     params: QueryParams,

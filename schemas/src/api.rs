@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::PostId;
 
@@ -16,20 +17,29 @@ pub const DEFAULT_PAGE_LIMIT: i64 = 20;
 pub const MAX_PAGE_LIMIT: i64 = 200;
 
 /// Body of `POST /v1/posts`. Unknown fields are ignored so that newer clients keep working.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreatePostRequest {
+    /// The author's user id.
+    #[schema(value_type = crate::UserId)]
     pub author: String,
+    /// 1 to 4096 characters, not only white space, without NUL.
+    #[schema(min_length = 1, max_length = 4096)]
     pub body: String,
+    /// The client's idempotency key: retrying with the same author and message id never creates a
+    /// second post. 1 to 128 characters without control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128, nullable = false)]
     pub message_id: Option<String>,
 }
 
 /// Body of a `202 Accepted` from ingest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Accepted {
     /// Id of the post (posts only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::PostId>, nullable = false)]
     pub post_id: Option<String>,
+    /// Id of the event appended to the log.
     pub event_id: String,
     /// Where the broker stored the event, for tracing it through the pipeline.
     pub partition: i32,
@@ -37,7 +47,7 @@ pub struct Accepted {
 }
 
 /// One post in a feed or store timeline page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FeedEntry {
     pub post_id: String,
     pub author: String,
@@ -46,15 +56,16 @@ pub struct FeedEntry {
 }
 
 /// `GET /v1/users/{user}/feed` and `/posts`: newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FeedPage {
     pub entries: Vec<FeedEntry>,
     /// Pass as `cursor` for the next (older) page; `null` when there is none.
+    #[schema(required)]
     pub next_cursor: Option<String>,
 }
 
 /// One entry of a sync timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SyncEntry {
     pub seq: i64,
     pub post_id: String,
@@ -64,7 +75,7 @@ pub struct SyncEntry {
 }
 
 /// `GET /v1/users/{user}/sync`: ascending `seq`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SyncPage {
     pub entries: Vec<SyncEntry>,
     /// The highest seq in `entries`, or the request's `after` when there are none: poll with it next.
@@ -74,22 +85,28 @@ pub struct SyncPage {
 }
 
 /// Every error response: `field` names the request field at fault, if one is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
+    /// What is wrong, in words.
     pub error: String,
+    /// The request field, path segment or query parameter at fault, if one is (e.g. `posts[3].author`).
+    #[schema(required)]
     pub field: Option<String>,
 }
 
 /// Body of `POST /v1/posts/batch`: up to [`MAX_BATCH_POSTS`] posts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchRequest {
-    /// Each item is checked on its own, so it stays raw JSON until then.
+    /// Each item is checked on its own, so it stays raw JSON until then: an item that is not a valid
+    /// `CreatePostRequest` gets its own 400 in `results`, the others are posted.
+    #[schema(min_items = 1, max_items = 500)]
     pub posts: Vec<serde_json::Value>,
 }
 
 /// One item's outcome in a batch: the single call's `202` body, or its error body, with the status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BatchItemResult {
+    /// The status the single call would have answered: 202, 400, 413 or 503.
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_id: Option<String>,
@@ -106,7 +123,7 @@ pub struct BatchItemResult {
 }
 
 /// Body of the `200` answer to `POST /v1/posts/batch`: one result per item, in request order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BatchResponse {
     pub results: Vec<BatchItemResult>,
 }

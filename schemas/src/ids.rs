@@ -14,6 +14,14 @@ pub const MAX_USER_ID_LEN: usize = 64;
 pub const MAX_BODY_CHARS: usize = 4096;
 /// Longest client message id, in characters.
 pub const MAX_MESSAGE_ID_CHARS: usize = 128;
+/// A user id as a regular expression, for schemas (JSON Schema of the events, OpenAPI).
+pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9_.-]{1,64}$";
+/// A post id (canonical, upper-case ULID) as a regular expression, for schemas.
+pub const POST_ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
+/// The example user id of the OpenAPI documents (the OpenAPI test seeds its timelines).
+pub const USER_ID_EXAMPLE: &str = "alice";
+/// The example post id of the OpenAPI documents.
+pub const POST_ID_EXAMPLE: &str = "01JD8Z5V2Q3W4E5R6T7Y8V9K0M";
 
 /// A rule that an input broke; `field` names the offending field for the error body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,9 +99,46 @@ impl JsonSchema for UserId {
             "type": "string",
             "minLength": 1,
             "maxLength": MAX_USER_ID_LEN,
-            "pattern": "^[A-Za-z0-9_.-]{1,64}$",
+            "pattern": USER_ID_PATTERN,
             "description": "A user id: 1-64 characters of [A-Za-z0-9_.-]."
         })
+    }
+}
+
+/// The OpenAPI schema of a string id: the same pattern and length as the JSON Schema of the events.
+fn string_schema(
+    pattern: &str,
+    min_length: usize,
+    max_length: usize,
+    description: &str,
+    example: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+        .min_length(Some(min_length))
+        .max_length(Some(max_length))
+        .description(Some(description))
+        .examples([example])
+        .into()
+}
+
+impl utoipa::PartialSchema for UserId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            USER_ID_PATTERN,
+            1,
+            MAX_USER_ID_LEN,
+            "A user id: 1-64 characters of [A-Za-z0-9_.-].",
+            USER_ID_EXAMPLE,
+        )
+    }
+}
+
+impl utoipa::ToSchema for UserId {
+    fn name() -> Cow<'static, str> {
+        "UserId".into()
     }
 }
 
@@ -153,9 +198,27 @@ impl JsonSchema for PostId {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^[0-7][0-9A-HJKMNP-TV-Z]{25}$",
+            "pattern": POST_ID_PATTERN,
             "description": "A ULID: sorts by creation time."
         })
+    }
+}
+
+impl utoipa::PartialSchema for PostId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            POST_ID_PATTERN,
+            26,
+            26,
+            "A post id: a ULID (upper case), sorts by creation time.",
+            POST_ID_EXAMPLE,
+        )
+    }
+}
+
+impl utoipa::ToSchema for PostId {
+    fn name() -> Cow<'static, str> {
+        "PostId".into()
     }
 }
 
@@ -223,6 +286,12 @@ mod tests {
         assert!(PostId::parse("post_id", first.as_str()).is_ok());
         assert!(PostId::parse("post_id", &first.as_str().to_lowercase()).is_err());
         assert!(PostId::parse("post_id", "not-a-ulid").is_err());
+    }
+
+    #[test]
+    fn schema_examples_follow_the_rules() {
+        assert!(UserId::parse("user", USER_ID_EXAMPLE).is_ok());
+        assert!(PostId::parse("post_id", POST_ID_EXAMPLE).is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! Architecture invariant: only this crate defines wire and table shapes.
 
 pub mod api;
+pub mod committed;
 pub mod db;
 pub mod events;
 pub mod ids;

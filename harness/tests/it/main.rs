@@ -5,6 +5,7 @@
 mod fanout_store;
 mod feed_model;
 mod ingest_api;
+mod openapi;
 mod operations;
 mod pipeline;
 mod reader_api;

@@ -1,0 +1,116 @@
+//! The OpenAPI documents against the running services: each serves its committed document at
+//! `/openapi.json`, and schemathesis (from PyPI, installed by scripts/test.sh) sends generated valid and
+//! invalid requests to ingest and reader — on the real broker and Postgres, with fanout applying what
+//! ingest accepts — and checks that no answer is a 5xx and that every answer is as documented (status
+//! code, content type, headers, body schema). Settings: harness/schemathesis.toml.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use harness::{
+    brokers, fanout_config, spawn_fanout, spawn_ingest, spawn_reader, unique, wait_until, Api,
+    TestDb, TestTopic,
+};
+
+fn harness_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `FANLINE_SCHEMATHESIS`, else the project's virtualenv (scripts/test.sh installs it there).
+fn schemathesis() -> PathBuf {
+    match std::env::var_os("FANLINE_SCHEMATHESIS") {
+        Some(path) => PathBuf::from(path),
+        None => harness_dir().join("../.fanline/venv/bin/st"),
+    }
+}
+
+async fn schemathesis_passes(service: &str, base_url: &str) {
+    let program = schemathesis();
+    let run = tokio::process::Command::new(&program)
+        .arg("--config-file")
+        .arg(harness_dir().join("schemathesis.toml"))
+        .args([
+            "run",
+            &format!("{base_url}/openapi.json"),
+            "--url",
+            base_url,
+        ])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .unwrap_or_else(|_| panic!("schemathesis against {service} ran over 300 s"))
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run {} ({err}): scripts/test.sh installs schemathesis, or set FANLINE_SCHEMATHESIS",
+                program.display()
+            )
+        });
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("schemathesis against {service}:\n{report}");
+    assert!(
+        output.status.success(),
+        "schemathesis found problems in {service} ({}):\n{report}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        report.contains(" passed") && !report.contains("No test cases were generated"),
+        "schemathesis tested nothing against {service}:\n{report}"
+    );
+}
+
+#[tokio::test]
+async fn ingest_and_reader_answer_as_their_openapi_documents_say() {
+    let db = TestDb::create().await;
+    let topic = TestTopic::create(2).await;
+    let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
+    let reader = spawn_reader(&db.url).await;
+    let fanout = spawn_fanout(fanout_config(&topic, &unique("fanout"), &db.url)).await;
+    let api = Api::new(ingest.url(""), reader.url(""));
+
+    // The committed documents are what the services serve.
+    for (service, url, committed) in [
+        (
+            "ingest",
+            ingest.url("/openapi.json"),
+            ingest::openapi::document_json(),
+        ),
+        (
+            "reader",
+            reader.url("/openapi.json"),
+            reader::openapi::document_json(),
+        ),
+    ] {
+        let served = reqwest::get(&url).await.unwrap();
+        assert_eq!(served.status(), 200, "{service}");
+        assert_eq!(
+            served.headers()["content-type"],
+            "application/json",
+            "{service}"
+        );
+        assert_eq!(served.text().await.unwrap(), committed, "{service}");
+    }
+
+    // The documents' example user has a feed, a store timeline and a sync timeline with entries, so the
+    // pages schemathesis reads are not all empty.
+    api.follow("alice", "bob").await;
+    for i in 0..3 {
+        api.post("bob", &format!("hello {i}"), None).await;
+        api.post("alice", &format!("mine {i}"), None).await;
+    }
+    wait_until(
+        "the example user's feed",
+        Duration::from_secs(60),
+        || async { (api.feed_page("alice", 20, None).await.entries.len() == 6).then_some(()) },
+    )
+    .await;
+
+    schemathesis_passes("ingest", &ingest.url("")).await;
+    schemathesis_passes("reader", &reader.url("")).await;
+    fanout.stop().await;
+    ingest.stop().await;
+    reader.stop().await;
+}
