@@ -84,6 +84,14 @@ impl Api {
         serde_json::from_value(value).unwrap()
     }
 
+    /// Deletes a post and expects `202`.
+    pub async fn delete_post(&self, author: &str, post_id: &str) -> Accepted {
+        let url = format!("{}/v1/posts/{post_id}?author={author}", self.ingest);
+        let (status, value) = self.raw(Method::DELETE, &url, None, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "delete failed: {value}");
+        serde_json::from_value(value).unwrap()
+    }
+
     pub async fn follow(&self, user: &str, target: &str) -> Accepted {
         self.follow_request(Method::PUT, user, target).await
     }

@@ -6,11 +6,13 @@
 //!   `{"error": ..., "field": ...}` that never leaks internals.
 //! - [`extract`]: a JSON body extractor whose errors name the offending field, and query helpers.
 //! - [`metrics`]: request counters and latency histograms by route and status, and the `/metrics` handler.
+//! - [`openapi`]: rendering and checking a service's OpenAPI document, and the error answers routes share.
 //! - [`serve`]: the common middleware stack, `/healthz`, `/readyz`, graceful shutdown and tracing set-up.
 
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod openapi;
 pub mod serve;
 
 pub use error::ApiError;

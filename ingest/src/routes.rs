@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
+use httpkit::openapi::{BadRequest, BodyRejected, NoSuchRoute, Unavailable};
 use httpkit::{ApiError, JsonBody, QueryParams};
 use schemas::api::{
-    Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest, ErrorBody,
-    MAX_BATCH_POSTS,
+    Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest, MAX_BATCH_POSTS,
 };
 use schemas::ids::{validate_body, validate_message_id};
 use schemas::{Envelope, FollowChange, PostCreated, PostDeleted, PostId, UserId};
@@ -74,11 +74,7 @@ pub fn validate_post(request: CreatePostRequest) -> Result<PostCreated, ApiError
     request_body = CreatePostRequest,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        (status = 400, description = "A field is invalid, or the body is not a JSON object; `field` names it.", body = ErrorBody),
-        (status = 413, description = "The body is over the limit.", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
-        (status = 503, description = "The broker did not acknowledge in time: retry with the same `message_id`.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        BadRequest, BodyRejected, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -102,9 +98,7 @@ pub async fn create_post(
     request_body = BatchRequest,
     responses(
         (status = 200, description = "One result per item, in request order.", body = BatchResponse),
-        (status = 400, description = "`posts` is missing, empty or longer than 500, or the body is not a JSON object.", body = ErrorBody),
-        (status = 413, description = "The body is over the batch limit.", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+        BadRequest, BodyRejected,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -177,10 +171,7 @@ fn failed(err: ApiError) -> BatchItemResult {
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        (status = 400, description = "`post_id` or `author` is invalid or missing; `field` names it.", body = ErrorBody),
-        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
-        (status = 503, description = "The broker did not acknowledge in time: retry.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        BadRequest, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -218,10 +209,7 @@ fn follow_change(user: &str, target: &str) -> Result<FollowChange, ApiError> {
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        (status = 400, description = "A user id is invalid, or `target` is `user`; `field` names it.", body = ErrorBody),
-        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
-        (status = 503, description = "The broker did not acknowledge in time: retry.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        BadRequest, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -245,10 +233,7 @@ pub async fn follow(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        (status = 400, description = "A user id is invalid, or `target` is `user`; `field` names it.", body = ErrorBody),
-        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
-        (status = 503, description = "The broker did not acknowledge in time: retry.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        BadRequest, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]

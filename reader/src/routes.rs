@@ -3,12 +3,11 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use httpkit::openapi::{BadRequest, NoSuchRoute, Unavailable};
 use httpkit::{ApiError, QueryParams};
-use schemas::api::{
-    decode_cursor, ErrorBody, FeedPage, SyncPage, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
-};
+use schemas::api::{decode_cursor, FeedPage, SyncPage, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use schemas::db::DbFailure;
-use schemas::UserId;
+use schemas::{PostId, UserId};
 use sqlx::PgPool;
 
 use crate::queries;
@@ -40,31 +39,40 @@ fn database_error(err: sqlx::Error) -> ApiError {
     }
 }
 
-struct PageRequest {
-    user: UserId,
-    limit: i64,
-    cursor: Option<String>,
+/// `limit` and `cursor` of a feed or store-timeline page: one struct documents them (utoipa) and
+/// parses them, so the document and the checks cannot part.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 20 when not given.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page; the first page without it.
+    #[param(value_type = Option<String>)]
+    cursor: Option<PostId>,
 }
 
-fn page_request(user: &str, params: &QueryParams) -> Result<PageRequest, ApiError> {
-    let user = UserId::parse("user", user)?;
-    let limit = params
-        .int_in("limit", 1, MAX_PAGE_LIMIT)?
-        .unwrap_or(DEFAULT_PAGE_LIMIT);
-    let cursor = match params.get("cursor") {
-        None | Some("") => None,
-        Some(raw) => Some(
-            decode_cursor(raw)
-                .ok_or_else(|| ApiError::bad_field("cursor", "not a cursor returned by this API"))?
-                .as_str()
-                .to_owned(),
-        ),
-    };
-    Ok(PageRequest {
-        user,
-        limit,
-        cursor,
-    })
+impl PageQuery {
+    fn parse(params: &QueryParams) -> Result<Self, ApiError> {
+        let cursor = match params.get("cursor") {
+            None | Some("") => None,
+            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
+                ApiError::bad_field("cursor", "not a cursor returned by this API")
+            })?),
+        };
+        Ok(PageQuery {
+            limit: params.int_in("limit", 1, MAX_PAGE_LIMIT)?,
+            cursor,
+        })
+    }
+
+    fn limit(&self) -> i64 {
+        self.limit.unwrap_or(DEFAULT_PAGE_LIMIT)
+    }
+
+    fn cursor(&self) -> Option<&str> {
+        self.cursor.as_ref().map(PostId::as_str)
+    }
 }
 
 /// Home feed.
@@ -75,15 +83,11 @@ fn page_request(user: &str, params: &QueryParams) -> Result<PageRequest, ApiErro
     get, path = "/v1/users/{user}/feed", tag = "timelines",
     params(
         ("user" = schemas::UserId, Path, description = "Whose feed."),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size, 20 when not given."),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page; the first page without it."),
+        PageQuery,
     ),
     responses(
         (status = 200, description = "A page, newest first.", body = FeedPage),
-        (status = 400, description = "`user`, `limit` or `cursor` is invalid; `field` names it.", body = ErrorBody),
-        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
-        (status = 503, description = "The database is unavailable or too slow: retry.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        BadRequest, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -92,16 +96,12 @@ pub async fn feed(
     Path(user): Path<String>,
     params: QueryParams,
 ) -> Result<Json<FeedPage>, ApiError> {
-    let request = page_request(&user, &params)?;
-    let page = queries::feed(
-        &pool,
-        request.user.as_str(),
-        request.cursor.as_deref(),
-        request.limit,
-    )
-    .await
-    .map_err(database_error)?;
-    Ok(Json(page))
+    let user = UserId::parse("user", &user)?;
+    let page = PageQuery::parse(&params)?;
+    queries::feed(&pool, user.as_str(), page.cursor(), page.limit())
+        .await
+        .map(Json)
+        .map_err(database_error)
 }
 
 /// Store timeline.
@@ -111,15 +111,11 @@ pub async fn feed(
     get, path = "/v1/users/{user}/posts", tag = "timelines",
     params(
         ("user" = schemas::UserId, Path, description = "The author."),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size, 20 when not given."),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page; the first page without it."),
+        PageQuery,
     ),
     responses(
         (status = 200, description = "A page, newest first.", body = FeedPage),
-        (status = 400, description = "`user`, `limit` or `cursor` is invalid; `field` names it.", body = ErrorBody),
-        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
-        (status = 503, description = "The database is unavailable or too slow: retry.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        BadRequest, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -128,16 +124,12 @@ pub async fn posts(
     Path(user): Path<String>,
     params: QueryParams,
 ) -> Result<Json<FeedPage>, ApiError> {
-    let request = page_request(&user, &params)?;
-    let page = queries::store_timeline(
-        &pool,
-        request.user.as_str(),
-        request.cursor.as_deref(),
-        request.limit,
-    )
-    .await
-    .map_err(database_error)?;
-    Ok(Json(page))
+    let user = UserId::parse("user", &user)?;
+    let page = PageQuery::parse(&params)?;
+    queries::store_timeline(&pool, user.as_str(), page.cursor(), page.limit())
+        .await
+        .map(Json)
+        .map_err(database_error)
 }
 
 /// Sync timeline scan.
@@ -153,10 +145,7 @@ pub async fn posts(
     ),
     responses(
         (status = 200, description = "Entries after `after`, ascending seq.", body = SyncPage),
-        (status = 400, description = "`user`, `after` or `limit` is invalid; `field` names it.", body = ErrorBody),
-        (status = 404, description = "No such route (an empty path segment).", body = ErrorBody),
-        (status = 503, description = "The database is unavailable or too slow: retry.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        BadRequest, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -211,11 +211,7 @@ async fn reprocessing_the_topic_from_offset_zero_changes_nothing() {
         }
     }
     for (author, post_id) in &posts[3..5] {
-        let url = p
-            .ingest
-            .url(&format!("/v1/posts/{post_id}?author={author}"));
-        let (status, _) = p.api.raw(Method::DELETE, &url, None, None).await;
-        assert_eq!(status.as_u16(), 202);
+        p.api.delete_post(author, post_id).await;
     }
     p.caught_up(&p.group).await;
     assert!(fanout.metric("fanline_fanout_delivery_mode_changes_total", &[]) >= 3.0);

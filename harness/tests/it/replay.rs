@@ -8,7 +8,6 @@ use harness::{
     brokers, fanout_config, group_lag, spawn_fanout, spawn_ingest, spawn_reader, unique,
     wait_until, Api, TestDb, TestTopic,
 };
-use reqwest::Method;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -87,15 +86,7 @@ async fn replay_refuses_a_live_group_changes_nothing_live_and_rebuilds_an_empty_
         }
     }
     let (author, post_id) = &ids[5];
-    let (status, _) = api
-        .raw(
-            Method::DELETE,
-            &ingest.url(&format!("/v1/posts/{post_id}?author={author}")),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status.as_u16(), 202);
+    api.delete_post(author, post_id).await;
     caught_up(&topic, &group).await;
 
     // The live group has a member: refused, with the reason. Apache Kafka lists the member; tansu cannot
@@ -273,15 +264,7 @@ async fn an_interrupted_replay_resumes_to_the_same_database_as_an_uninterrupted_
         }
     }
     for (author, post_id) in [&posts[3], &posts[70], &posts[149]] {
-        let (status, _) = api
-            .raw(
-                Method::DELETE,
-                &ingest.url(&format!("/v1/posts/{post_id}?author={author}")),
-                None,
-                None,
-            )
-            .await;
-        assert_eq!(status.as_u16(), 202);
+        api.delete_post(author, post_id).await;
     }
     let events = 4 + 150 + 1 + 3;
     let mut config = fanout_config(&topic, "unused", "");
