@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops what scripts/up.sh started: the three services (SIGTERM, so ingest flushes and fanout commits)
+# Stops what scripts/up.sh started: the services (SIGTERM, so ingest flushes and fanout commits)
 # and the broker if a Fanline script started it. Data stays in .fanline/ and Postgres.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,11 +9,9 @@ stop_pid_file() {
   [ -f "$file" ] || return 0
   local pid
   pid="$(cat "$file")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if process_is "$pid" "$(service_command "$name")"; then
     log "stopping $name (pid $pid)"
-    kill -TERM "$pid"
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && { log "$name did not stop in 30 s; killing it"; kill -KILL "$pid"; }
+    stop_process "$pid" "$(service_command "$name")" 30
   fi
   rm -f "$file"
 }

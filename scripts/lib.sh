@@ -10,6 +10,8 @@ FANLINE_BROKER_PORT="${FANLINE_BROKER_PORT:-9092}"
 export FANLINE_KAFKA_BROKERS="${FANLINE_KAFKA_BROKERS:-$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT}"
 PATH="$HOME/.cargo/bin:$PATH"
 
+FANLINE_BIN="$FANLINE_ROOT/target/release"
+
 log() { printf '[fanline] %s\n' "$*" >&2; }
 die() { printf '[fanline] error: %s\n' "$*" >&2; exit 1; }
 
@@ -24,6 +26,40 @@ wait_for() {
     sleep 0.5
   done
   log "$what is up"
+}
+
+# The command a service's process runs: its pid file alone proves nothing, since a pid can be reused.
+service_command() {
+  case "$1" in
+    tansu) printf 'tansu' ;;
+    lag-exporter) printf '%s' "$FANLINE_BIN/fanout" ;;
+    *) printf '%s' "$FANLINE_BIN/$1" ;;
+  esac
+}
+
+# Whether PID is a live (not zombie) process running COMMAND.
+process_is() {
+  local pid="$1" command="$2" state
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  state="$(ps -o stat= -p "$pid" 2>/dev/null)" || return 1
+  case "$state" in Z*) return 1 ;; esac
+  [ "$(tr '\0' '\n' <"/proc/$pid/cmdline" | head -n 1)" = "$command" ]
+}
+
+# Stops PID if it runs COMMAND: SIGTERM, SIGKILL after SECONDS; returns once it is gone.
+stop_process() {
+  local pid="$1" command="$2" seconds="$3" waited=0
+  process_is "$pid" "$command" || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  while process_is "$pid" "$command"; do
+    if [ "$waited" -ge $((seconds * 2)) ]; then
+      log "pid $pid did not stop in $seconds s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    [ "$waited" -ge $((seconds * 2 + 20)) ] && return 1
+    sleep 0.5
+    waited=$((waited + 1))
+  done
 }
 
 # tansu: an Apache-Kafka-compatible broker from crates.io, pinned. --locked is required (a newer

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the whole pipeline on this machine: the broker (tansu, installed if missing), the database and
-# its migrations, the topics, and the three services (release builds). Stop it with scripts/down.sh.
+# its migrations, the topics, and the services (ingest, fanout, its lag exporter, reader; release builds).
+# Run it again to restart whatever crashed or hangs. Stop it with scripts/down.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -10,41 +11,35 @@ start_broker
 cd "$FANLINE_ROOT"
 log "building the services (release)"
 cargo build --release --bins -p ingest -p fanout -p reader >&2
-bin="$FANLINE_ROOT/target/release"
-"$bin/fanout" migrate
-"$bin/fanout" create-topics
+"$FANLINE_BIN/fanout" migrate
+"$FANLINE_BIN/fanout" create-topics
 mkdir -p "$FANLINE_STATE/logs"
 
-# Running means: the service's own /healthz answers and the process up.sh recorded is alive. A pid alone
-# proves nothing: right after kill -9 the dying process still answers `kill -0`, and a pid can be reused.
+# Running means: the service's own /healthz answers. A pid alone proves nothing: right after kill -9 the
+# dying process still answers `kill -0`, and a pid can be reused by an unrelated process.
 service_healthy() { curl -fs -m 2 -o /dev/null "$1/healthz"; }
-
-# Alive and not a zombie (ps reports state Z for a process that exited but was not reaped).
-process_alive() {
-  local state
-  state="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
-  [ -n "$state" ] && [ "${state#Z}" = "$state" ]
-}
 
 start_service() {
   local name="$1" url="$2"; shift 2
-  local pid_file="$FANLINE_STATE/$name.pid" pid=""
+  local command pid_file="$FANLINE_STATE/$name.pid" pid="" age
+  command="$(service_command "$name")"
   [ -f "$pid_file" ] && pid="$(cat "$pid_file")"
   if service_healthy "$url"; then
     log "$name is already running"
     return 0
   fi
-  if [ -n "$pid" ] && process_alive "$pid"; then
-    # Recorded, alive, but not healthy: hung or on its way out. Replace it.
+  if process_is "$pid" "$command"; then
+    # Ours but not answering: still starting (another up.sh just started it) or hung. A young process
+    # gets the rest of a minute; then it is replaced.
+    age="$(ps -o etimes= -p "$pid" | tr -d ' ')"
+    if [ "${age:-60}" -lt 60 ] && wait_for "$name" $((60 - age)) service_healthy "$url"; then
+      return 0
+    fi
     log "$name (pid $pid) does not answer /healthz; stopping it"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 20); do process_alive "$pid" || break; sleep 0.5; done
-    process_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    stop_process "$pid" "$command" 10
   fi
-  local program="$name"
-  [ "$name" = lag-exporter ] && program=fanout
   log "starting $name"
-  nohup "$bin/$program" "$@" >>"$FANLINE_STATE/logs/$name.log" 2>&1 &
+  nohup "$command" "$@" >>"$FANLINE_STATE/logs/$name.log" 2>&1 &
   echo $! >"$pid_file"
   wait_for "$name" 60 curl -fs -o /dev/null "$url/readyz" \
     || die "$name did not become ready; see $FANLINE_STATE/logs/$name.log"
@@ -56,8 +51,8 @@ start_service lag-exporter "http://${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083
 start_service ingest "http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}"
 start_service reader "http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}"
 
-# A database URL may carry a password: print it without.
-redact_url() { printf '%s' "$1" | sed -E 's#//([^:/@]+):[^@/]*@#//\1:***@#'; }
+# A database URL may carry a password (user:password@ or ?password=): print it without.
+redact_url() { printf '%s' "$1" | sed -E 's#//([^:/@]*):[^@/]*@#//\1:***@#; s#([?&]password=)[^&]*#\1***#g'; }
 
 cat <<EOT
 Fanline is running.

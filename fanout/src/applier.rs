@@ -102,7 +102,7 @@ impl Applier {
                             if let Some(message) = message {
                                 self.dead_letter(
                                     message,
-                                    "rejected_by_database",
+                                    schemas::events::dead_letter_headers::REJECTED_BY_DATABASE,
                                     err.to_string(),
                                     cancel,
                                 )

@@ -40,6 +40,11 @@ pub(crate) trait Checkpoint<C: ConsumerContext + 'static> {
     fn finished(&self) -> bool {
         false
     }
+
+    /// Whether a consumer error ends the run; the others are transient (librdkafka retries them).
+    fn is_fatal(&self, _err: &KafkaError) -> bool {
+        false
+    }
 }
 
 /// Why the loop stopped without an error.
@@ -73,7 +78,7 @@ impl<C: ConsumerContext + 'static> BatchLoop<'_, C> {
         cancel: &CancellationToken,
     ) -> Result<Stopped, KafkaError> {
         while !checkpoint.finished() {
-            let Gathered { batch, ended } = self.gather(&*checkpoint, cancel).await;
+            let Gathered { batch, ended } = self.gather(&*checkpoint, cancel).await?;
             if !batch.is_empty() {
                 let started = Instant::now();
                 if let Err(Interrupted) = self.applier.process(&batch, cancel).await {
@@ -107,12 +112,13 @@ impl<C: ConsumerContext + 'static> BatchLoop<'_, C> {
 
     /// Waits for a first admitted record, then gathers more until the batch is full or the linger
     /// time passed. Returns early, possibly empty, on shutdown or when a partition ended before the
-    /// batch had a record (so that a finished run is noticed).
+    /// batch had a record (so that a finished run is noticed); fails on an error the checkpoint calls
+    /// fatal (nothing of the batch is applied then).
     async fn gather(
         &self,
         checkpoint: &impl Checkpoint<C>,
         cancel: &CancellationToken,
-    ) -> Gathered {
+    ) -> Result<Gathered, KafkaError> {
         let mut gathered = Gathered {
             batch: Vec::new(),
             ended: Vec::new(),
@@ -137,6 +143,7 @@ impl<C: ConsumerContext + 'static> BatchLoop<'_, C> {
                     }
                     Ok(message) => Some(message.partition()),
                     Err(KafkaError::PartitionEOF(partition)) => Some(partition),
+                    Err(err) if checkpoint.is_fatal(&err) => return Err(err),
                     Err(err) => {
                         // Transport errors are retried by librdkafka; keep polling, without spinning.
                         tracing::warn!(error = %err, "consumer error");
@@ -152,7 +159,7 @@ impl<C: ConsumerContext + 'static> BatchLoop<'_, C> {
                 }
             }
         }
-        gathered
+        Ok(gathered)
     }
 }
 

@@ -58,6 +58,9 @@ pub enum OffsetSource {
     RecordSearch,
     /// The group's committed offset (`--resume`).
     Committed,
+    /// The group had not applied the partition up to the requested start: the replay starts at the
+    /// group's committed offset instead, so that moving the group's commits never skips unapplied events.
+    GroupBehind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,10 +125,10 @@ pub enum ReplayError {
     #[error("{0}")]
     InvalidStart(String),
     #[error(
-        "consumer group {group} has no committed offset for partition {partition}: there is no \
-         replay to resume; start one with --from-beginning, --from-timestamp or --from-offsets"
+        "consumer group {group} has no committed offsets: there is no replay to resume; start one \
+         with --from-beginning, --from-timestamp or --from-offsets"
     )]
-    NothingToResume { group: String, partition: i32 },
+    NothingToResume { group: String },
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
     #[error(transparent)]
@@ -187,11 +190,14 @@ fn record_timestamp(
     probe.assign(&tpl)?;
     let deadline = Instant::now() + TIMEOUT;
     while Instant::now() < deadline {
-        if let Some(message) = probe.poll(Duration::from_millis(200)) {
-            let message = message?;
-            if message.partition() == partition && message.offset() >= offset {
+        match probe.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) if message.partition() == partition && message.offset() >= offset => {
                 return Ok(message.timestamp().to_millis().unwrap_or(0));
             }
+            // Transport errors (a broker that dropped the connection) are retried by librdkafka
+            // within the deadline; the deadline decides.
+            Some(Err(err)) => tracing::debug!(error = %err, partition, offset, "probe read failed"),
+            _ => {}
         }
     }
     Err(ReplayError::InvalidStart(format!(
@@ -258,6 +264,19 @@ fn plan(
             config.topic
         )));
     }
+    let mut tpl = TopicPartitionList::new();
+    for partition in &partitions {
+        tpl.add_partition(&config.topic, *partition);
+    }
+    let group_commits: BTreeMap<i32, i64> = probe
+        .committed_offsets(tpl, TIMEOUT)?
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect();
     let explicit: BTreeMap<i32, i64> = match start {
         StartAt::Offsets(pairs) => {
             for (partition, _) in pairs {
@@ -270,29 +289,14 @@ fn plan(
             }
             pairs.iter().copied().collect()
         }
-        StartAt::Committed => {
-            let mut tpl = TopicPartitionList::new();
-            for partition in &partitions {
-                tpl.add_partition(&config.topic, *partition);
-            }
-            let committed = probe.committed_offsets(tpl, TIMEOUT)?;
-            let mut offsets = BTreeMap::new();
-            for partition in &partitions {
-                match committed
-                    .find_partition(&config.topic, *partition)
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(offset)) => offsets.insert(*partition, offset),
-                    _ => {
-                        return Err(ReplayError::NothingToResume {
-                            group: group.to_owned(),
-                            partition: *partition,
-                        })
-                    }
-                };
-            }
-            offsets
+        StartAt::Committed if group_commits.is_empty() => {
+            return Err(ReplayError::NothingToResume {
+                group: group.to_owned(),
+            })
         }
+        // Partitions without a commit (none of their batches applied yet, or added to the topic since)
+        // start at their end: nothing of them to resume.
+        StartAt::Committed => group_commits.clone(),
         _ => BTreeMap::new(),
     };
     let mut ranges = Vec::with_capacity(partitions.len());
@@ -354,6 +358,20 @@ fn plan(
                 }
             }
         };
+        // Never move the group's commit past events it has not applied: that would skip them for good.
+        // (Partitions with nothing to replay are not committed at all.)
+        let (start, source) = match group_commits.get(&partition) {
+            Some(&committed) if start < high && (low..start).contains(&committed) => {
+                tracing::info!(
+                    partition,
+                    requested = start,
+                    committed,
+                    "the group has not applied this partition up to the start; replaying from its commit"
+                );
+                (committed, OffsetSource::GroupBehind)
+            }
+            _ => (start, source),
+        };
         ranges.push(PartitionRange {
             partition,
             start,
@@ -412,6 +430,12 @@ impl<F: FnMut(u64, u64)> Checkpoint<DefaultConsumerContext> for ReplayCheckpoint
     fn finished(&self) -> bool {
         self.remaining.is_empty()
     }
+
+    /// `auto.offset.reset=error`: a start offset that retention deleted meanwhile must stop the replay
+    /// with an error, not make it jump elsewhere or wait forever.
+    fn is_fatal(&self, err: &KafkaError) -> bool {
+        err.rdkafka_error_code() == Some(rdkafka::error::RDKafkaErrorCode::AutoOffsetReset)
+    }
 }
 
 /// Replays `config.topic` for `group` (rewinding it) into `config.database_url`, calling `progress`
@@ -444,22 +468,21 @@ pub async fn replay(
         .map_err(BuildError::from)?;
     let applier = Applier::new(config, &kafka, metrics)?;
     let consumer: StreamConsumer = client(config, group)?.create()?;
-    let mut starts = TopicPartitionList::new();
     let mut assignment = TopicPartitionList::new();
     let mut remaining = BTreeMap::new();
-    for range in &ranges {
-        starts.add_partition_offset(&config.topic, range.partition, Offset::Offset(range.start))?;
-        if range.start < range.end {
-            assignment.add_partition_offset(
-                &config.topic,
-                range.partition,
-                Offset::Offset(range.start),
-            )?;
-            remaining.insert(range.partition, range.end);
-        }
+    for range in ranges.iter().filter(|r| r.start < r.end) {
+        assignment.add_partition_offset(
+            &config.topic,
+            range.partition,
+            Offset::Offset(range.start),
+        )?;
+        remaining.insert(range.partition, range.end);
     }
-    // From here on the group's commits say where the replay is, even for partitions not reached yet.
-    consumer.commit(&starts, CommitMode::Sync)?;
+    // From here on the group's commits say where the replay is, also for partitions it has not reached
+    // yet. Partitions with nothing to replay keep the group's own commits.
+    if !remaining.is_empty() {
+        consumer.commit(&assignment, CommitMode::Sync)?;
+    }
     let mut checkpoint = ReplayCheckpoint {
         remaining,
         done: 0,
@@ -525,6 +548,26 @@ pub async fn replay_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deleted_start_offset_ends_the_replay_and_transport_errors_do_not() {
+        use rdkafka::error::RDKafkaErrorCode;
+        let checkpoint = ReplayCheckpoint {
+            remaining: BTreeMap::from([(0, 10)]),
+            done: 0,
+            total: 10,
+            progress: |_, _| {},
+        };
+        let fatal = |code| {
+            Checkpoint::<DefaultConsumerContext>::is_fatal(
+                &checkpoint,
+                &KafkaError::MessageConsumption(code),
+            )
+        };
+        assert!(fatal(RDKafkaErrorCode::AutoOffsetReset));
+        assert!(!fatal(RDKafkaErrorCode::AllBrokersDown));
+        assert!(!fatal(RDKafkaErrorCode::BrokerTransportFailure));
+    }
 
     #[test]
     fn offsets_parse_as_partition_offset_pairs() {

@@ -29,7 +29,7 @@ pub use api::Api;
 pub use proxy::TcpProxy;
 
 pub fn brokers() -> String {
-    std::env::var("FANLINE_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+    std::env::var("FANLINE_TEST_BROKERS").unwrap_or_else(|_| schemas::DEFAULT_BROKERS.to_owned())
 }
 
 fn test_kafka() -> kafkakit::KafkaSettings {

@@ -56,6 +56,15 @@ pub enum BodyRejected {
     NotJson(ErrorBody),
 }
 
+/// `500`: a bug on our side (e.g. a query the schema does not fit), logged with its cause. Never an
+/// outage: that is a `503`.
+#[derive(IntoResponses)]
+pub enum InternalError {
+    /// A bug on our side, logged with its cause; retrying will not help.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+}
+
 /// `503` with `Retry-After`: the broker or the database is down or too slow.
 #[derive(IntoResponses)]
 pub enum Unavailable {

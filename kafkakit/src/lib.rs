@@ -12,10 +12,42 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 
-/// A `--kafka-property` that is not `key=value`.
+/// A `--kafka-property` Fanline cannot take.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not of the form key=value")]
-pub struct PropertyError(pub String);
+pub enum PropertyError {
+    #[error("{0:?} is not of the form key=value")]
+    NotKeyValue(String),
+    #[error("{key} cannot be overridden: {why}")]
+    Protected { key: String, why: &'static str },
+}
+
+/// Properties Fanline's guarantees rest on, with what to do instead. An override of one of them would
+/// silently break at-least-once delivery or the 503 contract, so it is refused at start.
+const PROTECTED: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use --brokers"),
+    ("group.id", "use --group (or --replay-group)"),
+    (
+        "acks",
+        "an acknowledged write must be on every in-sync replica (acks=all)",
+    ),
+    ("message.timeout.ms", "use --produce-timeout-ms"),
+    (
+        "enable.auto.commit",
+        "offsets are committed only after their effect is in Postgres",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are stored only after their effect is in Postgres",
+    ),
+    (
+        "enable.partition.eof",
+        "replay needs it to know where a partition ends",
+    ),
+    (
+        "auto.offset.reset",
+        "a new group starts at the earliest event; replay never jumps",
+    ),
+];
 
 /// Where the brokers are and what the operator set for every client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,11 +57,21 @@ pub struct KafkaSettings {
 }
 
 impl KafkaSettings {
-    /// `properties` are the operator's raw `key=value` strings; empty entries are ignored.
+    /// `properties` are the operator's raw `key=value` strings; empty entries are ignored. Keys that
+    /// Fanline's guarantees rest on are refused.
     pub fn new(brokers: &str, properties: &[String]) -> Result<Self, PropertyError> {
+        let overrides = parse_key_values(properties)?;
+        for (key, _) in &overrides {
+            if let Some((_, why)) = PROTECTED.iter().find(|(protected, _)| protected == key) {
+                return Err(PropertyError::Protected {
+                    key: key.clone(),
+                    why,
+                });
+            }
+        }
         Ok(KafkaSettings {
             brokers: brokers.to_owned(),
-            overrides: parse_key_values(properties)?,
+            overrides,
         })
     }
 
@@ -81,7 +123,7 @@ pub fn parse_key_values(raw: &[String]) -> Result<Vec<(String, String)>, Propert
             Some((key, value)) if !key.trim().is_empty() => {
                 Ok((key.trim().to_owned(), value.trim().to_owned()))
             }
-            _ => Err(PropertyError(entry.clone())),
+            _ => Err(PropertyError::NotKeyValue(entry.clone())),
         })
         .collect()
 }
@@ -124,8 +166,25 @@ mod tests {
     }
 
     #[test]
+    fn properties_the_guarantees_rest_on_are_refused() {
+        for key in [
+            "acks",
+            "enable.auto.offset.store",
+            "group.id",
+            "message.timeout.ms",
+        ] {
+            let err = KafkaSettings::new("b:9092", &[format!("{key}=1")]).unwrap_err();
+            assert!(
+                matches!(&err, PropertyError::Protected { key: k, .. } if k == key),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn operator_overrides_win_over_the_callers_settings() {
-        let settings = KafkaSettings::new("b:9092", &["acks=1".into(), "x.y=z".into()]).unwrap();
+        let settings =
+            KafkaSettings::new("b:9092", &["linger.ms=50".into(), "x.y=z".into()]).unwrap();
         let config = settings.acknowledged_producer(
             "me",
             Duration::from_millis(2500),
@@ -133,10 +192,10 @@ mod tests {
         );
         assert_eq!(config.get("bootstrap.servers"), Some("b:9092"));
         assert_eq!(config.get("client.id"), Some("me"));
-        assert_eq!(config.get("acks"), Some("1"));
+        assert_eq!(config.get("acks"), Some("all"));
         assert_eq!(config.get("x.y"), Some("z"));
         assert_eq!(config.get("message.timeout.ms"), Some("2500"));
-        assert_eq!(config.get("linger.ms"), Some("5"));
+        assert_eq!(config.get("linger.ms"), Some("50"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
     }
 }

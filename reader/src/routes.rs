@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use httpkit::openapi::{BadRequest, NoSuchRoute, Unavailable};
+use httpkit::openapi::{BadRequest, InternalError, NoSuchRoute, Unavailable};
 use httpkit::{ApiError, QueryParams};
 use schemas::api::{decode_cursor, FeedPage, SyncPage, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use schemas::db::DbFailure;
@@ -87,7 +87,7 @@ impl PageQuery {
     ),
     responses(
         (status = 200, description = "A page, newest first.", body = FeedPage),
-        BadRequest, NoSuchRoute, Unavailable,
+        BadRequest, NoSuchRoute, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -115,7 +115,7 @@ pub async fn feed(
     ),
     responses(
         (status = 200, description = "A page, newest first.", body = FeedPage),
-        BadRequest, NoSuchRoute, Unavailable,
+        BadRequest, NoSuchRoute, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -145,7 +145,7 @@ pub async fn posts(
     ),
     responses(
         (status = 200, description = "Entries after `after`, ascending seq.", body = SyncPage),
-        BadRequest, NoSuchRoute, Unavailable,
+        BadRequest, NoSuchRoute, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -156,4 +156,20 @@ mod tests {
         assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("p1:nope")), None);
         assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("x")), None);
     }
+
+    /// utoipa's attributes take literals only: the documented limits must be the enforced ones.
+    #[test]
+    fn documented_limits_are_the_enforced_ones() {
+        use crate::ids::{MAX_BODY_CHARS, MAX_MESSAGE_ID_CHARS};
+        use utoipa::PartialSchema;
+        let json = |schema| serde_json::to_value(schema).expect("schema serializes");
+        let post = json(CreatePostRequest::schema());
+        assert_eq!(post["properties"]["body"]["maxLength"], MAX_BODY_CHARS);
+        assert_eq!(
+            post["properties"]["message_id"]["maxLength"],
+            MAX_MESSAGE_ID_CHARS
+        );
+        let batch = json(BatchRequest::schema());
+        assert_eq!(batch["properties"]["posts"]["maxItems"], MAX_BATCH_POSTS);
+    }
 }

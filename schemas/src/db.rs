@@ -37,9 +37,12 @@ pub fn classify_sqlstate(code: &str) -> DbFailure {
     match code.get(..2).unwrap_or_default() {
         "22" | "23" => DbFailure::Refused,
         // 08 connection exception, 40 transaction rollback (serialization, deadlock), 53 insufficient
-        // resources, 55 object not in prerequisite state (lock not available), 57 operator
-        // intervention (statement timeout, admin shutdown, cannot connect now), 58 system error.
-        "08" | "40" | "53" | "55" | "57" | "58" => DbFailure::Unavailable,
+        // resources, 57 operator intervention (statement timeout, admin shutdown, cannot connect now),
+        // 58 system error.
+        "08" | "40" | "53" | "57" | "58" => DbFailure::Unavailable,
+        // Of class 55 only "lock not available" passes with time; the rest (e.g. currval before
+        // nextval) is our SQL.
+        _ if code == "55P03" => DbFailure::Unavailable,
         _ => DbFailure::Bug,
     }
 }
@@ -77,6 +80,16 @@ mod tests {
             classify_sqlstate("42703"),
             DbFailure::Bug,
             "undefined column"
+        );
+        assert_eq!(
+            classify_sqlstate("55P03"),
+            DbFailure::Unavailable,
+            "lock not available"
+        );
+        assert_eq!(
+            classify_sqlstate("55000"),
+            DbFailure::Bug,
+            "currval before nextval"
         );
         assert_eq!(classify_sqlstate(""), DbFailure::Bug);
         assert_eq!(classify(&sqlx::Error::PoolTimedOut), DbFailure::Unavailable);

@@ -365,4 +365,6 @@ pub mod dead_letter_headers {
     pub const SOURCE_TOPIC: &str = "fanline-source-topic";
     pub const SOURCE_PARTITION: &str = "fanline-source-partition";
     pub const SOURCE_OFFSET: &str = "fanline-source-offset";
+    /// The reason of an event that decoded but that Postgres refused (a data or constraint error).
+    pub const REJECTED_BY_DATABASE: &str = "rejected_by_database";
 }

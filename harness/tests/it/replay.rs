@@ -367,3 +367,74 @@ async fn an_interrupted_replay_resumes_to_the_same_database_as_an_uninterrupted_
     );
     ingest.stop().await;
 }
+
+#[tokio::test]
+async fn a_replay_never_moves_a_group_past_events_it_has_not_applied() {
+    let db = TestDb::create().await;
+    let topic = TestTopic::create(2).await;
+    let group = unique("fanout");
+    let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
+    let api = Api::new(ingest.url(""), "");
+    let config = fanout_config(&topic, &group, &db.url);
+    let fanout = spawn_fanout(config.clone()).await;
+    for i in 0..10 {
+        api.post(&format!("early{}", i % 4), "applied", None).await;
+    }
+    caught_up(&topic, &group).await;
+    fanout.stop().await;
+    // A backlog the (stopped) workers have not applied yet.
+    let mut cut = chrono::Utc::now();
+    for i in 0..10 {
+        if i == 5 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            cut = chrono::Utc::now();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        api.post(&format!("late{}", i % 4), "backlog", None).await;
+    }
+    let backlog = |lags: Vec<fanout::lag::PartitionLag>| lags.iter().map(|l| l.lag).sum::<i64>();
+    assert_eq!(backlog(group_lag(&topic.name, &group).await), 10);
+
+    // Offsets for no partition: nothing replayed, and the group's commits are left alone.
+    let summary = replay(
+        &config,
+        &group,
+        StartAt::Offsets(Vec::new()),
+        true,
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.events, 0);
+    assert_eq!(
+        backlog(group_lag(&topic.name, &group).await),
+        10,
+        "the replay moved the group past its backlog"
+    );
+
+    // From a time inside the backlog: the group is behind that point, so the replay starts at its
+    // commit and applies the whole backlog instead of skipping its first half.
+    let summary = replay(
+        &config,
+        &group,
+        StartAt::TimestampByRecords(cut),
+        true,
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.events, 10, "{:?}", summary.ranges);
+    assert!(summary
+        .ranges
+        .iter()
+        .any(|r| r.source == OffsetSource::GroupBehind));
+    let (posts,): (i64,) = sqlx::query_as("SELECT count(*) FROM posts")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(posts, 20);
+    assert_eq!(backlog(group_lag(&topic.name, &group).await), 0);
+    ingest.stop().await;
+}
