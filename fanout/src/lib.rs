@@ -48,17 +48,17 @@ use consumer::{FanoutConsumer, Worker};
 pub enum BuildError {
     #[error(transparent)]
     Bind(#[from] httpkit::BindError),
-    #[error("Kafka: {0}")]
+    #[error("Kafka client error")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("Postgres: {0}")]
+    #[error("Postgres error")]
     Database(#[from] sqlx::Error),
-    #[error("migrations: {0}")]
+    #[error("cannot apply the migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot register metrics: {0}")]
+    #[error("cannot register metrics")]
     Metrics(#[from] prometheus::Error),
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("invalid Kafka property: {0}")]
+    #[error("invalid Kafka property")]
     KafkaProperty(#[from] kafkakit::PropertyError),
 }
 

@@ -31,11 +31,11 @@ use producer::EventProducer;
 pub enum BuildError {
     #[error(transparent)]
     Bind(#[from] httpkit::BindError),
-    #[error("cannot create the Kafka producer: {0}")]
+    #[error("cannot create the Kafka producer")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("cannot register metrics: {0}")]
+    #[error("cannot register metrics")]
     Metrics(#[from] prometheus::Error),
-    #[error("invalid Kafka property: {0}")]
+    #[error("invalid Kafka property")]
     KafkaProperty(#[from] kafkakit::PropertyError),
 }
 

@@ -28,9 +28,9 @@ pub use config::Config;
 pub enum BuildError {
     #[error(transparent)]
     Bind(#[from] httpkit::BindError),
-    #[error("invalid database URL: {0}")]
+    #[error("invalid database URL")]
     Database(#[from] sqlx::Error),
-    #[error("cannot register metrics: {0}")]
+    #[error("cannot register metrics")]
     Metrics(#[from] prometheus::Error),
 }
 
