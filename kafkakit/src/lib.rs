@@ -22,7 +22,8 @@ pub enum PropertyError {
 }
 
 /// Properties Fanline's guarantees rest on, with what to do instead. An override of one of them would
-/// silently break at-least-once delivery or the 503 contract, so it is refused at start.
+/// silently break at-least-once delivery or the 503 contract, so it is refused at start. (Auto-commit
+/// may be turned off: only stored offsets are committed, and they are stored after their effect.)
 const PROTECTED: &[(&str, &str)] = &[
     ("bootstrap.servers", "use --brokers"),
     ("group.id", "use --group (or --replay-group)"),
@@ -31,10 +32,6 @@ const PROTECTED: &[(&str, &str)] = &[
         "an acknowledged write must be on every in-sync replica (acks=all)",
     ),
     ("message.timeout.ms", "use --produce-timeout-ms"),
-    (
-        "enable.auto.commit",
-        "offsets are committed only after their effect is in Postgres",
-    ),
     (
         "enable.auto.offset.store",
         "offsets are stored only after their effect is in Postgres",
