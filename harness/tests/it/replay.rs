@@ -20,6 +20,24 @@ async fn caught_up(topic: &TestTopic, group: &str) {
     .await;
 }
 
+/// A replay to its end, without progress reports or cancellation.
+async fn replay_all(
+    config: &fanout::Config,
+    group: &str,
+    start: StartAt,
+    assume_no_live_members: bool,
+) -> Result<fanout::replay::ReplaySummary, ReplayError> {
+    replay(
+        config,
+        group,
+        start,
+        assume_no_live_members,
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await
+}
+
 /// Store timelines, follow graph and feeds of a database, without seqs or apply times (which a rebuild
 /// assigns anew).
 async fn timelines(db: &TestDb, users: &[&str]) -> Vec<String> {
@@ -91,15 +109,7 @@ async fn replay_refuses_a_live_group_changes_nothing_live_and_rebuilds_an_empty_
 
     // The live group has a member: refused, with the reason. Apache Kafka lists the member; tansu cannot
     // answer DescribeGroups, and a group that cannot be checked is refused as well.
-    let refused = replay(
-        &config,
-        &group,
-        StartAt::Beginning,
-        false,
-        CancellationToken::new(),
-        |_, _| {},
-    )
-    .await;
+    let refused = replay_all(&config, &group, StartAt::Beginning, false).await;
     match refused {
         Err(err @ (ReplayError::LiveMembers { .. } | ReplayError::CannotCheckMembers { .. })) => {
             assert!(err.to_string().contains("--replay-group"), "{err}")
@@ -141,13 +151,11 @@ async fn replay_refuses_a_live_group_changes_nothing_live_and_rebuilds_an_empty_
     let rebuilt = TestDb::create().await;
     let mut rebuild_config = config.clone();
     rebuild_config.database_url = rebuilt.url.clone().into();
-    let summary = replay(
+    let summary = replay_all(
         &rebuild_config,
         &unique("rebuild"),
         StartAt::Beginning,
         false,
-        CancellationToken::new(),
-        |_, _| {},
     )
     .await
     .unwrap();
@@ -198,16 +206,9 @@ async fn replay_from_a_timestamp_starts_at_the_first_later_event() {
         let target = TestDb::create().await;
         let mut config = config.clone();
         config.database_url = target.url.clone().into();
-        let summary = replay(
-            &config,
-            &unique("from-time"),
-            start.clone(),
-            false,
-            CancellationToken::new(),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+        let summary = replay_all(&config, &unique("from-time"), start.clone(), false)
+            .await
+            .unwrap();
         assert_eq!(summary.events, 12, "{start:?}: {:?}", summary.ranges);
         let mut applied: Vec<String> = sqlx::query_as::<_, (String,)>("SELECT post_id FROM posts")
             .fetch_all(&target.pool)
@@ -277,13 +278,11 @@ async fn an_interrupted_replay_resumes_to_the_same_database_as_an_uninterrupted_
     };
 
     let reference = TestDb::create().await;
-    let whole = replay(
+    let whole = replay_all(
         &for_db(&reference),
         &unique("whole"),
         StartAt::Beginning,
         false,
-        CancellationToken::new(),
-        |_, _| {},
     )
     .await
     .unwrap();
@@ -326,16 +325,9 @@ async fn an_interrupted_replay_resumes_to_the_same_database_as_an_uninterrupted_
 
     // A replay group is never subscribed, so it has no live members; tansu cannot describe a group
     // with commits (Apache Kafka can), hence the operator's assurance, as on the command line.
-    let resumed = replay(
-        &for_db(&target),
-        &group,
-        StartAt::Committed,
-        true,
-        CancellationToken::new(),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let resumed = replay_all(&for_db(&target), &group, StartAt::Committed, true)
+        .await
+        .unwrap();
     assert!(resumed
         .ranges
         .iter()
@@ -352,13 +344,11 @@ async fn an_interrupted_replay_resumes_to_the_same_database_as_an_uninterrupted_
     );
 
     // A group that never replayed has nothing to resume.
-    let never = replay(
+    let never = replay_all(
         &for_db(&target),
         &unique("never"),
         StartAt::Committed,
         false,
-        CancellationToken::new(),
-        |_, _| {},
     )
     .await;
     assert!(
@@ -396,16 +386,9 @@ async fn a_replay_never_moves_a_group_past_events_it_has_not_applied() {
     assert_eq!(backlog(group_lag(&topic.name, &group).await), 10);
 
     // Offsets for no partition: nothing replayed, and the group's commits are left alone.
-    let summary = replay(
-        &config,
-        &group,
-        StartAt::Offsets(Vec::new()),
-        true,
-        CancellationToken::new(),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let summary = replay_all(&config, &group, StartAt::Offsets(Vec::new()), true)
+        .await
+        .unwrap();
     assert_eq!(summary.events, 0);
     assert_eq!(
         backlog(group_lag(&topic.name, &group).await),
@@ -415,16 +398,9 @@ async fn a_replay_never_moves_a_group_past_events_it_has_not_applied() {
 
     // From a time inside the backlog: the group is behind that point, so the replay starts at its
     // commit and applies the whole backlog instead of skipping its first half.
-    let summary = replay(
-        &config,
-        &group,
-        StartAt::TimestampByRecords(cut),
-        true,
-        CancellationToken::new(),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let summary = replay_all(&config, &group, StartAt::TimestampByRecords(cut), true)
+        .await
+        .unwrap();
     assert_eq!(summary.events, 10, "{:?}", summary.ranges);
     assert!(summary
         .ranges
