@@ -133,6 +133,12 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_FANOUT_GROUP", default_value = defaults::GROUP)]
     pub group: String,
 
+    /// Static group membership (group.instance.id), unique per worker: a worker restarted with the same
+    /// id takes its partitions back at once. Off by default: tansu 0.6 never evicts a static member
+    /// that does not come back (scale-down, replacement), so use it with Apache Kafka only.
+    #[arg(long, global = true, env = "FANLINE_FANOUT_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
     /// Postgres connection URL.
     #[arg(
         long,
@@ -212,6 +218,7 @@ impl Config {
             topic: topic.to_owned(),
             dlq_topic: format!("{topic}.dlq"),
             group: group.to_owned(),
+            instance_id: None,
             database_url: SecretString::from(database_url.to_owned()),
             db_connections: defaults::DB_CONNECTIONS,
             batch_max_events: defaults::BATCH_MAX_EVENTS,

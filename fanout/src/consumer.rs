@@ -1,14 +1,21 @@
 //! The live worker: a group consumer subscribed to the events topic, feeding the shared batching loop
 //! ([`crate::batches`]) until shutdown.
 //!
+//! Crash recovery: a watchdog rejoins with a fresh consumer when this member owns nothing while the
+//! group lags without progress (see [`crate::lag::GroupHealth`]): on tansu 0.6 a member that joins
+//! before a crashed member's session expired can otherwise stay empty indefinitely. Members are
+//! dynamic by default, so a clean shutdown leaves the group and hands its partitions over at once;
+//! `--instance-id` makes the first consumer a static member (faster restarts on Apache Kafka).
+//!
 //! Delivery is at-least-once: `enable.auto.offset.store=false`, and an offset is stored only after the
 //! transaction holding its effect committed. librdkafka commits stored offsets every second, on partition
 //! revocation and on close. Anything applied but not yet committed is redelivered after a crash or
 //! rebalance, which the idempotent writes in [`crate::store`] absorb.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -17,12 +24,29 @@ use tokio_util::sync::CancellationToken;
 
 use crate::applier::Applier;
 use crate::batches::{BatchLoop, Checkpoint};
+use crate::lag::GroupHealth;
 use crate::Config;
 
-/// Logs rebalances and commit failures, and remembers that the group was joined (for `/readyz`).
+/// The broker declares a silent member dead after this; also how long the watchdog lets a member idle
+/// while the group stalls before rejoining, plus a margin for one more rebalance.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+const STUCK_GRACE: Duration = Duration::from_secs(15);
+
+/// Logs rebalances and commit failures, remembers that the group was joined (for `/readyz`) and which
+/// partitions this member owns (for the watchdog).
 pub struct FanoutContext {
     pub(crate) joined: Arc<AtomicBool>,
     pub(crate) assigned: prometheus::IntGauge,
+    pub(crate) owned: Owned,
+}
+
+/// The partitions of the events topic this member owns.
+pub(crate) type Owned = Arc<std::sync::Mutex<BTreeSet<i32>>>;
+
+fn owned_set(owned: &Owned) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
+    owned
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl ClientContext for FanoutContext {}
@@ -33,6 +57,10 @@ impl ConsumerContext for FanoutContext {
             // With auto-commit on, librdkafka commits the stored offsets of these partitions now.
             tracing::info!(partitions = %describe(tpl), "partitions revoked");
             self.assigned.sub(tpl.count() as i64);
+            let mut owned = owned_set(&self.owned);
+            for element in tpl.elements() {
+                owned.remove(&element.partition());
+            }
             // Ready again once the group assigns partitions (possibly none) after this rebalance.
             self.joined.store(false, Ordering::Release);
         }
@@ -43,6 +71,7 @@ impl ConsumerContext for FanoutContext {
             Rebalance::Assign(tpl) => {
                 self.joined.store(true, Ordering::Release);
                 self.assigned.add(tpl.count() as i64);
+                owned_set(&self.owned).extend(tpl.elements().iter().map(|e| e.partition()));
                 tracing::info!(partitions = %describe(tpl), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
@@ -72,37 +101,56 @@ fn describe(tpl: &TopicPartitionList) -> String {
 
 pub type FanoutConsumer = StreamConsumer<FanoutContext>;
 
-/// Creates the group consumer, subscribed to the events topic.
+/// Creates the group consumer, subscribed to the events topic. With `--instance-id` the first consumer
+/// of a process is a static member; a rejoin (`rejoins` > 0) is always dynamic: the broker could hand
+/// a static identity its cached, empty assignment again, and tansu 0.6 evicts members whose session
+/// expired only when a *dynamic* member joins (its JoinGroup skips that sweep for static ones).
 pub fn create_consumer(
     config: &Config,
     kafka: &kafkakit::KafkaSettings,
     context: FanoutContext,
+    rejoins: u32,
 ) -> Result<FanoutConsumer, KafkaError> {
-    let consumer: FanoutConsumer = kafka
-        .client(
-            "fanline-fanout",
-            &[
-                ("group.id", &config.group),
-                ("enable.auto.commit", "true"),
-                ("auto.commit.interval.ms", "1000"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("enable.partition.eof", "false"),
-                ("session.timeout.ms", "10000"),
-                ("heartbeat.interval.ms", "1000"),
-            ],
-        )
-        .create_with_context(context)?;
+    let mut client = kafka.client(
+        "fanline-fanout",
+        &[
+            ("group.id", &config.group),
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "1000"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+            (
+                "session.timeout.ms",
+                &SESSION_TIMEOUT.as_millis().to_string(),
+            ),
+            ("heartbeat.interval.ms", "1000"),
+        ],
+    );
+    if let (Some(instance_id), 0) = (&config.instance_id, rejoins) {
+        // Static membership: a restarted worker with the same id gets its partitions back without
+        // waiting for the dead member's session to expire.
+        client.set("group.instance.id", instance_id);
+    }
+    let consumer: FanoutConsumer = client.create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;
     Ok(consumer)
 }
 
+/// Creates a fresh group consumer for the given number of earlier rejoins.
+pub(crate) type Connect = Box<dyn Fn(u32) -> Result<FanoutConsumer, KafkaError> + Send + Sync>;
+
 /// One fanout worker: owns the consumer's loop until cancelled.
 pub struct Worker {
     pub(crate) consumer: Arc<FanoutConsumer>,
+    pub(crate) connect: Connect,
     pub(crate) applier: Applier,
     pub(crate) batch_max_events: usize,
     pub(crate) batch_linger: Duration,
+    pub(crate) health: Arc<GroupHealth>,
+    pub(crate) joined: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) assigned: prometheus::IntGauge,
+    pub(crate) owned: Owned,
 }
 
 /// The live worker's checkpoint: store offsets for librdkafka's auto-commit; never finished.
@@ -125,37 +173,98 @@ impl Checkpoint<FanoutContext> for StoreForAutoCommit {
 }
 
 impl Worker {
-    /// Consumes until `cancel` fires, then commits what was applied.
+    /// Consumes until `cancel` fires, then commits what was applied. Rejoins the group with a fresh
+    /// consumer whenever the watchdog finds this member stuck.
     pub async fn run(self, cancel: CancellationToken) {
-        let batches = BatchLoop {
-            consumer: &self.consumer,
-            applier: &self.applier,
-            max_events: self.batch_max_events,
-            linger: self.batch_linger,
-        };
-        // The live checkpoint never fails and never finishes: this returns on shutdown.
-        let _ = batches.run(&mut StoreForAutoCommit, &cancel).await;
-        self.finish().await;
-    }
-
-    /// Commits what was applied and closes the consumer off the async runtime.
-    async fn finish(self) {
-        let consumer = self.consumer.clone();
-        let committed =
-            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
-                .await;
-        match committed {
-            Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {
-                tracing::info!("offsets committed on shutdown")
+        let mut consumer = self.consumer.clone();
+        let mut rejoins = 0;
+        loop {
+            let round = cancel.child_token();
+            let watchdog = tokio::spawn(watch_for_stuck(
+                self.health.clone(),
+                self.owned.clone(),
+                round.clone(),
+            ));
+            let batches = BatchLoop {
+                consumer: &consumer,
+                applier: &self.applier,
+                max_events: self.batch_max_events,
+                linger: self.batch_linger,
+            };
+            // The live checkpoint never fails and never finishes: this returns on shutdown or rejoin.
+            let _ = batches.run(&mut StoreForAutoCommit, &round).await;
+            watchdog.abort();
+            close(consumer).await;
+            if cancel.is_cancelled() {
+                break;
             }
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "final commit failed; uncommitted events will be redelivered")
-            }
-            Err(err) => tracing::warn!(error = %err, "final commit task failed"),
+            self.joined.store(false, Ordering::Release);
+            self.assigned.set(0);
+            owned_set(&self.owned).clear();
+            self.health.reset();
+            rejoins += 1;
+            consumer = loop {
+                match (self.connect)(rejoins) {
+                    Ok(fresh) => break Arc::new(fresh),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot create a consumer to rejoin; retrying");
+                        tokio::select! {
+                            () = cancel.cancelled() => {
+                                self.applier.dead_letters.flush().await;
+                                return;
+                            }
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            };
+            tracing::info!("rejoined the consumer group with a fresh consumer");
         }
         self.applier.dead_letters.flush().await;
-        let consumer = self.consumer;
-        // Dropping a consumer can block while it leaves the group; keep that off the async runtime.
-        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
     }
+}
+
+/// Cancels `round` once this member has owned nothing for [`STUCK_GRACE`] while other members'
+/// partitions lagged without progress ([`GroupHealth::stuck`]). A member that owns partitions does not
+/// rejoin even when the others stall: on tansu 0.6 a leader that leaves to rejoin leaves the group
+/// waiting for it forever (SyncGroup answers "rebalance in progress"), which stops every partition
+/// instead of some.
+async fn watch_for_stuck(health: Arc<GroupHealth>, owned: Owned, round: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = round.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if !owned_set(&owned).is_empty() {
+            continue;
+        }
+        if let Some(lag) = health.stuck(&BTreeSet::new(), STUCK_GRACE, Instant::now()) {
+            tracing::warn!(
+                lag,
+                grace_s = STUCK_GRACE.as_secs(),
+                "this member owns no partitions while the group lags without progress; rejoining"
+            );
+            round.cancel();
+            return;
+        }
+    }
+}
+
+/// Commits what was applied and closes the consumer off the async runtime.
+async fn close(consumer: Arc<FanoutConsumer>) {
+    let committing = consumer.clone();
+    let committed =
+        tokio::task::spawn_blocking(move || committing.commit_consumer_state(CommitMode::Sync))
+            .await;
+    match committed {
+        Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {
+            tracing::info!("offsets committed")
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "final commit failed; uncommitted events will be redelivered")
+        }
+        Err(err) => tracing::warn!(error = %err, "final commit task failed"),
+    }
+    // Dropping a consumer can block while it leaves the group; keep that off the async runtime.
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
 }

@@ -42,7 +42,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Cli, Command, Config};
-use consumer::{FanoutConsumer, Worker};
+use consumer::Worker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -102,10 +102,28 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     worker: Worker,
-    consumer: Arc<FanoutConsumer>,
+    observer: Arc<rdkafka::consumer::BaseConsumer>,
+    health: Arc<lag::GroupHealth>,
     metrics: metrics::FanoutMetrics,
     topic: String,
     lag_interval: Duration,
+}
+
+/// A client that reads the group's committed offsets without joining it (it never subscribes): lag
+/// stays measurable while the group's members come and go.
+fn group_observer(
+    config: &Config,
+    client_id: &str,
+) -> Result<Arc<rdkafka::consumer::BaseConsumer>, BuildError> {
+    Ok(Arc::new(
+        config
+            .kafka()?
+            .client(
+                client_id,
+                &[("group.id", &config.group), ("enable.auto.commit", "false")],
+            )
+            .create()?,
+    ))
 }
 
 impl App {
@@ -124,12 +142,29 @@ impl App {
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
         let applier = applier::Applier::new(config, &kafka, metrics.clone())?;
         let joined = Arc::new(AtomicBool::new(false));
-        let context = consumer::FanoutContext {
-            joined: joined.clone(),
-            assigned: metrics.assigned_partitions.clone(),
+        let health = Arc::new(lag::GroupHealth::default());
+        let owned = consumer::Owned::default();
+        let connect: consumer::Connect = {
+            let config = config.clone();
+            let joined = joined.clone();
+            let assigned = metrics.assigned_partitions.clone();
+            let owned = owned.clone();
+            Box::new(move |rejoins| {
+                let context = consumer::FanoutContext {
+                    joined: joined.clone(),
+                    assigned: assigned.clone(),
+                    owned: owned.clone(),
+                };
+                consumer::create_consumer(&config, &kafka, context, rejoins)
+            })
         };
-        let consumer = Arc::new(consumer::create_consumer(config, &kafka, context)?);
-        let readiness = readiness(applier.pool().clone(), joined);
+        let consumer = Arc::new(connect(0)?);
+        let readiness = readiness(
+            applier.pool().clone(),
+            joined.clone(),
+            owned.clone(),
+            health.clone(),
+        );
         let router = httpkit::with_common_layers(
             axum::Router::new(),
             registry,
@@ -139,16 +174,22 @@ impl App {
         );
         let listener = httpkit::bind(config.listen).await?;
         let worker = Worker {
-            consumer: consumer.clone(),
+            consumer,
+            connect,
             applier,
             batch_max_events: config.batch_max_events,
             batch_linger: config.batch_linger(),
+            health: health.clone(),
+            joined,
+            assigned: metrics.assigned_partitions.clone(),
+            owned,
         };
         Ok(App {
             listener,
             router,
             worker,
-            consumer,
+            observer: group_observer(config, "fanline-fanout-lag")?,
+            health,
             metrics,
             topic: config.topic.clone(),
             lag_interval: config.lag_interval(),
@@ -168,9 +209,10 @@ impl App {
     ) -> std::io::Result<()> {
         let cancel = CancellationToken::new();
         let lag = tokio::spawn(lag::export(
-            self.consumer,
+            self.observer,
             self.topic,
             self.metrics,
+            Some(self.health),
             self.lag_interval,
             cancel.clone(),
         ));
@@ -194,19 +236,40 @@ impl App {
     }
 }
 
-fn readiness(pool: PgPool, joined: Arc<AtomicBool>) -> httpkit::Readiness {
+/// Ready: Postgres answers, the group was joined, and this member does not own nothing while the
+/// group lags without progress (the watchdog rejoins then).
+fn readiness(
+    pool: PgPool,
+    joined: Arc<AtomicBool>,
+    owned: consumer::Owned,
+    health: Arc<lag::GroupHealth>,
+) -> httpkit::Readiness {
     httpkit::Readiness::new(move || {
         let pool = pool.clone();
         let joined = joined.clone();
+        let owned = owned.clone();
+        let health = health.clone();
         async move {
             sqlx::query("SELECT 1")
                 .execute(&pool)
                 .await
                 .map_err(|_| "database unavailable".to_owned())?;
-            if joined.load(Ordering::Acquire) {
-                Ok(())
-            } else {
-                Err("not yet joined the consumer group".to_owned())
+            if !joined.load(Ordering::Acquire) {
+                return Err("not yet joined the consumer group".to_owned());
+            }
+            // Not ready as soon as the group stalls with nothing owned here (the watchdog waits
+            // longer before it rejoins, to let a rebalance finish).
+            let owns_nothing = owned.lock().map(|o| o.is_empty()).unwrap_or(false);
+            let stalled = health.stuck(
+                &Default::default(),
+                Duration::ZERO,
+                std::time::Instant::now(),
+            );
+            match stalled {
+                Some(lag) if owns_nothing => Err(format!(
+                    "owns no partitions while the group lags {lag} events without progress"
+                )),
+                _ => Ok(()),
             }
         }
     })
@@ -225,16 +288,7 @@ pub struct LagExporter {
 
 impl LagExporter {
     pub async fn build(config: &Config, registry: Registry) -> Result<LagExporter, BuildError> {
-        // In the group's name only to read its committed offsets: it never subscribes, so never joins.
-        let consumer: Arc<rdkafka::consumer::BaseConsumer> = Arc::new(
-            config
-                .kafka()?
-                .client(
-                    "fanline-lag-exporter",
-                    &[("group.id", &config.group), ("enable.auto.commit", "false")],
-                )
-                .create()?,
-        );
+        let consumer = group_observer(config, "fanline-lag-exporter")?;
         let metrics = metrics::FanoutMetrics::new(&registry)?;
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
         let readiness = {
@@ -285,6 +339,7 @@ impl LagExporter {
             self.consumer,
             self.topic,
             self.metrics,
+            None,
             self.interval,
             cancel.clone(),
         ));

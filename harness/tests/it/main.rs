@@ -2,6 +2,7 @@
 //! One test binary for the workspace keeps link time down; each module covers one area.
 #![allow(clippy::unwrap_used)]
 
+mod crash;
 mod fanout_store;
 mod feed_model;
 mod ingest_api;
