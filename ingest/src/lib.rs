@@ -1,5 +1,5 @@
 //! Ingest: the write API. It validates requests, appends one event per request to Kafka and answers only
-//! after the broker acknowledged the event (idempotent producer, `acks=all`).
+//! after the broker acknowledged the event (`acks=all`, one request in flight).
 //!
 //! Architecture invariant: ingest never touches Postgres. It holds no state, so any number of instances
 //! can run behind a load balancer.

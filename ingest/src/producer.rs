@@ -1,7 +1,8 @@
 //! The Kafka producer behind the write API.
 //!
-//! Idempotent (`enable.idempotence=true`, which implies `acks=all`): librdkafka retries internally without
-//! duplicating or reordering, so this code never retries a send itself. A request waits for the
+//! Settings from [`kafkakit::KafkaSettings::acknowledged_producer`]: `acks=all`, one request in flight,
+//! librdkafka's own retries (a retry may store an event twice, right after itself; fanout's writes are
+//! idempotent), so this code never retries a send itself. A request waits for the
 //! delivery report; when the deadline passes first the client gets 503 and should retry with the same
 //! `message_id` — the event may still have been written, and the consumer deduplicates it.
 

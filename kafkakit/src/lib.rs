@@ -33,6 +33,10 @@ const PROTECTED: &[(&str, &str)] = &[
     ),
     ("message.timeout.ms", "use --produce-timeout-ms"),
     (
+        "max.in.flight.requests.per.connection",
+        "one request in flight keeps a retried event before the key's next one",
+    ),
+    (
         "enable.auto.offset.store",
         "offsets are stored only after their effect is in Postgres",
     ),
@@ -92,9 +96,16 @@ impl KafkaSettings {
     }
 
     /// A producer whose acknowledgement means the event is stored: `acks=all`, librdkafka's own
-    /// retries (the application never retries a send, so it never reorders one) and `message_timeout`
-    /// as the time a message may take, retries included, before its delivery report fails.
-    /// Every producer of Fanline (ingest, the dead-letter producer) is built here.
+    /// retries (the application never retries a send) and `message_timeout` as the time a message may
+    /// take, retries included, before its delivery report fails. Every producer of Fanline (ingest, the
+    /// dead-letter producer) is built here.
+    ///
+    /// Not idempotent, one request in flight: when messages time out during a broker outage, an
+    /// idempotent producer bumps its epoch by itself, and tansu 0.6 then fails every request
+    /// (its sqlite storage panics in `idempotent_message_check`) until the producer is gone. With one
+    /// request in flight a retry can neither reorder a key's events nor land after a later one; the
+    /// price is that a retried message may be stored twice, right after itself, which the consumer's
+    /// idempotent writes absorb (tested).
     pub fn acknowledged_producer(
         &self,
         client_id: &str,
@@ -103,8 +114,9 @@ impl KafkaSettings {
     ) -> ClientConfig {
         let timeout_ms = message_timeout.as_millis().max(1).to_string();
         let mut base: Vec<(&str, &str)> = vec![
-            ("enable.idempotence", "true"),
+            ("enable.idempotence", "false"),
             ("acks", "all"),
+            ("max.in.flight.requests.per.connection", "1"),
             ("message.timeout.ms", &timeout_ms),
         ];
         base.extend_from_slice(settings);
@@ -193,6 +205,10 @@ mod tests {
         assert_eq!(config.get("x.y"), Some("z"));
         assert_eq!(config.get("message.timeout.ms"), Some("2500"));
         assert_eq!(config.get("linger.ms"), Some("50"));
-        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("enable.idempotence"), Some("false"));
+        assert_eq!(
+            config.get("max.in.flight.requests.per.connection"),
+            Some("1")
+        );
     }
 }

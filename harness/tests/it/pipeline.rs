@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures::StreamExt;
 use harness::{
     brokers, fanout_config, group_lag, produce_raw, raw_producer, spawn_fanout, spawn_ingest,
     spawn_reader, unique, wait_until, Api, Running, TcpProxy, TestDb, TestTopic,
@@ -462,5 +463,57 @@ async fn shutdown_commits_what_was_applied() {
     // Right after the stop, without waiting for any periodic commit.
     let lags = group_lag(&p.topic.name, &p.group).await;
     assert_eq!(lags.iter().map(|l| l.lag).sum::<i64>(), 0, "{lags:?}");
+    p.stop().await;
+}
+
+/// ingest's producer keeps one request in flight and is not idempotent (see kafkakit): a key's events
+/// must still be stored, and applied, in the order they were acknowledged, while other keys' traffic
+/// fills the same batches.
+#[tokio::test]
+async fn a_keys_events_are_stored_and_applied_in_acknowledgement_order_under_load() {
+    let p = Pipeline::start(2).await;
+    let fanout = spawn_fanout(fanout_config(&p.topic, &p.group, &p.db.url)).await;
+    let load = {
+        let api = Api::new(p.ingest.url(""), "");
+        tokio::spawn(async move {
+            let sends = (0..400).map(|i| {
+                let api = &api;
+                async move {
+                    api.post(&format!("noise{}", i % 16), "load", None).await;
+                }
+            });
+            futures::stream::iter(sends)
+                .buffer_unordered(8)
+                .collect::<Vec<()>>()
+                .await;
+        })
+    };
+    let mut acknowledged = Vec::new();
+    for i in 0..60 {
+        let accepted = p.api.post("alice", &format!("in order {i}"), None).await;
+        acknowledged.push((
+            accepted.partition,
+            accepted.offset,
+            accepted.post_id.unwrap(),
+        ));
+    }
+    load.await.unwrap();
+    let partition = acknowledged[0].0;
+    assert!(acknowledged.iter().all(|(part, ..)| *part == partition));
+    assert!(
+        acknowledged.windows(2).all(|w| w[0].1 < w[1].1),
+        "acknowledged offsets of one key must increase: {acknowledged:?}"
+    );
+    p.caught_up(&p.group).await;
+    // Applied in the same order: alice's own sync timeline lists her posts by seq as acknowledged.
+    let applied: Vec<(String,)> =
+        sqlx::query_as("SELECT post_id FROM sync_entries WHERE user_id = 'alice' ORDER BY seq")
+            .fetch_all(&p.db.pool)
+            .await
+            .unwrap();
+    let applied: Vec<String> = applied.into_iter().map(|(id,)| id).collect();
+    let expected: Vec<String> = acknowledged.into_iter().map(|(.., id)| id).collect();
+    assert_eq!(applied, expected);
+    fanout.stop().await;
     p.stop().await;
 }
