@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod api;
+pub mod broker;
 pub mod proxy;
 
 use std::future::Future;
