@@ -11,6 +11,13 @@ use sqlx::PgPool;
 // The queries bound pages with `post_id < coalesce($cursor, '8')` rather than `$cursor IS NULL OR ...`:
 // '8' sorts above every ULID (they start with 0-7), and a plain range stays an index bound even when
 // Postgres switches a prepared statement to its generic plan.
+//
+// Their shapes leave the planner no join order to get wrong when statistics are missing (after a crash
+// restart or a bulk load that autovacuum has not analyzed yet): a page always starts from the inbox (or
+// author) index range and stops after `limit` rows. Posts are looked up per row through
+// `LATERAL (... WHERE post_id = ... LIMIT 1)`, which Postgres cannot flatten into a hash join over all
+// posts, and the inbox's "not deleted" check is a scalar subquery, which stays a per-row filter. Tested
+// with statistics removed (`reads_stay_index_driven_without_statistics`).
 
 type FeedRow = (String, String, String, DateTime<Utc>);
 
@@ -38,26 +45,12 @@ fn page_of(rows: Vec<FeedRow>, limit: i64) -> FeedPage {
     }
 }
 
-/// A page of up to `limit` entries of `user`'s home feed older than `before`, newest first: the user's inbox
-/// (pushed posts) merged with the pull-mode posts of the authors they follow, deduplicated by post id.
-///
-/// The cost is bounded by the number of sources, not by their history: each source contributes at most
-/// `limit` rows through an index range scan that starts at the cursor (`sync_entries (user_id, post_id)`
-/// for the inbox, `posts_pull_by_author` for each pull source), and Postgres merges those
-/// `(1 + sources) × limit` rows. Sources are the followed authors that have pull-mode posts at all.
-/// Deleted posts are skipped inside each source, before its limit, so a page is never cut short.
-pub async fn feed(
-    pool: &PgPool,
-    user: &str,
-    before: Option<&str>,
-    limit: i64,
-) -> Result<FeedPage, sqlx::Error> {
-    let rows: Vec<FeedRow> = sqlx::query_as(
-        "WITH candidates AS (
+/// The home feed page: $1 user, $2 cursor (post id or NULL), $3 rows wanted.
+pub const FEED_SQL: &str = "WITH candidates AS (
              (SELECT s.post_id
-              FROM sync_entries s JOIN posts live ON live.post_id = s.post_id
+              FROM sync_entries s
               WHERE s.user_id = $1 AND s.post_id < coalesce($2::text, '8')
-                AND live.deleted_at IS NULL
+                AND (SELECT live.deleted_at IS NULL FROM posts live WHERE live.post_id = s.post_id)
               ORDER BY s.post_id DESC
               LIMIT $3)
              UNION
@@ -73,18 +66,42 @@ pub async fn feed(
               ) AS pulled
               WHERE f.follower = $1 AND f.active)
          )
-         SELECT p.post_id, p.author, p.body, p.created_at
-         FROM candidates c JOIN posts p ON p.post_id = c.post_id
-         ORDER BY p.post_id DESC
-         LIMIT $3",
-    )
-    .bind(user)
-    .bind(before)
-    .bind(limit + 1)
-    .fetch_all(pool)
-    .await?;
+         SELECT c.post_id, p.author, p.body, p.created_at
+         FROM (SELECT post_id FROM candidates ORDER BY post_id DESC LIMIT $3) c
+         CROSS JOIN LATERAL (
+             SELECT author, body, created_at FROM posts WHERE post_id = c.post_id LIMIT 1
+         ) p
+         ORDER BY c.post_id DESC";
+
+/// A page of up to `limit` entries of `user`'s home feed older than `before`, newest first: the user's inbox
+/// (pushed posts) merged with the pull-mode posts of the authors they follow, deduplicated by post id.
+///
+/// The cost is bounded by the number of sources, not by their history: each source contributes at most
+/// `limit` rows through an index range scan that starts at the cursor (`sync_entries (user_id, post_id)`
+/// for the inbox, `posts_pull_by_author` for each pull source), and Postgres merges those
+/// `(1 + sources) × limit` rows. Sources are the followed authors that have pull-mode posts at all.
+/// Deleted posts are skipped inside each source, before its limit, so a page is never cut short.
+pub async fn feed(
+    pool: &PgPool,
+    user: &str,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<FeedPage, sqlx::Error> {
+    let rows: Vec<FeedRow> = sqlx::query_as(FEED_SQL)
+        .bind(user)
+        .bind(before)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await?;
     Ok(page_of(rows, limit))
 }
+
+/// An author's store timeline page: $1 author, $2 cursor, $3 rows wanted.
+pub const STORE_TIMELINE_SQL: &str = "SELECT post_id, author, body, created_at
+         FROM posts
+         WHERE author = $1 AND deleted_at IS NULL AND post_id < coalesce($2::text, '8')
+         ORDER BY post_id DESC
+         LIMIT $3";
 
 /// A page of up to `limit` of `author`'s own posts older than `before`, newest first.
 pub async fn store_timeline(
@@ -93,18 +110,12 @@ pub async fn store_timeline(
     before: Option<&str>,
     limit: i64,
 ) -> Result<FeedPage, sqlx::Error> {
-    let rows: Vec<FeedRow> = sqlx::query_as(
-        "SELECT post_id, author, body, created_at
-         FROM posts
-         WHERE author = $1 AND deleted_at IS NULL AND post_id < coalesce($2::text, '8')
-         ORDER BY post_id DESC
-         LIMIT $3",
-    )
-    .bind(author)
-    .bind(before)
-    .bind(limit + 1)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<FeedRow> = sqlx::query_as(STORE_TIMELINE_SQL)
+        .bind(author)
+        .bind(before)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await?;
     Ok(page_of(rows, limit))
 }
 
@@ -117,6 +128,17 @@ pub struct SyncScan {
     pub has_more: bool,
 }
 
+/// A sync scan: $1 user, $2 after seq, $3 rows wanted.
+pub const SYNC_SQL: &str = "SELECT s.seq, s.post_id, p.author, p.body, p.created_at, p.deleted_at IS NOT NULL
+         FROM (SELECT seq, post_id FROM sync_entries
+               WHERE user_id = $1 AND seq > $2
+               ORDER BY seq
+               LIMIT $3) s
+         CROSS JOIN LATERAL (
+             SELECT author, body, created_at, deleted_at FROM posts WHERE post_id = s.post_id LIMIT 1
+         ) p
+         ORDER BY s.seq";
+
 /// Scans up to `limit` entries of `user`'s sync timeline with seq greater than `after`, ascending.
 /// Entries of deleted posts are scanned but not returned, so a device skips past them.
 pub async fn sync(
@@ -125,18 +147,12 @@ pub async fn sync(
     after: i64,
     limit: i64,
 ) -> Result<SyncScan, sqlx::Error> {
-    let rows: Vec<(i64, String, String, String, DateTime<Utc>, bool)> = sqlx::query_as(
-        "SELECT s.seq, s.post_id, p.author, p.body, p.created_at, p.deleted_at IS NOT NULL
-         FROM sync_entries s JOIN posts p ON p.post_id = s.post_id
-         WHERE s.user_id = $1 AND s.seq > $2
-         ORDER BY s.seq
-         LIMIT $3",
-    )
-    .bind(user)
-    .bind(after)
-    .bind(limit + 1)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i64, String, String, String, DateTime<Utc>, bool)> = sqlx::query_as(SYNC_SQL)
+        .bind(user)
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await?;
     // The extra row only tells whether another page exists.
     let mut rows = rows;
     let has_more = rows.len() as i64 > limit;

@@ -9,5 +9,6 @@ mod ingest_api;
 mod openapi;
 mod operations;
 mod pipeline;
+mod plans;
 mod reader_api;
 mod replay;
