@@ -14,6 +14,25 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
 fi
 docker-compose -f compose/docker-compose.yml config -q
+# Every long-running service restarts after a crash and says whether it is healthy; the one-shot setup
+# job retries on failure.
+docker-compose -f compose/docker-compose.yml config | python3 -c '
+import sys, yaml
+services = yaml.safe_load(sys.stdin)["services"]
+bad = []
+for name, service in services.items():
+    restart = service.get("restart")
+    if name == "setup":
+        if restart != "on-failure":
+            bad.append(f"{name}: restart {restart!r}, expected on-failure")
+        continue
+    if restart != "unless-stopped":
+        bad.append(f"{name}: restart {restart!r}, expected unless-stopped")
+    if "healthcheck" not in service:
+        bad.append(f"{name}: no healthcheck")
+if bad:
+    sys.exit("compose: " + "; ".join(bad))
+' || die "compose services lack restart policies or healthchecks"
 log "compose/docker-compose.yml is valid"
 promtool check config compose/prometheus.yml >&2
 promtool check rules compose/alerts.yml >&2

@@ -88,7 +88,7 @@ start_broker() {
       --listener-url "tcp://$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT" \
       --advertised-listener-url "tcp://$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT" \
       --storage-engine "sqlite://tansu.db" \
-      >"$FANLINE_STATE/logs/tansu.log" 2>&1 &
+      >>"$FANLINE_STATE/logs/tansu.log" 2>&1 &
     echo $! >"$FANLINE_STATE/tansu.pid")
   wait_for "tansu" 60 port_open "$FANLINE_BROKER_HOST" "$FANLINE_BROKER_PORT" \
     || die "tansu did not start; see $FANLINE_STATE/logs/tansu.log"

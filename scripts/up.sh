@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Starts the whole pipeline on this machine: the broker (tansu, installed if missing), the database and
 # its migrations, the topics, and the services (ingest, fanout, its lag exporter, reader; release builds).
-# Run it again to restart whatever crashed or hangs. Stop it with scripts/down.sh.
+# Run it again to restart whatever crashed or hangs; with --watch it stays in the foreground and does
+# that every 5 s by itself (the broker included). Stop the stack with scripts/down.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+watch=false
+quiet=false # in the watch loop only actions are logged
+case "${1:-}" in
+  --watch) watch=true ;;
+  "") ;;
+  *) die "usage: scripts/up.sh [--watch]" ;;
+esac
 
 export FANLINE_DATABASE_URL="${FANLINE_DATABASE_URL:-postgres://root@127.0.0.1:5432/fanline}"
 ensure_postgres
@@ -25,7 +34,7 @@ start_service() {
   command="$(service_command "$name")"
   [ -f "$pid_file" ] && pid="$(cat "$pid_file")"
   if service_healthy "$url"; then
-    log "$name is already running"
+    $quiet || log "$name is already running"
     return 0
   fi
   if process_is "$pid" "$command"; then
@@ -41,15 +50,21 @@ start_service() {
   log "starting $name"
   nohup "$command" "$@" >>"$FANLINE_STATE/logs/$name.log" 2>&1 &
   echo $! >"$pid_file"
-  wait_for "$name" 60 curl -fs -o /dev/null "$url/readyz" \
-    || die "$name did not become ready; see $FANLINE_STATE/logs/$name.log"
+  wait_for "$name" 60 curl -fs -o /dev/null "$url/readyz" || {
+    log "$name did not become ready; see $FANLINE_STATE/logs/$name.log"
+    return 1
+  }
 }
 
-start_service fanout "http://${FANLINE_FANOUT_LISTEN:-127.0.0.1:8082}" run --skip-setup
-start_service lag-exporter "http://${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}" \
-  lag-exporter --listen "${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}"
-start_service ingest "http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}"
-start_service reader "http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}"
+lag_url="http://${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}"
+start_services() {
+  start_service fanout "http://${FANLINE_FANOUT_LISTEN:-127.0.0.1:8082}" run --skip-setup &&
+    start_service lag-exporter "$lag_url" \
+      lag-exporter --listen "${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}" &&
+    start_service ingest "http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}" &&
+    start_service reader "http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}"
+}
+start_services || die "a service did not start; see $FANLINE_STATE/logs/"
 
 # A database URL may carry a password (user:password@ or ?password=): print it without.
 redact_url() { printf '%s' "$1" | sed -E 's#//([^:/@]*):[^@/]*@#//\1:***@#; s#([?&]password=)[^&]*#\1***#g'; }
@@ -64,3 +79,29 @@ Fanline is running.
   logs    $FANLINE_STATE/logs/
 Stop with: scripts/down.sh
 EOT
+
+if $watch; then
+  log "watching: every 5 s, whatever crashed or hangs is started again (Ctrl-C stops watching, not the stack)"
+  # A broker can accept connections yet fail every request (tansu 0.6 after its storage task died):
+  # the lag exporter, which needs only the broker, then cannot measure. Three checks in a row (15 s)
+  # and the broker is restarted.
+  broker_failures=0
+  quiet=true
+  while sleep 5; do
+    (ensure_postgres) || log "Postgres is down; retrying"
+    port_open "$FANLINE_BROKER_HOST" "$FANLINE_BROKER_PORT" \
+      || (start_broker) || log "the broker did not start; retrying"
+    if curl -fs -m 2 -o /dev/null "$lag_url/healthz" && ! curl -fs -m 4 -o /dev/null "$lag_url/readyz"; then
+      broker_failures=$((broker_failures + 1))
+    else
+      broker_failures=0
+    fi
+    if [ "$broker_failures" -ge 3 ]; then
+      log "the broker fails requests; restarting it"
+      stop_process "$(cat "$FANLINE_STATE/tansu.pid" 2>/dev/null)" tansu 5 || true
+      (start_broker) || log "the broker did not start; retrying"
+      broker_failures=0
+    fi
+    start_services || log "not everything is up yet; retrying"
+  done
+fi
