@@ -271,3 +271,46 @@ async fn ingest_and_fanout_carry_on_after_the_broker_is_killed() {
     fanout.stop().await;
     ingest.stop().await;
 }
+
+/// Known limit on tansu 0.6 (ARCHITECTURE.md): depending on who leads the group when the dead member's
+/// session expires, its partitions can stay assigned to it for longer than 30 s even after the worker
+/// is started again; passes on some runs, fails on others. Kept to reproduce it:
+/// `cargo nextest run -p harness --run-ignored only -E 'test(supervisor)'`.
+#[tokio::test]
+#[ignore = "tansu 0.6 keeps a dead member in its assignments; flaky by design, see the doc comment"]
+async fn with_two_workers_a_killed_peer_restarted_by_its_supervisor_rejoins_and_nothing_waits() {
+    let db = TestDb::create().await;
+    let topic = TestTopic::create(4).await;
+    let group = unique("fanout");
+    let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
+    let api = Api::new(ingest.url(""), "");
+    let survivor = start_worker(&topic, &group, &db.url, None);
+    let mut peer = start_worker(&topic, &group, &db.url, None);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for i in 0..20 {
+        api.post(&format!("author{i}"), "both running", None).await;
+    }
+    wait_until("both workers apply", Duration::from_secs(60), || async {
+        (posts(&db).await == 20).then_some(())
+    })
+    .await;
+    peer.kill().await.expect("SIGKILL the peer");
+    for i in 0..20 {
+        api.post(&format!("author{i}"), "after the kill", None)
+            .await;
+    }
+    // The supervisor starts the worker again (a new process: a new dynamic member).
+    let back = Instant::now();
+    let restarted = start_worker(&topic, &group, &db.url, None);
+    wait_until("every acknowledged post applied", RECOVERY, || async {
+        (posts(&db).await == 40).then_some(())
+    })
+    .await;
+    println!(
+        "killed peer restarted: caught up {:?} after it was back",
+        back.elapsed()
+    );
+    stop_worker(restarted).await;
+    stop_worker(survivor).await;
+    ingest.stop().await;
+}
