@@ -50,19 +50,23 @@ start_service() {
   log "starting $name"
   nohup "$command" "$@" >>"$FANLINE_STATE/logs/$name.log" 2>&1 &
   echo $! >"$pid_file"
-  wait_for "$name" 60 curl -fs -o /dev/null "$url/readyz" || {
+  wait_for "$name" 60 curl -fs -m 2 -o /dev/null "$url/readyz" || {
     log "$name did not become ready; see $FANLINE_STATE/logs/$name.log"
     return 1
   }
 }
 
 lag_url="http://${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}"
+# Each service on its own: one that cannot become ready (fanout while Postgres is down) must not keep
+# the others from being started.
 start_services() {
-  start_service fanout "http://${FANLINE_FANOUT_LISTEN:-127.0.0.1:8082}" run --skip-setup &&
-    start_service lag-exporter "$lag_url" \
-      lag-exporter --listen "${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}" &&
-    start_service ingest "http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}" &&
-    start_service reader "http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}"
+  local ok=0
+  start_service fanout "http://${FANLINE_FANOUT_LISTEN:-127.0.0.1:8082}" run --skip-setup || ok=1
+  start_service lag-exporter "$lag_url" \
+    lag-exporter --listen "${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}" || ok=1
+  start_service ingest "http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}" || ok=1
+  start_service reader "http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}" || ok=1
+  return "$ok"
 }
 start_services || die "a service did not start; see $FANLINE_STATE/logs/"
 
@@ -83,8 +87,8 @@ EOT
 if $watch; then
   log "watching: every 5 s, whatever crashed or hangs is started again (Ctrl-C stops watching, not the stack)"
   # A broker can accept connections yet fail every request (tansu 0.6 after its storage task died):
-  # the lag exporter, which needs only the broker, then cannot measure. Three checks in a row (15 s)
-  # and the broker is restarted.
+  # the lag exporter, which needs only the broker, then cannot measure. Six checks in a row (30 s; a
+  # slow broker on a loaded machine is not a dead one) and the broker is restarted, if it is ours.
   broker_failures=0
   quiet=true
   while sleep 5; do
@@ -96,10 +100,15 @@ if $watch; then
     else
       broker_failures=0
     fi
-    if [ "$broker_failures" -ge 3 ]; then
-      log "the broker fails requests; restarting it"
-      stop_process "$(cat "$FANLINE_STATE/tansu.pid" 2>/dev/null)" tansu 5 || true
-      (start_broker) || log "the broker did not start; retrying"
+    if [ "$broker_failures" -ge 6 ]; then
+      broker_pid="$(cat "$FANLINE_STATE/tansu.pid" 2>/dev/null || true)"
+      if process_is "$broker_pid" tansu; then
+        log "the broker fails requests; restarting it"
+        stop_process "$broker_pid" tansu 5 || true
+        (start_broker) || log "the broker did not start; retrying"
+      else
+        log "the broker on $FANLINE_KAFKA_BROKERS fails requests, and scripts/up.sh did not start it: restart it yourself"
+      fi
       broker_failures=0
     fi
     start_services || log "not everything is up yet; retrying"

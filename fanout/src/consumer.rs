@@ -31,6 +31,8 @@ use crate::Config;
 /// while the group stalls before rejoining, plus a margin for one more rebalance.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const STUCK_GRACE: Duration = Duration::from_secs(15);
+/// The longest a member waits between rejoins that did not help.
+const MAX_STUCK_GRACE: Duration = Duration::from_secs(300);
 
 /// Logs rebalances and commit failures, remembers that the group was joined (for `/readyz`) and which
 /// partitions this member owns (for the watchdog).
@@ -176,41 +178,63 @@ impl Worker {
     /// Consumes until `cancel` fires, then commits what was applied. Rejoins the group with a fresh
     /// consumer whenever the watchdog finds this member stuck.
     pub async fn run(self, cancel: CancellationToken) {
-        let mut consumer = self.consumer.clone();
+        let Worker {
+            consumer,
+            connect,
+            applier,
+            batch_max_events,
+            batch_linger,
+            health,
+            joined,
+            assigned,
+            owned,
+        } = self;
+        // The only reference: `close` must really close it (LeaveGroup) before a rejoin.
+        let mut consumer = consumer;
         let mut rejoins = 0;
+        let mut grace = STUCK_GRACE;
         loop {
             let round = cancel.child_token();
             let watchdog = tokio::spawn(watch_for_stuck(
-                self.health.clone(),
-                self.owned.clone(),
+                health.clone(),
+                owned.clone(),
+                grace,
                 round.clone(),
             ));
             let batches = BatchLoop {
                 consumer: &consumer,
-                applier: &self.applier,
-                max_events: self.batch_max_events,
-                linger: self.batch_linger,
+                applier: &applier,
+                max_events: batch_max_events,
+                linger: batch_linger,
             };
             // The live checkpoint never fails and never finishes: this returns on shutdown or rejoin.
             let _ = batches.run(&mut StoreForAutoCommit, &round).await;
             watchdog.abort();
+            let owned_partitions_this_round = watchdog.await.unwrap_or(false);
             close(consumer).await;
             if cancel.is_cancelled() {
                 break;
             }
-            self.joined.store(false, Ordering::Release);
-            self.assigned.set(0);
-            owned_set(&self.owned).clear();
-            self.health.reset();
+            // Rejoins back off while they do not help (more members than partitions, a group stalled
+            // for another reason), so that an idle member cannot keep the group rebalancing.
+            grace = if owned_partitions_this_round {
+                STUCK_GRACE
+            } else {
+                (grace * 2).min(MAX_STUCK_GRACE)
+            };
+            joined.store(false, Ordering::Release);
+            assigned.set(0);
+            owned_set(&owned).clear();
+            health.reset();
             rejoins += 1;
             consumer = loop {
-                match (self.connect)(rejoins) {
+                match connect(rejoins) {
                     Ok(fresh) => break Arc::new(fresh),
                     Err(err) => {
                         tracing::error!(error = %err, "cannot create a consumer to rejoin; retrying");
                         tokio::select! {
                             () = cancel.cancelled() => {
-                                self.applier.dead_letters.flush().await;
+                                applier.dead_letters.flush().await;
                                 return;
                             }
                             () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -218,34 +242,52 @@ impl Worker {
                     }
                 }
             };
-            tracing::info!("rejoined the consumer group with a fresh consumer");
+            tracing::info!(
+                next_grace_s = grace.as_secs(),
+                "rejoined the consumer group with a fresh consumer"
+            );
         }
-        self.applier.dead_letters.flush().await;
+        applier.dead_letters.flush().await;
     }
 }
 
-/// Cancels `round` once this member has owned nothing for [`STUCK_GRACE`] while other members'
-/// partitions lagged without progress ([`GroupHealth::stuck`]). A member that owns partitions does not
-/// rejoin even when the others stall: on tansu 0.6 a leader that leaves to rejoin leaves the group
-/// waiting for it forever (SyncGroup answers "rebalance in progress"), which stops every partition
-/// instead of some.
-async fn watch_for_stuck(health: Arc<GroupHealth>, owned: Owned, round: CancellationToken) {
+/// Cancels `round` once this member has owned nothing for `grace`, continuously, while other members'
+/// partitions lagged without progress for as long ([`GroupHealth::stuck`]); returns whether the member
+/// owned partitions at some point of the round. "Continuously" matters: every member owns nothing for
+/// a moment during an eager rebalance. A member that owns partitions does not rejoin even when the
+/// others stall: on tansu 0.6 a leader that leaves to rejoin leaves the group waiting for it forever
+/// (SyncGroup answers "rebalance in progress"), which stops every partition instead of some.
+async fn watch_for_stuck(
+    health: Arc<GroupHealth>,
+    owned: Owned,
+    grace: Duration,
+    round: CancellationToken,
+) -> bool {
+    let mut owned_some = false;
+    let mut empty_since: Option<Instant> = None;
     loop {
         tokio::select! {
-            () = round.cancelled() => return,
+            () = round.cancelled() => return owned_some,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+        let now = Instant::now();
         if !owned_set(&owned).is_empty() {
+            owned_some = true;
+            empty_since = None;
             continue;
         }
-        if let Some(lag) = health.stuck(&BTreeSet::new(), STUCK_GRACE, Instant::now()) {
+        let since = *empty_since.get_or_insert(now);
+        if now.duration_since(since) < grace {
+            continue;
+        }
+        if let Some(lag) = health.stuck(&BTreeSet::new(), grace, now) {
             tracing::warn!(
                 lag,
-                grace_s = STUCK_GRACE.as_secs(),
+                grace_s = grace.as_secs(),
                 "this member owns no partitions while the group lags without progress; rejoining"
             );
             round.cancel();
-            return;
+            return owned_some;
         }
     }
 }

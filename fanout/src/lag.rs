@@ -68,8 +68,8 @@ where
 /// other owner is gone but still assigned. Apache Kafka reassigns a dead member's partitions when its
 /// session expires; tansu 0.6 can leave a new member empty (or keep assigning to a dead one). A member
 /// that owns nothing in that state does not report ready, and its watchdog rejoins
-/// ([`crate::consumer`]). When every partition stalls (Postgres down), nobody is stuck: rejoining would
-/// not help.
+/// ([`crate::consumer`]). A member whose own partitions stall too (Postgres down) is not stuck; an idle
+/// member is, but its rejoins back off while they do not help.
 #[derive(Debug, Default)]
 pub struct GroupHealth {
     partitions: Mutex<BTreeMap<i32, PartitionHealth>>,
@@ -77,6 +77,8 @@ pub struct GroupHealth {
 
 #[derive(Debug, Default, Clone, Copy)]
 struct PartitionHealth {
+    /// Whether the partition was measured before (a first sighting shows no progress either way).
+    seen: bool,
     lag: i64,
     committed: Option<i64>,
     /// Since when the partition has lagged without committed progress.
@@ -92,13 +94,14 @@ impl GroupHealth {
             .unwrap_or_else(PoisonError::into_inner);
         for lag in lags {
             let health = partitions.entry(lag.partition).or_default();
-            // A partition seen for the first time has shown no progress yet.
-            let progressed = health.committed.is_some() && lag.committed > health.committed;
+            // A partition seen for the first time has shown no progress yet; a first commit is progress.
+            let progressed = health.seen && lag.committed > health.committed;
             health.stalled_since = match (lag.lag > 0, progressed, health.stalled_since) {
                 (false, _, _) | (true, true, _) => None,
                 (true, false, Some(since)) => Some(since),
                 (true, false, None) => Some(now),
             };
+            health.seen = true;
             health.lag = lag.lag;
             health.committed = lag.committed;
         }
@@ -181,7 +184,13 @@ pub async fn export<C, T>(
                     }
                 }
             }
-            Ok(Err(err)) => tracing::warn!(error = %err, "cannot measure consumer lag"),
+            Ok(Err(err)) => {
+                // Unknown is not stalled: no rejoin or readiness verdict on stale measurements.
+                if let Some(health) = &health {
+                    health.reset();
+                }
+                tracing::warn!(error = %err, "cannot measure consumer lag")
+            }
             Err(err) => tracing::warn!(error = %err, "lag task failed"),
         }
         tokio::select! {

@@ -257,14 +257,12 @@ fn readiness(
             if !joined.load(Ordering::Acquire) {
                 return Err("not yet joined the consumer group".to_owned());
             }
-            // Not ready as soon as the group stalls with nothing owned here (the watchdog waits
-            // longer before it rejoins, to let a rebalance finish).
+            // Not ready once the group has stalled for a little while with nothing owned here (one
+            // lag measurement without progress is not yet a stall; the watchdog waits longer before
+            // it rejoins, to let a rebalance finish).
             let owns_nothing = owned.lock().map(|o| o.is_empty()).unwrap_or(false);
-            let stalled = health.stuck(
-                &Default::default(),
-                Duration::ZERO,
-                std::time::Instant::now(),
-            );
+            let grace = Duration::from_secs(10);
+            let stalled = health.stuck(&Default::default(), grace, std::time::Instant::now());
             match stalled {
                 Some(lag) if owns_nothing => Err(format!(
                     "owns no partitions while the group lags {lag} events without progress"

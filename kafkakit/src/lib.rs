@@ -33,6 +33,22 @@ const PROTECTED: &[(&str, &str)] = &[
     ),
     ("message.timeout.ms", "use --produce-timeout-ms"),
     (
+        "delivery.timeout.ms",
+        "an alias of message.timeout.ms: use --produce-timeout-ms",
+    ),
+    (
+        "request.required.acks",
+        "an alias of acks, which must be all",
+    ),
+    (
+        "max.in.flight",
+        "an alias of max.in.flight.requests.per.connection, which must be 1",
+    ),
+    (
+        "enable.idempotence",
+        "an idempotent producer wedges tansu 0.6 after timeouts (see ARCHITECTURE.md Choices)",
+    ),
+    (
         "max.in.flight.requests.per.connection",
         "one request in flight keeps a retried event before the key's next one",
     ),

@@ -102,6 +102,11 @@ async fn reads_stay_index_driven_without_statistics() {
             );
         }
     }
+    // The connection goes back to the pool: leave no forced plan mode or statements behind.
+    sqlx::raw_sql("RESET plan_cache_mode; DEALLOCATE ALL")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
     drop(connection);
     // And the pages themselves are right.
     let page = reader::queries::feed(&db.pool, "u0", None, 20)
