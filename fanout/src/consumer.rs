@@ -27,10 +27,11 @@ use crate::batches::{BatchLoop, Checkpoint};
 use crate::lag::GroupHealth;
 use crate::Config;
 
-/// The broker declares a silent member dead after this; also how long the watchdog lets a member idle
-/// while the group stalls before rejoining, plus a margin for one more rebalance.
+/// The broker declares a silent member dead after this. It is also how long the watchdog lets a member
+/// own nothing while the group stalls before rejoining: a healthy rebalance completes well within it
+/// (and rejoins that do not help back off).
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
-const STUCK_GRACE: Duration = Duration::from_secs(15);
+const STUCK_GRACE: Duration = SESSION_TIMEOUT;
 /// The longest a member waits between rejoins that did not help.
 const MAX_STUCK_GRACE: Duration = Duration::from_secs(300);
 
