@@ -131,8 +131,18 @@ async fn a_static_member_restarted_under_its_id_takes_its_partitions_back() {
     println!("restarted static member applied the backlog {took:?} after it started");
 }
 
-#[tokio::test]
-async fn with_two_workers_the_survivor_takes_over_a_stopped_peer() {
+/// Two workers in one group that share the partitions and have applied 20 posts.
+struct TwoWorkers {
+    db: TestDb,
+    topic: TestTopic,
+    group: String,
+    ingest: harness::Running,
+    api: Api,
+    survivor: Child,
+    peer: Child,
+}
+
+async fn two_workers_applying() -> TwoWorkers {
     let db = TestDb::create().await;
     let topic = TestTopic::create(4).await;
     let group = unique("fanout");
@@ -149,6 +159,27 @@ async fn with_two_workers_the_survivor_takes_over_a_stopped_peer() {
         (posts(&db).await == 20).then_some(())
     })
     .await;
+    TwoWorkers {
+        db,
+        topic,
+        group,
+        ingest,
+        api,
+        survivor,
+        peer,
+    }
+}
+
+#[tokio::test]
+async fn with_two_workers_the_survivor_takes_over_a_stopped_peer() {
+    let TwoWorkers {
+        db,
+        ingest,
+        api,
+        survivor,
+        peer,
+        ..
+    } = two_workers_applying().await;
     // Scaling down: a clean exit of a dynamic member leaves the group at once.
     stop_worker(peer).await;
     let gone = Instant::now();
@@ -310,21 +341,15 @@ async fn ingest_and_fanout_carry_on_after_the_broker_is_killed() {
 #[tokio::test]
 #[ignore = "tansu 0.6 keeps a dead member in its assignments; flaky by design, see the doc comment"]
 async fn with_two_workers_a_killed_peer_restarted_by_its_supervisor_rejoins_and_nothing_waits() {
-    let db = TestDb::create().await;
-    let topic = TestTopic::create(4).await;
-    let group = unique("fanout");
-    let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
-    let api = Api::new(ingest.url(""), "");
-    let survivor = start_worker(&topic, &group, &db.url, None);
-    let mut peer = start_worker(&topic, &group, &db.url, None);
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    for i in 0..20 {
-        api.post(&format!("author{i}"), "both running", None).await;
-    }
-    wait_until("both workers apply", Duration::from_secs(60), || async {
-        (posts(&db).await == 20).then_some(())
-    })
-    .await;
+    let TwoWorkers {
+        db,
+        topic,
+        group,
+        ingest,
+        api,
+        survivor,
+        mut peer,
+    } = two_workers_applying().await;
     peer.kill().await.expect("SIGKILL the peer");
     for i in 0..20 {
         api.post(&format!("author{i}"), "after the kill", None)
