@@ -87,13 +87,7 @@ pub async fn feed(
     before: Option<&str>,
     limit: i64,
 ) -> Result<FeedPage, sqlx::Error> {
-    let rows: Vec<FeedRow> = sqlx::query_as(FEED_SQL)
-        .bind(user)
-        .bind(before)
-        .bind(limit + 1)
-        .fetch_all(pool)
-        .await?;
-    Ok(page_of(rows, limit))
+    post_page(pool, FEED_SQL, user, before, limit).await
 }
 
 /// An author's store timeline page: $1 author, $2 cursor, $3 rows wanted.
@@ -110,8 +104,20 @@ pub async fn store_timeline(
     before: Option<&str>,
     limit: i64,
 ) -> Result<FeedPage, sqlx::Error> {
-    let rows: Vec<FeedRow> = sqlx::query_as(STORE_TIMELINE_SQL)
-        .bind(author)
+    post_page(pool, STORE_TIMELINE_SQL, author, before, limit).await
+}
+
+/// Runs a page query ordered by post id (`$1` whose page, `$2` cursor, `$3` rows wanted) for one row
+/// more than `limit`, which only says whether another page exists.
+async fn post_page(
+    pool: &PgPool,
+    sql: &'static str,
+    owner: &str,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<FeedPage, sqlx::Error> {
+    let rows: Vec<FeedRow> = sqlx::query_as(sql)
+        .bind(owner)
         .bind(before)
         .bind(limit + 1)
         .fetch_all(pool)
