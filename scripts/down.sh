@@ -20,6 +20,9 @@ stop_pid_file() {
 stop_pid_file ingest
 stop_pid_file reader
 stop_pid_file fanout
+for file in "$FANLINE_STATE"/fanout-*.pid; do
+  [ -e "$file" ] && stop_pid_file "$(basename "$file" .pid)"
+done
 stop_pid_file lag-exporter
 stop_pid_file tansu
 log "stopped"

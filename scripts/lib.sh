@@ -10,7 +10,15 @@ FANLINE_BROKER_PORT="${FANLINE_BROKER_PORT:-9092}"
 export FANLINE_KAFKA_BROKERS="${FANLINE_KAFKA_BROKERS:-$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT}"
 PATH="$HOME/.cargo/bin:$PATH"
 
-FANLINE_BIN="$FANLINE_ROOT/target/release"
+# The services' build: release (default) or debug (FANLINE_PROFILE=debug; CI's short fault suite uses
+# it to reuse the test build).
+FANLINE_PROFILE="${FANLINE_PROFILE:-release}"
+case "$FANLINE_PROFILE" in
+  release) FANLINE_BUILD_FLAGS=(--release) ;;
+  debug) FANLINE_BUILD_FLAGS=() ;;
+  *) printf '[fanline] error: FANLINE_PROFILE must be release or debug, not %s\n' "$FANLINE_PROFILE" >&2; exit 1 ;;
+esac
+FANLINE_BIN="$FANLINE_ROOT/target/$FANLINE_PROFILE"
 
 log() { printf '[fanline] %s\n' "$*" >&2; }
 die() { printf '[fanline] error: %s\n' "$*" >&2; exit 1; }
@@ -32,7 +40,7 @@ wait_for() {
 service_command() {
   case "$1" in
     tansu) printf 'tansu' ;;
-    lag-exporter) printf '%s' "$FANLINE_BIN/fanout" ;;
+    lag-exporter | fanout-*) printf '%s' "$FANLINE_BIN/fanout" ;;
     *) printf '%s' "$FANLINE_BIN/$1" ;;
   esac
 }

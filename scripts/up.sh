@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the whole pipeline on this machine: the broker (tansu, installed if missing), the database and
-# its migrations, the topics, and the services (ingest, fanout, its lag exporter, reader; release builds).
+# its migrations, the topics, and the services (ingest, fanout, its lag exporter, reader; release builds,
+# or FANLINE_PROFILE=debug).
 # Run it again to restart whatever crashed or hangs; with --watch it stays in the foreground and does
 # that every 5 s by itself (the broker included). Stop the stack with scripts/down.sh.
 set -euo pipefail
@@ -18,8 +19,8 @@ export FANLINE_DATABASE_URL="${FANLINE_DATABASE_URL:-postgres://root@127.0.0.1:5
 ensure_postgres
 start_broker
 cd "$FANLINE_ROOT"
-log "building the services (release)"
-cargo build --release --bins -p ingest -p fanout -p reader >&2
+log "building the services ($FANLINE_PROFILE)"
+cargo build ${FANLINE_BUILD_FLAGS[@]+"${FANLINE_BUILD_FLAGS[@]}"} --bins -p ingest -p fanout -p reader >&2
 "$FANLINE_BIN/fanout" migrate
 "$FANLINE_BIN/fanout" create-topics
 mkdir -p "$FANLINE_STATE/logs"
@@ -57,18 +58,38 @@ start_service() {
 }
 
 lag_url="http://${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}"
+# FANLINE_FANOUT_WORKERS workers share the consumer group (default 1). Worker 1 is "fanout" on
+# FANLINE_FANOUT_LISTEN; worker k is "fanout-k" on that port + 10·(k−1).
+fanout_workers="${FANLINE_FANOUT_WORKERS:-1}"
+case "$fanout_workers" in
+  '' | *[!0-9]* | 0) die "FANLINE_FANOUT_WORKERS must be a positive number, not '$fanout_workers'" ;;
+esac
+fanout_listen="${FANLINE_FANOUT_LISTEN:-127.0.0.1:8082}"
+fanout_worker_listen() { printf '%s:%s' "${fanout_listen%:*}" $((${fanout_listen##*:} + 10 * ($1 - 1))); }
 # Each service on its own: one that cannot become ready (fanout while Postgres is down) must not keep
 # the others from being started.
 start_services() {
   local ok=0
-  start_service fanout "http://${FANLINE_FANOUT_LISTEN:-127.0.0.1:8082}" run --skip-setup || ok=1
+  local worker
+  for worker in $(seq 1 "$fanout_workers"); do
+    if [ "$worker" = 1 ]; then
+      start_service fanout "http://$fanout_listen" run --skip-setup || ok=1
+    else
+      start_service "fanout-$worker" "http://$(fanout_worker_listen "$worker")" \
+        run --skip-setup --listen "$(fanout_worker_listen "$worker")" || ok=1
+    fi
+  done
   start_service lag-exporter "$lag_url" \
     lag-exporter --listen "${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}" || ok=1
   start_service ingest "http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}" || ok=1
   start_service reader "http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}" || ok=1
   return "$ok"
 }
-start_services || die "a service did not start; see $FANLINE_STATE/logs/"
+if ! start_services; then
+  # Watching, keep trying (Postgres may come back); otherwise say so.
+  $watch || die "a service did not start; see $FANLINE_STATE/logs/"
+  log "a service did not start yet; see $FANLINE_STATE/logs/ (retrying every 5 s)"
+fi
 
 # A database URL may carry a password (user:password@ or ?password=): print it without.
 redact_url() { printf '%s' "$1" | sed -E 's#//([^:/@]*):[^@/]*@#//\1:***@#; s#([?&]password=)[^&]*#\1***#g'; }
@@ -77,7 +98,7 @@ cat <<EOT
 Fanline is running.
   ingest  http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}   (POST /v1/posts, PUT|DELETE /v1/users/{user}/following/{target})
   reader  http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}   (GET /v1/users/{user}/feed|sync|posts)
-  fanout  http://${FANLINE_FANOUT_LISTEN:-127.0.0.1:8082}   (/metrics, /readyz)
+  fanout  http://$fanout_listen   (/metrics, /readyz; $fanout_workers worker(s))
   lag     http://${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}   (/metrics: the group's lag, also while fanout is down)
   broker  $FANLINE_KAFKA_BROKERS (tansu $TANSU_VERSION)    database $(redact_url "$FANLINE_DATABASE_URL")
   logs    $FANLINE_STATE/logs/

@@ -3,7 +3,10 @@
 //!
 //! Crash recovery: a watchdog rejoins with a fresh consumer when this member owns nothing while the
 //! group lags without progress (see [`crate::lag::GroupHealth`]): on tansu 0.6 a member that joins
-//! before a crashed member's session expired can otherwise stay empty indefinitely. Members are
+//! before a crashed member's session expired can otherwise stay empty indefinitely. And a new worker
+//! joins a group that lists members only after one session timeout (a crashed predecessor has expired
+//! by then), because on tansu 0.6 joining earlier strands the dead member's share of the partitions
+//! ([`let_crashed_members_expire`]). Members are
 //! dynamic by default, so a clean shutdown leaves the group and hands its partitions over at once;
 //! `--instance-id` makes the first consumer a static member (faster restarts on Apache Kafka).
 //!
@@ -104,7 +107,7 @@ fn describe(tpl: &TopicPartitionList) -> String {
 
 pub type FanoutConsumer = StreamConsumer<FanoutContext>;
 
-/// Creates the group consumer, subscribed to the events topic. With `--instance-id` the first consumer
+/// Creates the group consumer (not yet subscribed). With `--instance-id` the first consumer
 /// of a process is a static member; a rejoin (`rejoins` > 0) is always dynamic: the broker could hand
 /// a static identity its cached, empty assignment again, and tansu 0.6 evicts members whose session
 /// expired only when a *dynamic* member joins (its JoinGroup skips that sweep for static ones).
@@ -135,9 +138,8 @@ pub fn create_consumer(
         // waiting for the dead member's session to expire.
         client.set("group.instance.id", instance_id);
     }
-    let consumer: FanoutConsumer = client.create_with_context(context)?;
-    consumer.subscribe(&[&config.topic])?;
-    Ok(consumer)
+    // Not subscribed yet: the worker decides when to join ([`Worker::run`]).
+    client.create_with_context(context)
 }
 
 /// Creates a fresh group consumer for the given number of earlier rejoins.
@@ -154,6 +156,12 @@ pub struct Worker {
     pub(crate) joined: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) assigned: prometheus::IntGauge,
     pub(crate) owned: Owned,
+    pub(crate) topic: String,
+    pub(crate) group: String,
+    /// Whether the first consumer is a static member (`--instance-id`).
+    pub(crate) static_member: bool,
+    /// A client outside the group, to describe it before joining.
+    pub(crate) observer: Arc<rdkafka::consumer::BaseConsumer>,
 }
 
 /// The live worker's checkpoint: store offsets for librdkafka's auto-commit; never finished.
@@ -189,6 +197,10 @@ impl Worker {
             joined,
             assigned,
             owned,
+            topic,
+            group,
+            static_member,
+            observer,
         } = self;
         // The only reference: `close` must really close it (LeaveGroup) before a rejoin.
         let mut consumer = consumer;
@@ -196,6 +208,14 @@ impl Worker {
         let mut grace = STUCK_GRACE;
         loop {
             let round = cancel.child_token();
+            if rejoins == 0 && !static_member {
+                let_crashed_members_expire(&observer, &group, &round).await;
+            }
+            if let Err(err) = consumer.subscribe(&[&topic]) {
+                // Ends this round at once: the consumer is replaced (and the rejoins back off).
+                tracing::error!(error = %err, "cannot subscribe to the events topic; retrying");
+                round.cancel();
+            }
             let watchdog = tokio::spawn(watch_for_stuck(
                 health.clone(),
                 owned.clone(),
@@ -249,6 +269,52 @@ impl Worker {
             );
         }
         applier.dead_letters.flush().await;
+    }
+}
+
+/// Waits one session timeout before the first join when the group already lists members: one of them
+/// may be a crashed worker (this process's predecessor) whose session has not expired yet. On tansu 0.6
+/// a member that joins before then is handed a share of the partitions *with* the dead member, and
+/// when the dead one expires its share stays assigned to it (the coordinator drops the member but keeps
+/// the assignment) until the next join: those partitions would stall. Joining after the expiry makes
+/// the coordinator sweep the dead member first and assign everything to the live ones. A group without
+/// members (a first start, or every member left cleanly) is joined at once; so is a static member
+/// restarted under its id, which takes its own place back. Waits as if there were members when the
+/// group cannot be described.
+async fn let_crashed_members_expire(
+    observer: &Arc<rdkafka::consumer::BaseConsumer>,
+    group: &str,
+    cancel: &CancellationToken,
+) {
+    let describing = observer.clone();
+    let name = group.to_owned();
+    let members = tokio::task::spawn_blocking(move || {
+        describing
+            .fetch_group_list(Some(&name), Duration::from_secs(5))
+            .map(|list| {
+                list.groups()
+                    .iter()
+                    .filter(|g| g.name() == name)
+                    .map(|g| g.members().len())
+                    .sum::<usize>()
+            })
+    })
+    .await;
+    let members = match members {
+        Ok(Ok(0)) => return,
+        Ok(Ok(members)) => members.to_string(),
+        Ok(Err(err)) => format!("unknown ({err})"),
+        Err(err) => format!("unknown ({err})"),
+    };
+    let wait = SESSION_TIMEOUT + Duration::from_secs(1);
+    tracing::info!(
+        members,
+        wait_s = wait.as_secs(),
+        "the group lists members, possibly a crashed one; joining once its session has expired"
+    );
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        () = tokio::time::sleep(wait) => {}
     }
 }
 

@@ -173,6 +173,7 @@ impl App {
             16 * 1024,
         );
         let listener = httpkit::bind(config.listen).await?;
+        let observer = group_observer(config, "fanline-fanout-lag")?;
         let worker = Worker {
             consumer,
             connect,
@@ -183,12 +184,16 @@ impl App {
             joined,
             assigned: metrics.assigned_partitions.clone(),
             owned,
+            topic: config.topic.clone(),
+            group: config.group.clone(),
+            static_member: config.instance_id.is_some(),
+            observer: observer.clone(),
         };
         Ok(App {
             listener,
             router,
             worker,
-            observer: group_observer(config, "fanline-fanout-lag")?,
+            observer,
             health,
             metrics,
             topic: config.topic.clone(),

@@ -6,6 +6,7 @@
 //!   each with its own metrics registry, stopped through their shutdown future.
 //! - [`TcpProxy`]: a TCP forwarder that can be cut, to take Postgres "down" for one service only.
 //! - [`Api`]: a small HTTP client for the public API.
+//! - [`fault`]: the fault suite (`scripts/fault.sh`), with [`postgres::PrivatePostgres`].
 //!
 //! Environment: `FANLINE_TEST_BROKERS` (default `127.0.0.1:9092`) and `FANLINE_TEST_DATABASE_URL`, an
 //! admin connection used to create and drop databases (default `postgres://root@127.0.0.1:5432/postgres`).
@@ -13,13 +14,15 @@
 
 pub mod api;
 pub mod broker;
+pub mod fault;
+pub mod postgres;
 pub mod proxy;
 
 use std::future::Future;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -214,6 +217,26 @@ pub async fn group_lag(topic: &str, group: &str) -> Vec<fanout::lag::PartitionLa
             .create()
             .unwrap();
         fanout::lag::measure(&consumer, &topic, Duration::from_secs(10)).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// How many members the broker lists for `group` (dead ones included until their session expires).
+pub async fn group_members(group: &str) -> usize {
+    let group = group.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = kafka_client("fanline-test-describe", &[]).create().unwrap();
+        client
+            .fetch_group_list(Some(&group), Duration::from_secs(10))
+            .map(|list| {
+                list.groups()
+                    .iter()
+                    .filter(|g| g.name() == group)
+                    .map(|g| g.members().len())
+                    .sum()
+            })
+            .unwrap_or(0)
     })
     .await
     .unwrap()

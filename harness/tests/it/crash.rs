@@ -2,13 +2,15 @@
 //! replaced, and the group applies every acknowledged post within 30 s of the replacement starting:
 //! by default (dynamic members) the watchdog rejoins a replacement the broker leaves empty; with static
 //! membership (`--instance-id`) a worker restarted under its id takes its partitions back at once. With
-//! two workers, the survivor takes over a peer that was stopped (scale-down). (Two workers, one killed:
-//! tansu 0.6 keeps assigning the dead one's partitions — a known limit, see ARCHITECTURE.md.)
+//! two workers, the survivor takes over a peer that was stopped (scale-down), and a killed peer that
+//! its supervisor restarts at once gets its share back.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use harness::{brokers, group_lag, spawn_ingest, unique, wait_until, Api, TestDb, TestTopic};
+use harness::{
+    brokers, group_lag, group_members, spawn_ingest, unique, wait_until, Api, TestDb, TestTopic,
+};
 use tokio::process::{Child, Command};
 
 /// The bound: delivery resumes within 30 s of the process being back.
@@ -149,9 +151,22 @@ async fn two_workers_applying() -> TwoWorkers {
     let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
     let api = Api::new(ingest.url(""), "");
     let survivor = start_worker(&topic, &group, &db.url, None);
+    wait_until(
+        "the first worker joins",
+        Duration::from_secs(30),
+        || async { (group_members(&group).await == 1).then_some(()) },
+    )
+    .await;
+    // The second joins a group with a member: it lets a possibly crashed one expire first (11 s).
     let peer = start_worker(&topic, &group, &db.url, None);
-    // Both members share the partitions before the peer goes.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    wait_until(
+        "the second worker joins",
+        Duration::from_secs(30),
+        || async { (group_members(&group).await == 2).then_some(()) },
+    )
+    .await;
+    // Both members share the partitions (the rebalance completes) before the peer goes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     for i in 0..20 {
         api.post(&format!("author{i}"), "both running", None).await;
     }
@@ -334,12 +349,11 @@ async fn ingest_and_fanout_carry_on_after_the_broker_is_killed() {
     ingest.stop().await;
 }
 
-/// Known limit on tansu 0.6 (ARCHITECTURE.md): depending on who leads the group when the dead member's
-/// session expires, its partitions can stay assigned to it for longer than 30 s even after the worker
-/// is started again; passes on some runs, fails on others. Kept to reproduce it:
-/// `cargo nextest run -p harness --run-ignored only -E 'test(supervisor)'`.
+/// A supervisor restarts a killed peer at once, before the dead member's session expired. On tansu 0.6
+/// a member that joined then would share the partitions with the dead one and keep the dead one's
+/// share unassigned after it expired; the restarted worker waits for the expiry before it joins, and
+/// the coordinator then assigns everything to the live members.
 #[tokio::test]
-#[ignore = "tansu 0.6 keeps a dead member in its assignments; flaky by design, see the doc comment"]
 async fn with_two_workers_a_killed_peer_restarted_by_its_supervisor_rejoins_and_nothing_waits() {
     let TwoWorkers {
         db,
