@@ -35,6 +35,30 @@ pub enum Command {
     /// Serve the group's consumer lag on /metrics without joining the group (runs beside the workers,
     /// so lag stays visible while they are down). Use --listen to move it off the workers' port.
     LagExporter,
+    /// Write or read the events topic by hand (plain Kafka protocol: works on tansu and Apache Kafka).
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum EventsCommand {
+    /// Append events read from stdin, one JSON envelope per line (see schemas/event.schema.json),
+    /// keyed by their timeline as ingest keys them; every line is checked before any is sent. Prints
+    /// one line per acknowledged event: id, key, partition, offset.
+    Produce,
+    /// Print the topic's records as JSON lines (partition, offset, key, timestamp, event), without
+    /// joining a group, up to the end offsets seen at start.
+    Consume {
+        /// Where to start in every partition.
+        #[arg(long, value_enum, default_value = "earliest")]
+        from: crate::events_cli::Start,
+        /// Stop after this many records.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Keep waiting for new records (until --max or Ctrl-C).
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]

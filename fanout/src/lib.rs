@@ -21,6 +21,7 @@ mod batches;
 pub mod config;
 pub mod consumer;
 pub mod dlq;
+pub mod events_cli;
 pub mod lag;
 pub mod metrics;
 pub mod progress;
@@ -41,7 +42,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Cli, Command, Config};
+pub use config::{Cli, Command, Config, EventsCommand};
 use consumer::Worker;
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use secrecy::ExposeSecret;
 
-use fanout::{Cli, Command};
+use fanout::{Cli, Command, EventsCommand};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -27,6 +27,21 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("replay failed")?;
             print!("{summary}");
+        }
+        Command::Events(EventsCommand::Produce) => {
+            let sent =
+                fanout::events_cli::produce(&config, std::io::stdin().lock(), std::io::stdout())
+                    .await
+                    .context("producing events")?;
+            tracing::info!(sent, topic = %config.topic, "events acknowledged");
+        }
+        Command::Events(EventsCommand::Consume { from, max, follow }) => {
+            let read = tokio::task::spawn_blocking(move || {
+                fanout::events_cli::consume(&config, from, max, follow, std::io::stdout().lock())
+            })
+            .await?
+            .context("consuming events")?;
+            tracing::info!(read, "events read");
         }
         Command::LagExporter => {
             let exporter = fanout::LagExporter::build(&config, prometheus::Registry::new())
