@@ -3,10 +3,10 @@
 //!
 //! Crash recovery: a watchdog rejoins with a fresh consumer when this member owns nothing while the
 //! group lags without progress (see [`crate::lag::GroupHealth`]): on tansu 0.6 a member that joins
-//! before a crashed member's session expired can otherwise stay empty indefinitely. And a new worker
-//! joins a group that lists members only after one session timeout (a crashed predecessor has expired
-//! by then), because on tansu 0.6 joining earlier strands the dead member's share of the partitions
-//! ([`let_crashed_members_expire`]). Members are
+//! before a crashed member's session expired can otherwise stay empty indefinitely. And a worker
+//! joins a group that may hold a crashed member only after one session timeout (the crashed member has
+//! expired by then), because on tansu 0.6 joining earlier strands the dead member's share of the
+//! partitions ([`let_crashed_members_expire`]). Members are
 //! dynamic by default, so a clean shutdown leaves the group and hands its partitions over at once;
 //! `--instance-id` makes the first consumer a static member (faster restarts on Apache Kafka).
 //!
@@ -209,7 +209,7 @@ impl Worker {
         loop {
             let round = cancel.child_token();
             if rejoins == 0 && !static_member {
-                let_crashed_members_expire(&observer, &group, &round).await;
+                let_crashed_members_expire(&observer, &group, &topic, &round).await;
             }
             if let Err(err) = consumer.subscribe(&[&topic]) {
                 // Ends this round at once: the consumer is replaced (and the rejoins back off).
@@ -272,45 +272,58 @@ impl Worker {
     }
 }
 
-/// Waits one session timeout before the first join when the group already lists members: one of them
-/// may be a crashed worker (this process's predecessor) whose session has not expired yet. On tansu 0.6
-/// a member that joins before then is handed a share of the partitions *with* the dead member, and
-/// when the dead one expires its share stays assigned to it (the coordinator drops the member but keeps
-/// the assignment) until the next join: those partitions would stall. Joining after the expiry makes
-/// the coordinator sweep the dead member first and assign everything to the live ones. A group without
-/// members (a first start, or every member left cleanly) is joined at once; so is a static member
-/// restarted under its id, which takes its own place back. Waits as if there were members when the
-/// group cannot be described.
+/// Waits one session timeout before the first join when the group may hold a crashed worker (this
+/// process's predecessor) whose session has not expired yet. On tansu 0.6 a member that joins before
+/// then is handed a share of the partitions *with* the dead member, and when the dead one expires its
+/// share stays assigned to it (the coordinator drops the member but keeps the assignment) until the
+/// next join: those partitions would stall. Joining after the expiry makes the coordinator sweep the
+/// dead member first and assign everything to the live ones.
+///
+/// "May hold a crashed worker": the broker lists members for the group; or, when it cannot describe the
+/// group (tansu 0.6 fails DescribeGroups), the group has committed offsets, i.e. has run before. A new
+/// group (first start, every test's fresh group) is joined at once; so is a static member restarted
+/// under its id, which takes its own place back (the caller skips this for static members).
 async fn let_crashed_members_expire(
     observer: &Arc<rdkafka::consumer::BaseConsumer>,
     group: &str,
+    topic: &str,
     cancel: &CancellationToken,
 ) {
-    let describing = observer.clone();
-    let name = group.to_owned();
-    let members = tokio::task::spawn_blocking(move || {
-        describing
-            .fetch_group_list(Some(&name), Duration::from_secs(5))
-            .map(|list| {
-                list.groups()
+    let probing = observer.clone();
+    let group = group.to_owned();
+    let topic = topic.to_owned();
+    let reason = tokio::task::spawn_blocking(move || {
+        match probing.fetch_group_list(Some(&group), Duration::from_secs(5)) {
+            Ok(list) => {
+                let members: usize = list
+                    .groups()
                     .iter()
-                    .filter(|g| g.name() == name)
+                    .filter(|g| g.name() == group)
                     .map(|g| g.members().len())
-                    .sum::<usize>()
-            })
+                    .sum();
+                (members > 0).then(|| format!("the group lists {members} member(s)"))
+            }
+            Err(describe) => match crate::lag::measure(probing.as_ref(), &topic, Duration::from_secs(5)) {
+                Ok(lags) if lags.iter().all(|lag| lag.committed.is_none()) => None,
+                Ok(_) => Some(format!(
+                    "the group has committed offsets and the broker cannot describe it ({describe})"
+                )),
+                Err(measure) => Some(format!(
+                    "the broker can neither describe the group ({describe}) nor its offsets ({measure})"
+                )),
+            },
+        }
     })
-    .await;
-    let members = match members {
-        Ok(Ok(0)) => return,
-        Ok(Ok(members)) => members.to_string(),
-        Ok(Err(err)) => format!("unknown ({err})"),
-        Err(err) => format!("unknown ({err})"),
+    .await
+    .unwrap_or_else(|err| Some(format!("the group check failed ({err})")));
+    let Some(reason) = reason else {
+        return;
     };
     let wait = SESSION_TIMEOUT + Duration::from_secs(1);
     tracing::info!(
-        members,
+        reason,
         wait_s = wait.as_secs(),
-        "the group lists members, possibly a crashed one; joining once its session has expired"
+        "a crashed member may still hold a session in the group; joining once it has expired"
     );
     tokio::select! {
         () = cancel.cancelled() => {}

@@ -125,7 +125,7 @@ struct Round {
     back: Instant,
     /// Every author's posts reach devices again (`None`: not within the timeout).
     resumed: bool,
-    /// When the next round's fault (or the end of the load) came: the round's posts were sent before.
+    /// When the round's settle time ended: the round's posts were first sent from `at` until then.
     until: Instant,
 }
 
@@ -588,26 +588,22 @@ async fn drive(stack: &mut Stack) -> anyhow::Result<(String, bool)> {
                     "— (timed out)".to_owned()
                 }
             ));
-            if let Some(previous) = rounds.last_mut() {
-                previous.until = at;
-            }
+            tokio::time::sleep(stack.options.settle).await;
+            // The round's posts: sent from the fault until the settle ended (not during the next
+            // round's wait for a steady stack, nor a watcher restart in between).
             rounds.push(Round {
                 fault,
                 at,
                 back,
                 resumed,
-                until: at + Duration::from_secs(24 * 3600),
+                until: Instant::now(),
             });
-            tokio::time::sleep(stack.options.settle).await;
         }
     }
 
     progress(
         "stopping the load; every unacknowledged post is retried until acknowledged".to_owned(),
     );
-    if let Some(last) = rounds.last_mut() {
-        last.until = Instant::now();
-    }
     shared.stop_posting.store(true, Ordering::Release);
     for task in posting {
         task.await?;
@@ -1042,7 +1038,7 @@ fn report(
         }
     }
     out.push_str(
-        "\nlongest stall: the longest any post sent during a round (fault until the next fault) waited from its first \
+        "\nlongest stall: the longest any post sent during a round (from the fault until the settle time after recovery) waited from its first \
          send to a polling device seeing it; after back: the same, counted from the moment the faulted process was back \
          (pid file renewed and /healthz answering; broker: port open; Postgres: restarted) for posts sent before. \
          5xx and refused/timed out: answers seen by the posting clients and polling devices.\n",

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -217,26 +217,6 @@ pub async fn group_lag(topic: &str, group: &str) -> Vec<fanout::lag::PartitionLa
             .create()
             .unwrap();
         fanout::lag::measure(&consumer, &topic, Duration::from_secs(10)).unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-/// How many members the broker lists for `group` (dead ones included until their session expires).
-pub async fn group_members(group: &str) -> usize {
-    let group = group.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let client: BaseConsumer = kafka_client("fanline-test-describe", &[]).create().unwrap();
-        client
-            .fetch_group_list(Some(&group), Duration::from_secs(10))
-            .map(|list| {
-                list.groups()
-                    .iter()
-                    .filter(|g| g.name() == group)
-                    .map(|g| g.members().len())
-                    .sum()
-            })
-            .unwrap_or(0)
     })
     .await
     .unwrap()

@@ -8,9 +8,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use harness::{
-    brokers, group_lag, group_members, spawn_ingest, unique, wait_until, Api, TestDb, TestTopic,
-};
+use harness::{brokers, group_lag, spawn_ingest, unique, wait_until, Api, TestDb, TestTopic};
 use tokio::process::{Child, Command};
 
 /// The bound: delivery resumes within 30 s of the process being back.
@@ -23,6 +21,18 @@ fn start_worker(
     database_url: &str,
     instance_id: Option<&str>,
 ) -> Child {
+    start_worker_on(topic, group, database_url, instance_id, 0)
+}
+
+/// A worker whose operations server listens on `port` (0: any).
+fn start_worker_on(
+    topic: &TestTopic,
+    group: &str,
+    database_url: &str,
+    instance_id: Option<&str>,
+    port: u16,
+) -> Child {
+    let listen = format!("127.0.0.1:{port}");
     let mut command = Command::new(env!("CARGO_BIN_EXE_fanline-worker"));
     if let Some(id) = instance_id {
         command.args(["--instance-id", id]);
@@ -33,7 +43,7 @@ fn start_worker(
         .args(["--database-url", database_url])
         .args([
             "--listen",
-            "127.0.0.1:0",
+            &listen,
             "--skip-setup",
             "--lag-interval-ms",
             "500",
@@ -53,6 +63,30 @@ async fn stop_worker(mut worker: Child) {
             .await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// Waits until the worker on `port` is ready: it joined the group and was assigned its share.
+async fn joined(port: u16) {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    wait_until(
+        "the worker joins its group",
+        Duration::from_secs(60),
+        || {
+            let url = url.clone();
+            async move {
+                let response = reqwest::get(&url).await.ok()?;
+                response.status().is_success().then_some(())
+            }
+        },
+    )
+    .await;
 }
 
 async fn posts(db: &TestDb) -> i64 {
@@ -150,24 +184,22 @@ async fn two_workers_applying() -> TwoWorkers {
     let group = unique("fanout");
     let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
     let api = Api::new(ingest.url(""), "");
-    let survivor = start_worker(&topic, &group, &db.url, None);
+    let (survivor_port, peer_port) = (free_port(), free_port());
+    let survivor = start_worker_on(&topic, &group, &db.url, None, survivor_port);
+    joined(survivor_port).await;
+    api.post("author0", "first", None).await;
     wait_until(
-        "the first worker joins",
+        "the first worker applies",
         Duration::from_secs(30),
-        || async { (group_members(&group).await == 1).then_some(()) },
+        || async { (posts(&db).await == 1).then_some(()) },
     )
     .await;
-    // The second joins a group with a member: it lets a possibly crashed one expire first (11 s).
-    let peer = start_worker(&topic, &group, &db.url, None);
-    wait_until(
-        "the second worker joins",
-        Duration::from_secs(30),
-        || async { (group_members(&group).await == 2).then_some(()) },
-    )
-    .await;
+    // The second joins a group with history: it lets a possibly crashed member expire first (11 s).
+    let peer = start_worker_on(&topic, &group, &db.url, None, peer_port);
+    joined(peer_port).await;
     // Both members share the partitions (the rebalance completes) before the peer goes.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for i in 0..20 {
+    for i in 1..20 {
         api.post(&format!("author{i}"), "both running", None).await;
     }
     wait_until("both workers apply", Duration::from_secs(60), || async {
