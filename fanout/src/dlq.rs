@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use schemas::events::dead_letter_headers as headers;
 
@@ -24,17 +24,21 @@ pub struct DeadLetter<'a> {
     pub error: String,
 }
 
+/// A producer that failed every send for this long is recreated ([`kafkakit::RenewingProducer`]).
+const RENEW_AFTER: Duration = Duration::from_secs(60);
+
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: kafkakit::RenewingProducer,
     topic: String,
 }
 
 impl DeadLetters {
     pub fn new(kafka: &kafkakit::KafkaSettings, topic: &str) -> Result<Self, KafkaError> {
         Ok(DeadLetters {
-            producer: kafka
-                .acknowledged_producer("fanline-fanout-dlq", SEND_TIMEOUT, &[])
-                .create()?,
+            producer: kafkakit::RenewingProducer::new(
+                kafka.acknowledged_producer("fanline-fanout-dlq", SEND_TIMEOUT, &[]),
+                RENEW_AFTER,
+            )?,
             topic: topic.to_owned(),
         })
     }
@@ -72,16 +76,25 @@ impl DeadLetters {
         if let Some(payload) = letter.payload {
             record = record.payload(payload);
         }
-        self.producer
+        let sent = self
+            .producer
+            .get()
             .send(record, Timeout::After(SEND_TIMEOUT))
             .await
             .map(|_| ())
-            .map_err(|(err, _)| err)
+            .map_err(|(err, _)| err);
+        match sent {
+            Ok(()) => self.producer.succeeded(),
+            Err(_) => {
+                self.producer.failed();
+            }
+        }
+        sent
     }
 
     /// Waits for queued dead letters before exit.
     pub async fn flush(&self) {
-        let producer = self.producer.clone();
+        let producer = self.producer.get();
         let _ =
             tokio::task::spawn_blocking(move || producer.flush(Timeout::After(SEND_TIMEOUT))).await;
     }

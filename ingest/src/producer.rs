@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use httpkit::ApiError;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use schemas::Envelope;
 
@@ -64,8 +64,11 @@ impl From<ProduceError> for ApiError {
 /// How long after the produce timeout the request gives up waiting for librdkafka's delivery report.
 const DELIVERY_REPORT_GRACE: Duration = Duration::from_millis(1000);
 
+/// A producer that failed every send for this long is recreated ([`kafkakit::RenewingProducer`]).
+const RENEW_AFTER: Duration = Duration::from_secs(60);
+
 pub struct EventProducer {
-    producer: FutureProducer,
+    producer: kafkakit::RenewingProducer,
     topic: String,
     timeout: Duration,
     metrics: IngestMetrics,
@@ -75,21 +78,19 @@ impl EventProducer {
     pub fn new(config: &Config, metrics: IngestMetrics) -> Result<Self, crate::BuildError> {
         let timeout = Duration::from_millis(config.produce_timeout_ms.max(1));
         let timeout_ms = timeout.as_millis().to_string();
-        let producer = config
-            .kafka()?
-            .acknowledged_producer(
-                "fanline-ingest",
-                timeout,
-                &[
-                    ("linger.ms", "5"),
-                    // The same key-to-partition mapping as the Java client, so that events produced by
-                    // other tools (Kafka Connect, kafka-console-producer) for the same key land on the
-                    // same partition.
-                    ("partitioner", "murmur2_random"),
-                    ("request.timeout.ms", &timeout_ms),
-                ],
-            )
-            .create()?;
+        let client = config.kafka()?.acknowledged_producer(
+            "fanline-ingest",
+            timeout,
+            &[
+                ("linger.ms", "5"),
+                // The same key-to-partition mapping as the Java client, so that events produced by
+                // other tools (Kafka Connect, kafka-console-producer) for the same key land on the
+                // same partition.
+                ("partitioner", "murmur2_random"),
+                ("request.timeout.ms", &timeout_ms),
+            ],
+        );
+        let producer = kafkakit::RenewingProducer::new(client, RENEW_AFTER)?;
         Ok(EventProducer {
             producer,
             topic: config.topic.clone(),
@@ -111,7 +112,9 @@ impl EventProducer {
         let outcome = tokio::time::timeout(
             self.timeout + DELIVERY_REPORT_GRACE,
             // A full local queue means overload: answer 503 at once rather than queue behind it.
-            self.producer.send(record, Timeout::After(Duration::ZERO)),
+            self.producer
+                .get()
+                .send(record, Timeout::After(Duration::ZERO)),
         )
         .await;
         let result = match outcome {
@@ -124,8 +127,17 @@ impl EventProducer {
         };
         let seconds = started.elapsed().as_secs_f64();
         match &result {
-            Ok(_) => self.metrics.record_success(envelope.event_type(), seconds),
+            Ok(_) => {
+                self.producer.succeeded();
+                self.metrics.record_success(envelope.event_type(), seconds)
+            }
+            // Too large is the event's fault, not the client's.
+            Err(ProduceError::TooLarge) => {
+                self.metrics
+                    .record_failure(envelope.event_type(), "too_large", seconds);
+            }
             Err(err) => {
+                self.producer.failed();
                 tracing::warn!(error = %err, "event not acknowledged");
                 self.metrics
                     .record_failure(envelope.event_type(), err.reason(), seconds);
@@ -136,7 +148,7 @@ impl EventProducer {
 
     /// Ready when the broker answers a metadata request that lists the topic with partitions.
     pub async fn check_topic(&self) -> Result<(), String> {
-        let producer = self.producer.clone();
+        let producer = self.producer.get();
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || {
             let metadata = producer
@@ -154,7 +166,7 @@ impl EventProducer {
 
     /// Waits until every queued event was delivered or failed, at most one produce timeout.
     pub async fn flush(&self) {
-        let producer = self.producer.clone();
+        let producer = self.producer.get();
         let timeout = self.timeout;
         let flushed =
             tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout))).await;

@@ -6,6 +6,10 @@
 //! consumer's group, a producer's timeout), then the operator's `key=value` properties
 //! (`--kafka-property`, e.g. `security.protocol=ssl`), which always win.
 
+mod renewing;
+
+pub use renewing::{FailureStreak, RenewingProducer};
+
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
