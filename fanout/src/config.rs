@@ -128,6 +128,7 @@ pub mod defaults {
     pub const REPLICATION_FACTOR: i32 = 1;
     pub const PULL_THRESHOLD: i64 = 10_000;
     pub const FOLLOW_BACKFILL: i64 = 50;
+    pub const RECALL_WINDOW_SECS: i64 = 120;
 
     /// The push threshold when none is given: 90% of the pull threshold.
     pub fn push_threshold(pull_threshold: i64) -> i64 {
@@ -215,6 +216,11 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_FOLLOW_BACKFILL", default_value_t = defaults::FOLLOW_BACKFILL)]
     pub follow_backfill: i64,
 
+    /// How long after sending a message its sender may recall it, in seconds (checked by fanout against
+    /// the times ingest stamped on the message and on the recall).
+    #[arg(long, global = true, env = "FANLINE_RECALL_WINDOW_SECS", default_value_t = defaults::RECALL_WINDOW_SECS)]
+    pub recall_window_secs: i64,
+
     /// Do not migrate the database or create topics on start (for deployments that do it separately).
     #[arg(long, global = true, env = "FANLINE_FANOUT_SKIP_SETUP")]
     pub skip_setup: bool,
@@ -254,6 +260,7 @@ impl Config {
             pull_threshold: defaults::PULL_THRESHOLD,
             push_threshold: None,
             follow_backfill: defaults::FOLLOW_BACKFILL,
+            recall_window_secs: defaults::RECALL_WINDOW_SECS,
             skip_setup: false,
             kafka_properties: Vec::new(),
             log_json: false,
@@ -274,10 +281,14 @@ impl Config {
         if self.follow_backfill < 0 {
             return Err("follow-backfill must not be negative".into());
         }
+        if self.recall_window_secs < 0 {
+            return Err("recall window must not be negative".to_owned());
+        }
         Ok(crate::store::Policy {
             pull_above,
             push_below,
             follow_backfill: self.follow_backfill,
+            recall_window: chrono::TimeDelta::seconds(self.recall_window_secs),
         })
     }
 

@@ -22,6 +22,7 @@ pub mod config;
 pub mod consumer;
 pub mod dlq;
 pub mod events_cli;
+pub mod im;
 pub mod lag;
 pub mod metrics;
 pub mod progress;

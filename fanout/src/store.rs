@@ -33,6 +33,8 @@ pub struct Policy {
     pub push_below: i64,
     /// How many of the followee's most recent pushed posts a new follow copies into the inbox.
     pub follow_backfill: i64,
+    /// How long after sending a message its sender may recall it.
+    pub recall_window: chrono::TimeDelta,
 }
 
 impl Default for Policy {
@@ -42,6 +44,7 @@ impl Default for Policy {
             pull_above: defaults::PULL_THRESHOLD,
             push_below: defaults::push_threshold(defaults::PULL_THRESHOLD),
             follow_backfill: defaults::FOLLOW_BACKFILL,
+            recall_window: chrono::TimeDelta::seconds(defaults::RECALL_WINDOW_SECS),
         }
     }
 }
@@ -111,6 +114,8 @@ pub struct ApplyOutcome {
     pub follow_changes_applied: u64,
     /// Follow/unfollow events older than the edge's state (replays).
     pub follow_changes_stale: u64,
+    /// IM events (messages, recalls, read markers, groups, profiles).
+    pub im: crate::im::ImOutcome,
 }
 
 impl ApplyOutcome {
@@ -126,6 +131,7 @@ impl ApplyOutcome {
         self.mode_changes += other.mode_changes;
         self.follow_changes_applied += other.follow_changes_applied;
         self.follow_changes_stale += other.follow_changes_stale;
+        self.im.add(other.im);
     }
 }
 
@@ -154,6 +160,11 @@ pub async fn apply_batch(
             Run::Delete(event, delete) => {
                 outcome.add(apply_delete(&mut tx, event, delete).await?);
             }
+            Run::Im(event) => {
+                if let Some(im) = crate::im::apply(&mut tx, policy, event, &mut seq_lock).await? {
+                    outcome.im.add(im);
+                }
+            }
         }
     }
     tx.commit().await?;
@@ -164,16 +175,18 @@ enum Run<'a> {
     Posts(Vec<&'a PostCreated>),
     Follow(&'a SourcedEvent, &'a FollowChange, bool),
     Delete(&'a SourcedEvent, &'a PostDeleted),
+    /// An IM event, applied on its own ([`crate::im`]).
+    Im(&'a SourcedEvent),
 }
 
 /// Takes the seq lock once per transaction, right before the first seq is drawn.
 #[derive(Default)]
-struct SeqLock {
+pub(crate) struct SeqLock {
     held: bool,
 }
 
 impl SeqLock {
-    async fn acquire(
+    pub(crate) async fn acquire(
         &mut self,
         tx: &mut Transaction<'static, Postgres>,
     ) -> Result<(), sqlx::Error> {
@@ -200,6 +213,13 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
             Event::Followed(change) => runs.push(Run::Follow(event, change, true)),
             Event::Unfollowed(change) => runs.push(Run::Follow(event, change, false)),
             Event::PostDeleted(delete) => runs.push(Run::Delete(event, delete)),
+            Event::ProfileUpdated(_)
+            | Event::GroupCreated(_)
+            | Event::MemberAdded(_)
+            | Event::MemberRemoved(_)
+            | Event::MessageSent(_)
+            | Event::MessageRecalled(_)
+            | Event::ReadMarked(_) => runs.push(Run::Im(event)),
         }
     }
     runs
@@ -432,11 +452,14 @@ async fn apply_follow(
             outcome.sync_entries_backfilled = result.rows_affected();
         }
     } else {
-        let result = sqlx::query("DELETE FROM sync_entries WHERE user_id = $1 AND author = $2")
-            .bind(change.follower.as_str())
-            .bind(change.followee.as_str())
-            .execute(&mut **tx)
-            .await?;
+        // Posts only: the followee's messages to the follower stay in the follower's inbox.
+        let result = sqlx::query(
+            "DELETE FROM sync_entries WHERE user_id = $1 AND author = $2 AND kind = 'post'",
+        )
+        .bind(change.follower.as_str())
+        .bind(change.followee.as_str())
+        .execute(&mut **tx)
+        .await?;
         outcome.sync_entries_removed = result.rows_affected();
     }
     Ok(outcome)
@@ -530,6 +553,7 @@ mod tests {
             pull_above: 10,
             push_below: 8,
             follow_backfill: 5,
+            ..Policy::default()
         };
         use DeliveryMode::{Pull, Push};
         assert_eq!(next_mode(Push, 10, &policy), Push);
@@ -553,7 +577,7 @@ mod tests {
             .iter()
             .map(|run| match run {
                 Run::Posts(posts) => posts.len(),
-                Run::Follow(..) | Run::Delete(..) => 0,
+                Run::Follow(..) | Run::Delete(..) | Run::Im(..) => 0,
             })
             .collect();
         assert_eq!(shape, vec![2, 0, 1]);

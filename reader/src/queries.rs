@@ -5,7 +5,7 @@
 //! whatever is written meanwhile (new posts appear at the top, never inside pages already read).
 
 use chrono::{DateTime, Utc};
-use schemas::api::{encode_cursor, FeedEntry, FeedPage, SyncEntry};
+use schemas::api::{encode_cursor, FeedEntry, FeedPage, SyncEntry, SyncKind};
 use sqlx::PgPool;
 
 // The queries bound pages with `post_id < coalesce($cursor, '8')` rather than `$cursor IS NULL OR ...`:
@@ -134,26 +134,66 @@ pub struct SyncScan {
     pub has_more: bool,
 }
 
-/// A sync scan: $1 user, $2 after seq, $3 rows wanted.
-pub const SYNC_SQL: &str = "SELECT s.seq, s.post_id, p.author, p.body, p.created_at, p.deleted_at IS NOT NULL
-         FROM (SELECT seq, post_id FROM sync_entries
+/// A sync scan: $1 user, $2 after seq, $3 rows wanted. Posts and messages are looked up per entry
+/// (`LEFT JOIN LATERAL … LIMIT 1`, index lookups, as for feeds).
+pub const SYNC_SQL: &str =
+    "SELECT s.seq, s.kind, s.post_id, s.message_id, s.conversation_id, s.conv_seq,
+                coalesce(p.author, s.author), coalesce(p.body, m.body, ''),
+                coalesce(p.created_at, m.created_at, r.refused_at, now()),
+                p.deleted_at IS NOT NULL, m.recalled_at IS NOT NULL, r.reason
+         FROM (SELECT seq, kind, post_id, message_id, conversation_id, conv_seq, author
+               FROM sync_entries
                WHERE user_id = $1 AND seq > $2
                ORDER BY seq
                LIMIT $3) s
-         CROSS JOIN LATERAL (
-             SELECT author, body, created_at, deleted_at FROM posts WHERE post_id = s.post_id LIMIT 1
-         ) p
+         LEFT JOIN LATERAL (
+             SELECT author, body, created_at, deleted_at FROM posts
+             WHERE post_id = s.post_id LIMIT 1
+         ) p ON true
+         LEFT JOIN LATERAL (
+             SELECT body, created_at, recalled_at FROM messages
+             WHERE message_id = s.message_id LIMIT 1
+         ) m ON true
+         LEFT JOIN LATERAL (
+             SELECT reason, refused_at FROM refused_messages
+             WHERE message_id = s.message_id AND s.kind = 'refused' LIMIT 1
+         ) r ON true
          ORDER BY s.seq";
 
+type SyncRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    String,
+    String,
+    DateTime<Utc>,
+    bool,
+    bool,
+    Option<String>,
+);
+
+fn sync_kind(kind: &str) -> SyncKind {
+    match kind {
+        "message" => SyncKind::Message,
+        "recall" => SyncKind::Recall,
+        "refused" => SyncKind::Refused,
+        _ => SyncKind::Post,
+    }
+}
+
 /// Scans up to `limit` entries of `user`'s sync timeline with seq greater than `after`, ascending.
-/// Entries of deleted posts are scanned but not returned, so a device skips past them.
+/// Entries of deleted posts are scanned but not returned, so a device skips past them; a recalled
+/// message's entry stays (marked `recalled`, body empty) next to the recall entry that came later.
 pub async fn sync(
     pool: &PgPool,
     user: &str,
     after: i64,
     limit: i64,
 ) -> Result<SyncScan, sqlx::Error> {
-    let rows: Vec<(i64, String, String, String, DateTime<Utc>, bool)> = sqlx::query_as(SYNC_SQL)
+    let rows: Vec<SyncRow> = sqlx::query_as(SYNC_SQL)
         .bind(user)
         .bind(after)
         .bind(limit + 1)
@@ -166,14 +206,37 @@ pub async fn sync(
     let last_scanned_seq = rows.last().map(|row| row.0);
     let entries = rows
         .into_iter()
-        .filter(|row| !row.5)
-        .map(|(seq, post_id, author, body, created_at, _)| SyncEntry {
-            seq,
-            post_id,
-            author,
-            body,
-            created_at,
-        })
+        .filter(|row| !row.9)
+        .map(
+            |(
+                seq,
+                kind,
+                post_id,
+                message_id,
+                conversation_id,
+                conv_seq,
+                author,
+                body,
+                created_at,
+                _,
+                recalled,
+                reason,
+            )| {
+                SyncEntry {
+                    seq,
+                    kind: sync_kind(&kind),
+                    post_id,
+                    message_id,
+                    conversation_id,
+                    conversation_seq: conv_seq,
+                    author,
+                    body,
+                    created_at,
+                    recalled,
+                    reason,
+                }
+            },
+        )
         .collect();
     Ok(SyncScan {
         entries,

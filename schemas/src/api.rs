@@ -64,14 +64,54 @@ pub struct FeedPage {
     pub next_cursor: Option<String>,
 }
 
-/// One entry of a sync timeline.
+/// What a sync entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncKind {
+    /// A post of a followed author (or the user's own).
+    Post,
+    /// A message of a conversation the user takes part in (their own too, for their other devices).
+    Message,
+    /// A message delivered earlier was recalled by its sender: drop it.
+    Recall,
+    /// A message the user sent was refused (e.g. not a member of the group); it reached nobody.
+    Refused,
+}
+
+/// One entry of a sync timeline: a post, a message, a recall or a refusal, in the user's one order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SyncEntry {
     pub seq: i64,
-    pub post_id: String,
+    pub kind: SyncKind,
+    /// The post (kind `post`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub post_id: Option<String>,
+    /// The message (kinds `message`, `recall`, `refused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub message_id: Option<String>,
+    /// The message's conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub conversation_id: Option<String>,
+    /// The message's seq in its conversation (kinds `message` and `recall`): 1, 2, 3 … without gaps, so
+    /// a device can tell it missed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub conversation_seq: Option<i64>,
+    /// The post's author or the message's sender.
     pub author: String,
+    /// Empty for recalls, refusals and recalled messages.
     pub body: String,
     pub created_at: DateTime<Utc>,
+    /// The message was recalled since (its body is gone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recalled: bool,
+    /// Why a message was refused (kind `refused`): `not_member`, `no_such_group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub reason: Option<String>,
 }
 
 /// `GET /v1/users/{user}/sync`: ascending `seq`.

@@ -17,13 +17,28 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{validate_body, validate_message_id, PostId, UserId, ValidationError};
+use crate::ids::{
+    validate_body, validate_message_id, ConversationId, GroupId, PostId, TimelineKey, UserId,
+    ValidationError,
+};
 
 /// The envelope version this build writes and the newest it reads.
 pub const ENVELOPE_VERSION: u32 = 1;
 
 /// Every event type this build understands, as spelled in the envelope's `type`.
-pub const KNOWN_EVENT_TYPES: &[&str] = &["post_created", "post_deleted", "followed", "unfollowed"];
+pub const KNOWN_EVENT_TYPES: &[&str] = &[
+    "post_created",
+    "post_deleted",
+    "followed",
+    "unfollowed",
+    "profile_updated",
+    "group_created",
+    "member_added",
+    "member_removed",
+    "message_sent",
+    "message_recalled",
+    "read_marked",
+];
 
 /// One event on the topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -34,8 +49,9 @@ pub struct Envelope {
     /// Unique id of this event (a ULID).
     pub id: String,
     /// The timeline the event belongs to, also used as the Kafka message key: the author of a post, the
-    /// followee of a follow or unfollow.
-    pub key: UserId,
+    /// followee of a follow or unfollow, the user of a profile; the conversation of a message, recall or
+    /// read marker; the group's conversation (`g:GROUP`) of a group's creation and membership changes.
+    pub key: TimelineKey,
     /// When ingest accepted the event.
     pub ts: DateTime<Utc>,
     #[serde(flatten)]
@@ -54,6 +70,203 @@ pub enum Event {
     Followed(FollowChange),
     /// `follower` stopped following `followee`.
     Unfollowed(FollowChange),
+    /// A user set their profile (the whole profile: absent optional fields are cleared).
+    ProfileUpdated(ProfileUpdated),
+    /// A group was created with its owner as first member.
+    GroupCreated(GroupCreated),
+    /// `user` joined a group (`by` = `user`) or was added by an owner or admin, or had their role changed.
+    MemberAdded(MembershipChange),
+    /// `user` left a group (`by` = `user`) or was removed by an owner or admin.
+    MemberRemoved(MembershipChange),
+    /// A message to a direct or group conversation.
+    MessageSent(MessageSent),
+    /// The sender took a message back (within the recall window).
+    MessageRecalled(MessageRecalled),
+    /// A user has read a conversation up to `seq`.
+    ReadMarked(ReadMarked),
+}
+
+/// Longest display name, group name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest profile signature or group description, in characters.
+pub const MAX_TEXT_CHARS: usize = 1000;
+/// Longest gender or group type, in characters.
+pub const MAX_TAG_CHARS: usize = 32;
+/// Oldest accepted age.
+pub const MAX_AGE: u16 = 150;
+
+/// Payload of `profile_updated` (keyed by the user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProfileUpdated {
+    pub user: UserId,
+    /// 1 to 100 characters.
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// A member's role in a group: the owner (one, the creator), admins (may add and remove members) and
+/// members.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+}
+
+/// Payload of `group_created` (keyed by `g:GROUP`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GroupCreated {
+    pub group: GroupId,
+    pub owner: UserId,
+    /// 1 to 100 characters.
+    pub name: String,
+    /// A free tag (e.g. "team", "interest"), up to 32 characters.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub group_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Payload of `member_added` and `member_removed` (keyed by `g:GROUP`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MembershipChange {
+    pub group: GroupId,
+    pub user: UserId,
+    /// Who made the change: the user themselves (join, leave) or an owner or admin.
+    pub by: UserId,
+    /// The role given (member_added only; default member). Only the owner gives admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// Payload of `message_sent` (keyed by the conversation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MessageSent {
+    pub message_id: PostId,
+    pub conversation: ConversationId,
+    pub sender: UserId,
+    /// 1 to 4096 characters.
+    pub body: String,
+    /// The client's idempotency key: one message per (conversation, sender, client_msg_id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Payload of `message_recalled` (keyed by the conversation). `message_id` may also be the id a
+/// retried duplicate got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MessageRecalled {
+    pub message_id: PostId,
+    pub conversation: ConversationId,
+    pub sender: UserId,
+    pub recalled_at: DateTime<Utc>,
+}
+
+/// Payload of `read_marked` (keyed by the conversation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReadMarked {
+    pub conversation: ConversationId,
+    pub user: UserId,
+    /// Read up to this conversation seq (clamped to the conversation's last seq when applied).
+    pub seq: i64,
+}
+
+/// Checks free text: `min`..=`max` characters, no NUL, not only white space when required.
+pub fn validate_text(
+    field: &'static str,
+    text: &str,
+    required: bool,
+    max: usize,
+) -> Result<(), ValidationError> {
+    if required && text.trim().is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if text.chars().count() > max {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max} characters long"),
+        ));
+    }
+    if text.contains('\0') {
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
+    Ok(())
+}
+
+impl ProfileUpdated {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_text("display_name", &self.display_name, true, MAX_NAME_CHARS)?;
+        if self.age.is_some_and(|age| age > MAX_AGE) {
+            return Err(ValidationError::new(
+                "age",
+                format!("must be at most {MAX_AGE}"),
+            ));
+        }
+        if let Some(gender) = &self.gender {
+            validate_text("gender", gender, false, MAX_TAG_CHARS)?;
+        }
+        if let Some(signature) = &self.signature {
+            validate_text("signature", signature, false, MAX_TEXT_CHARS)?;
+        }
+        Ok(())
+    }
+}
+
+impl GroupCreated {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_text("name", &self.name, true, MAX_NAME_CHARS)?;
+        if let Some(kind) = &self.group_type {
+            validate_text("type", kind, false, MAX_TAG_CHARS)?;
+        }
+        if let Some(description) = &self.description {
+            validate_text("description", description, false, MAX_TEXT_CHARS)?;
+        }
+        Ok(())
+    }
+}
+
+impl MessageSent {
+    /// The rules a message has by itself; membership is checked where it is known (fanout).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_body("body", &self.body)?;
+        if let Some(id) = &self.client_msg_id {
+            validate_message_id("client_msg_id", id)?;
+        }
+        if matches!(
+            self.conversation.kind(),
+            crate::ids::ConversationKind::Direct(..)
+        ) && !self.conversation.is_direct_between(&self.sender)
+        {
+            return Err(ValidationError::new(
+                "conversation",
+                "a direct conversation's messages come from one of its two users",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Payload of `post_created`.
@@ -123,7 +336,7 @@ impl DecodeError {
 }
 
 impl Envelope {
-    fn wrap(key: UserId, event: Event) -> Self {
+    fn wrap(key: TimelineKey, event: Event) -> Self {
         let now = Utc::now();
         Self {
             v: ENVELOPE_VERSION,
@@ -136,22 +349,63 @@ impl Envelope {
 
     /// A new `post_created` event, keyed by its author.
     pub fn post_created(post: PostCreated) -> Self {
-        Self::wrap(post.author.clone(), Event::PostCreated(post))
+        Self::wrap((&post.author).into(), Event::PostCreated(post))
     }
 
     /// A new `post_deleted` event, keyed by its author (so it follows the create on one partition).
     pub fn post_deleted(delete: PostDeleted) -> Self {
-        Self::wrap(delete.author.clone(), Event::PostDeleted(delete))
+        Self::wrap((&delete.author).into(), Event::PostDeleted(delete))
     }
 
     /// A new `followed` event, keyed by the followee.
     pub fn followed(change: FollowChange) -> Self {
-        Self::wrap(change.followee.clone(), Event::Followed(change))
+        Self::wrap((&change.followee).into(), Event::Followed(change))
     }
 
     /// A new `unfollowed` event, keyed by the followee.
     pub fn unfollowed(change: FollowChange) -> Self {
-        Self::wrap(change.followee.clone(), Event::Unfollowed(change))
+        Self::wrap((&change.followee).into(), Event::Unfollowed(change))
+    }
+
+    /// A new `profile_updated` event, keyed by the user.
+    pub fn profile_updated(profile: ProfileUpdated) -> Self {
+        Self::wrap((&profile.user).into(), Event::ProfileUpdated(profile))
+    }
+
+    /// A new `group_created` event, keyed by the group's conversation.
+    pub fn group_created(group: GroupCreated) -> Self {
+        let key = (&ConversationId::group(&group.group)).into();
+        Self::wrap(key, Event::GroupCreated(group))
+    }
+
+    /// A new `member_added` event, keyed by the group's conversation (in order with its messages).
+    pub fn member_added(change: MembershipChange) -> Self {
+        let key = (&ConversationId::group(&change.group)).into();
+        Self::wrap(key, Event::MemberAdded(change))
+    }
+
+    /// A new `member_removed` event, keyed by the group's conversation.
+    pub fn member_removed(change: MembershipChange) -> Self {
+        let key = (&ConversationId::group(&change.group)).into();
+        Self::wrap(key, Event::MemberRemoved(change))
+    }
+
+    /// A new `message_sent` event, keyed by its conversation.
+    pub fn message_sent(message: MessageSent) -> Self {
+        Self::wrap((&message.conversation).into(), Event::MessageSent(message))
+    }
+
+    /// A new `message_recalled` event, keyed by its conversation (after the message).
+    pub fn message_recalled(recall: MessageRecalled) -> Self {
+        Self::wrap(
+            (&recall.conversation).into(),
+            Event::MessageRecalled(recall),
+        )
+    }
+
+    /// A new `read_marked` event, keyed by its conversation (in order with its messages).
+    pub fn read_marked(read: ReadMarked) -> Self {
+        Self::wrap((&read.conversation).into(), Event::ReadMarked(read))
     }
 
     /// The event type as spelled on the wire.
@@ -161,6 +415,13 @@ impl Envelope {
             Event::PostDeleted(_) => "post_deleted",
             Event::Followed(_) => "followed",
             Event::Unfollowed(_) => "unfollowed",
+            Event::ProfileUpdated(_) => "profile_updated",
+            Event::GroupCreated(_) => "group_created",
+            Event::MemberAdded(_) => "member_added",
+            Event::MemberRemoved(_) => "member_removed",
+            Event::MessageSent(_) => "message_sent",
+            Event::MessageRecalled(_) => "message_recalled",
+            Event::ReadMarked(_) => "read_marked",
         }
     }
 
@@ -179,7 +440,7 @@ impl Envelope {
         }
         match &self.event {
             Event::PostCreated(post) => {
-                if post.author != self.key {
+                if post.author.as_str() != self.key.as_str() {
                     return Err(ValidationError::new(
                         "key",
                         "must equal payload.author for post_created",
@@ -191,7 +452,7 @@ impl Envelope {
                 }
             }
             Event::PostDeleted(delete) => {
-                if delete.author != self.key {
+                if delete.author.as_str() != self.key.as_str() {
                     return Err(ValidationError::new(
                         "key",
                         "must equal payload.author for post_deleted",
@@ -199,7 +460,7 @@ impl Envelope {
                 }
             }
             Event::Followed(change) | Event::Unfollowed(change) => {
-                if change.followee != self.key {
+                if change.followee.as_str() != self.key.as_str() {
                     return Err(ValidationError::new(
                         "key",
                         "must equal payload.followee for followed/unfollowed",
@@ -209,9 +470,55 @@ impl Envelope {
                     .validate()
                     .map_err(|err| err.in_field("payload.followee"))?;
             }
+            Event::ProfileUpdated(profile) => {
+                self.expect_key(profile.user.as_str(), "payload.user")?;
+                profile.validate().map_err(in_payload)?;
+            }
+            Event::GroupCreated(group) => {
+                self.expect_key(
+                    ConversationId::group(&group.group).as_str(),
+                    "g:payload.group",
+                )?;
+                group.validate().map_err(in_payload)?;
+            }
+            Event::MemberAdded(change) | Event::MemberRemoved(change) => {
+                self.expect_key(
+                    ConversationId::group(&change.group).as_str(),
+                    "g:payload.group",
+                )?;
+            }
+            Event::MessageSent(message) => {
+                self.expect_key(message.conversation.as_str(), "payload.conversation")?;
+                message.validate().map_err(in_payload)?;
+            }
+            Event::MessageRecalled(recall) => {
+                self.expect_key(recall.conversation.as_str(), "payload.conversation")?;
+            }
+            Event::ReadMarked(read) => {
+                self.expect_key(read.conversation.as_str(), "payload.conversation")?;
+                if read.seq < 0 {
+                    return Err(ValidationError::new("payload.seq", "must not be negative"));
+                }
+            }
         }
         Ok(())
     }
+
+    fn expect_key(&self, expected: &str, what: &str) -> Result<(), ValidationError> {
+        if self.key.as_str() != expected {
+            return Err(ValidationError::new(
+                "key",
+                format!("must equal {what} for {}", self.event_type()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The payload's own error, named as a field of the envelope.
+fn in_payload(err: ValidationError) -> ValidationError {
+    let field = format!("payload.{}", err.field);
+    err.in_field(field)
 }
 
 /// Decodes and validates one event from a Kafka message value.
@@ -327,10 +634,123 @@ mod tests {
         );
     }
 
+    fn conversation(raw: &str) -> ConversationId {
+        ConversationId::parse("conversation", raw).unwrap()
+    }
+
+    fn message(conversation_id: &str, sender: &str) -> Envelope {
+        Envelope::message_sent(MessageSent {
+            message_id: PostId::generate(),
+            conversation: conversation(conversation_id),
+            sender: user(sender),
+            body: "hi".into(),
+            client_msg_id: Some("c1".into()),
+            created_at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn im_events_round_trip_and_are_keyed_by_their_conversation() {
+        let group = GroupId::parse("group", "team").unwrap();
+        let events = [
+            message("d:alice:bob", "bob"),
+            message("g:team", "carol"),
+            Envelope::group_created(GroupCreated {
+                group: group.clone(),
+                owner: user("alice"),
+                name: "Team".into(),
+                group_type: Some("work".into()),
+                description: None,
+                created_at: Utc::now(),
+            }),
+            Envelope::member_added(MembershipChange {
+                group: group.clone(),
+                user: user("bob"),
+                by: user("alice"),
+                role: Some(Role::Admin),
+            }),
+            Envelope::member_removed(MembershipChange {
+                group,
+                user: user("bob"),
+                by: user("bob"),
+                role: None,
+            }),
+            Envelope::read_marked(ReadMarked {
+                conversation: conversation("d:alice:bob"),
+                user: user("alice"),
+                seq: 3,
+            }),
+            Envelope::message_recalled(MessageRecalled {
+                message_id: PostId::generate(),
+                conversation: conversation("d:alice:bob"),
+                sender: user("alice"),
+                recalled_at: Utc::now(),
+            }),
+            Envelope::profile_updated(ProfileUpdated {
+                user: user("alice"),
+                display_name: "Alice".into(),
+                age: Some(30),
+                gender: None,
+                signature: Some("hello".into()),
+            }),
+        ];
+        for event in events {
+            assert_eq!(decode(&event.to_json()).unwrap(), event);
+        }
+        assert_eq!(message("d:alice:bob", "bob").key.as_str(), "d:alice:bob");
+        let value: serde_json::Value =
+            serde_json::from_slice(&message("g:team", "carol").to_json()).unwrap();
+        assert_eq!(value["key"], "g:team");
+        assert_eq!(value["payload"]["conversation"], "g:team");
+    }
+
+    #[test]
+    fn im_rules_are_checked() {
+        // A direct message from a third user, or keyed by another conversation.
+        assert_eq!(
+            decode(&message("d:alice:bob", "mallory").to_json()).unwrap_err(),
+            DecodeError::Invalid(ValidationError::new(
+                "payload.conversation",
+                "a direct conversation's messages come from one of its two users"
+            ))
+        );
+        let mut moved = message("d:alice:bob", "bob");
+        moved.key = TimelineKey::parse("key", "g:team").unwrap();
+        assert!(
+            matches!(decode(&moved.to_json()), Err(DecodeError::Invalid(e)) if e.field == "key")
+        );
+        let read = Envelope::read_marked(ReadMarked {
+            conversation: conversation("g:team"),
+            user: user("alice"),
+            seq: -1,
+        });
+        assert!(
+            matches!(decode(&read.to_json()), Err(DecodeError::Invalid(e)) if e.field == "payload.seq")
+        );
+        let profile = Envelope::profile_updated(ProfileUpdated {
+            user: user("alice"),
+            display_name: " ".into(),
+            age: Some(200),
+            gender: None,
+            signature: None,
+        });
+        assert!(
+            matches!(decode(&profile.to_json()), Err(DecodeError::Invalid(e)) if e.field == "payload.display_name")
+        );
+        let reversed = json!({"v":1,"id":"e1","type":"read_marked","key":"d:bob:alice","ts":"2026-11-23T12:00:00Z",
+                              "payload":{"conversation":"d:bob:alice","user":"bob","seq":1}});
+        assert_eq!(
+            decode(reversed.to_string().as_bytes())
+                .unwrap_err()
+                .reason(),
+            "malformed"
+        );
+    }
+
     #[test]
     fn semantic_rules_are_checked() {
         let mut wrong_key = post("alice");
-        wrong_key.key = user("mallory");
+        wrong_key.key = (&user("mallory")).into();
         assert!(matches!(
             decode(&wrong_key.to_json()),
             Err(DecodeError::Invalid(e)) if e.field == "key"

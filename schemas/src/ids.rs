@@ -20,6 +20,16 @@ pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9_.-]{1,64}$";
 pub const POST_ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
 /// The example user id of the OpenAPI documents (the OpenAPI test seeds its timelines).
 pub const USER_ID_EXAMPLE: &str = "alice";
+/// A conversation id as a regular expression (the byte order of a direct one's users is not expressed).
+pub const CONVERSATION_ID_PATTERN: &str =
+    "^(d:[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}|g:[A-Za-z0-9_.-]{1,64})$";
+/// An event key as a regular expression: a user id or a conversation id.
+pub const TIMELINE_KEY_PATTERN: &str =
+    "^([A-Za-z0-9_.-]{1,64}|d:[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}|g:[A-Za-z0-9_.-]{1,64})$";
+/// The example group id of the OpenAPI documents.
+pub const GROUP_ID_EXAMPLE: &str = "team";
+/// The example conversation id of the OpenAPI documents.
+pub const CONVERSATION_ID_EXAMPLE: &str = "d:alice:bob";
 /// The example post id of the OpenAPI documents.
 pub const POST_ID_EXAMPLE: &str = "01JD8Z5V2Q3W4E5R6T7Y8V9K0M";
 
@@ -139,6 +149,249 @@ impl utoipa::PartialSchema for UserId {
 impl utoipa::ToSchema for UserId {
     fn name() -> Cow<'static, str> {
         "UserId".into()
+    }
+}
+
+/// A group id: the same alphabet and length as a user id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct GroupId(String);
+
+impl GroupId {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        UserId::parse(field, raw).map(|id| Self(id.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        GroupId::parse("group", &raw).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
+impl JsonSchema for GroupId {
+    fn schema_name() -> Cow<'static, str> {
+        "GroupId".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_USER_ID_LEN,
+            "pattern": USER_ID_PATTERN,
+            "description": "A group id: 1-64 characters of [A-Za-z0-9_.-]."
+        })
+    }
+}
+
+impl utoipa::PartialSchema for GroupId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            USER_ID_PATTERN,
+            1,
+            MAX_USER_ID_LEN,
+            "A group id: 1-64 characters of [A-Za-z0-9_.-].",
+            GROUP_ID_EXAMPLE,
+        )
+    }
+}
+
+impl utoipa::ToSchema for GroupId {
+    fn name() -> Cow<'static, str> {
+        "GroupId".into()
+    }
+}
+
+/// A conversation id. A direct (1:1) conversation is `d:` + the two user ids in byte order joined by
+/// `:` — the same id whoever writes first; a group conversation is `g:` + the group id. `:` is not in
+/// the id alphabet, so the parts are unambiguous and no conversation id is a user id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ConversationId(String);
+
+/// What a conversation id names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConversationKind {
+    Direct(UserId, UserId),
+    Group(GroupId),
+}
+
+impl ConversationId {
+    /// The direct conversation of two different users.
+    pub fn direct(a: &UserId, b: &UserId) -> Self {
+        let (low, high) = if a.as_str() <= b.as_str() {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        Self(format!("d:{low}:{high}"))
+    }
+
+    pub fn group(group: &GroupId) -> Self {
+        Self(format!("g:{group}"))
+    }
+
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        let invalid = || {
+            ValidationError::new(
+                field,
+                "must be d:USER:USER (the two users in byte order, different) or g:GROUP",
+            )
+        };
+        let id = Self(raw.to_owned());
+        match raw.split(':').collect::<Vec<_>>().as_slice() {
+            ["d", a, b] => {
+                let (a, b) = (
+                    UserId::parse(field, a).map_err(|_| invalid())?,
+                    UserId::parse(field, b).map_err(|_| invalid())?,
+                );
+                if a.as_str() >= b.as_str() {
+                    return Err(invalid());
+                }
+                Ok(id)
+            }
+            ["g", group] => GroupId::parse(field, group)
+                .map(|_| id)
+                .map_err(|_| invalid()),
+            _ => Err(invalid()),
+        }
+    }
+
+    pub fn kind(&self) -> ConversationKind {
+        let parts: Vec<&str> = self.0.split(':').collect();
+        match parts.as_slice() {
+            ["d", a, b] => ConversationKind::Direct(UserId(a.to_string()), UserId(b.to_string())),
+            _ => ConversationKind::Group(GroupId(
+                parts.get(1).copied().unwrap_or_default().to_owned(),
+            )),
+        }
+    }
+
+    /// Whether `user` is one of the two people of a direct conversation.
+    pub fn is_direct_between(&self, user: &UserId) -> bool {
+        matches!(self.kind(), ConversationKind::Direct(a, b) if &a == user || &b == user)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConversationId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        ConversationId::parse("conversation", &raw).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
+impl JsonSchema for ConversationId {
+    fn schema_name() -> Cow<'static, str> {
+        "ConversationId".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": CONVERSATION_ID_PATTERN,
+            "description": "d:USER:USER (the two user ids in byte order) or g:GROUP."
+        })
+    }
+}
+
+impl utoipa::PartialSchema for ConversationId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(
+            CONVERSATION_ID_PATTERN,
+            3,
+            2 * MAX_USER_ID_LEN + 4,
+            "A conversation id: d:USER:USER (the two user ids in byte order) or g:GROUP.",
+            CONVERSATION_ID_EXAMPLE,
+        )
+    }
+}
+
+impl utoipa::ToSchema for ConversationId {
+    fn name() -> Cow<'static, str> {
+        "ConversationId".into()
+    }
+}
+
+/// The Kafka key of an event: the timeline it belongs to, a user id (posts, follows, profiles) or a
+/// conversation id (messages, read markers, group membership: all of one group on one partition).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TimelineKey(String);
+
+impl TimelineKey {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        if UserId::parse(field, raw).is_ok() || ConversationId::parse(field, raw).is_ok() {
+            return Ok(Self(raw.to_owned()));
+        }
+        Err(ValidationError::new(
+            field,
+            "must be a user id or a conversation id (d:USER:USER or g:GROUP)",
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&UserId> for TimelineKey {
+    fn from(user: &UserId) -> Self {
+        Self(user.0.clone())
+    }
+}
+
+impl From<&ConversationId> for TimelineKey {
+    fn from(conversation: &ConversationId) -> Self {
+        Self(conversation.0.clone())
+    }
+}
+
+impl fmt::Display for TimelineKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimelineKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        TimelineKey::parse("key", &raw).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
+impl JsonSchema for TimelineKey {
+    fn schema_name() -> Cow<'static, str> {
+        "TimelineKey".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": TIMELINE_KEY_PATTERN,
+            "description": "The timeline of the event and its Kafka key: a user id, or a conversation id (d:USER:USER or g:GROUP)."
+        })
     }
 }
 
@@ -292,6 +545,49 @@ mod tests {
     fn schema_examples_follow_the_rules() {
         assert!(UserId::parse("user", USER_ID_EXAMPLE).is_ok());
         assert!(PostId::parse("post_id", POST_ID_EXAMPLE).is_ok());
+    }
+
+    #[test]
+    fn conversation_ids_are_canonical() {
+        let (alice, bob) = (
+            UserId::parse("u", "alice").unwrap(),
+            UserId::parse("u", "bob").unwrap(),
+        );
+        assert_eq!(
+            ConversationId::direct(&alice, &bob),
+            ConversationId::direct(&bob, &alice)
+        );
+        assert_eq!(ConversationId::direct(&bob, &alice).as_str(), "d:alice:bob");
+        assert!(ConversationId::parse("c", "d:alice:bob").is_ok());
+        assert!(ConversationId::parse("c", CONVERSATION_ID_EXAMPLE).is_ok());
+        assert!(ConversationId::parse("c", "g:team").is_ok());
+        for bad in [
+            "d:bob:alice",
+            "d:alice:alice",
+            "d:alice",
+            "g:",
+            "x:a",
+            "alice",
+            "d:a:b:c",
+            "g:a b",
+        ] {
+            assert_eq!(
+                ConversationId::parse("c", bad).unwrap_err().field,
+                "c",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            ConversationId::parse("c", "d:alice:bob").unwrap().kind(),
+            ConversationKind::Direct(alice.clone(), bob.clone())
+        );
+        assert!(ConversationId::parse("c", "d:alice:bob")
+            .unwrap()
+            .is_direct_between(&bob));
+        for ok in ["alice", "d:alice:bob", "g:team"] {
+            assert!(TimelineKey::parse("key", ok).is_ok(), "{ok}");
+        }
+        assert!(TimelineKey::parse("key", "d:bob:alice").is_err());
     }
 
     #[test]

@@ -19,9 +19,10 @@ pub mod ids;
 pub mod json_schema;
 
 pub use events::{
-    DecodeError, Envelope, Event, FollowChange, PostCreated, PostDeleted, ENVELOPE_VERSION,
+    DecodeError, Envelope, Event, FollowChange, GroupCreated, MembershipChange, MessageRecalled,
+    MessageSent, PostCreated, PostDeleted, ProfileUpdated, ReadMarked, Role, ENVELOPE_VERSION,
 };
-pub use ids::{PostId, UserId, ValidationError};
+pub use ids::{ConversationId, GroupId, PostId, TimelineKey, UserId, ValidationError};
 
 /// Migrations for the Postgres schema; applying them twice is a no-op (sqlx records what ran).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -127,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         pull_above: 50,
         push_below: 45,
         follow_backfill: 50,
+        ..Policy::default()
     };
     let pull_authors = 100;
     for a in 0..pull_authors {

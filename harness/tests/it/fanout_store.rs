@@ -140,6 +140,7 @@ async fn an_author_above_the_threshold_costs_constant_writes_per_post() {
         pull_above: 20,
         push_below: 15,
         follow_backfill: 0,
+        ..Policy::default()
     };
     let followers: Vec<SourcedEvent> = (0..25)
         .map(|i| at(0, i, follow(&format!("fan{i}"), "star")))
@@ -455,7 +456,7 @@ async fn a_polling_device_misses_nothing_while_writers_commit_concurrently() {
                 for entry in &page.entries {
                     assert!(entry.seq > last_seq, "seq went backwards for {reader}");
                     last_seq = entry.seq;
-                    seen.push((entry.seq, entry.post_id.clone()));
+                    seen.push((entry.seq, entry.post_id.clone().unwrap_or_default()));
                 }
                 if finished && page.entries.is_empty() && !page.has_more {
                     return (reader, seen);

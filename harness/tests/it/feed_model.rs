@@ -73,6 +73,7 @@ async fn run_model(seed: u64, operations: usize) -> (usize, u64) {
         pull_above: 3,
         push_below: 2,
         follow_backfill: 10_000,
+        ..Policy::default()
     };
     let mut model = Model {
         follows: BTreeSet::new(),
