@@ -14,8 +14,8 @@
 //!   the conversation's current seq (a new member reads from their join on).
 //!
 //! Idempotence: a message id (or a `client_msg_id` already used by the sender in the conversation) is
-//! applied once; recalls only tombstone a live message; read markers only move forward; membership and
-//! profiles remember the Kafka position that last set them and ignore older events.
+//! applied once; recalls only tombstone a live message; read markers only move forward; read markers,
+//! membership and profiles remember the Kafka position that last set them and ignore older events.
 //!
 //! ingest cannot know membership: a message from a non-member, or to a group that does not exist, is
 //! refused here — recorded in `refused_messages`, reported to the sender's devices as a `refused` sync
@@ -128,7 +128,7 @@ pub(crate) async fn apply(
         Event::MemberRemoved(change) => apply_membership(tx, event, change, false).await?,
         Event::MessageSent(message) => apply_message(tx, message, seq_lock).await?,
         Event::MessageRecalled(recall) => apply_recall(tx, policy, recall, seq_lock).await?,
-        Event::ReadMarked(read) => apply_read(tx, read).await?,
+        Event::ReadMarked(read) => apply_read(tx, event, read).await?,
         Event::PostCreated(_)
         | Event::PostDeleted(_)
         | Event::Followed(_)
@@ -655,17 +655,37 @@ async fn apply_recall(
     })
 }
 
-async fn apply_read(tx: &mut Tx, read: &ReadMarked) -> Result<ImOutcome, sqlx::Error> {
-    let member: Option<(bool,)> = sqlx::query_as(
-        "SELECT active FROM conversation_members WHERE user_id = $1 AND conversation_id = $2",
+async fn apply_read(
+    tx: &mut Tx,
+    event: &SourcedEvent,
+    read: &ReadMarked,
+) -> Result<ImOutcome, sqlx::Error> {
+    let member: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT active, read_src_partition = $3 AND read_src_offset >= $4
+         FROM conversation_members WHERE user_id = $1 AND conversation_id = $2",
     )
     .bind(read.user.as_str())
     .bind(read.conversation.as_str())
+    .bind(event.partition)
+    .bind(event.offset)
     .fetch_optional(&mut **tx)
     .await?;
-    if !member.is_some_and(|(active,)| active) {
-        return Ok(ImOutcome::refused(Refusal::NotMember));
+    match member {
+        None | Some((false, _)) => return Ok(ImOutcome::refused(Refusal::NotMember)),
+        // A replayed marker: it was applied (or found stale) when it was new.
+        Some((true, true)) => return Ok(ImOutcome::duplicate()),
+        Some((true, false)) => {}
     }
+    sqlx::query(
+        "UPDATE conversation_members SET read_src_partition = $3, read_src_offset = $4
+         WHERE user_id = $1 AND conversation_id = $2",
+    )
+    .bind(read.user.as_str())
+    .bind(read.conversation.as_str())
+    .bind(event.partition)
+    .bind(event.offset)
+    .execute(&mut **tx)
+    .await?;
     // Clamped to what was delivered, forward only; unread recounted from the messages themselves.
     let moved = sqlx::query(
         "UPDATE conversation_members cm

@@ -12,6 +12,7 @@
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
 pub mod config;
+pub mod im_routes;
 pub mod metrics;
 pub mod openapi;
 pub mod producer;
@@ -59,7 +60,8 @@ impl App {
             })
         };
         let router = httpkit::with_common_layers(
-            routes::router(producer.clone(), config.batch_body_limit_bytes),
+            routes::router(producer.clone(), config.batch_body_limit_bytes)
+                .merge(im_routes::router(producer.clone())),
             registry,
             http_metrics,
             readiness,

@@ -17,13 +17,29 @@ use utoipa::OpenApi;
         crate::routes::delete_post,
         crate::routes::follow,
         crate::routes::unfollow,
+        crate::im_routes::send_message,
+        crate::im_routes::recall_message,
+        crate::im_routes::mark_read,
+        crate::im_routes::update_profile,
+        crate::im_routes::create_group,
+        crate::im_routes::add_member,
+        crate::im_routes::remove_member,
     ),
     // Parameters and the shared error responses (httpkit::openapi) refer to these; utoipa collects only
     // the schemas that request and response bodies of the operations reach.
-    components(schemas(schemas::UserId, schemas::PostId, schemas::api::ErrorBody)),
+    components(schemas(
+        schemas::UserId,
+        schemas::PostId,
+        schemas::GroupId,
+        schemas::ConversationId,
+        schemas::api::ErrorBody
+    )),
     tags(
         (name = "posts", description = "Store timelines: posting and deleting."),
         (name = "follows", description = "The follow graph."),
+        (name = "messages", description = "1:1 and group messages, recalls and read markers."),
+        (name = "users", description = "Profiles."),
+        (name = "groups", description = "Groups and their members."),
     )
 )]
 struct IngestApi;

@@ -42,6 +42,8 @@ pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Ro
 fn accepted(envelope: &Envelope, post_id: Option<&PostId>, ack: Acknowledged) -> Response {
     let body = Accepted {
         post_id: post_id.map(|id| id.as_str().to_owned()),
+        message_id: None,
+        conversation_id: None,
         event_id: envelope.id.clone(),
         partition: ack.partition,
         offset: ack.offset,

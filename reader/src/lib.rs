@@ -10,6 +10,7 @@
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
 pub mod config;
+pub mod im;
 pub mod openapi;
 pub mod queries;
 pub mod routes;
@@ -65,7 +66,7 @@ impl App {
             })
         };
         let router = httpkit::with_common_layers(
-            routes::router(pool),
+            routes::router(pool.clone()).merge(im::router(pool)),
             registry,
             http_metrics,
             readiness,

@@ -8,14 +8,34 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "Fanline reader",
-        description = "The read API: feeds, sync scans and store timelines, straight from Postgres. \
+        description = "The read API: feeds, sync scans, store timelines, contact lists and conversations, straight from Postgres. \
                        Errors are `{\"error\", \"field\"}` JSON."
     ),
-    paths(crate::routes::feed, crate::routes::sync, crate::routes::posts),
+    paths(
+        crate::routes::feed,
+        crate::routes::sync,
+        crate::routes::posts,
+        crate::im::conversations,
+        crate::im::messages,
+        crate::im::profile,
+        crate::im::group,
+        crate::im::members,
+    ),
     // Parameters and the shared error responses (httpkit::openapi) refer to these; utoipa collects only
     // the schemas that request and response bodies of the operations reach.
-    components(schemas(schemas::UserId, schemas::PostId, schemas::api::ErrorBody)),
-    tags((name = "timelines", description = "Feeds, sync timelines and store timelines."))
+    components(schemas(
+        schemas::UserId,
+        schemas::PostId,
+        schemas::GroupId,
+        schemas::ConversationId,
+        schemas::api::ErrorBody
+    )),
+    tags(
+        (name = "timelines", description = "Feeds, sync timelines and store timelines."),
+        (name = "messages", description = "Contact lists with unread counts, conversation histories."),
+        (name = "users", description = "Profiles."),
+        (name = "groups", description = "Groups and their members."),
+    )
 )]
 struct ReaderApi;
 

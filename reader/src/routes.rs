@@ -26,7 +26,7 @@ pub fn router(pool: PgPool) -> Router {
 
 /// 503 while the database is unavailable (the client may retry); 500 for anything else, which is a
 /// bug on our side and must not look like an outage.
-fn database_error(err: sqlx::Error) -> ApiError {
+pub(crate) fn database_error(err: sqlx::Error) -> ApiError {
     match schemas::db::classify(&err) {
         DbFailure::Unavailable => {
             tracing::warn!(error = %err, "database unavailable");

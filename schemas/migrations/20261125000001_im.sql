@@ -92,6 +92,11 @@ CREATE TABLE conversation_members (
     unread          bigint      NOT NULL DEFAULT 0 CHECK (unread >= 0),
     active          boolean     NOT NULL DEFAULT true,
     last_activity   timestamptz NOT NULL,
+    -- The Kafka position of the last read marker applied: a replayed older marker is stale. (Clamping
+    -- alone is not enough: an old marker that was clamped to what was delivered then would, replayed,
+    -- be clamped to what was delivered since and mark newer messages read.)
+    read_src_partition integer  NOT NULL DEFAULT -1,
+    read_src_offset    bigint   NOT NULL DEFAULT -1,
     PRIMARY KEY (user_id, conversation_id)
 );
 -- The contact list, most recent first, and the total over it.

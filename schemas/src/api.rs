@@ -39,11 +39,90 @@ pub struct Accepted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::PostId>, nullable = false)]
     pub post_id: Option<String>,
+    /// Id of the message (messages only). A retried send (same `client_msg_id`) gets another id that
+    /// resolves to the first message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::PostId>, nullable = false)]
+    pub message_id: Option<String>,
+    /// The conversation (messages, recalls and read markers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::ConversationId>, nullable = false)]
+    pub conversation_id: Option<String>,
     /// Id of the event appended to the log.
     pub event_id: String,
     /// Where the broker stored the event, for tracing it through the pipeline.
     pub partition: i32,
     pub offset: i64,
+}
+
+/// Body of `POST /v1/messages`: to a user (`to`) or a group (`group`), exactly one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SendMessageRequest {
+    /// The sender.
+    #[schema(value_type = crate::UserId)]
+    pub from: String,
+    /// The other person of a 1:1 conversation (not `from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::UserId>, nullable = false)]
+    pub to: Option<String>,
+    /// The group of a group conversation; `from` must be a member (checked by fanout: a message from a
+    /// non-member reaches nobody and comes back to the sender as a `refused` sync entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::GroupId>, nullable = false)]
+    pub group: Option<String>,
+    /// 1 to 4096 characters, not only white space, without NUL.
+    #[schema(min_length = 1, max_length = 4096)]
+    pub body: String,
+    /// The client's idempotency key: retrying with the same one never creates a second message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128, nullable = false)]
+    pub client_msg_id: Option<String>,
+}
+
+/// Body of `PUT /v1/users/{user}`: the whole profile (absent optional fields are cleared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProfileRequest {
+    /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 150, nullable = false)]
+    pub age: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 32, nullable = false)]
+    pub gender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000, nullable = false)]
+    pub signature: Option<String>,
+}
+
+/// Body of `POST /v1/groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreateGroupRequest {
+    #[schema(value_type = crate::GroupId)]
+    pub group: String,
+    /// The creator: the group's owner and first member.
+    #[schema(value_type = crate::UserId)]
+    pub owner: String,
+    /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    /// A free tag, up to 32 characters.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 32, nullable = false)]
+    pub group_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000, nullable = false)]
+    pub description: Option<String>,
+}
+
+/// Body of `PUT /v1/users/{user}/conversations/{conversation}/read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReadRequest {
+    /// Read up to this conversation seq. A marker behind the current one changes nothing; one past the
+    /// conversation's last seq is clamped to it.
+    #[schema(minimum = 0)]
+    pub seq: i64,
 }
 
 /// One post in a feed or store timeline page.
@@ -121,6 +200,129 @@ pub struct SyncPage {
     /// The highest seq in `entries`, or the request's `after` when there are none: poll with it next.
     pub last_seq: i64,
     /// Whether more entries follow right away.
+    pub has_more: bool,
+}
+
+/// `GET /v1/users/{user}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Profile {
+    pub user: String,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub age: Option<i16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub gender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub signature: Option<String>,
+}
+
+/// `GET /v1/groups/{group}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Group {
+    pub group: String,
+    pub name: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub group_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub description: Option<String>,
+    pub owner: String,
+    pub member_count: i64,
+    pub created_at: DateTime<Utc>,
+    /// The group's conversation id (`g:GROUP`).
+    pub conversation_id: String,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    pub user: String,
+    /// owner, admin or member.
+    pub role: String,
+}
+
+/// `GET /v1/groups/{group}/members`: by user id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MemberPage {
+    pub members: Vec<Member>,
+    #[schema(required)]
+    pub next_cursor: Option<String>,
+}
+
+/// The last message of a conversation as its member saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LastMessage {
+    pub message_id: String,
+    pub seq: i64,
+    pub sender: String,
+    /// The first 100 characters; empty when recalled.
+    pub preview: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recalled: bool,
+}
+
+/// One conversation of a user's contact list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConversationSummary {
+    pub conversation_id: String,
+    /// direct or group.
+    pub kind: String,
+    /// The other person (direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub peer: Option<String>,
+    /// The peer's display name (direct, once they set a profile) or the group's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub last_message: Option<LastMessage>,
+    /// The seq of the last message delivered to this user.
+    pub last_seq: i64,
+    /// Read up to this seq.
+    pub read_seq: i64,
+    /// Messages from others after `read_seq` that were delivered to this user and not recalled.
+    pub unread: i64,
+    /// False once the user left the group (nothing is delivered after that, nothing counts as unread).
+    pub active: bool,
+    pub last_activity: DateTime<Utc>,
+}
+
+/// `GET /v1/users/{user}/conversations`: most recent activity first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConversationPage {
+    pub conversations: Vec<ConversationSummary>,
+    /// The sum of `unread` over all the user's conversations (not only this page).
+    pub total_unread: i64,
+    #[schema(required)]
+    pub next_cursor: Option<String>,
+}
+
+/// One message of a conversation's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub seq: i64,
+    pub message_id: String,
+    pub sender: String,
+    /// Empty when recalled.
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recalled: bool,
+}
+
+/// `GET /v1/conversations/{conversation}/messages`: ascending seq.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    /// Whether more messages lie beyond this page in the direction asked (older for `before` and for
+    /// the latest page, newer for `after`).
     pub has_more: bool,
 }
 

@@ -5,6 +5,8 @@
 mod crash;
 mod fanout_store;
 mod feed_model;
+mod im_api;
+mod im_model;
 mod ingest_api;
 mod openapi;
 mod operations;

@@ -1,0 +1,414 @@
+//! IM end to end over HTTP: ingest → Kafka → fanout → Postgres → reader, as a client uses it.
+
+use std::time::Duration;
+
+use harness::{
+    brokers, fanout_config, group_lag, spawn_fanout, spawn_ingest, spawn_reader, unique,
+    wait_until, Api, Running, TestDb, TestTopic,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Stack {
+    _db: TestDb,
+    topic: TestTopic,
+    group: String,
+    ingest: Running,
+    reader: Running,
+    fanout: Running,
+    api: Api,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let db = TestDb::create().await;
+        let topic = TestTopic::create(4).await;
+        let group = unique("fanout");
+        let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
+        let reader = spawn_reader(&db.url).await;
+        let fanout = spawn_fanout(fanout_config(&topic, &group, &db.url)).await;
+        let api = Api::new(ingest.url(""), reader.url(""));
+        Stack {
+            _db: db,
+            topic,
+            group,
+            ingest,
+            reader,
+            fanout,
+            api,
+        }
+    }
+
+    async fn write(&self, method: Method, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.api.ingest);
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let (status, value) = self
+            .api
+            .raw(method, &url, Some(&bytes), Some("application/json"))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{path}: {value}");
+        value
+    }
+
+    async fn send(&self, body: Value) -> Value {
+        self.write(Method::POST, "/v1/messages", body).await
+    }
+
+    async fn read(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.api.reader);
+        let (status, value) = self.api.raw(Method::GET, &url, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {value}");
+        value
+    }
+
+    /// Waits until fanout applied everything written so far.
+    async fn applied(&self) {
+        wait_until("fanout to apply every event", WAIT, || async {
+            let lags = group_lag(&self.topic.name, &self.group).await;
+            (lags.len() == self.topic.partitions as usize && lags.iter().all(|l| l.lag == 0))
+                .then_some(())
+        })
+        .await;
+    }
+
+    async fn contacts(&self, user: &str) -> Value {
+        self.read(&format!("/v1/users/{user}/conversations")).await
+    }
+
+    async fn stop(self) {
+        self.fanout.stop().await;
+        self.ingest.stop().await;
+        self.reader.stop().await;
+    }
+}
+
+fn unread_of(contacts: &Value, conversation: &str) -> i64 {
+    contacts["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["conversation_id"] == conversation)
+        .map(|c| c["unread"].as_i64().unwrap())
+        .unwrap_or_else(|| panic!("{conversation} not in {contacts}"))
+}
+
+/// Message entries (kind, conversation seq, body) of a sync timeline from the start.
+async fn message_entries(stack: &Stack, user: &str) -> Vec<(String, i64, String)> {
+    let page = stack
+        .read(&format!("/v1/users/{user}/sync?after=0&limit=200"))
+        .await;
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] != "post")
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["conversation_seq"].as_i64().unwrap_or(0),
+                e["body"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_direct_conversation_has_one_id_gap_free_seqs_and_exact_unread_counts() {
+    let stack = Stack::start().await;
+    let first = stack
+        .send(json!({"from": "bob", "to": "alice", "body": "hi alice", "client_msg_id": "b1"}))
+        .await;
+    assert_eq!(first["conversation_id"], "d:alice:bob");
+    // A retry with the same client_msg_id is the same message.
+    let retry = stack
+        .send(json!({"from": "bob", "to": "alice", "body": "hi alice", "client_msg_id": "b1"}))
+        .await;
+    assert_ne!(retry["message_id"], first["message_id"]);
+    stack
+        .send(json!({"from": "bob", "to": "alice", "body": "are you there?"}))
+        .await;
+    let reply = stack
+        .send(json!({"from": "alice", "to": "bob", "body": "yes"}))
+        .await;
+    assert_eq!(reply["conversation_id"], "d:alice:bob");
+    stack
+        .send(json!({"from": "bob", "to": "alice", "body": "great"}))
+        .await;
+    stack.applied().await;
+
+    let history = stack.read("/v1/conversations/d:alice:bob/messages").await;
+    let seqs: Vec<i64> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![1, 2, 3, 4],
+        "one message per client_msg_id, no holes"
+    );
+    // Both inboxes carry every message of the conversation, the sender's own too.
+    for user in ["alice", "bob"] {
+        let entries = message_entries(&stack, user).await;
+        let seqs: Vec<i64> = entries.iter().map(|e| e.1).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4], "{user}'s inbox");
+        assert!(entries.iter().all(|e| e.0 == "message"));
+    }
+    // alice replied after bob's first two (sending marks read): only "great" is unread for her.
+    let alice = stack.contacts("alice").await;
+    assert_eq!(unread_of(&alice, "d:alice:bob"), 1);
+    assert_eq!(alice["total_unread"], 1);
+    let conversation = &alice["conversations"][0];
+    assert_eq!(conversation["peer"], "bob");
+    assert_eq!(conversation["last_message"]["preview"], "great");
+    assert_eq!(conversation["last_seq"], 4);
+    assert_eq!(unread_of(&stack.contacts("bob").await, "d:alice:bob"), 0);
+
+    // A too-large marker is clamped; a stale one changes nothing.
+    stack
+        .write(
+            Method::PUT,
+            "/v1/users/alice/conversations/d:alice:bob/read",
+            json!({"seq": 99}),
+        )
+        .await;
+    stack
+        .write(
+            Method::PUT,
+            "/v1/users/alice/conversations/d:alice:bob/read",
+            json!({"seq": 1}),
+        )
+        .await;
+    stack.applied().await;
+    let alice = stack.contacts("alice").await;
+    assert_eq!(unread_of(&alice, "d:alice:bob"), 0);
+    assert_eq!(alice["conversations"][0]["read_seq"], 4);
+
+    // Recall: the message becomes a tombstone, a recall entry follows, unread drops where unread.
+    let oops = stack
+        .send(json!({"from": "bob", "to": "alice", "body": "oops"}))
+        .await;
+    stack.applied().await;
+    assert_eq!(unread_of(&stack.contacts("alice").await, "d:alice:bob"), 1);
+    let message_id = oops["message_id"].as_str().unwrap();
+    stack
+        .write(
+            Method::DELETE,
+            &format!("/v1/messages/{message_id}?from=bob&conversation=d:alice:bob"),
+            Value::Null,
+        )
+        .await;
+    stack.applied().await;
+    assert_eq!(unread_of(&stack.contacts("alice").await, "d:alice:bob"), 0);
+    let entries = message_entries(&stack, "alice").await;
+    assert_eq!(entries.last().unwrap().0, "recall");
+    assert_eq!(entries.last().unwrap().1, 5);
+    let history = stack
+        .read("/v1/conversations/d:alice:bob/messages?after=4")
+        .await;
+    assert_eq!(history["messages"][0]["recalled"], true);
+    assert_eq!(history["messages"][0]["body"], "");
+    let older = stack
+        .read("/v1/conversations/d:alice:bob/messages?before=3&limit=1")
+        .await;
+    assert_eq!(older["messages"][0]["seq"], 2);
+    assert_eq!(older["has_more"], true);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn group_messages_reach_exactly_the_members_of_their_moment() {
+    let stack = Stack::start().await;
+    stack
+        .write(
+            Method::POST,
+            "/v1/groups",
+            json!({"group": "team", "owner": "olga", "name": "The team", "type": "work"}),
+        )
+        .await;
+    stack
+        .write(
+            Method::PUT,
+            "/v1/groups/team/members/pat?by=olga",
+            Value::Null,
+        )
+        .await;
+    stack
+        .write(Method::PUT, "/v1/groups/team/members/quinn", Value::Null)
+        .await;
+    stack
+        .send(json!({"from": "olga", "group": "team", "body": "welcome"}))
+        .await;
+    // Not a member: refused by fanout, reported to the sender only.
+    stack
+        .send(json!({"from": "mallory", "group": "team", "body": "spam"}))
+        .await;
+    stack
+        .write(Method::DELETE, "/v1/groups/team/members/quinn", Value::Null)
+        .await;
+    stack
+        .send(json!({"from": "pat", "group": "team", "body": "after quinn left"}))
+        .await;
+    stack
+        .write(Method::PUT, "/v1/groups/team/members/ruth", Value::Null)
+        .await;
+    stack
+        .send(json!({"from": "olga", "group": "team", "body": "hello ruth"}))
+        .await;
+    stack
+        .write(
+            Method::PUT,
+            "/v1/users/ruth",
+            json!({"display_name": "Ruth R.", "age": 33}),
+        )
+        .await;
+    stack.applied().await;
+
+    let bodies = |entries: Vec<(String, i64, String)>| -> Vec<String> {
+        entries.into_iter().map(|e| e.2).collect()
+    };
+    assert_eq!(
+        bodies(message_entries(&stack, "pat").await),
+        vec!["welcome", "after quinn left", "hello ruth"]
+    );
+    assert_eq!(
+        bodies(message_entries(&stack, "quinn").await),
+        vec!["welcome"]
+    );
+    assert_eq!(
+        bodies(message_entries(&stack, "ruth").await),
+        vec!["hello ruth"]
+    );
+    let mallory = message_entries(&stack, "mallory").await;
+    assert_eq!(mallory.len(), 1);
+    assert_eq!(mallory[0].0, "refused");
+    let refused = stack.read("/v1/users/mallory/sync").await;
+    assert_eq!(refused["entries"][0]["reason"], "not_member");
+
+    // Unread: pat read up to his own message (seq 2), then got olga's third; quinn left (0); ruth
+    // joined before the third.
+    let pat = stack.contacts("pat").await;
+    assert_eq!(unread_of(&pat, "g:team"), 1);
+    assert_eq!(pat["conversations"][0]["name"], "The team");
+    assert_eq!(unread_of(&stack.contacts("quinn").await, "g:team"), 0);
+    assert_eq!(
+        stack.contacts("quinn").await["conversations"][0]["active"],
+        false
+    );
+    assert_eq!(unread_of(&stack.contacts("ruth").await, "g:team"), 1);
+
+    let group = stack.read("/v1/groups/team").await;
+    assert_eq!(group["member_count"], 3);
+    assert_eq!(group["owner"], "olga");
+    assert_eq!(group["type"], "work");
+    let members = stack.read("/v1/groups/team/members?limit=2").await;
+    assert_eq!(members["members"][0]["user"], "olga");
+    assert_eq!(members["members"][0]["role"], "owner");
+    let rest = stack
+        .read(&format!(
+            "/v1/groups/team/members?limit=2&cursor={}",
+            members["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(rest["members"][0]["user"], "ruth");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let profile = stack.read("/v1/users/ruth").await;
+    assert_eq!(profile["display_name"], "Ruth R.");
+    assert_eq!(profile["age"], 33);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn bad_im_input_gets_a_json_error_naming_the_field() {
+    let stack = Stack::start().await;
+    let cases: Vec<(Method, &str, Option<Value>, &str)> = vec![
+        (
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"from": "alice", "to": "alice", "body": "me"})),
+            "to",
+        ),
+        (
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"from": "alice", "body": "nobody"})),
+            "to",
+        ),
+        (
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"from": "alice", "group": "a b", "body": "x"})),
+            "group",
+        ),
+        (
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"from": "alice", "to": "bob", "body": ""})),
+            "body",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/alice/conversations/d:bob:alice/read",
+            Some(json!({"seq": 1})),
+            "conversation",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/alice/conversations/d:alice:bob/read",
+            Some(json!({"seq": -1})),
+            "seq",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/alice",
+            Some(json!({"display_name": "", "age": 3})),
+            "display_name",
+        ),
+        (
+            Method::POST,
+            "/v1/groups",
+            Some(json!({"group": "g", "owner": "alice", "name": " "})),
+            "name",
+        ),
+        (
+            Method::PUT,
+            "/v1/groups/team/members/bob?role=owner",
+            None,
+            "role",
+        ),
+        (
+            Method::DELETE,
+            "/v1/messages/01JD8Z5V2Q3W4E5R6T7Y8V9K0M?from=alice",
+            None,
+            "conversation",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let (status, value) = stack
+            .api
+            .raw(
+                method,
+                &format!("{}{path}", stack.api.ingest),
+                bytes.as_deref(),
+                Some("application/json"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {value}");
+        assert_eq!(value["field"], field, "{path}: {value}");
+    }
+    let (status, value) = stack
+        .api
+        .raw(
+            Method::GET,
+            &format!("{}/v1/users/nobody", stack.api.reader),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{value}");
+    stack.stop().await;
+}

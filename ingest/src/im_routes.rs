@@ -1,0 +1,411 @@
+//! The IM write API: messages, recalls, read markers, profiles, groups and membership. Like every write,
+//! each handler validates what it can see, appends one event keyed by its conversation (or user) and
+//! answers `202` only after the broker acknowledged it. Membership is not known here (ingest keeps no
+//! state): fanout checks it and refuses what a non-member or an unauthorised user asked for.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post, put};
+use axum::{Json, Router};
+use chrono::Utc;
+use httpkit::openapi::{BadRequest, BodyRejected, NoSuchRoute, Unavailable};
+use httpkit::{ApiError, JsonBody, QueryParams};
+use schemas::api::{Accepted, CreateGroupRequest, ProfileRequest, ReadRequest, SendMessageRequest};
+use schemas::ids::{validate_body, validate_message_id};
+use schemas::{
+    ConversationId, Envelope, GroupCreated, GroupId, MembershipChange, MessageRecalled,
+    MessageSent, PostId, ProfileUpdated, ReadMarked, Role, UserId,
+};
+
+use crate::producer::EventProducer;
+
+pub fn router(producer: Arc<EventProducer>) -> Router {
+    Router::new()
+        .route("/v1/messages", post(send_message))
+        .route("/v1/messages/{message_id}", delete(recall_message))
+        .route("/v1/users/{user}", put(update_profile))
+        .route(
+            "/v1/users/{user}/conversations/{conversation}/read",
+            put(mark_read),
+        )
+        .route("/v1/groups", post(create_group))
+        .route(
+            "/v1/groups/{group}/members/{user}",
+            put(add_member).delete(remove_member),
+        )
+        .with_state(producer)
+}
+
+async fn append(
+    producer: &EventProducer,
+    envelope: &Envelope,
+    message_id: Option<&PostId>,
+    conversation: Option<&ConversationId>,
+) -> Result<Response, ApiError> {
+    let ack = producer.send(envelope).await?;
+    let body = Accepted {
+        post_id: None,
+        message_id: message_id.map(|id| id.as_str().to_owned()),
+        conversation_id: conversation.map(|c| c.as_str().to_owned()),
+        event_id: envelope.id.clone(),
+        partition: ack.partition,
+        offset: ack.offset,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Validates a send request into the event payload.
+pub fn validate_message(request: SendMessageRequest) -> Result<MessageSent, ApiError> {
+    let sender = UserId::parse("from", &request.from)?;
+    let conversation = match (&request.to, &request.group) {
+        (Some(to), None) => {
+            let to = UserId::parse("to", to)?;
+            if to == sender {
+                return Err(ApiError::bad_field(
+                    "to",
+                    "a message to yourself has nobody to go to",
+                ));
+            }
+            ConversationId::direct(&sender, &to)
+        }
+        (None, Some(group)) => ConversationId::group(&GroupId::parse("group", group)?),
+        _ => {
+            return Err(ApiError::bad_field(
+                "to",
+                "give exactly one of to (a user) and group",
+            ))
+        }
+    };
+    validate_body("body", &request.body)?;
+    if let Some(id) = &request.client_msg_id {
+        validate_message_id("client_msg_id", id)?;
+    }
+    Ok(MessageSent {
+        message_id: PostId::generate(),
+        conversation,
+        sender,
+        body: request.body,
+        client_msg_id: request.client_msg_id,
+        created_at: Utc::now(),
+    })
+}
+
+/// Send a message.
+///
+/// Appends a `message_sent` event keyed by the conversation. A 1:1 conversation's id is the same
+/// whoever writes (`d:` + both user ids in byte order). The message gets the conversation's next seq
+/// when fanout applies it; it lands in the conversation's history and in the sync timeline of every
+/// member, the sender's own included (for their other devices).
+#[utoipa::path(
+    post, path = "/v1/messages", tag = "messages",
+    request_body = SendMessageRequest,
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, BodyRejected, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn send_message(
+    State(producer): State<Arc<EventProducer>>,
+    JsonBody(request): JsonBody<SendMessageRequest>,
+) -> Result<Response, ApiError> {
+    let message = validate_message(request)?;
+    let (id, conversation) = (message.message_id.clone(), message.conversation.clone());
+    let envelope = Envelope::message_sent(message);
+    append(&producer, &envelope, Some(&id), Some(&conversation)).await
+}
+
+/// Recall a message.
+///
+/// Appends a `message_recalled` event on the conversation's key (after the message). Fanout applies it
+/// if `from` sent the message within the recall window (default 2 minutes): the message becomes a
+/// tombstone everywhere, every member's timeline gets a `recall` entry, and unread counts drop where
+/// it was unread. The conversation is needed because ingest keeps no state to look it up.
+#[utoipa::path(
+    delete, path = "/v1/messages/{message_id}", tag = "messages",
+    params(
+        ("message_id" = schemas::PostId, Path, description = "The message (or the id a retried send got)."),
+        ("from" = schemas::UserId, Query, description = "The sender."),
+        ("conversation" = schemas::ConversationId, Query, description = "The message's conversation."),
+    ),
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, NoSuchRoute, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn recall_message(
+    State(producer): State<Arc<EventProducer>>,
+    Path(message_id): Path<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let message_id = PostId::parse("message_id", &message_id)?;
+    let sender = params
+        .get("from")
+        .ok_or_else(|| ApiError::bad_field("from", "required: the message's sender"))?;
+    let sender = UserId::parse("from", sender)?;
+    let conversation = params.get("conversation").ok_or_else(|| {
+        ApiError::bad_field("conversation", "required: the message's conversation")
+    })?;
+    let conversation = ConversationId::parse("conversation", conversation)?;
+    let envelope = Envelope::message_recalled(MessageRecalled {
+        message_id: message_id.clone(),
+        conversation: conversation.clone(),
+        sender,
+        recalled_at: Utc::now(),
+    });
+    append(&producer, &envelope, Some(&message_id), Some(&conversation)).await
+}
+
+/// Mark a conversation read.
+///
+/// Appends a `read_marked` event on the conversation's key, so it is applied in order with the
+/// conversation's messages. Markers only move forward and never past the last message delivered to
+/// the user: a stale marker changes nothing, a too-large one is clamped.
+#[utoipa::path(
+    put, path = "/v1/users/{user}/conversations/{conversation}/read", tag = "messages",
+    params(
+        ("user" = schemas::UserId, Path, description = "The reader."),
+        ("conversation" = schemas::ConversationId, Path, description = "The conversation."),
+    ),
+    request_body = ReadRequest,
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, BodyRejected, NoSuchRoute, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn mark_read(
+    State(producer): State<Arc<EventProducer>>,
+    Path((user, conversation)): Path<(String, String)>,
+    JsonBody(request): JsonBody<ReadRequest>,
+) -> Result<Response, ApiError> {
+    let user = UserId::parse("user", &user)?;
+    let conversation = ConversationId::parse("conversation", &conversation)?;
+    if request.seq < 0 {
+        return Err(ApiError::bad_field("seq", "must not be negative"));
+    }
+    let envelope = Envelope::read_marked(ReadMarked {
+        conversation: conversation.clone(),
+        user,
+        seq: request.seq,
+    });
+    append(&producer, &envelope, None, Some(&conversation)).await
+}
+
+/// Set a profile.
+///
+/// Appends a `profile_updated` event keyed by the user: the whole profile (absent optional fields are
+/// cleared).
+#[utoipa::path(
+    put, path = "/v1/users/{user}", tag = "users",
+    params(("user" = schemas::UserId, Path, description = "The user.")),
+    request_body = ProfileRequest,
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, BodyRejected, NoSuchRoute, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn update_profile(
+    State(producer): State<Arc<EventProducer>>,
+    Path(user): Path<String>,
+    JsonBody(request): JsonBody<ProfileRequest>,
+) -> Result<Response, ApiError> {
+    let profile = ProfileUpdated {
+        user: UserId::parse("user", &user)?,
+        display_name: request.display_name,
+        age: request.age,
+        gender: request.gender,
+        signature: request.signature,
+    };
+    profile.validate()?;
+    append(&producer, &Envelope::profile_updated(profile), None, None).await
+}
+
+/// Create a group.
+///
+/// Appends a `group_created` event keyed by the group's conversation (`g:GROUP`); the owner is its
+/// first member. Creating a group whose id is taken by another owner is refused by fanout.
+#[utoipa::path(
+    post, path = "/v1/groups", tag = "groups",
+    request_body = CreateGroupRequest,
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, BodyRejected, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn create_group(
+    State(producer): State<Arc<EventProducer>>,
+    JsonBody(request): JsonBody<CreateGroupRequest>,
+) -> Result<Response, ApiError> {
+    let group = GroupCreated {
+        group: GroupId::parse("group", &request.group)?,
+        owner: UserId::parse("owner", &request.owner)?,
+        name: request.name,
+        group_type: request.group_type,
+        description: request.description,
+        created_at: Utc::now(),
+    };
+    group.validate()?;
+    let conversation = ConversationId::group(&group.group);
+    append(
+        &producer,
+        &Envelope::group_created(group),
+        None,
+        Some(&conversation),
+    )
+    .await
+}
+
+/// The membership change a path and its `by` parameter describe (`by` defaults to the user: a join or
+/// a leave).
+fn membership(
+    group: &str,
+    user: &str,
+    params: &QueryParams,
+    with_role: bool,
+) -> Result<MembershipChange, ApiError> {
+    let group = GroupId::parse("group", group)?;
+    let user = UserId::parse("user", user)?;
+    let by = match params.get("by") {
+        Some(by) => UserId::parse("by", by)?,
+        None => user.clone(),
+    };
+    let role = match (with_role, params.get("role")) {
+        (true, Some("member")) => Some(Role::Member),
+        (true, Some("admin")) => Some(Role::Admin),
+        (true, Some(_)) => {
+            return Err(ApiError::bad_field(
+                "role",
+                "must be member or admin (the owner is whoever created the group)",
+            ))
+        }
+        _ => None,
+    };
+    Ok(MembershipChange {
+        group,
+        user,
+        by,
+        role,
+    })
+}
+
+/// Join or add a member.
+///
+/// Appends a `member_added` event on the group's key, so that the member receives the group's messages
+/// from this point on (not before: a new member reads from their join). Without `by` the user joins
+/// (groups are open); with `by`, an owner or admin adds them; `role=admin` (by the owner) makes an
+/// admin, also of a member. Refused by fanout when `by` may not.
+#[utoipa::path(
+    put, path = "/v1/groups/{group}/members/{user}", tag = "groups",
+    params(
+        ("group" = schemas::GroupId, Path, description = "The group."),
+        ("user" = schemas::UserId, Path, description = "The member."),
+        ("by" = Option<schemas::UserId>, Query, description = "Who adds them (default: the user, a join)."),
+        ("role" = Option<String>, Query, description = "member (default) or admin."),
+    ),
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, NoSuchRoute, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn add_member(
+    State(producer): State<Arc<EventProducer>>,
+    Path((group, user)): Path<(String, String)>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let change = membership(&group, &user, &params, true)?;
+    let conversation = ConversationId::group(&change.group);
+    append(
+        &producer,
+        &Envelope::member_added(change),
+        None,
+        Some(&conversation),
+    )
+    .await
+}
+
+/// Leave or remove a member.
+///
+/// Appends a `member_removed` event on the group's key: the member receives nothing written after it;
+/// the conversation stays in their list, inactive, with nothing unread. Without `by` the user leaves;
+/// with `by`, an owner (anyone but themselves) or an admin (members only) removes them.
+#[utoipa::path(
+    delete, path = "/v1/groups/{group}/members/{user}", tag = "groups",
+    params(
+        ("group" = schemas::GroupId, Path, description = "The group."),
+        ("user" = schemas::UserId, Path, description = "The member."),
+        ("by" = Option<schemas::UserId>, Query, description = "Who removes them (default: the user, a leave)."),
+    ),
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, NoSuchRoute, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn remove_member(
+    State(producer): State<Arc<EventProducer>>,
+    Path((group, user)): Path<(String, String)>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let change = membership(&group, &user, &params, false)?;
+    let conversation = ConversationId::group(&change.group);
+    append(
+        &producer,
+        &Envelope::member_removed(change),
+        None,
+        Some(&conversation),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(
+        from: &str,
+        to: Option<&str>,
+        group: Option<&str>,
+        body: &str,
+    ) -> SendMessageRequest {
+        SendMessageRequest {
+            from: from.into(),
+            to: to.map(Into::into),
+            group: group.map(Into::into),
+            body: body.into(),
+            client_msg_id: None,
+        }
+    }
+
+    fn field(request: SendMessageRequest) -> String {
+        validate_message(request)
+            .unwrap_err()
+            .field
+            .unwrap()
+            .into_owned()
+    }
+
+    #[test]
+    fn messages_name_the_field_at_fault() {
+        assert_eq!(field(request("a b", Some("bob"), None, "hi")), "from");
+        assert_eq!(field(request("alice", Some("alice"), None, "hi")), "to");
+        assert_eq!(field(request("alice", None, None, "hi")), "to");
+        assert_eq!(
+            field(request("alice", Some("bob"), Some("team"), "hi")),
+            "to"
+        );
+        assert_eq!(field(request("alice", None, Some("a/b"), "hi")), "group");
+        assert_eq!(field(request("alice", Some("bob"), None, " ")), "body");
+        let ok = validate_message(request("bob", Some("alice"), None, "hi")).unwrap();
+        assert_eq!(ok.conversation.as_str(), "d:alice:bob");
+        let group = validate_message(request("bob", None, Some("team"), "hi")).unwrap();
+        assert_eq!(group.conversation.as_str(), "g:team");
+    }
+}

@@ -1,0 +1,489 @@
+//! The IM read API: contact lists with unread counts, conversation histories, profiles, groups and
+//! their members. One index-driven query per page (see the indexes in
+//! `schemas/migrations/20261125000001_im.sql`).
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use httpkit::openapi::{BadRequest, InternalError, NoSuchRoute, Unavailable};
+use httpkit::{ApiError, QueryParams};
+use schemas::api::{
+    ConversationPage, ConversationSummary, Group, LastMessage, Member, MemberPage, Message,
+    MessagePage, Profile, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+};
+use schemas::{ConversationId, GroupId, UserId};
+use sqlx::PgPool;
+
+use crate::routes::database_error;
+
+pub fn router(pool: PgPool) -> Router {
+    Router::new()
+        .route("/v1/users/{user}", get(profile))
+        .route("/v1/users/{user}/conversations", get(conversations))
+        .route("/v1/conversations/{conversation}/messages", get(messages))
+        .route("/v1/groups/{group}", get(group))
+        .route("/v1/groups/{group}/members", get(members))
+        .with_state(pool)
+}
+
+const PREVIEW_CHARS: usize = 100;
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(axum::http::StatusCode::NOT_FOUND, format!("no such {what}"))
+}
+
+fn limit(params: &QueryParams) -> Result<i64, ApiError> {
+    Ok(params
+        .int_in("limit", 1, MAX_PAGE_LIMIT)?
+        .unwrap_or(DEFAULT_PAGE_LIMIT))
+}
+
+/// A contact-list cursor: the last row's activity time and conversation id.
+fn encode_conversation_cursor(at: DateTime<Utc>, conversation: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("c1:{}:{conversation}", at.timestamp_micros()))
+}
+
+fn decode_conversation_cursor(raw: &str) -> Option<(DateTime<Utc>, String)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let (micros, conversation) = text.strip_prefix("c1:")?.split_once(':')?;
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    ConversationId::parse("cursor", conversation).ok()?;
+    Some((at, conversation.to_owned()))
+}
+
+fn encode_member_cursor(user: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("m1:{user}"))
+}
+
+fn decode_member_cursor(raw: &str) -> Option<String> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let user = text.strip_prefix("m1:")?;
+    UserId::parse("cursor", user).ok()?;
+    Some(user.to_owned())
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::bad_field("cursor", "not a cursor returned by this API")
+}
+
+/// Profile.
+#[utoipa::path(
+    get, path = "/v1/users/{user}", tag = "users",
+    params(("user" = schemas::UserId, Path, description = "The user.")),
+    responses(
+        (status = 200, description = "The profile.", body = Profile),
+        (status = 404, description = "The user never set a profile.", body = schemas::api::ErrorBody),
+        BadRequest, InternalError, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn profile(
+    State(pool): State<PgPool>,
+    Path(user): Path<String>,
+) -> Result<Json<Profile>, ApiError> {
+    let user = UserId::parse("user", &user)?;
+    type Row = (String, Option<i16>, Option<String>, Option<String>);
+    let row: Option<Row> =
+        sqlx::query_as("SELECT display_name, age, gender, signature FROM users WHERE user_id = $1")
+            .bind(user.as_str())
+            .fetch_optional(&pool)
+            .await
+            .map_err(database_error)?;
+    let (display_name, age, gender, signature) = row.ok_or_else(|| not_found("user"))?;
+    Ok(Json(Profile {
+        user: user.to_string(),
+        display_name,
+        age,
+        gender,
+        signature,
+    }))
+}
+
+/// Group.
+#[utoipa::path(
+    get, path = "/v1/groups/{group}", tag = "groups",
+    params(("group" = schemas::GroupId, Path, description = "The group.")),
+    responses(
+        (status = 200, description = "The group.", body = Group),
+        (status = 404, description = "No such group.", body = schemas::api::ErrorBody),
+        BadRequest, InternalError, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn group(
+    State(pool): State<PgPool>,
+    Path(group): Path<String>,
+) -> Result<Json<Group>, ApiError> {
+    let group = GroupId::parse("group", &group)?;
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        i64,
+        DateTime<Utc>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT name, group_type, description, owner, member_count, created_at
+         FROM groups WHERE group_id = $1",
+    )
+    .bind(group.as_str())
+    .fetch_optional(&pool)
+    .await
+    .map_err(database_error)?;
+    let (name, group_type, description, owner, member_count, created_at) =
+        row.ok_or_else(|| not_found("group"))?;
+    Ok(Json(Group {
+        conversation_id: ConversationId::group(&group).to_string(),
+        group: group.to_string(),
+        name,
+        group_type,
+        description,
+        owner,
+        member_count,
+        created_at,
+    }))
+}
+
+/// Group members.
+///
+/// The active members by user id.
+#[utoipa::path(
+    get, path = "/v1/groups/{group}/members", tag = "groups",
+    params(
+        ("group" = schemas::GroupId, Path, description = "The group."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size, 20 when not given."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of members.", body = MemberPage),
+        BadRequest, NoSuchRoute, InternalError, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn members(
+    State(pool): State<PgPool>,
+    Path(group): Path<String>,
+    params: QueryParams,
+) -> Result<Json<MemberPage>, ApiError> {
+    let group = GroupId::parse("group", &group)?;
+    let limit = limit(&params)?;
+    let after = match params.get("cursor") {
+        None | Some("") => None,
+        Some(raw) => Some(decode_member_cursor(raw).ok_or_else(bad_cursor)?),
+    };
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT user_id, role FROM group_members
+         WHERE group_id = $1 AND active AND user_id > coalesce($2, '')
+         ORDER BY user_id LIMIT $3",
+    )
+    .bind(group.as_str())
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(&pool)
+    .await
+    .map_err(database_error)?;
+    let mut members: Vec<Member> = rows
+        .into_iter()
+        .map(|(user, role)| Member { user, role })
+        .collect();
+    let has_more = members.len() as i64 > limit;
+    members.truncate(limit as usize);
+    let next_cursor = match members.last() {
+        Some(last) if has_more => Some(encode_member_cursor(&last.user)),
+        _ => None,
+    };
+    Ok(Json(MemberPage {
+        members,
+        next_cursor,
+    }))
+}
+
+type ConversationRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    bool,
+    DateTime<Utc>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<bool>,
+);
+
+/// The contact list page: $1 user, $2 cursor time, $3 cursor conversation, $4 rows wanted. Starts
+/// from the `conversation_members_recent` index range; the last message, the group's name and the
+/// peer's profile are looked up per row.
+const CONVERSATIONS_SQL: &str = "SELECT cm.conversation_id, c.kind, cm.delivered_seq, cm.read_seq, cm.unread,
+                cm.active, cm.last_activity,
+                CASE WHEN c.kind = 'direct' THEN
+                    CASE WHEN split_part(cm.conversation_id, ':', 2) = $1
+                         THEN split_part(cm.conversation_id, ':', 3)
+                         ELSE split_part(cm.conversation_id, ':', 2) END
+                END AS peer,
+                coalesce(g.name, u.display_name),
+                m.message_id, m.sender, m.created_at, m.recalled_at IS NOT NULL
+         FROM (SELECT * FROM conversation_members
+               WHERE user_id = $1
+                 AND (last_activity, conversation_id)
+                     < (coalesce($2, 'infinity'::timestamptz), coalesce($3, ''))
+               ORDER BY last_activity DESC, conversation_id DESC
+               LIMIT $4) cm
+         JOIN conversations c ON c.conversation_id = cm.conversation_id
+         LEFT JOIN LATERAL (
+             SELECT message_id, sender, created_at, recalled_at FROM messages
+             WHERE conversation_id = cm.conversation_id AND seq = cm.delivered_seq AND seq > cm.from_seq
+         ) m ON true
+         LEFT JOIN groups g ON c.kind = 'group' AND g.group_id = substr(cm.conversation_id, 3)
+         LEFT JOIN users u ON c.kind = 'direct' AND u.user_id =
+             CASE WHEN split_part(cm.conversation_id, ':', 2) = $1
+                  THEN split_part(cm.conversation_id, ':', 3)
+                  ELSE split_part(cm.conversation_id, ':', 2) END
+         ORDER BY cm.last_activity DESC, cm.conversation_id DESC";
+
+/// Contact list.
+///
+/// The user's conversations, most recent activity first, each with its last message, seqs and exact
+/// unread count, and the user's total unread count.
+#[utoipa::path(
+    get, path = "/v1/users/{user}/conversations", tag = "messages",
+    params(
+        ("user" = schemas::UserId, Path, description = "Whose contact list."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size, 20 when not given."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of conversations.", body = ConversationPage),
+        BadRequest, NoSuchRoute, InternalError, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn conversations(
+    State(pool): State<PgPool>,
+    Path(user): Path<String>,
+    params: QueryParams,
+) -> Result<Json<ConversationPage>, ApiError> {
+    let user = UserId::parse("user", &user)?;
+    let limit = limit(&params)?;
+    let cursor = match params.get("cursor") {
+        None | Some("") => None,
+        Some(raw) => Some(decode_conversation_cursor(raw).ok_or_else(bad_cursor)?),
+    };
+    let (at, conversation) = cursor.unzip();
+    let rows: Vec<ConversationRow> = sqlx::query_as(CONVERSATIONS_SQL)
+        .bind(user.as_str())
+        .bind(at)
+        .bind(conversation)
+        .bind(limit + 1)
+        .fetch_all(&pool)
+        .await
+        .map_err(database_error)?;
+    let (total_unread,): (i64,) = sqlx::query_as(
+        "SELECT coalesce(sum(unread), 0)::bigint FROM conversation_members WHERE user_id = $1",
+    )
+    .bind(user.as_str())
+    .fetch_one(&pool)
+    .await
+    .map_err(database_error)?;
+    let has_more = rows.len() as i64 > limit;
+    let mut conversations: Vec<ConversationSummary> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(
+            |(
+                id,
+                kind,
+                last_seq,
+                read_seq,
+                unread,
+                active,
+                last_activity,
+                peer,
+                name,
+                message_id,
+                sender,
+                created_at,
+                recalled,
+            )| {
+                ConversationSummary {
+                    last_message: match (message_id, sender, created_at) {
+                        (Some(message_id), Some(sender), Some(created_at)) => Some(LastMessage {
+                            message_id,
+                            seq: last_seq,
+                            sender,
+                            preview: String::new(),
+                            created_at,
+                            recalled: recalled.unwrap_or(false),
+                        }),
+                        _ => None,
+                    },
+                    conversation_id: id,
+                    kind,
+                    peer,
+                    name,
+                    last_seq,
+                    read_seq,
+                    unread,
+                    active,
+                    last_activity,
+                }
+            },
+        )
+        .collect();
+    fill_previews(&pool, &mut conversations).await?;
+    let next_cursor = match conversations.last() {
+        Some(last) if has_more => Some(encode_conversation_cursor(
+            last.last_activity,
+            &last.conversation_id,
+        )),
+        _ => None,
+    };
+    Ok(Json(ConversationPage {
+        conversations,
+        total_unread,
+        next_cursor,
+    }))
+}
+
+/// The previews of a page's last messages, in one query (bodies can be long; only the first characters
+/// travel).
+async fn fill_previews(
+    pool: &PgPool,
+    conversations: &mut [ConversationSummary],
+) -> Result<(), ApiError> {
+    let ids: Vec<&str> = conversations
+        .iter()
+        .filter_map(|c| c.last_message.as_ref().map(|m| m.message_id.as_str()))
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let previews: Vec<(String, String)> = sqlx::query_as(
+        "SELECT message_id, left(body, $2) FROM messages WHERE message_id = ANY($1)",
+    )
+    .bind(&ids)
+    .bind(PREVIEW_CHARS as i32)
+    .fetch_all(pool)
+    .await
+    .map_err(database_error)?;
+    for conversation in conversations.iter_mut() {
+        if let Some(last) = conversation.last_message.as_mut() {
+            if let Some((_, preview)) = previews.iter().find(|(id, _)| *id == last.message_id) {
+                last.preview.clone_from(preview);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Conversation history.
+///
+/// Messages in ascending seq: the latest `limit` without `before`/`after`; the ones just before seq
+/// `before` (scrolling back); or the ones just after seq `after` (catching up). Recalled messages stay
+/// as tombstones (empty body), so seqs have no holes.
+#[utoipa::path(
+    get, path = "/v1/conversations/{conversation}/messages", tag = "messages",
+    params(
+        ("conversation" = schemas::ConversationId, Path, description = "The conversation."),
+        ("before" = Option<i64>, Query, minimum = 1, description = "Messages with a smaller seq."),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Messages with a larger seq."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size, 20 when not given."),
+    ),
+    responses(
+        (status = 200, description = "A page of messages, ascending seq.", body = MessagePage),
+        BadRequest, NoSuchRoute, InternalError, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn messages(
+    State(pool): State<PgPool>,
+    Path(conversation): Path<String>,
+    params: QueryParams,
+) -> Result<Json<MessagePage>, ApiError> {
+    let conversation = ConversationId::parse("conversation", &conversation)?;
+    let limit = limit(&params)?;
+    let before = params.int_in("before", 1, i64::MAX)?;
+    let after = params.int_in("after", 0, i64::MAX)?;
+    type Row = (i64, String, String, String, DateTime<Utc>, bool);
+    let query = match (before, after) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_field(
+                "after",
+                "give at most one of before and after",
+            ))
+        }
+        (None, Some(after)) => sqlx::query_as::<_, Row>(
+            "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL
+             FROM messages WHERE conversation_id = $1 AND seq > $2
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(conversation.as_str())
+        .bind(after),
+        (before, None) => sqlx::query_as::<_, Row>(
+            "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL
+             FROM messages WHERE conversation_id = $1 AND seq < $2
+             ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(conversation.as_str())
+        .bind(before.unwrap_or(i64::MAX)),
+    };
+    let mut rows: Vec<Row> = query
+        .bind(limit + 1)
+        .fetch_all(&pool)
+        .await
+        .map_err(database_error)?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    if after.is_none() {
+        rows.reverse();
+    }
+    let messages = rows
+        .into_iter()
+        .map(
+            |(seq, message_id, sender, body, created_at, recalled)| Message {
+                seq,
+                message_id,
+                sender,
+                body,
+                created_at,
+                recalled,
+            },
+        )
+        .collect();
+    Ok(Json(MessagePage { messages, has_more }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let at = DateTime::from_timestamp_micros(1_795_000_000_123_456).unwrap();
+        let cursor = encode_conversation_cursor(at, "d:alice:bob");
+        assert_eq!(
+            decode_conversation_cursor(&cursor),
+            Some((at, "d:alice:bob".to_owned()))
+        );
+        assert_eq!(decode_conversation_cursor("garbage!"), None);
+        assert_eq!(
+            decode_conversation_cursor(&URL_SAFE_NO_PAD.encode("c1:12:d:bob:alice")),
+            None
+        );
+        assert_eq!(
+            decode_member_cursor(&encode_member_cursor("bob")),
+            Some("bob".to_owned())
+        );
+        assert_eq!(
+            decode_member_cursor(&URL_SAFE_NO_PAD.encode("m1:a b")),
+            None
+        );
+    }
+}
