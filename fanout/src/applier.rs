@@ -245,6 +245,23 @@ impl Applier {
             .inc_by(outcome.sync_entries_removed);
         self.metrics.posts_pulled.inc_by(outcome.posts_pulled);
         self.metrics.mode_changes.inc_by(outcome.mode_changes);
+        let im = outcome.im;
+        applied.with_label_values(&["im", "new"]).inc_by(im.applied);
+        applied
+            .with_label_values(&["im", "duplicate"])
+            .inc_by(im.duplicate);
+        applied
+            .with_label_values(&["im", "refused"])
+            .inc_by(im.refused.iter().sum());
+        entries
+            .with_label_values(&["message"])
+            .inc_by(im.sync_entries);
+        for (reason, count) in crate::im::Refusal::ALL.iter().zip(im.refused) {
+            self.metrics
+                .im_refused
+                .with_label_values(&[reason.label()])
+                .inc_by(count);
+        }
     }
 }
 

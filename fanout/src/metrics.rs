@@ -20,6 +20,7 @@ pub struct FanoutMetrics {
     pub(crate) sync_entries_removed: IntCounter,
     pub(crate) posts_pulled: IntCounter,
     pub(crate) mode_changes: IntCounter,
+    pub(crate) im_refused: IntCounterVec,
 }
 
 impl FanoutMetrics {
@@ -34,7 +35,7 @@ impl FanoutMetrics {
         let sync_entries = IntCounterVec::new(
             Opts::new(
                 "fanline_fanout_sync_entries_written_total",
-                "Sync timeline entries written, by kind: push (followers), own (the author's devices), backfill (new follows).",
+                "Sync timeline entries written, by kind: push (followers), own (the author's devices), backfill (new follows), message (messages, recalls and refusals).",
             ),
             &["mode"],
         )?;
@@ -111,8 +112,16 @@ impl FanoutMetrics {
             "fanline_fanout_delivery_mode_changes_total",
             "Authors switched between push and pull mode.",
         )?;
+        let im_refused = IntCounterVec::new(
+            Opts::new(
+                "fanline_fanout_im_refused_total",
+                "IM events fanout refused, by reason: not_member (a message or read marker from a non-member), no_such_group, not_allowed (a membership change the actor may not make), recall_window, no_such_message.",
+            ),
+            &["reason"],
+        )?;
         for collector in [
-            Box::new(sync_entries_removed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(im_refused.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sync_entries_removed.clone()),
             Box::new(posts_pulled.clone()),
             Box::new(mode_changes.clone()),
             Box::new(assigned_partitions.clone()),
@@ -130,6 +139,7 @@ impl FanoutMetrics {
             registry.register(collector)?;
         }
         Ok(Self {
+            im_refused,
             events_applied,
             sync_entries,
             dead_lettered,

@@ -287,6 +287,13 @@ async fn group_messages_reach_exactly_the_members_of_their_moment() {
     assert_eq!(mallory[0].0, "refused");
     let refused = stack.read("/v1/users/mallory/sync").await;
     assert_eq!(refused["entries"][0]["reason"], "not_member");
+    assert_eq!(
+        stack.fanout.metric(
+            "fanline_fanout_im_refused_total",
+            &[("reason", "not_member")]
+        ),
+        1.0
+    );
 
     // Unread: pat read up to his own message (seq 2), then got olga's third; quinn left (0); ruth
     // joined before the third.
