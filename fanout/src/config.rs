@@ -129,6 +129,7 @@ pub mod defaults {
     pub const PULL_THRESHOLD: i64 = 10_000;
     pub const FOLLOW_BACKFILL: i64 = 50;
     pub const RECALL_WINDOW_SECS: i64 = 120;
+    pub const GROUP_PULL_THRESHOLD: i64 = 2_000;
 
     /// The push threshold when none is given: 90% of the pull threshold.
     pub fn push_threshold(pull_threshold: i64) -> i64 {
@@ -216,6 +217,16 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_FOLLOW_BACKFILL", default_value_t = defaults::FOLLOW_BACKFILL)]
     pub follow_backfill: i64,
 
+    /// A group switches to pull mode (read diffusion: a message costs O(1) rows, members read it from
+    /// the group's history) when its member count rises above this.
+    #[arg(long, global = true, env = "FANLINE_GROUP_PULL_THRESHOLD", default_value_t = defaults::GROUP_PULL_THRESHOLD)]
+    pub group_pull_threshold: i64,
+
+    /// A group in pull mode switches back to push when its member count falls below this (default: 90% of
+    /// the group pull threshold).
+    #[arg(long, global = true, env = "FANLINE_GROUP_PUSH_THRESHOLD")]
+    pub group_push_threshold: Option<i64>,
+
     /// How long after sending a message its sender may recall it, in seconds (checked by fanout against
     /// the times ingest stamped on the message and on the recall).
     #[arg(long, global = true, env = "FANLINE_RECALL_WINDOW_SECS", default_value_t = defaults::RECALL_WINDOW_SECS)]
@@ -261,6 +272,8 @@ impl Config {
             push_threshold: None,
             follow_backfill: defaults::FOLLOW_BACKFILL,
             recall_window_secs: defaults::RECALL_WINDOW_SECS,
+            group_pull_threshold: defaults::GROUP_PULL_THRESHOLD,
+            group_push_threshold: None,
             skip_setup: false,
             kafka_properties: Vec::new(),
             log_json: false,
@@ -284,11 +297,22 @@ impl Config {
         if self.recall_window_secs < 0 {
             return Err("recall window must not be negative".to_owned());
         }
+        let group_pull_above = self.group_pull_threshold;
+        let group_push_below = self
+            .group_push_threshold
+            .unwrap_or_else(|| defaults::push_threshold(group_pull_above));
+        if group_pull_above < 1 || group_push_below < 0 || group_push_below > group_pull_above {
+            return Err(format!(
+                "group push threshold ({group_push_below}) must be between 0 and the group pull threshold ({group_pull_above})"
+            ));
+        }
         Ok(crate::store::Policy {
             pull_above,
             push_below,
             follow_backfill: self.follow_backfill,
             recall_window: chrono::TimeDelta::seconds(self.recall_window_secs),
+            group_pull_above,
+            group_push_below,
         })
     }
 

@@ -20,6 +20,11 @@
 //! ingest cannot know membership: a message from a non-member, or to a group that does not exist, is
 //! refused here — recorded in `refused_messages`, reported to the sender's devices as a `refused` sync
 //! entry, counted by reason — and never delivered.
+//!
+//! Large groups (above `group_pull_above` members) are read-diffused: a message costs the message row
+//! and the sender's own inbox entry; members' delivered seq and unread count are derived at read time
+//! (the `conversation_state` view) and their sync scans report the conversation as advanced through
+//! its `last_position`. Crossing the thresholds converts between the two forms ([`update_group_mode`]).
 
 use chrono::{DateTime, Utc};
 use schemas::ids::ConversationKind;
@@ -29,7 +34,7 @@ use schemas::{
 };
 use sqlx::{Postgres, Transaction};
 
-use crate::store::{Policy, SeqLock, SourcedEvent};
+use crate::store::{next_mode_between, DeliveryMode, Policy, SeqLock, SourcedEvent};
 
 /// Why fanout refused an IM event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,8 +129,8 @@ pub(crate) async fn apply(
     let outcome = match &event.envelope.event {
         Event::ProfileUpdated(profile) => apply_profile(tx, event, profile).await?,
         Event::GroupCreated(group) => apply_group_created(tx, group).await?,
-        Event::MemberAdded(change) => apply_membership(tx, event, change, true).await?,
-        Event::MemberRemoved(change) => apply_membership(tx, event, change, false).await?,
+        Event::MemberAdded(change) => apply_membership(tx, policy, event, change, true).await?,
+        Event::MemberRemoved(change) => apply_membership(tx, policy, event, change, false).await?,
         Event::MessageSent(message) => apply_message(tx, message, seq_lock).await?,
         Event::MessageRecalled(recall) => apply_recall(tx, policy, recall, seq_lock).await?,
         Event::ReadMarked(read) => apply_read(tx, event, read).await?,
@@ -228,13 +233,15 @@ async fn join_conversation(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO conversation_members
-             (user_id, conversation_id, from_seq, delivered_seq, read_seq, unread, active, last_activity)
-         SELECT $1, c.conversation_id, c.last_seq, c.last_seq, c.last_seq, 0, true, $3
+             (user_id, conversation_id, from_seq, delivered_seq, read_seq, unread, active,
+              last_activity, pull)
+         SELECT $1, c.conversation_id, c.last_seq, c.last_seq, c.last_seq, 0, true, $3,
+                c.mode = 'pull'
          FROM conversations c WHERE c.conversation_id = $2
          ON CONFLICT (user_id, conversation_id) DO UPDATE
          SET from_seq = EXCLUDED.from_seq, delivered_seq = EXCLUDED.delivered_seq,
              read_seq = EXCLUDED.read_seq, unread = 0, active = true,
-             last_activity = EXCLUDED.last_activity
+             last_activity = EXCLUDED.last_activity, pull = EXCLUDED.pull
          WHERE NOT conversation_members.active",
     )
     .bind(user)
@@ -266,6 +273,7 @@ async fn active_role(tx: &mut Tx, group: &str, user: &str) -> Result<Option<Role
 /// and removes members; only the owner makes or removes admins; nobody becomes or removes the owner.
 async fn apply_membership(
     tx: &mut Tx,
+    policy: &Policy,
     event: &SourcedEvent,
     change: &MembershipChange,
     added: bool,
@@ -346,6 +354,7 @@ async fn apply_membership(
                 .execute(&mut **tx)
                 .await?;
             join_conversation(tx, &conversation, change.user.as_str(), event.envelope.ts).await?;
+            update_group_mode(tx, policy, &conversation, group).await?;
         }
     } else {
         if target.is_none() {
@@ -367,17 +376,92 @@ async fn apply_membership(
             .bind(group)
             .execute(&mut **tx)
             .await?;
-        // A member who left keeps the conversation in their list, with nothing left to read.
+        // A member who left keeps the conversation in their list, with nothing left to read. (In a
+        // pull-mode group their delivered seq and activity are derived while active: fix them now.)
         sqlx::query(
-            "UPDATE conversation_members SET active = false, unread = 0
-             WHERE user_id = $1 AND conversation_id = $2",
+            "UPDATE conversation_members cm
+             SET active = false, unread = 0,
+                 delivered_seq = CASE WHEN cm.pull THEN c.last_seq ELSE cm.delivered_seq END,
+                 last_activity = CASE WHEN cm.pull
+                     THEN greatest(cm.last_activity, coalesce(c.last_at, cm.last_activity))
+                     ELSE cm.last_activity END
+             FROM conversations c
+             WHERE cm.user_id = $1 AND cm.conversation_id = $2
+               AND c.conversation_id = cm.conversation_id",
         )
         .bind(change.user.as_str())
         .bind(conversation.as_str())
         .execute(&mut **tx)
         .await?;
+        update_group_mode(tx, policy, &conversation, group).await?;
     }
     Ok(ImOutcome::applied())
+}
+
+/// Switches a group between push (a message goes into every member's inbox and counters) and pull
+/// (read diffusion: O(1) rows per message, members' state derived at read time, see the
+/// `conversation_state` view) when its member count crosses the thresholds. Pull → push turns the derived
+/// state into stored counters for every member, once per switch; hysteresis keeps that rare.
+async fn update_group_mode(
+    tx: &mut Tx,
+    policy: &Policy,
+    conversation: &ConversationId,
+    group: &str,
+) -> Result<(), sqlx::Error> {
+    let (members, mode): (i64, String) = sqlx::query_as(
+        "SELECT g.member_count, c.mode FROM groups g, conversations c
+         WHERE g.group_id = $1 AND c.conversation_id = $2",
+    )
+    .bind(group)
+    .bind(conversation.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    let current = DeliveryMode::parse(&mode);
+    let next = next_mode_between(
+        current,
+        members,
+        policy.group_pull_above,
+        policy.group_push_below,
+    );
+    if next == current {
+        return Ok(());
+    }
+    sqlx::query("UPDATE conversations SET mode = $2 WHERE conversation_id = $1")
+        .bind(conversation.as_str())
+        .bind(next.as_str())
+        .execute(&mut **tx)
+        .await?;
+    match next {
+        DeliveryMode::Pull => {
+            sqlx::query("UPDATE conversation_members SET pull = true WHERE conversation_id = $1")
+                .bind(conversation.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        DeliveryMode::Push => {
+            sqlx::query(
+                "UPDATE conversation_members cm
+                 SET pull = false,
+                     delivered_seq = CASE WHEN cm.active THEN c.last_seq ELSE cm.delivered_seq END,
+                     unread = CASE WHEN cm.active THEN
+                         (SELECT count(*) FROM messages m
+                          WHERE m.conversation_id = cm.conversation_id
+                            AND m.seq > greatest(cm.read_seq, cm.from_seq) AND m.seq <= c.last_seq
+                            AND m.sender <> cm.user_id AND m.recalled_at IS NULL)
+                         ELSE 0 END,
+                     last_activity = CASE WHEN cm.active
+                         THEN greatest(cm.last_activity, coalesce(c.last_at, cm.last_activity))
+                         ELSE cm.last_activity END
+                 FROM conversations c
+                 WHERE cm.conversation_id = $1 AND c.conversation_id = cm.conversation_id",
+            )
+            .bind(conversation.as_str())
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    tracing::info!(conversation = %conversation, members, mode = next.as_str(), "group delivery mode changed");
+    Ok(())
 }
 
 /// Remembers the position of a change that changed nothing, so an older replayed one stays stale.
@@ -492,6 +576,14 @@ async fn apply_message(
             if let Some(reason) = reason {
                 return refuse_message(tx, message, reason, seq_lock).await;
             }
+            let (mode,): (String,) =
+                sqlx::query_as("SELECT mode FROM conversations WHERE conversation_id = $1")
+                    .bind(conversation)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            if DeliveryMode::parse(&mode) == DeliveryMode::Pull {
+                return apply_pulled_message(tx, message, seq_lock).await;
+            }
         }
     }
     let (seq,): (i64,) = sqlx::query_as(
@@ -550,6 +642,82 @@ async fn apply_message(
         sync_entries: entries,
         ..ImOutcome::default()
     })
+}
+
+/// A message to a pull-mode group: the message row and the sender's own inbox entry (2 rows written,
+/// whatever the group's size), plus the conversation's counters and position and the sender's read
+/// state. Members read it from the history; their sync scans report the conversation as advanced.
+async fn apply_pulled_message(
+    tx: &mut Tx,
+    message: &MessageSent,
+    seq_lock: &mut SeqLock,
+) -> Result<ImOutcome, sqlx::Error> {
+    let conversation = message.conversation.as_str();
+    let (seq,): (i64,) = sqlx::query_as(
+        "UPDATE conversations SET last_seq = last_seq + 1, last_at = $2
+         WHERE conversation_id = $1 RETURNING last_seq",
+    )
+    .bind(conversation)
+    .bind(message.created_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO messages (conversation_id, seq, message_id, sender, body, client_msg_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(conversation)
+    .bind(seq)
+    .bind(message.message_id.as_str())
+    .bind(message.sender.as_str())
+    .bind(&message.body)
+    .bind(message.client_msg_id.as_deref())
+    .bind(message.created_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE conversation_members
+         SET delivered_seq = $3, read_seq = $3, unread = 0,
+             last_activity = greatest(last_activity, $4)
+         WHERE user_id = $1 AND conversation_id = $2",
+    )
+    .bind(message.sender.as_str())
+    .bind(conversation)
+    .bind(seq)
+    .bind(message.created_at)
+    .execute(&mut **tx)
+    .await?;
+    seq_lock.acquire(tx).await?;
+    advance_position(tx, conversation).await?;
+    let entries = sqlx::query(
+        "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, conv_seq, message_id)
+         VALUES ($1, nextval('sync_seq'), $1, 'message', $2, $3, $4)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(message.sender.as_str())
+    .bind(conversation)
+    .bind(seq)
+    .bind(message.message_id.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(ImOutcome {
+        applied: 1,
+        sync_entries: entries,
+        ..ImOutcome::default()
+    })
+}
+
+/// Gives a pull-mode conversation a new position in the sync order (under the seq lock): every member's
+/// next sync scan from below it reports the conversation as advanced.
+async fn advance_position(tx: &mut Tx, conversation: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE conversations SET last_position = nextval('sync_seq')
+         WHERE conversation_id = $1 AND mode = 'pull'",
+    )
+    .bind(conversation)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Records a refused message and tells the sender's devices, through a `refused` entry in their sync
@@ -623,7 +791,7 @@ async fn apply_recall(
     // It no longer counts for whoever had it delivered and unread.
     sqlx::query(
         "UPDATE conversation_members SET unread = unread - 1
-         WHERE conversation_id = $1 AND active AND user_id <> $2
+         WHERE conversation_id = $1 AND active AND NOT pull AND user_id <> $2
            AND from_seq < $3 AND delivered_seq >= $3 AND read_seq < $3",
     )
     .bind(conversation)
@@ -631,8 +799,10 @@ async fn apply_recall(
     .bind(seq)
     .execute(&mut **tx)
     .await?;
-    // A tombstone in every timeline that got the message: devices that synced it learn of the recall.
+    // A tombstone in every timeline that got the message: devices that synced it learn of the recall
+    // (members of a pull-mode group from the conversation advancing).
     seq_lock.acquire(tx).await?;
+    advance_position(tx, conversation).await?;
     let entries = sqlx::query(
         "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, conv_seq, message_id)
          SELECT m.user_id, nextval('sync_seq'), $2, 'recall', $1, $3, $4
@@ -684,6 +854,17 @@ async fn apply_read(
     .bind(read.conversation.as_str())
     .bind(event.partition)
     .bind(event.offset)
+    .execute(&mut **tx)
+    .await?;
+    // In a pull-mode group everything up to the conversation's last seq was delivered by reading it.
+    sqlx::query(
+        "UPDATE conversation_members cm SET delivered_seq = c.last_seq
+         FROM conversations c
+         WHERE cm.user_id = $1 AND cm.conversation_id = $2 AND cm.pull
+           AND c.conversation_id = cm.conversation_id",
+    )
+    .bind(read.user.as_str())
+    .bind(read.conversation.as_str())
     .execute(&mut **tx)
     .await?;
     // Clamped to what was delivered, forward only; unread recounted from the messages themselves.

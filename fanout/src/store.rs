@@ -35,6 +35,10 @@ pub struct Policy {
     pub follow_backfill: i64,
     /// How long after sending a message its sender may recall it.
     pub recall_window: chrono::TimeDelta,
+    /// A group switches to pull mode (read diffusion) above this many members …
+    pub group_pull_above: i64,
+    /// … and back to push below this many (hysteresis, as for authors).
+    pub group_push_below: i64,
 }
 
 impl Default for Policy {
@@ -45,15 +49,28 @@ impl Default for Policy {
             push_below: defaults::push_threshold(defaults::PULL_THRESHOLD),
             follow_backfill: defaults::FOLLOW_BACKFILL,
             recall_window: chrono::TimeDelta::seconds(defaults::RECALL_WINDOW_SECS),
+            group_pull_above: defaults::GROUP_PULL_THRESHOLD,
+            group_push_below: defaults::push_threshold(defaults::GROUP_PULL_THRESHOLD),
         }
     }
 }
 
 /// The delivery mode an author with `followers` followers should have, given their current one.
 pub fn next_mode(current: DeliveryMode, followers: i64, policy: &Policy) -> DeliveryMode {
+    next_mode_between(current, followers, policy.pull_above, policy.push_below)
+}
+
+/// The mode for an audience of `size` given the current one: pull above `pull_above`, push again only
+/// below `push_below`.
+pub fn next_mode_between(
+    current: DeliveryMode,
+    size: i64,
+    pull_above: i64,
+    push_below: i64,
+) -> DeliveryMode {
     match current {
-        DeliveryMode::Push if followers > policy.pull_above => DeliveryMode::Pull,
-        DeliveryMode::Pull if followers < policy.push_below => DeliveryMode::Push,
+        DeliveryMode::Push if size > pull_above => DeliveryMode::Pull,
+        DeliveryMode::Pull if size < push_below => DeliveryMode::Push,
         unchanged => unchanged,
     }
 }
@@ -72,7 +89,7 @@ impl DeliveryMode {
         }
     }
 
-    fn parse(text: &str) -> DeliveryMode {
+    pub(crate) fn parse(text: &str) -> DeliveryMode {
         if text == "pull" {
             DeliveryMode::Pull
         } else {

@@ -218,35 +218,50 @@ type ConversationRow = (
     Option<bool>,
 );
 
-/// The contact list page: $1 user, $2 cursor time, $3 cursor conversation, $4 rows wanted. Starts
-/// from the `conversation_members_recent` index range; the last message, the group's name and the
-/// peer's profile are looked up per row.
-const CONVERSATIONS_SQL: &str = "SELECT cm.conversation_id, c.kind, cm.delivered_seq, cm.read_seq, cm.unread,
-                cm.active, cm.last_activity,
+/// The contact list page: $1 user, $2 cursor time, $3 cursor conversation, $4 rows wanted. A merge of
+/// two index-driven sources, like the feed: the user's push conversations by stored activity
+/// (`conversation_members_recent`) and their pull-mode groups (`conversation_members_pull`, few) by
+/// derived activity; each gives at most `limit` rows after the cursor. Values come from the
+/// `conversation_state` view (stored counters, or derived ones for pull-mode groups); the last message,
+/// the group's name and the peer's profile are looked up per row.
+const CONVERSATIONS_SQL: &str = "WITH page AS (
+             (SELECT cm.conversation_id, cm.last_activity AS activity
+              FROM conversation_members cm
+              WHERE cm.user_id = $1 AND NOT cm.pull
+                AND (cm.last_activity, cm.conversation_id)
+                    < (coalesce($2, 'infinity'::timestamptz), coalesce($3, ''))
+              ORDER BY cm.last_activity DESC, cm.conversation_id DESC
+              LIMIT $4)
+             UNION ALL
+             (SELECT s.conversation_id, s.activity
+              FROM conversation_state s
+              WHERE s.user_id = $1 AND s.pull
+                AND (s.activity, s.conversation_id)
+                    < (coalesce($2, 'infinity'::timestamptz), coalesce($3, ''))
+              ORDER BY s.activity DESC, s.conversation_id DESC
+              LIMIT $4)
+         )
+         SELECT p.conversation_id, c.kind, s.delivered_seq, s.read_seq, s.unread, s.active, p.activity,
                 CASE WHEN c.kind = 'direct' THEN
-                    CASE WHEN split_part(cm.conversation_id, ':', 2) = $1
-                         THEN split_part(cm.conversation_id, ':', 3)
-                         ELSE split_part(cm.conversation_id, ':', 2) END
+                    CASE WHEN split_part(p.conversation_id, ':', 2) = $1
+                         THEN split_part(p.conversation_id, ':', 3)
+                         ELSE split_part(p.conversation_id, ':', 2) END
                 END AS peer,
                 coalesce(g.name, u.display_name),
                 m.message_id, m.sender, m.created_at, m.recalled_at IS NOT NULL
-         FROM (SELECT * FROM conversation_members
-               WHERE user_id = $1
-                 AND (last_activity, conversation_id)
-                     < (coalesce($2, 'infinity'::timestamptz), coalesce($3, ''))
-               ORDER BY last_activity DESC, conversation_id DESC
-               LIMIT $4) cm
-         JOIN conversations c ON c.conversation_id = cm.conversation_id
+         FROM (SELECT * FROM page ORDER BY activity DESC, conversation_id DESC LIMIT $4) p
+         JOIN conversation_state s ON s.user_id = $1 AND s.conversation_id = p.conversation_id
+         JOIN conversations c ON c.conversation_id = p.conversation_id
          LEFT JOIN LATERAL (
              SELECT message_id, sender, created_at, recalled_at FROM messages
-             WHERE conversation_id = cm.conversation_id AND seq = cm.delivered_seq AND seq > cm.from_seq
+             WHERE conversation_id = p.conversation_id AND seq = s.delivered_seq AND seq > s.from_seq
          ) m ON true
-         LEFT JOIN groups g ON c.kind = 'group' AND g.group_id = substr(cm.conversation_id, 3)
+         LEFT JOIN groups g ON c.kind = 'group' AND g.group_id = substr(p.conversation_id, 3)
          LEFT JOIN users u ON c.kind = 'direct' AND u.user_id =
-             CASE WHEN split_part(cm.conversation_id, ':', 2) = $1
-                  THEN split_part(cm.conversation_id, ':', 3)
-                  ELSE split_part(cm.conversation_id, ':', 2) END
-         ORDER BY cm.last_activity DESC, cm.conversation_id DESC";
+             CASE WHEN split_part(p.conversation_id, ':', 2) = $1
+                  THEN split_part(p.conversation_id, ':', 3)
+                  ELSE split_part(p.conversation_id, ':', 2) END
+         ORDER BY p.activity DESC, p.conversation_id DESC";
 
 /// Contact list.
 ///
@@ -286,7 +301,7 @@ pub async fn conversations(
         .await
         .map_err(database_error)?;
     let (total_unread,): (i64,) = sqlx::query_as(
-        "SELECT coalesce(sum(unread), 0)::bigint FROM conversation_members WHERE user_id = $1",
+        "SELECT coalesce(sum(unread), 0)::bigint FROM conversation_state WHERE user_id = $1",
     )
     .bind(user.as_str())
     .fetch_one(&pool)

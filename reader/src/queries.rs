@@ -5,7 +5,7 @@
 //! whatever is written meanwhile (new posts appear at the top, never inside pages already read).
 
 use chrono::{DateTime, Utc};
-use schemas::api::{encode_cursor, FeedEntry, FeedPage, SyncEntry, SyncKind};
+use schemas::api::{encode_cursor, AdvancedConversation, FeedEntry, FeedPage, SyncEntry, SyncKind};
 use sqlx::PgPool;
 
 // The queries bound pages with `post_id < coalesce($cursor, '8')` rather than `$cursor IS NULL OR ...`:
@@ -243,4 +243,38 @@ pub async fn sync(
         last_scanned_seq,
         has_more,
     })
+}
+
+/// The user's pull-mode group conversations whose position is after `after` (and at most `upto`), in
+/// position order. Starts from the user's pull rows (`conversation_members_pull`): a user is in few
+/// large groups.
+pub async fn advanced_conversations(
+    pool: &PgPool,
+    user: &str,
+    after: i64,
+    upto: Option<i64>,
+) -> Result<Vec<AdvancedConversation>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT c.conversation_id, c.last_seq, c.last_position
+         FROM conversation_members cm
+         JOIN conversations c ON c.conversation_id = cm.conversation_id
+         WHERE cm.user_id = $1 AND cm.pull AND cm.active
+           AND c.last_position > $2 AND c.last_position <= coalesce($3, c.last_position)
+         ORDER BY c.last_position",
+    )
+    .bind(user)
+    .bind(after)
+    .bind(upto)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(conversation_id, last_seq, position)| AdvancedConversation {
+                conversation_id,
+                last_seq,
+                position,
+            },
+        )
+        .collect())
 }

@@ -134,8 +134,9 @@ pub async fn posts(
 
 /// Sync timeline scan.
 ///
-/// The entries of the user's inbox with a seq greater than `after`, ascending. A device keeps the
-/// `last_seq` of each answer and polls with it as `after`: it never misses an entry.
+/// The entries of the user's inbox with a seq greater than `after`, ascending — posts, messages, recalls
+/// and refusals — and the large groups (read-diffused) that advanced since. A device keeps the
+/// `last_seq` of each answer and polls with it as `after`: it never misses an entry or a group.
 #[utoipa::path(
     get, path = "/v1/users/{user}/sync", tag = "timelines",
     params(
@@ -164,9 +165,25 @@ pub async fn sync(
         .map_err(database_error)?;
     let entries = scan.entries;
     let has_more = scan.has_more;
-    let last_seq = scan.last_scanned_seq.unwrap_or(after);
+    // Large groups advanced within the scanned range; without more entries, up to now.
+    let upto = if has_more {
+        scan.last_scanned_seq
+    } else {
+        None
+    };
+    let conversations = queries::advanced_conversations(&pool, user.as_str(), after, upto)
+        .await
+        .map_err(database_error)?;
+    let last_position = conversations.iter().map(|c| c.position).max();
+    let last_seq = scan
+        .last_scanned_seq
+        .into_iter()
+        .chain(last_position)
+        .max()
+        .unwrap_or(after);
     Ok(Json(SyncPage {
         entries,
+        conversations,
         last_seq,
         has_more,
     }))

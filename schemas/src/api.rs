@@ -193,10 +193,25 @@ pub struct SyncEntry {
     pub reason: Option<String>,
 }
 
+/// A large (pull-mode) group conversation that advanced since the device's cursor: its messages are not
+/// copied into members' inboxes; fetch them from the history after the last conversation seq you have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AdvancedConversation {
+    pub conversation_id: String,
+    /// The conversation's last message seq now.
+    pub last_seq: i64,
+    /// Its place in this sync timeline's order (≤ the page's `last_seq`).
+    pub position: i64,
+}
+
 /// `GET /v1/users/{user}/sync`: ascending `seq`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SyncPage {
     pub entries: Vec<SyncEntry>,
+    /// Large group conversations (read-diffused) that advanced after `after` and up to `last_seq`: one
+    /// poll tells a device about every big group without polling each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conversations: Vec<AdvancedConversation>,
     /// The highest seq in `entries`, or the request's `after` when there are none: poll with it next.
     pub last_seq: i64,
     /// Whether more entries follow right away.

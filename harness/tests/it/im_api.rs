@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(60);
 
 struct Stack {
-    _db: TestDb,
+    db: TestDb,
     topic: TestTopic,
     group: String,
     ingest: Running,
@@ -23,15 +23,25 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Stack {
+        Stack::with_group_thresholds(None).await
+    }
+
+    /// With `Some((pull_above, push_below))` groups switch to read diffusion at tiny sizes.
+    async fn with_group_thresholds(thresholds: Option<(i64, i64)>) -> Stack {
         let db = TestDb::create().await;
         let topic = TestTopic::create(4).await;
         let group = unique("fanout");
         let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
         let reader = spawn_reader(&db.url).await;
-        let fanout = spawn_fanout(fanout_config(&topic, &group, &db.url)).await;
+        let mut config = fanout_config(&topic, &group, &db.url);
+        if let Some((pull_above, push_below)) = thresholds {
+            config.group_pull_threshold = pull_above;
+            config.group_push_threshold = Some(push_below);
+        }
+        let fanout = spawn_fanout(config).await;
         let api = Api::new(ingest.url(""), reader.url(""));
         Stack {
-            _db: db,
+            db,
             topic,
             group,
             ingest,
@@ -417,5 +427,132 @@ async fn bad_im_input_gets_a_json_error_naming_the_field() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{value}");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_large_group_costs_constant_rows_per_message_and_stays_exact_across_its_thresholds() {
+    // Pull (read diffusion) above 3 members, push again below 3.
+    let stack = Stack::with_group_thresholds(Some((3, 3))).await;
+    stack
+        .write(
+            Method::POST,
+            "/v1/groups",
+            json!({"group": "big", "owner": "olga", "name": "Big"}),
+        )
+        .await;
+    for member in ["ann", "ben", "cat"] {
+        stack
+            .write(
+                Method::PUT,
+                &format!("/v1/groups/big/members/{member}"),
+                Value::Null,
+            )
+            .await;
+    }
+    stack
+        .send(json!({"from": "olga", "group": "big", "body": "m1"}))
+        .await;
+    stack
+        .send(json!({"from": "ben", "group": "big", "body": "m2"}))
+        .await;
+    stack.applied().await;
+    let (mode,): (String,) =
+        sqlx::query_as("SELECT mode FROM conversations WHERE conversation_id = 'g:big'")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(mode, "pull");
+    // Two messages to four members: one inbox entry each (the sender's own), nothing per member.
+    let (entries,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM sync_entries WHERE conversation_id = 'g:big'")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(entries, 2);
+    let ann = stack.contacts("ann").await;
+    assert_eq!(unread_of(&ann, "g:big"), 2);
+    assert_eq!(ann["total_unread"], 2);
+    assert_eq!(ann["conversations"][0]["last_message"]["preview"], "m2");
+    assert_eq!(unread_of(&stack.contacts("ben").await, "g:big"), 0);
+    assert_eq!(unread_of(&stack.contacts("olga").await, "g:big"), 1);
+    // One sync poll tells ann's device the big group advanced; its cursor moves past it.
+    let sync = stack.read("/v1/users/ann/sync?after=0").await;
+    assert_eq!(sync["entries"].as_array().unwrap().len(), 0);
+    assert_eq!(sync["conversations"][0]["conversation_id"], "g:big");
+    assert_eq!(sync["conversations"][0]["last_seq"], 2);
+    let cursor = sync["last_seq"].as_i64().unwrap();
+    assert_eq!(
+        cursor,
+        sync["conversations"][0]["position"].as_i64().unwrap()
+    );
+    let again = stack
+        .read(&format!("/v1/users/ann/sync?after={cursor}"))
+        .await;
+    assert!(again.get("conversations").is_none(), "nothing new: {again}");
+
+    // Read markers and recalls stay exact in pull mode.
+    stack
+        .write(
+            Method::PUT,
+            "/v1/users/ann/conversations/g:big/read",
+            json!({"seq": 1}),
+        )
+        .await;
+    let m3 = stack
+        .send(json!({"from": "cat", "group": "big", "body": "m3"}))
+        .await;
+    stack.applied().await;
+    assert_eq!(unread_of(&stack.contacts("ann").await, "g:big"), 2);
+    let id = m3["message_id"].as_str().unwrap();
+    stack
+        .write(
+            Method::DELETE,
+            &format!("/v1/messages/{id}?from=cat&conversation=g:big"),
+            Value::Null,
+        )
+        .await;
+    stack.applied().await;
+    assert_eq!(unread_of(&stack.contacts("ann").await, "g:big"), 1);
+    let recalled = stack
+        .read(&format!("/v1/users/ann/sync?after={cursor}"))
+        .await;
+    assert_eq!(recalled["conversations"][0]["conversation_id"], "g:big");
+
+    // Down to two members: back to push, with the derived counts stored; new messages are pushed again.
+    for member in ["ben", "cat"] {
+        stack
+            .write(
+                Method::DELETE,
+                &format!("/v1/groups/big/members/{member}"),
+                Value::Null,
+            )
+            .await;
+    }
+    stack
+        .send(json!({"from": "olga", "group": "big", "body": "m4"}))
+        .await;
+    stack.applied().await;
+    let (mode,): (String,) =
+        sqlx::query_as("SELECT mode FROM conversations WHERE conversation_id = 'g:big'")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(mode, "push");
+    assert_eq!(unread_of(&stack.contacts("ann").await, "g:big"), 2);
+    let pushed = message_entries(&stack, "ann").await;
+    assert_eq!(pushed, vec![("message".to_owned(), 4, "m4".to_owned())]);
+    let history = stack.read("/v1/conversations/g:big/messages").await;
+    let seqs: Vec<i64> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![1, 2, 3, 4],
+        "nothing hidden or duplicated across the switches"
+    );
     stack.stop().await;
 }

@@ -2,7 +2,8 @@
 //! (stale, repeated, beyond the end), joins, leaves, removals and recalls over a few users and groups,
 //! applied through fanout's store one event at a time. After every step every unread count, every
 //! user's total, every conversation's seq and every member's read marker is compared with a ground
-//! truth; at the end the whole event log is applied again (a replay) and, into a fresh database, from
+//! truth, with group thresholds so low that groups switch between push and pull (read diffusion) all
+//! the time; at the end the whole event log is applied again (a replay) and, into a fresh database, from
 //! scratch (a rebuild): neither changes a count.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -152,10 +153,12 @@ impl Log {
     }
 }
 
+/// Every member's state as the reader sees it (stored counters for push conversations, derived ones
+/// for pull-mode groups).
 async fn snapshot(db: &TestDb) -> BTreeMap<(String, String), (i64, i64, i64, bool)> {
     let rows: Vec<(String, String, i64, i64, i64, bool)> = sqlx::query_as(
         "SELECT user_id, conversation_id, unread, read_seq, delivered_seq, active
-         FROM conversation_members",
+         FROM conversation_state",
     )
     .fetch_all(&db.pool)
     .await
@@ -176,7 +179,7 @@ async fn seqs(db: &TestDb) -> BTreeMap<String, i64> {
 
 async fn totals(db: &TestDb) -> BTreeMap<String, i64> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT user_id, sum(unread)::bigint FROM conversation_members GROUP BY user_id",
+        "SELECT user_id, sum(unread)::bigint FROM conversation_state GROUP BY user_id",
     )
     .fetch_all(&db.pool)
     .await
@@ -196,9 +199,16 @@ async fn assert_gap_free(db: &TestDb) {
     assert!(holes.is_empty(), "conversations with holes: {holes:?}");
 }
 
-async fn run_model(seed: u64, steps: usize) -> usize {
+/// Pull mode above 2 members, push again below 2: with 5 users the groups cross both ways all the time.
+async fn run_model(seed: u64, steps: usize) -> (usize, u64) {
     let db = TestDb::create().await;
-    let policy = Policy::default();
+    let policy = Policy {
+        group_pull_above: 2,
+        group_push_below: 2,
+        ..Policy::default()
+    };
+    let mut mode_changes = 0;
+    let mut last_modes = BTreeMap::new();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model = Model::default();
     let mut log = Log {
@@ -365,6 +375,18 @@ async fn run_model(seed: u64, steps: usize) -> usize {
         };
         let event = log.append(envelope);
         apply_batch(&db.pool, &policy, &[event]).await.unwrap();
+        let modes: BTreeMap<String, String> =
+            sqlx::query_as("SELECT conversation_id, mode FROM conversations WHERE kind = 'group'")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+        mode_changes += modes
+            .iter()
+            .filter(|(c, m)| last_modes.get(*c).is_some_and(|old| old != *m))
+            .count() as u64;
+        last_modes = modes;
         assert_eq!(
             snapshot(&db).await,
             model.expected(),
@@ -420,14 +442,20 @@ async fn run_model(seed: u64, steps: usize) -> usize {
         before,
         "seed {seed}: rebuild"
     );
-    refused
+    (refused, mode_changes)
 }
 
 #[tokio::test]
 async fn unread_counts_stay_exact_through_every_kind_of_event_and_a_replay() {
-    let mut refused = 0;
+    let (mut refused, mut mode_changes) = (0, 0);
     for seed in 1..=5 {
-        refused += run_model(seed, 200).await;
+        let (r, m) = run_model(seed, 200).await;
+        refused += r;
+        mode_changes += m;
     }
     assert!(refused > 0, "non-member messages were exercised");
+    assert!(
+        mode_changes > 4,
+        "groups crossed the pull threshold both ways ({mode_changes})"
+    );
 }
