@@ -5,9 +5,11 @@
 //! conversation seq gap-free (it advances only when a message is applied, one at a time) and what makes
 //! a message reach exactly the members the group had when it was written.
 //!
-//! Unread counts are kept exact inside the transaction of every event that changes them (one row per
-//! member and conversation, no separate total to drift: the total is the sum at read time):
-//! - a message: +1 for every active member but the sender; the sender reads up to it (unread 0);
+//! Unread counts are exact after the transaction of every event that changes them (one row per member
+//! and conversation, no separate total to drift: the total is the sum at read time); a direct
+//! conversation stores them, a group derives them from its counters:
+//! - a message: +1 for the other person (or, derived, for every active member but the sender); the
+//!   sender reads up to it (unread 0);
 //! - a read marker: clamped to what was delivered, forward only; unread is recounted from the messages;
 //! - a recall: −1 for every member who had it delivered and not read (not the sender);
 //! - leaving or being removed: the row stays (history) but inactive with unread 0; joining starts at
@@ -21,10 +23,11 @@
 //! refused here — recorded in `refused_messages`, reported to the sender's devices as a `refused` sync
 //! entry, counted by reason — and never delivered.
 //!
-//! Large groups (above `group_pull_above` members) are read-diffused: a message costs the message row
-//! and the sender's own inbox entry; members' delivered seq and unread count are derived at read time
-//! (the `conversation_state` view) and their sync scans report the conversation as advanced through
-//! its `last_position`. Crossing the thresholds converts between the two forms ([`update_group_mode`]).
+//! Group members' delivered seq, unread count and activity are derived at read time from the group's
+//! counters (the `conversation_state` view), in both delivery modes, so a group message touches only
+//! the sender's member row. Large groups (above `group_pull_above` members) are also read-diffused: a
+//! message costs the message row and the sender's own inbox entry, and members' sync scans report the
+//! conversation as advanced through its `last_position` ([`update_group_mode`]).
 
 use chrono::{DateTime, Utc};
 use schemas::ids::ConversationKind;
@@ -234,14 +237,14 @@ async fn join_conversation(
     sqlx::query(
         "INSERT INTO conversation_members
              (user_id, conversation_id, from_seq, delivered_seq, read_seq, unread, active,
-              last_activity, pull)
+              last_activity, derived)
          SELECT $1, c.conversation_id, c.last_seq, c.last_seq, c.last_seq, 0, true, $3,
-                c.mode = 'pull'
+                c.kind = 'group'
          FROM conversations c WHERE c.conversation_id = $2
          ON CONFLICT (user_id, conversation_id) DO UPDATE
          SET from_seq = EXCLUDED.from_seq, delivered_seq = EXCLUDED.delivered_seq,
              read_seq = EXCLUDED.read_seq, unread = 0, active = true,
-             last_activity = EXCLUDED.last_activity, pull = EXCLUDED.pull
+             last_activity = EXCLUDED.last_activity, derived = EXCLUDED.derived
          WHERE NOT conversation_members.active",
     )
     .bind(user)
@@ -376,13 +379,13 @@ async fn apply_membership(
             .bind(group)
             .execute(&mut **tx)
             .await?;
-        // A member who left keeps the conversation in their list, with nothing left to read. (In a
-        // pull-mode group their delivered seq and activity are derived while active: fix them now.)
+        // A member who left keeps the conversation in their list, with nothing left to read. (A group
+        // member's delivered seq and activity are derived while active: fix them now.)
         sqlx::query(
             "UPDATE conversation_members cm
              SET active = false, unread = 0,
-                 delivered_seq = CASE WHEN cm.pull THEN c.last_seq ELSE cm.delivered_seq END,
-                 last_activity = CASE WHEN cm.pull
+                 delivered_seq = CASE WHEN cm.derived THEN c.last_seq ELSE cm.delivered_seq END,
+                 last_activity = CASE WHEN cm.derived
                      THEN greatest(cm.last_activity, coalesce(c.last_at, cm.last_activity))
                      ELSE cm.last_activity END
              FROM conversations c
@@ -398,10 +401,10 @@ async fn apply_membership(
     Ok(ImOutcome::applied())
 }
 
-/// Switches a group between push (a message goes into every member's inbox and counters) and pull
-/// (read diffusion: O(1) rows per message, members' state derived at read time, see the
-/// `conversation_state` view) when its member count crosses the thresholds. Pull → push turns the derived
-/// state into stored counters for every member, once per switch; hysteresis keeps that rare.
+/// Switches a group between push (a message goes into every member's inbox) and pull (read diffusion:
+/// 2 rows per message, members find the conversation advanced in their sync scans) when its member
+/// count crosses the thresholds. Members' state is derived in both modes (`conversation_state`), so a
+/// switch changes nothing else.
 async fn update_group_mode(
     tx: &mut Tx,
     policy: &Policy,
@@ -431,35 +434,6 @@ async fn update_group_mode(
         .bind(next.as_str())
         .execute(&mut **tx)
         .await?;
-    match next {
-        DeliveryMode::Pull => {
-            sqlx::query("UPDATE conversation_members SET pull = true WHERE conversation_id = $1")
-                .bind(conversation.as_str())
-                .execute(&mut **tx)
-                .await?;
-        }
-        DeliveryMode::Push => {
-            sqlx::query(
-                "UPDATE conversation_members cm
-                 SET pull = false,
-                     delivered_seq = CASE WHEN cm.active THEN c.last_seq ELSE cm.delivered_seq END,
-                     unread = CASE WHEN cm.active THEN
-                         (SELECT count(*) FROM messages m
-                          WHERE m.conversation_id = cm.conversation_id
-                            AND m.seq > greatest(cm.read_seq, cm.from_seq) AND m.seq <= c.last_seq
-                            AND m.sender <> cm.user_id AND m.recalled_at IS NULL)
-                         ELSE 0 END,
-                     last_activity = CASE WHEN cm.active
-                         THEN greatest(cm.last_activity, coalesce(c.last_at, cm.last_activity))
-                         ELSE cm.last_activity END
-                 FROM conversations c
-                 WHERE cm.conversation_id = $1 AND c.conversation_id = cm.conversation_id",
-            )
-            .bind(conversation.as_str())
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
     tracing::info!(conversation = %conversation, members, mode = next.as_str(), "group delivery mode changed");
     Ok(())
 }
@@ -607,14 +581,16 @@ async fn apply_message(
     .bind(message.created_at)
     .execute(&mut **tx)
     .await?;
-    // Delivered to every active member; the sender has read everything up to their own message.
+    // The sender has read everything up to their own message. The other person of a direct
+    // conversation gets it counted; a group's members' counts are derived (conversation_state), so a
+    // group message touches no member row but the sender's.
     sqlx::query(
         "UPDATE conversation_members
          SET delivered_seq = $2,
              last_activity = greatest(last_activity, $4),
              read_seq = CASE WHEN user_id = $3 THEN $2 ELSE read_seq END,
              unread = CASE WHEN user_id = $3 THEN 0 ELSE unread + 1 END
-         WHERE conversation_id = $1 AND active",
+         WHERE conversation_id = $1 AND active AND (NOT derived OR user_id = $3)",
     )
     .bind(conversation)
     .bind(seq)
@@ -791,7 +767,7 @@ async fn apply_recall(
     // It no longer counts for whoever had it delivered and unread.
     sqlx::query(
         "UPDATE conversation_members SET unread = unread - 1
-         WHERE conversation_id = $1 AND active AND NOT pull AND user_id <> $2
+         WHERE conversation_id = $1 AND active AND NOT derived AND user_id <> $2
            AND from_seq < $3 AND delivered_seq >= $3 AND read_seq < $3",
     )
     .bind(conversation)
@@ -799,16 +775,19 @@ async fn apply_recall(
     .bind(seq)
     .execute(&mut **tx)
     .await?;
-    // A tombstone in every timeline that got the message: devices that synced it learn of the recall
-    // (members of a pull-mode group from the conversation advancing).
+    // A tombstone in every timeline that got the message, so devices that synced it learn of the
+    // recall. A pull-mode group's members got it from the history: the conversation advancing tells
+    // them (and only the sender's own timeline gets an entry: a recall costs O(1) rows there too).
     seq_lock.acquire(tx).await?;
     advance_position(tx, conversation).await?;
     let entries = sqlx::query(
         "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, conv_seq, message_id)
          SELECT m.user_id, nextval('sync_seq'), $2, 'recall', $1, $3, $4
-         FROM (SELECT user_id FROM conversation_members
-               WHERE conversation_id = $1 AND from_seq < $3 AND delivered_seq >= $3
-               ORDER BY user_id) AS m
+         FROM (SELECT s.user_id FROM conversation_state s
+               JOIN conversations c ON c.conversation_id = s.conversation_id
+               WHERE s.conversation_id = $1 AND s.from_seq < $3 AND s.delivered_seq >= $3
+                 AND (c.mode = 'push' OR s.user_id = $2)
+               ORDER BY s.user_id) AS m
          ON CONFLICT DO NOTHING",
     )
     .bind(conversation)
@@ -856,11 +835,11 @@ async fn apply_read(
     .bind(event.offset)
     .execute(&mut **tx)
     .await?;
-    // In a pull-mode group everything up to the conversation's last seq was delivered by reading it.
+    // A group member has had everything up to the conversation's last seq (derived state).
     sqlx::query(
         "UPDATE conversation_members cm SET delivered_seq = c.last_seq
          FROM conversations c
-         WHERE cm.user_id = $1 AND cm.conversation_id = $2 AND cm.pull
+         WHERE cm.user_id = $1 AND cm.conversation_id = $2 AND cm.derived AND cm.active
            AND c.conversation_id = cm.conversation_id",
     )
     .bind(read.user.as_str())

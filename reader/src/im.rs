@@ -219,15 +219,15 @@ type ConversationRow = (
 );
 
 /// The contact list page: $1 user, $2 cursor time, $3 cursor conversation, $4 rows wanted. A merge of
-/// two index-driven sources, like the feed: the user's push conversations by stored activity
-/// (`conversation_members_recent`) and their pull-mode groups (`conversation_members_pull`, few) by
-/// derived activity; each gives at most `limit` rows after the cursor. Values come from the
-/// `conversation_state` view (stored counters, or derived ones for pull-mode groups); the last message,
-/// the group's name and the peer's profile are looked up per row.
+/// two sources, like the feed: the user's direct conversations by stored activity (index
+/// `conversation_members_recent`, at most `limit` rows after the cursor) and their groups by derived
+/// activity (`conversation_members_derived`: every group of the user, sorted). Values come from the
+/// `conversation_state` view (stored counters for direct conversations, derived ones for groups); the
+/// last message, the group's name and the peer's profile are looked up per row.
 const CONVERSATIONS_SQL: &str = "WITH page AS (
              (SELECT cm.conversation_id, cm.last_activity AS activity
               FROM conversation_members cm
-              WHERE cm.user_id = $1 AND NOT cm.pull
+              WHERE cm.user_id = $1 AND NOT cm.derived
                 AND (cm.last_activity, cm.conversation_id)
                     < (coalesce($2, 'infinity'::timestamptz), coalesce($3, ''))
               ORDER BY cm.last_activity DESC, cm.conversation_id DESC
@@ -235,7 +235,7 @@ const CONVERSATIONS_SQL: &str = "WITH page AS (
              UNION ALL
              (SELECT s.conversation_id, s.activity
               FROM conversation_state s
-              WHERE s.user_id = $1 AND s.pull
+              WHERE s.user_id = $1 AND s.derived
                 AND (s.activity, s.conversation_id)
                     < (coalesce($2, 'infinity'::timestamptz), coalesce($3, ''))
               ORDER BY s.activity DESC, s.conversation_id DESC

@@ -246,8 +246,7 @@ pub async fn sync(
 }
 
 /// The user's pull-mode group conversations whose position is after `after` (and at most `upto`), in
-/// position order. Starts from the user's pull rows (`conversation_members_pull`): a user is in few
-/// large groups.
+/// position order. Starts from the user's group rows (`conversation_members_derived`).
 pub async fn advanced_conversations(
     pool: &PgPool,
     user: &str,
@@ -258,7 +257,7 @@ pub async fn advanced_conversations(
         "SELECT c.conversation_id, c.last_seq, c.last_position
          FROM conversation_members cm
          JOIN conversations c ON c.conversation_id = cm.conversation_id
-         WHERE cm.user_id = $1 AND cm.pull AND cm.active
+         WHERE cm.user_id = $1 AND cm.derived AND cm.active AND c.mode = 'pull'
            AND c.last_position > $2 AND c.last_position <= coalesce($3, c.last_position)
          ORDER BY c.last_position",
     )
