@@ -223,8 +223,9 @@ type ConversationRow = (
 /// `conversation_members_recent`, at most `limit` rows after the cursor) and their groups by derived
 /// activity (`conversation_members_derived`: every group of the user, sorted). Values come from the
 /// `conversation_state` view (stored counters for direct conversations, derived ones for groups); the
-/// last message, the group's name and the peer's profile are looked up per row.
-const CONVERSATIONS_SQL: &str = "WITH page AS (
+/// last message, the group's name and the peer's profile are looked up per row (`LATERAL … LIMIT 1`: index
+/// lookups that a missing statistic cannot turn into scans; tested by `plans.rs`).
+pub const CONVERSATIONS_SQL: &str = "WITH page AS (
              (SELECT cm.conversation_id, cm.last_activity AS activity
               FROM conversation_members cm
               WHERE cm.user_id = $1 AND NOT cm.derived
@@ -256,11 +257,18 @@ const CONVERSATIONS_SQL: &str = "WITH page AS (
              SELECT message_id, sender, created_at, recalled_at FROM messages
              WHERE conversation_id = p.conversation_id AND seq = s.delivered_seq AND seq > s.from_seq
          ) m ON true
-         LEFT JOIN groups g ON c.kind = 'group' AND g.group_id = substr(p.conversation_id, 3)
-         LEFT JOIN users u ON c.kind = 'direct' AND u.user_id =
-             CASE WHEN split_part(p.conversation_id, ':', 2) = $1
-                  THEN split_part(p.conversation_id, ':', 3)
-                  ELSE split_part(p.conversation_id, ':', 2) END
+         LEFT JOIN LATERAL (
+             SELECT name FROM groups
+             WHERE c.kind = 'group' AND group_id = substr(p.conversation_id, 3) LIMIT 1
+         ) g ON true
+         LEFT JOIN LATERAL (
+             SELECT display_name FROM users
+             WHERE c.kind = 'direct' AND user_id =
+                 CASE WHEN split_part(p.conversation_id, ':', 2) = $1
+                      THEN split_part(p.conversation_id, ':', 3)
+                      ELSE split_part(p.conversation_id, ':', 2) END
+             LIMIT 1
+         ) u ON true
          ORDER BY p.activity DESC, p.conversation_id DESC";
 
 /// Contact list.

@@ -130,3 +130,71 @@ async fn reads_stay_index_driven_without_statistics() {
     let scan = reader::queries::sync(&db.pool, "u0", 0, 20).await.unwrap();
     assert_eq!(scan.entries.len(), 20);
 }
+
+/// 100 users with 1,000 direct conversations each (one message each) and u0 in 5 groups, without
+/// statistics: the contact list starts from the user's index range and reads about a page, not the table.
+const IM_SEED: &str = "
+ALTER TABLE conversation_members SET (autovacuum_enabled = false);
+ALTER TABLE conversations SET (autovacuum_enabled = false);
+ALTER TABLE messages SET (autovacuum_enabled = false);
+ALTER TABLE groups SET (autovacuum_enabled = false);
+INSERT INTO conversations (conversation_id, kind, last_seq, last_at)
+SELECT 'd:u' || u || ':v' || lpad(i::text, 5, '0'), 'direct', 1, now() - i * interval '1 second'
+FROM generate_series(0, 99) u, generate_series(1, 1000) i;
+INSERT INTO messages (conversation_id, seq, message_id, sender, body, created_at)
+SELECT conversation_id, 1, 'M' || conversation_id, split_part(conversation_id, ':', 3), 'hi', last_at
+FROM conversations;
+INSERT INTO conversation_members (user_id, conversation_id, delivered_seq, read_seq, unread, last_activity)
+SELECT split_part(conversation_id, ':', 2), conversation_id, 1, 0, 1, last_at FROM conversations;
+INSERT INTO groups (group_id, name, owner, created_at, member_count)
+SELECT 'g' || i, 'group ' || i, 'u0', now(), 1 FROM generate_series(1, 5) i;
+INSERT INTO conversations (conversation_id, kind, last_seq, last_at)
+SELECT 'g:g' || i, 'group', 0, now() FROM generate_series(1, 5) i;
+INSERT INTO conversation_members (user_id, conversation_id, last_activity, derived)
+SELECT 'u0', 'g:g' || i, now(), true FROM generate_series(1, 5) i;
+";
+
+#[tokio::test]
+async fn the_contact_list_stays_index_driven_without_statistics() {
+    let db = TestDb::create().await;
+    sqlx::raw_sql(IM_SEED).execute(&db.pool).await.unwrap();
+    let mut connection = db.pool.acquire().await.unwrap();
+    sqlx::raw_sql(&format!(
+        "PREPARE contacts (text, timestamptz, text, bigint) AS {}",
+        reader::im::CONVERSATIONS_SQL
+    ))
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        sqlx::raw_sql(&format!("SET plan_cache_mode = {mode}"))
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        let (plan,): (Value,) =
+            sqlx::query_as("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE contacts('u0', NULL, NULL, 21)")
+                .fetch_one(&mut *connection)
+                .await
+                .unwrap();
+        let mut found = Vec::new();
+        scans(&plan[0]["Plan"], &mut found);
+        assert!(
+            !found.iter().any(|(node, ..)| node == "Seq Scan"),
+            "contact list ({mode}) scans a whole table: {found:?}"
+        );
+        let members_read: f64 = found
+            .iter()
+            .filter(|(_, relation, _)| relation == "conversation_members")
+            .map(|(.., rows)| rows)
+            .sum();
+        // A page of 21 from the direct source, the 5 groups, and one lookup per row of the page.
+        assert!(
+            members_read <= 200.0,
+            "contact list ({mode}) read {members_read} member rows for a page of 21: {found:?}"
+        );
+    }
+    sqlx::raw_sql("RESET plan_cache_mode; DEALLOCATE ALL")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+}
