@@ -129,6 +129,30 @@ pub(crate) async fn apply(
     event: &SourcedEvent,
     seq_lock: &mut SeqLock,
 ) -> Result<Option<ImOutcome>, sqlx::Error> {
+    if matches!(
+        event.envelope.event,
+        Event::PostCreated(_) | Event::PostDeleted(_) | Event::Followed(_) | Event::Unfollowed(_)
+    ) {
+        return Ok(None);
+    }
+    // One effect per event: an event at or below its key's applied position was handled when it was
+    // new, whatever came of it (an event from another partition counts as newer: the topic was recreated).
+    let fresh = sqlx::query(
+        "INSERT INTO applied_positions (event_key, src_partition, src_offset) VALUES ($1, $2, $3)
+         ON CONFLICT (event_key) DO UPDATE
+         SET src_partition = EXCLUDED.src_partition, src_offset = EXCLUDED.src_offset
+         WHERE applied_positions.src_partition <> EXCLUDED.src_partition
+            OR applied_positions.src_offset < EXCLUDED.src_offset",
+    )
+    .bind(event.envelope.key.as_str())
+    .bind(event.partition)
+    .bind(event.offset)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if fresh == 0 {
+        return Ok(Some(ImOutcome::duplicate()));
+    }
     let outcome = match &event.envelope.event {
         Event::ProfileUpdated(profile) => apply_profile(tx, event, profile).await?,
         Event::GroupCreated(group) => apply_group_created(tx, group).await?,
@@ -776,9 +800,18 @@ async fn apply_recall(
     .execute(&mut **tx)
     .await?;
     // A tombstone in every timeline that got the message, so devices that synced it learn of the
-    // recall. A pull-mode group's members got it from the history: the conversation advancing tells
-    // them (and only the sender's own timeline gets an entry: a recall costs O(1) rows there too).
+    // recall. A pull-mode group's members got it from the history: the conversation advancing, with the
+    // recall's own position, tells them (only the sender's timeline gets an entry: O(1) rows there too).
     seq_lock.acquire(tx).await?;
+    sqlx::query(
+        "UPDATE messages SET recall_position = nextval('sync_seq')
+         WHERE message_id = $1
+           AND (SELECT mode FROM conversations WHERE conversation_id = $2) = 'pull'",
+    )
+    .bind(&id)
+    .bind(conversation)
+    .execute(&mut **tx)
+    .await?;
     advance_position(tx, conversation).await?;
     let entries = sqlx::query(
         "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, conv_seq, message_id)

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use httpkit::openapi::{BadRequest, InternalError, NoSuchRoute, Unavailable};
 use httpkit::{ApiError, QueryParams};
 use schemas::api::{
@@ -17,7 +17,7 @@ use schemas::api::{
 use schemas::{ConversationId, GroupId, UserId};
 use sqlx::PgPool;
 
-use crate::routes::database_error;
+use crate::routes::{database_error, read_snapshot};
 
 pub fn router(pool: PgPool) -> Router {
     Router::new()
@@ -50,6 +50,10 @@ fn decode_conversation_cursor(raw: &str) -> Option<(DateTime<Utc>, String)> {
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
     let (micros, conversation) = text.strip_prefix("c1:")?.split_once(':')?;
     let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    // Postgres timestamps span fewer years than chrono's: an edited cursor must be a 400, not a 500.
+    if !(1970..=9999).contains(&at.year()) {
+        return None;
+    }
     ConversationId::parse("cursor", conversation).ok()?;
     Some((at, conversation.to_owned()))
 }
@@ -300,21 +304,24 @@ pub async fn conversations(
         Some(raw) => Some(decode_conversation_cursor(raw).ok_or_else(bad_cursor)?),
     };
     let (at, conversation) = cursor.unzip();
+    // The page and the total from one snapshot, so that they agree.
+    let mut snapshot = read_snapshot(&pool).await.map_err(database_error)?;
     let rows: Vec<ConversationRow> = sqlx::query_as(CONVERSATIONS_SQL)
         .bind(user.as_str())
         .bind(at)
         .bind(conversation)
         .bind(limit + 1)
-        .fetch_all(&pool)
+        .fetch_all(&mut *snapshot)
         .await
         .map_err(database_error)?;
     let (total_unread,): (i64,) = sqlx::query_as(
         "SELECT coalesce(sum(unread), 0)::bigint FROM conversation_state WHERE user_id = $1",
     )
     .bind(user.as_str())
-    .fetch_one(&pool)
+    .fetch_one(&mut *snapshot)
     .await
     .map_err(database_error)?;
+    snapshot.commit().await.map_err(database_error)?;
     let has_more = rows.len() as i64 > limit;
     let mut conversations: Vec<ConversationSummary> = rows
         .into_iter()
@@ -506,6 +513,11 @@ mod tests {
         );
         assert_eq!(
             decode_member_cursor(&URL_SAFE_NO_PAD.encode("m1:a b")),
+            None
+        );
+        let ancient = format!("c1:{}:d:alice:bob", -3_000_000_000_000_000_000_i64);
+        assert_eq!(
+            decode_conversation_cursor(&URL_SAFE_NO_PAD.encode(ancient)),
             None
         );
     }

@@ -187,17 +187,20 @@ fn sync_kind(kind: &str) -> SyncKind {
 /// Scans up to `limit` entries of `user`'s sync timeline with seq greater than `after`, ascending.
 /// Entries of deleted posts are scanned but not returned, so a device skips past them; a recalled
 /// message's entry stays (marked `recalled`, body empty) next to the recall entry that came later.
-pub async fn sync(
-    pool: &PgPool,
+pub async fn sync<'e, E>(
+    executor: E,
     user: &str,
     after: i64,
     limit: i64,
-) -> Result<SyncScan, sqlx::Error> {
+) -> Result<SyncScan, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
     let rows: Vec<SyncRow> = sqlx::query_as(SYNC_SQL)
         .bind(user)
         .bind(after)
         .bind(limit + 1)
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await?;
     // The extra row only tells whether another page exists.
     let mut rows = rows;
@@ -245,34 +248,45 @@ pub async fn sync(
     })
 }
 
-/// The user's pull-mode group conversations whose position is after `after` (and at most `upto`), in
-/// position order. Starts from the user's group rows (`conversation_members_derived`).
-pub async fn advanced_conversations(
-    pool: &PgPool,
+/// The user's group conversations whose (pull-mode) position is after `after` (and at most `upto`), in
+/// position order, with the seqs recalled in that range. Starts from the user's group rows
+/// (`conversation_members_derived`). A group that switched back to push keeps its last pull position, so
+/// messages of its pull era are still reported.
+pub async fn advanced_conversations<'e, E>(
+    executor: E,
     user: &str,
     after: i64,
     upto: Option<i64>,
-) -> Result<Vec<AdvancedConversation>, sqlx::Error> {
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT c.conversation_id, c.last_seq, c.last_position
+) -> Result<Vec<AdvancedConversation>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    let rows: Vec<(String, i64, i64, Vec<i64>)> = sqlx::query_as(
+        "SELECT c.conversation_id, c.last_seq, c.last_position,
+                ARRAY(SELECT m.seq FROM messages m
+                      WHERE m.conversation_id = c.conversation_id
+                        AND m.recall_position > $2
+                        AND m.recall_position <= coalesce($3, m.recall_position)
+                      ORDER BY m.seq)
          FROM conversation_members cm
          JOIN conversations c ON c.conversation_id = cm.conversation_id
-         WHERE cm.user_id = $1 AND cm.derived AND cm.active AND c.mode = 'pull'
+         WHERE cm.user_id = $1 AND cm.derived AND cm.active
            AND c.last_position > $2 AND c.last_position <= coalesce($3, c.last_position)
          ORDER BY c.last_position",
     )
     .bind(user)
     .bind(after)
     .bind(upto)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     Ok(rows
         .into_iter()
         .map(
-            |(conversation_id, last_seq, position)| AdvancedConversation {
+            |(conversation_id, last_seq, position, recalled)| AdvancedConversation {
                 conversation_id,
                 last_seq,
                 position,
+                recalled,
             },
         )
         .collect())

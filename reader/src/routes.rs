@@ -24,6 +24,17 @@ pub fn router(pool: PgPool) -> Router {
         .with_state(pool)
 }
 
+/// A read-only transaction whose statements all see one snapshot.
+pub(crate) async fn read_snapshot(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut transaction = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *transaction)
+        .await?;
+    Ok(transaction)
+}
+
 /// 503 while the database is unavailable (the client may retry); 500 for anything else, which is a
 /// bug on our side and must not look like an outage.
 pub(crate) fn database_error(err: sqlx::Error) -> ApiError {
@@ -160,7 +171,10 @@ pub async fn sync(
         .int_in("limit", 1, MAX_PAGE_LIMIT)?
         .unwrap_or(DEFAULT_PAGE_LIMIT);
     let after = params.int_in("after", 0, i64::MAX)?.unwrap_or(0);
-    let scan = queries::sync(&pool, user.as_str(), after, limit)
+    // One snapshot for both reads: a large group's position read after an entry committed that the scan
+    // did not see would move the cursor past that entry.
+    let mut snapshot = read_snapshot(&pool).await.map_err(database_error)?;
+    let scan = queries::sync(&mut *snapshot, user.as_str(), after, limit)
         .await
         .map_err(database_error)?;
     let entries = scan.entries;
@@ -171,9 +185,10 @@ pub async fn sync(
     } else {
         None
     };
-    let conversations = queries::advanced_conversations(&pool, user.as_str(), after, upto)
+    let conversations = queries::advanced_conversations(&mut *snapshot, user.as_str(), after, upto)
         .await
         .map_err(database_error)?;
+    snapshot.commit().await.map_err(database_error)?;
     let last_position = conversations.iter().map(|c| c.position).max();
     let last_seq = scan
         .last_scanned_seq

@@ -202,6 +202,10 @@ pub struct AdvancedConversation {
     pub last_seq: i64,
     /// Its place in this sync timeline's order (≤ the page's `last_seq`).
     pub position: i64,
+    /// Seqs of its messages recalled since the cursor: drop them (they reached nobody's inbox, so no
+    /// `recall` entry tells of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recalled: Vec<i64>,
 }
 
 /// `GET /v1/users/{user}/sync`: ascending `seq`.

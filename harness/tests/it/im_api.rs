@@ -518,6 +518,8 @@ async fn a_large_group_costs_constant_rows_per_message_and_stays_exact_across_it
         .read(&format!("/v1/users/ann/sync?after={cursor}"))
         .await;
     assert_eq!(recalled["conversations"][0]["conversation_id"], "g:big");
+    // The recalled seq comes with it: the message never reached ann's inbox, so no recall entry does.
+    assert_eq!(recalled["conversations"][0]["recalled"], json!([3]));
 
     // Down to two members: back to push, with the derived counts stored; new messages are pushed again.
     for member in ["ben", "cat"] {
@@ -554,5 +556,8 @@ async fn a_large_group_costs_constant_rows_per_message_and_stays_exact_across_it
         vec![1, 2, 3, 4],
         "nothing hidden or duplicated across the switches"
     );
+    // A device that has not synced since the start still learns of the pull-era messages.
+    let late = stack.read("/v1/users/ann/sync?after=0").await;
+    assert_eq!(late["conversations"][0]["conversation_id"], "g:big");
     stack.stop().await;
 }

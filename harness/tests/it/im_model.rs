@@ -459,3 +459,92 @@ async fn unread_counts_stay_exact_through_every_kind_of_event_and_a_replay() {
         "groups crossed the pull threshold both ways ({mode_changes})"
     );
 }
+
+/// An event refused when it was new stays without effect on a replay, even where the state it met has
+/// changed since: a read marker sent before the conversation's first message, a join sent before the
+/// group was created, a removal by a member who was promoted afterwards.
+#[tokio::test]
+async fn refused_events_stay_refused_on_a_replay() {
+    let db = TestDb::create().await;
+    let policy = Policy::default();
+    let mut log = Log {
+        offsets: [0; PARTITIONS as usize],
+        events: Vec::new(),
+    };
+    let direct = ConversationId::direct(&user(0), &user(1));
+    let team = group(0);
+    log.append(Envelope::read_marked(ReadMarked {
+        conversation: direct.clone(),
+        user: user(0),
+        seq: 5,
+    }));
+    log.append(Envelope::member_added(MembershipChange {
+        group: team.clone(),
+        user: user(3),
+        by: user(3),
+        role: None,
+    }));
+    log.append(Envelope::group_created(GroupCreated {
+        group: team.clone(),
+        owner: user(0),
+        name: "team".into(),
+        group_type: None,
+        description: None,
+        created_at: Utc::now(),
+    }));
+    for member in [1, 2] {
+        log.append(Envelope::member_added(MembershipChange {
+            group: team.clone(),
+            user: user(member),
+            by: user(member),
+            role: None,
+        }));
+    }
+    // u1, a plain member, may not remove u2; the owner then makes u1 an admin.
+    log.append(Envelope::member_removed(MembershipChange {
+        group: team.clone(),
+        user: user(2),
+        by: user(1),
+        role: None,
+    }));
+    log.append(Envelope::member_added(MembershipChange {
+        group: team.clone(),
+        user: user(1),
+        by: user(0),
+        role: Some(schemas::Role::Admin),
+    }));
+    for n in 0..7 {
+        log.append(Envelope::message_sent(MessageSent {
+            message_id: PostId::generate(),
+            conversation: direct.clone(),
+            sender: user(1),
+            body: format!("m{n}"),
+            client_msg_id: None,
+            created_at: Utc::now(),
+        }));
+    }
+    for event in &log.events {
+        apply_batch(&db.pool, &policy, std::slice::from_ref(event))
+            .await
+            .unwrap();
+    }
+    let before = snapshot(&db).await;
+    assert_eq!(
+        before[&("u0".to_owned(), direct.to_string())].0,
+        7,
+        "7 unread"
+    );
+    let active =
+        "SELECT user_id FROM group_members WHERE group_id = 'g0' AND active ORDER BY user_id";
+    let members: Vec<(String,)> = sqlx::query_as(active).fetch_all(&db.pool).await.unwrap();
+    let names: Vec<&str> = members.iter().map(|(u,)| u.as_str()).collect();
+    assert_eq!(
+        names,
+        ["u0", "u1", "u2"],
+        "the early join was refused, u2 stayed"
+    );
+    apply_batch(&db.pool, &policy, &log.events).await.unwrap();
+    assert_eq!(snapshot(&db).await, before, "the replay changed nothing");
+    let after: Vec<(String,)> = sqlx::query_as(active).fetch_all(&db.pool).await.unwrap();
+    assert_eq!(after, members);
+}
