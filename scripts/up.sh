@@ -96,8 +96,8 @@ redact_url() { printf '%s' "$1" | sed -E 's#//([^:/@]*):[^@/]*@#//\1:***@#; s#([
 
 cat <<EOT
 Fanline is running.
-  ingest  http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}   (POST /v1/posts, PUT|DELETE /v1/users/{user}/following/{target})
-  reader  http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}   (GET /v1/users/{user}/feed|sync|posts)
+  ingest  http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}   (POST /v1/posts, /v1/messages, /v1/groups; PUT|DELETE /v1/users/{user}/following/{target}; /openapi.json)
+  reader  http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}   (GET /v1/users/{user}/feed|sync|posts|conversations, /v1/conversations/{id}/messages; /openapi.json)
   fanout  http://$fanout_listen   (/metrics, /readyz; $fanout_workers worker(s))
   lag     http://${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}   (/metrics: the group's lag, also while fanout is down)
   broker  $FANLINE_KAFKA_BROKERS (tansu $TANSU_VERSION)    database $(redact_url "$FANLINE_DATABASE_URL")
