@@ -574,19 +574,11 @@ async fn apply_message(
             if let Some(reason) = reason {
                 return refuse_message(tx, message, reason, seq_lock).await;
             }
-            let (mode,): (String,) =
-                sqlx::query_as("SELECT mode FROM conversations WHERE conversation_id = $1")
-                    .bind(conversation)
-                    .fetch_one(&mut **tx)
-                    .await?;
-            if DeliveryMode::parse(&mode) == DeliveryMode::Pull {
-                return apply_pulled_message(tx, message, seq_lock).await;
-            }
         }
     }
-    let (seq,): (i64,) = sqlx::query_as(
+    let (seq, mode): (i64, String) = sqlx::query_as(
         "UPDATE conversations SET last_seq = last_seq + 1, last_at = $2
-         WHERE conversation_id = $1 RETURNING last_seq",
+         WHERE conversation_id = $1 RETURNING last_seq, mode",
     )
     .bind(conversation)
     .bind(message.created_at)
@@ -622,81 +614,25 @@ async fn apply_message(
     .bind(message.created_at)
     .execute(&mut **tx)
     .await?;
+    // Push: an inbox entry for every active member, the sender's own too. Pull (a large group, read
+    // diffusion): the sender's own entry only — 2 rows written whatever the group's size — and the
+    // conversation's new position tells the members' sync scans that it advanced.
+    let pulled = DeliveryMode::parse(&mode) == DeliveryMode::Pull;
     seq_lock.acquire(tx).await?;
+    advance_position(tx, conversation).await?;
     let entries = sqlx::query(
         "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, conv_seq, message_id)
          SELECT m.user_id, nextval('sync_seq'), $2, 'message', $1, $3, $4
          FROM (SELECT user_id FROM conversation_members
-               WHERE conversation_id = $1 AND active ORDER BY user_id) AS m
+               WHERE conversation_id = $1 AND active AND (NOT $5 OR user_id = $2)
+               ORDER BY user_id) AS m
          ON CONFLICT DO NOTHING",
     )
     .bind(conversation)
     .bind(message.sender.as_str())
     .bind(seq)
     .bind(id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(ImOutcome {
-        applied: 1,
-        sync_entries: entries,
-        ..ImOutcome::default()
-    })
-}
-
-/// A message to a pull-mode group: the message row and the sender's own inbox entry (2 rows written,
-/// whatever the group's size), plus the conversation's counters and position and the sender's read
-/// state. Members read it from the history; their sync scans report the conversation as advanced.
-async fn apply_pulled_message(
-    tx: &mut Tx,
-    message: &MessageSent,
-    seq_lock: &mut SeqLock,
-) -> Result<ImOutcome, sqlx::Error> {
-    let conversation = message.conversation.as_str();
-    let (seq,): (i64,) = sqlx::query_as(
-        "UPDATE conversations SET last_seq = last_seq + 1, last_at = $2
-         WHERE conversation_id = $1 RETURNING last_seq",
-    )
-    .bind(conversation)
-    .bind(message.created_at)
-    .fetch_one(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO messages (conversation_id, seq, message_id, sender, body, client_msg_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(conversation)
-    .bind(seq)
-    .bind(message.message_id.as_str())
-    .bind(message.sender.as_str())
-    .bind(&message.body)
-    .bind(message.client_msg_id.as_deref())
-    .bind(message.created_at)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE conversation_members
-         SET delivered_seq = $3, read_seq = $3, unread = 0,
-             last_activity = greatest(last_activity, $4)
-         WHERE user_id = $1 AND conversation_id = $2",
-    )
-    .bind(message.sender.as_str())
-    .bind(conversation)
-    .bind(seq)
-    .bind(message.created_at)
-    .execute(&mut **tx)
-    .await?;
-    seq_lock.acquire(tx).await?;
-    advance_position(tx, conversation).await?;
-    let entries = sqlx::query(
-        "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, conv_seq, message_id)
-         VALUES ($1, nextval('sync_seq'), $1, 'message', $2, $3, $4)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(message.sender.as_str())
-    .bind(conversation)
-    .bind(seq)
-    .bind(message.message_id.as_str())
+    .bind(pulled)
     .execute(&mut **tx)
     .await?
     .rows_affected();
