@@ -12,12 +12,12 @@ use httpkit::openapi::{BadRequest, InternalError, NoSuchRoute, Unavailable};
 use httpkit::{ApiError, QueryParams};
 use schemas::api::{
     ConversationPage, ConversationSummary, Group, LastMessage, Member, MemberPage, Message,
-    MessagePage, Profile, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+    MessagePage, Profile,
 };
 use schemas::{ConversationId, GroupId, UserId};
 use sqlx::PgPool;
 
-use crate::routes::{database_error, read_snapshot};
+use crate::routes::{cursor_param, database_error, page_limit, read_snapshot};
 
 pub fn router(pool: PgPool) -> Router {
     Router::new()
@@ -33,12 +33,6 @@ const PREVIEW_CHARS: usize = 100;
 
 fn not_found(what: &str) -> ApiError {
     ApiError::new(axum::http::StatusCode::NOT_FOUND, format!("no such {what}"))
-}
-
-fn limit(params: &QueryParams) -> Result<i64, ApiError> {
-    Ok(params
-        .int_in("limit", 1, MAX_PAGE_LIMIT)?
-        .unwrap_or(DEFAULT_PAGE_LIMIT))
 }
 
 /// A contact-list cursor: the last row's activity time and conversation id.
@@ -67,10 +61,6 @@ fn decode_member_cursor(raw: &str) -> Option<String> {
     let user = text.strip_prefix("m1:")?;
     UserId::parse("cursor", user).ok()?;
     Some(user.to_owned())
-}
-
-fn bad_cursor() -> ApiError {
-    ApiError::bad_field("cursor", "not a cursor returned by this API")
 }
 
 /// Profile.
@@ -174,11 +164,8 @@ pub async fn members(
     params: QueryParams,
 ) -> Result<Json<MemberPage>, ApiError> {
     let group = GroupId::parse("group", &group)?;
-    let limit = limit(&params)?;
-    let after = match params.get("cursor") {
-        None | Some("") => None,
-        Some(raw) => Some(decode_member_cursor(raw).ok_or_else(bad_cursor)?),
-    };
+    let limit = page_limit(&params)?;
+    let after = cursor_param(&params, decode_member_cursor)?;
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT user_id, role FROM group_members
          WHERE group_id = $1 AND active AND user_id > coalesce($2, '')
@@ -298,11 +285,8 @@ pub async fn conversations(
     params: QueryParams,
 ) -> Result<Json<ConversationPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
-    let limit = limit(&params)?;
-    let cursor = match params.get("cursor") {
-        None | Some("") => None,
-        Some(raw) => Some(decode_conversation_cursor(raw).ok_or_else(bad_cursor)?),
-    };
+    let limit = page_limit(&params)?;
+    let cursor = cursor_param(&params, decode_conversation_cursor)?;
     let (at, conversation) = cursor.unzip();
     // The page and the total from one snapshot, so that they agree.
     let mut snapshot = read_snapshot(&pool).await.map_err(database_error)?;
@@ -438,7 +422,7 @@ pub async fn messages(
     params: QueryParams,
 ) -> Result<Json<MessagePage>, ApiError> {
     let conversation = ConversationId::parse("conversation", &conversation)?;
-    let limit = limit(&params)?;
+    let limit = page_limit(&params)?;
     let before = params.int_in("before", 1, i64::MAX)?;
     let after = params.int_in("after", 0, i64::MAX)?;
     type Row = (i64, String, String, String, DateTime<Utc>, bool);

@@ -24,6 +24,27 @@ pub fn router(pool: PgPool) -> Router {
         .with_state(pool)
 }
 
+/// `limit` of any page: 1 to [`MAX_PAGE_LIMIT`], [`DEFAULT_PAGE_LIMIT`] when not given.
+pub(crate) fn page_limit(params: &QueryParams) -> Result<i64, ApiError> {
+    Ok(params
+        .int_in("limit", 1, MAX_PAGE_LIMIT)?
+        .unwrap_or(DEFAULT_PAGE_LIMIT))
+}
+
+/// `cursor` of any page, decoded by the page's own format: none when absent or empty, 400 when it is
+/// not a cursor this API returned.
+pub(crate) fn cursor_param<T>(
+    params: &QueryParams,
+    decode: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    match params.get("cursor") {
+        None | Some("") => Ok(None),
+        Some(raw) => decode(raw)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_field("cursor", "not a cursor returned by this API")),
+    }
+}
+
 /// A read-only transaction whose statements all see one snapshot.
 pub(crate) async fn read_snapshot(
     pool: &PgPool,
@@ -65,15 +86,9 @@ pub struct PageQuery {
 
 impl PageQuery {
     fn parse(params: &QueryParams) -> Result<Self, ApiError> {
-        let cursor = match params.get("cursor") {
-            None | Some("") => None,
-            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
-                ApiError::bad_field("cursor", "not a cursor returned by this API")
-            })?),
-        };
         Ok(PageQuery {
             limit: params.int_in("limit", 1, MAX_PAGE_LIMIT)?,
-            cursor,
+            cursor: cursor_param(params, decode_cursor)?,
         })
     }
 
@@ -167,9 +182,7 @@ pub async fn sync(
     params: QueryParams,
 ) -> Result<Json<SyncPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
-    let limit = params
-        .int_in("limit", 1, MAX_PAGE_LIMIT)?
-        .unwrap_or(DEFAULT_PAGE_LIMIT);
+    let limit = page_limit(&params)?;
     let after = params.int_in("after", 0, i64::MAX)?.unwrap_or(0);
     // One snapshot for both reads: a large group's position read after an entry committed that the scan
     // did not see would move the cursor past that entry.
