@@ -56,6 +56,37 @@ impl ValidationError {
     }
 }
 
+/// What every string id type shares: `as_str`, `Display`, and deserializing through its own `parse`
+/// (so an id read from JSON obeys the same rules as one from a path), reporting errors under `field`.
+macro_rules! string_id {
+    ($type:ident, $field:literal) => {
+        impl $type {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(deserializer)?;
+                $type::parse($field, &raw).map_err(|e| serde::de::Error::custom(e.message))
+            }
+        }
+    };
+}
+
+string_id!(UserId, "user");
+string_id!(GroupId, "group");
+string_id!(ConversationId, "conversation");
+string_id!(TimelineKey, "key");
+string_id!(PostId, "post_id");
+
 /// A user id: 1–64 characters of `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -79,23 +110,6 @@ impl UserId {
             ));
         }
         Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for UserId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        UserId::parse("user", &raw).map_err(|e| serde::de::Error::custom(e.message))
     }
 }
 
@@ -160,23 +174,6 @@ pub struct GroupId(String);
 impl GroupId {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
         UserId::parse(field, raw).map(|id| Self(id.0))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for GroupId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        GroupId::parse("group", &raw).map_err(|e| serde::de::Error::custom(e.message))
     }
 }
 
@@ -283,23 +280,6 @@ impl ConversationId {
     pub fn is_direct_between(&self, user: &UserId) -> bool {
         matches!(self.kind(), ConversationKind::Direct(a, b) if &a == user || &b == user)
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ConversationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for ConversationId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        ConversationId::parse("conversation", &raw).map_err(|e| serde::de::Error::custom(e.message))
-    }
 }
 
 impl JsonSchema for ConversationId {
@@ -350,10 +330,6 @@ impl TimelineKey {
             "must be a user id or a conversation id (d:USER:USER or g:GROUP)",
         ))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 impl From<&UserId> for TimelineKey {
@@ -365,19 +341,6 @@ impl From<&UserId> for TimelineKey {
 impl From<&ConversationId> for TimelineKey {
     fn from(conversation: &ConversationId) -> Self {
         Self(conversation.0.clone())
-    }
-}
-
-impl fmt::Display for TimelineKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for TimelineKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        TimelineKey::parse("key", &raw).map_err(|e| serde::de::Error::custom(e.message))
     }
 }
 
@@ -423,23 +386,6 @@ impl PostId {
                 "must be a ULID: 26 characters of Crockford base32, upper case",
             )),
         }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for PostId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for PostId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        PostId::parse("post_id", &raw).map_err(|e| serde::de::Error::custom(e.message))
     }
 }
 
