@@ -123,6 +123,14 @@ ensure_prometheus() {
     || die "cannot install prometheus"
 }
 
+# Debian's chromium and chromedriver: the web client's test drives a real headless browser.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
+  log "installing chromium and chromium-driver from Debian's packages"
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2 \
+    || die "cannot install chromium and chromium-driver"
+}
+
 # schemathesis (PyPI), pinned, in the project's own virtualenv: the OpenAPI test runs it against the
 # services. Skipped when the pinned version is installed.
 ensure_schemathesis() {

@@ -25,6 +25,18 @@ cargo build ${FANLINE_BUILD_FLAGS[@]+"${FANLINE_BUILD_FLAGS[@]}"} --bins -p inge
 "$FANLINE_BIN/fanout" create-topics
 mkdir -p "$FANLINE_STATE/logs"
 
+# Access tokens are signed with one key shared by ingest and reader. Secure by default: a random key is
+# generated once per state directory (kept, so tokens survive restarts); FANLINE_TOKEN_KEY overrides it.
+if [ -z "${FANLINE_TOKEN_KEY:-}" ]; then
+  key_file="$FANLINE_STATE/token.key"
+  if [ ! -s "$key_file" ]; then
+    (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$key_file")
+    log "generated the token signing key $key_file"
+  fi
+  FANLINE_TOKEN_KEY="$(cat "$key_file")"
+fi
+export FANLINE_TOKEN_KEY
+
 # Running means: the service's own /healthz answers. A pid alone proves nothing: right after kill -9 the
 # dying process still answers `kill -0`, and a pid can be reused by an unrelated process.
 service_healthy() { curl -fs -m 2 -o /dev/null "$1/healthz"; }
@@ -96,12 +108,17 @@ redact_url() { printf '%s' "$1" | sed -E 's#//([^:/@]*):[^@/]*@#//\1:***@#; s#([
 
 cat <<EOT
 Fanline is running.
-  ingest  http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}   (POST /v1/posts, /v1/messages, /v1/groups; PUT|DELETE /v1/users/{user}/following/{target}; /openapi.json)
-  reader  http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}   (GET /v1/users/{user}/feed|sync|posts|conversations, /v1/conversations/{id}/messages; /openapi.json)
+  web     http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}/   (the chat client: register, log in, chat)
+  ingest  http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}   (POST /v1/accounts, /v1/posts, /v1/messages, /v1/groups; PUT|DELETE /v1/users/{user}/following/{target}; /openapi.json)
+  reader  http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}   (POST /v1/sessions; GET /v1/users/{user}/feed|sync|posts|conversations|events, /v1/conversations/{id}/messages, /v1/ws; /openapi.json)
   fanout  http://$fanout_listen   (/metrics, /readyz; $fanout_workers worker(s))
   lag     http://${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}   (/metrics: the group's lag, also while fanout is down)
   broker  $FANLINE_KAFKA_BROKERS (tansu $TANSU_VERSION)    database $(redact_url "$FANLINE_DATABASE_URL")
   logs    $FANLINE_STATE/logs/
+Every route but registration and login needs a token:
+  curl -s -XPOST http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}/v1/accounts -H 'content-type: application/json' -d '{"user":"alice","password":"correct horse"}'
+  curl -s -XPOST http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}/v1/sessions -H 'content-type: application/json' -d '{"user":"alice","password":"correct horse"}'
+  then send its access_token as: -H "Authorization: Bearer \$TOKEN"
 Stop with: scripts/down.sh
 EOT
 

@@ -32,8 +32,8 @@
 use chrono::{DateTime, Utc};
 use schemas::ids::ConversationKind;
 use schemas::{
-    ConversationId, Event, GroupCreated, MembershipChange, MessageRecalled, MessageSent,
-    ProfileUpdated, ReadMarked, Role,
+    AccountRegistered, ConversationId, Event, GroupCreated, MembershipChange, MessageRecalled,
+    MessageSent, ProfileUpdated, ReadMarked, Role,
 };
 use sqlx::{Postgres, Transaction};
 
@@ -161,12 +161,40 @@ pub(crate) async fn apply(
         Event::MessageSent(message) => apply_message(tx, message, seq_lock).await?,
         Event::MessageRecalled(recall) => apply_recall(tx, policy, recall, seq_lock).await?,
         Event::ReadMarked(read) => apply_read(tx, event, read).await?,
+        Event::AccountRegistered(account) => apply_account(tx, event, account).await?,
         Event::PostCreated(_)
         | Event::PostDeleted(_)
         | Event::Followed(_)
         | Event::Unfollowed(_) => return Ok(None),
     };
     Ok(Some(outcome))
+}
+
+/// The first registration of a user id wins; a later one (someone else trying the same id) changes
+/// nothing, and its sender's login keeps failing.
+async fn apply_account(
+    tx: &mut Tx,
+    event: &SourcedEvent,
+    account: &AccountRegistered,
+) -> Result<ImOutcome, sqlx::Error> {
+    let written = sqlx::query(
+        "INSERT INTO accounts (user_id, password_hash, registered_at, src_partition, src_offset)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(account.user.as_str())
+    .bind(&account.password_hash)
+    .bind(event.envelope.ts)
+    .bind(event.partition)
+    .bind(event.offset)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(if written > 0 {
+        ImOutcome::applied()
+    } else {
+        ImOutcome::duplicate()
+    })
 }
 
 async fn apply_profile(

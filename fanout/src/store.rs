@@ -236,7 +236,8 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
             | Event::MemberRemoved(_)
             | Event::MessageSent(_)
             | Event::MessageRecalled(_)
-            | Event::ReadMarked(_) => runs.push(Run::Im(event)),
+            | Event::ReadMarked(_)
+            | Event::AccountRegistered(_) => runs.push(Run::Im(event)),
         }
     }
     runs

@@ -226,6 +226,30 @@ impl Shared {
     }
 }
 
+/// The token key the stack under test is started with (a fresh random one per run), to sign the
+/// tokens of its authors and followers.
+static TOKEN_KEY: std::sync::OnceLock<(String, authkit::TokenKey)> = std::sync::OnceLock::new();
+
+fn token_key() -> &'static (String, authkit::TokenKey) {
+    TOKEN_KEY.get_or_init(|| {
+        use rand::Rng;
+        let secret: String = rand::thread_rng()
+            .sample_iter(&rand::distributions::Alphanumeric)
+            .take(48)
+            .map(char::from)
+            .collect();
+        let key = authkit::TokenKey::from_secret(secret.as_bytes()).expect("48 bytes is enough");
+        (secret, key)
+    })
+}
+
+/// An access token of `user` for the stack under test.
+fn bearer(user: &str) -> String {
+    token_key()
+        .1
+        .issue(user, "fault-suite", Duration::from_secs(24 * 3600))
+}
+
 /// The stack under test: `scripts/up.sh --watch` on private ports, broker and Postgres.
 struct Stack {
     options: Options,
@@ -278,6 +302,7 @@ impl Stack {
             ("FANLINE_FANOUT_LISTEN", address(2)),
             ("FANLINE_LAG_EXPORTER_LISTEN", address(3)),
             ("FANLINE_FANOUT_WORKERS", self.workers.to_string()),
+            ("FANLINE_TOKEN_KEY", token_key().0.clone()),
         ]
     }
 
@@ -634,7 +659,12 @@ async fn follow_all(stack: &Stack, authors: &[String], followers: &[String]) -> 
     for follower in followers {
         for author in authors {
             let url = format!("{}/v1/users/{follower}/following/{author}", stack.ingest());
-            let response = stack.http.put(&url).send().await?;
+            let response = stack
+                .http
+                .put(&url)
+                .bearer_auth(bearer(follower))
+                .send()
+                .await?;
             if response.status() != reqwest::StatusCode::ACCEPTED {
                 bail!("follow {follower} → {author}: {}", response.status());
             }
@@ -679,6 +709,7 @@ async fn post_once(
     let request = serde_json::json!({"author": author, "body": body, "message_id": message_id});
     match client
         .post(format!("{ingest}/v1/posts"))
+        .bearer_auth(bearer(author))
         .json(&request)
         .send()
         .await
@@ -759,7 +790,7 @@ async fn poll_sync(shared: Arc<Shared>, client: reqwest::Client, reader: String,
     while !shared.stop_polling.load(Ordering::Acquire) {
         let url = format!("{reader}/v1/users/{user}/sync?after={after}&limit=200");
         let mut more = false;
-        match client.get(&url).send().await {
+        match client.get(&url).bearer_auth(bearer(&user)).send().await {
             Ok(response) if response.status().is_success() => {
                 if let Ok(page) = response.json::<SyncPage>().await {
                     let now = Instant::now();
@@ -800,12 +831,14 @@ struct Check {
 /// GET with retries: the stack has recovered by now, but be patient with a slow machine.
 async fn get_json<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
+    user: &str,
     url: &str,
 ) -> anyhow::Result<T> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match http.get(url).timeout(Duration::from_secs(30)).send().await {
+        let request = http.get(url).bearer_auth(bearer(user));
+        match request.timeout(Duration::from_secs(30)).send().await {
             Ok(response) if response.status().is_success() => return Ok(response.json().await?),
             Ok(response) if attempt >= 10 => bail!("GET {url}: {}", response.status()),
             Err(err) if attempt >= 10 => bail!("GET {url}: {err}"),
@@ -822,7 +855,7 @@ async fn sync_counts(stack: &Stack, user: &str) -> anyhow::Result<Counts> {
             "{}/v1/users/{user}/sync?after={after}&limit=200",
             stack.reader()
         );
-        let page: SyncPage = get_json(&stack.http, &url).await?;
+        let page: SyncPage = get_json(&stack.http, user, &url).await?;
         for entry in page.entries {
             *counts.entry(entry.body).or_default() += 1;
         }
@@ -842,7 +875,7 @@ async fn page_counts(stack: &Stack, user: &str, kind: &str) -> anyhow::Result<Co
             "{}/v1/users/{user}/{kind}?limit=200{cursor}",
             stack.reader()
         );
-        let page: FeedPage = get_json(&stack.http, &url).await?;
+        let page: FeedPage = get_json(&stack.http, user, &url).await?;
         for entry in page.entries {
             *counts.entry(entry.body).or_default() += 1;
         }

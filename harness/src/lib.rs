@@ -17,6 +17,8 @@ pub mod broker;
 pub mod fault;
 pub mod postgres;
 pub mod proxy;
+pub mod stack;
+pub mod ws;
 
 use std::future::Future;
 use std::time::Duration;
@@ -314,7 +316,16 @@ where
     }
 }
 
-pub async fn spawn_ingest(config: ingest::Config) -> Running {
+/// The token signing key of every service the harness starts (and of [`Api::new`]'s tokens). Public
+/// on purpose: it signs nothing outside tests.
+pub const TEST_TOKEN_KEY: &str = "fanline-harness-token-key-for-tests-only-0123456789";
+
+/// Starts ingest; a configuration without a token key gets [`TEST_TOKEN_KEY`].
+pub async fn spawn_ingest(mut config: ingest::Config) -> Running {
+    use secrecy::ExposeSecret;
+    if config.token_key.expose_secret().is_empty() {
+        config.token_key = TEST_TOKEN_KEY.to_owned().into();
+    }
     let registry = prometheus::Registry::new();
     let app = ingest::App::build(&config, registry.clone()).await.unwrap();
     let port = app.port();
@@ -322,13 +333,17 @@ pub async fn spawn_ingest(config: ingest::Config) -> Running {
 }
 
 pub async fn spawn_reader(database_url: &str) -> Running {
+    spawn_reader_with(reader::Config::for_database(database_url)).await
+}
+
+/// Starts a reader; a configuration without a token key gets [`TEST_TOKEN_KEY`].
+pub async fn spawn_reader_with(mut config: reader::Config) -> Running {
+    use secrecy::ExposeSecret;
+    if config.token_key.expose_secret().is_empty() {
+        config.token_key = TEST_TOKEN_KEY.to_owned().into();
+    }
     let registry = prometheus::Registry::new();
-    let app = reader::App::build(
-        &reader::Config::for_database(database_url),
-        registry.clone(),
-    )
-    .await
-    .unwrap();
+    let app = reader::App::build(&config, registry.clone()).await.unwrap();
     let port = app.port();
     running(port, registry, |shutdown| app.run(shutdown))
 }

@@ -75,3 +75,76 @@ pub enum Unavailable {
     )]
     Unavailable(ErrorBody),
 }
+
+/// `401`: no bearer token, or a malformed, forged or expired one.
+#[derive(IntoResponses)]
+pub enum Unauthorized {
+    /// No valid access token (`Authorization: Bearer …`): missing, malformed, forged or expired.
+    #[response(
+        status = 401,
+        headers(("WWW-Authenticate" = String, description = "`Bearer`."))
+    )]
+    Unauthorized(ErrorBody),
+}
+
+/// `403`: a valid token, but for another user than the one the request acts for or reads.
+#[derive(IntoResponses)]
+pub enum Forbidden {
+    /// The token's user may not act for or read the user (or conversation) `field` names.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+}
+
+/// `429` with `Retry-After`: too many attempts.
+#[derive(IntoResponses)]
+pub enum TooManyRequests {
+    /// Too many attempts for this account or from this address; wait `Retry-After` seconds.
+    #[response(
+        status = 429,
+        headers(("Retry-After" = u32, description = "Seconds to wait before trying again."))
+    )]
+    TooManyRequests(ErrorBody),
+}
+
+/// Declares the `bearer` security scheme (HS256 JWT) and requires it on every operation but `open`.
+pub struct BearerSecurity {
+    pub open: &'static [&'static str],
+}
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if self.open.contains(&path.as_str()) {
+                continue;
+            }
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+            }
+        }
+    }
+}

@@ -94,7 +94,12 @@ pub fn with_common_layers(
             ApiError::internal().into_response()
         }))
         .layer(middleware::from_fn_with_state(metrics, HttpMetrics::track))
-        .layer(TraceLayer::new_for_http())
+        // Spans name the path only: a query may carry an access token (WebSocket, EventSource).
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+            }),
+        )
 }
 
 /// `GET` of a JSON document fixed at start, such as a service's `/openapi.json`.
@@ -144,9 +149,13 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Handlers that need the client's address (login rate limits) read it from `ConnectInfo`.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Completes on SIGTERM or Ctrl-C.

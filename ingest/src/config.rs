@@ -54,6 +54,18 @@ pub struct Config {
     )]
     pub kafka_properties: Vec<String>,
 
+    /// The key access tokens are signed with (HS256), at least 32 bytes; ingest and reader must share it.
+    /// `scripts/up.sh` generates one into `.fanline/token.key`. There is no default: a stack without
+    /// a key does not start.
+    #[arg(
+        long,
+        env = "FANLINE_TOKEN_KEY",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub token_key: secrecy::SecretString,
+
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "FANLINE_LOG_JSON")]
     pub log_json: bool,
@@ -71,6 +83,7 @@ impl Config {
             batch_body_limit_bytes: defaults::BATCH_BODY_LIMIT_BYTES,
             kafka_properties: Vec::new(),
             log_json: false,
+            token_key: secrecy::SecretString::from(String::new()),
         }
     }
 

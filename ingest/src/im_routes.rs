@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
+use authkit::Bearer;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
-use httpkit::openapi::{BadRequest, BodyRejected, NoSuchRoute, Unavailable};
+use httpkit::openapi::{
+    BadRequest, BodyRejected, Forbidden, NoSuchRoute, Unauthorized, Unavailable,
+};
 use httpkit::{ApiError, JsonBody, QueryParams};
 use schemas::api::{Accepted, CreateGroupRequest, ProfileRequest, ReadRequest, SendMessageRequest};
 use schemas::ids::{validate_body, validate_message_id};
@@ -104,15 +107,17 @@ pub fn validate_message(request: SendMessageRequest) -> Result<MessageSent, ApiE
     request_body = SendMessageRequest,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, BodyRejected, Unavailable,
+        BadRequest, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn send_message(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     JsonBody(request): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
     let message = validate_message(request)?;
+    bearer.require_user("from", &message.sender)?;
     let (id, conversation) = (message.message_id.clone(), message.conversation.clone());
     let envelope = Envelope::message_sent(message);
     append(&producer, &envelope, Some(&id), Some(&conversation)).await
@@ -133,11 +138,12 @@ pub async fn send_message(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, NoSuchRoute, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn recall_message(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Path(message_id): Path<String>,
     params: QueryParams,
@@ -147,6 +153,7 @@ pub async fn recall_message(
         .get("from")
         .ok_or_else(|| ApiError::bad_field("from", "required: the message's sender"))?;
     let sender = UserId::parse("from", sender)?;
+    bearer.require_user("from", &sender)?;
     let conversation = params.get("conversation").ok_or_else(|| {
         ApiError::bad_field("conversation", "required: the message's conversation")
     })?;
@@ -174,17 +181,19 @@ pub async fn recall_message(
     request_body = ReadRequest,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, BodyRejected, NoSuchRoute, Unavailable,
+        BadRequest, Unauthorized, Forbidden, BodyRejected, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn mark_read(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Path((user, conversation)): Path<(String, String)>,
     JsonBody(request): JsonBody<ReadRequest>,
 ) -> Result<Response, ApiError> {
     let user = UserId::parse("user", &user)?;
     let conversation = ConversationId::parse("conversation", &conversation)?;
+    bearer.require_user("user", &user)?;
     if request.seq < 0 {
         return Err(ApiError::bad_field("seq", "must not be negative"));
     }
@@ -206,11 +215,12 @@ pub async fn mark_read(
     request_body = ProfileRequest,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, BodyRejected, NoSuchRoute, Unavailable,
+        BadRequest, Unauthorized, Forbidden, BodyRejected, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn update_profile(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Path(user): Path<String>,
     JsonBody(request): JsonBody<ProfileRequest>,
@@ -223,6 +233,7 @@ pub async fn update_profile(
         signature: request.signature,
     };
     profile.validate()?;
+    bearer.require_user("user", &profile.user)?;
     append(&producer, &Envelope::profile_updated(profile), None, None).await
 }
 
@@ -235,11 +246,12 @@ pub async fn update_profile(
     request_body = CreateGroupRequest,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, BodyRejected, Unavailable,
+        BadRequest, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn create_group(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     JsonBody(request): JsonBody<CreateGroupRequest>,
 ) -> Result<Response, ApiError> {
@@ -252,6 +264,7 @@ pub async fn create_group(
         created_at: Utc::now(),
     };
     group.validate()?;
+    bearer.require_user("owner", &group.owner)?;
     let conversation = ConversationId::group(&group.group);
     append(
         &producer,
@@ -295,6 +308,21 @@ fn membership(
     })
 }
 
+/// The caller must be who acts: `by` when given, else the user themself. Whether they *may* (their
+/// role) is checked by fanout, where membership is known.
+fn require_actor(
+    bearer: &Bearer,
+    params: &QueryParams,
+    change: &MembershipChange,
+) -> Result<(), ApiError> {
+    let field = if params.get("by").is_some() {
+        "by"
+    } else {
+        "user"
+    };
+    bearer.require_user(field, &change.by)
+}
+
 /// Join or add a member.
 ///
 /// Appends a `member_added` event on the group's key, so that the member receives the group's messages
@@ -311,16 +339,18 @@ fn membership(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, NoSuchRoute, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn add_member(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Path((group, user)): Path<(String, String)>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
     let change = membership(&group, &user, &params, true)?;
+    require_actor(&bearer, &params, &change)?;
     let conversation = ConversationId::group(&change.group);
     append(
         &producer,
@@ -345,16 +375,18 @@ pub async fn add_member(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, NoSuchRoute, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn remove_member(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Path((group, user)): Path<(String, String)>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
     let change = membership(&group, &user, &params, false)?;
+    require_actor(&bearer, &params, &change)?;
     let conversation = ConversationId::group(&change.group);
     append(
         &producer,

@@ -22,6 +22,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use prometheus::Registry;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -38,6 +39,20 @@ pub enum BuildError {
     Metrics(#[from] prometheus::Error),
     #[error("invalid Kafka property")]
     KafkaProperty(#[from] kafkakit::PropertyError),
+    #[error("FANLINE_TOKEN_KEY: {0}")]
+    TokenKey(#[from] authkit::KeyError),
+}
+
+/// Browsers may call ingest from any origin (the web client is served by the reader, on another
+/// port). Safe because credentials are bearer tokens the page sends explicitly, never cookies: another
+/// site's page has no token to send.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{header, Method};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// A built ingest service, bound to its port but not yet serving.
@@ -49,6 +64,9 @@ pub struct App {
 
 impl App {
     pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
+        let token_key = Arc::new(authkit::TokenKey::from_secret(
+            config.token_key.expose_secret().as_bytes(),
+        )?);
         let metrics = metrics::IngestMetrics::new(&registry)?;
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
         let producer = Arc::new(EventProducer::new(config, metrics)?);
@@ -61,12 +79,15 @@ impl App {
         };
         let router = httpkit::with_common_layers(
             routes::router(producer.clone(), config.batch_body_limit_bytes)
-                .merge(im_routes::router(producer.clone())),
+                .merge(im_routes::router(producer.clone()))
+                .layer(axum::Extension(token_key)),
             registry,
             http_metrics,
             readiness,
             config.body_limit_bytes,
-        );
+        )
+        // Outermost, so that preflight requests are answered before the 405 fallback sees them.
+        .layer(cors());
         let listener = httpkit::bind(config.listen).await?;
         Ok(App {
             listener,

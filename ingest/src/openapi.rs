@@ -11,7 +11,9 @@ use utoipa::OpenApi;
         description = "The write API: every write is appended to Kafka and answered 202 only after the \
                        broker acknowledged it. Errors are `{\"error\", \"field\"}` JSON."
     ),
+    modifiers(&Security),
     paths(
+        crate::routes::register,
         crate::routes::create_post,
         crate::routes::create_posts,
         crate::routes::delete_post,
@@ -35,6 +37,7 @@ use utoipa::OpenApi;
         schemas::api::ErrorBody
     )),
     tags(
+        (name = "accounts", description = "Registration (log in at the reader: `POST /v1/sessions`)."),
         (name = "posts", description = "Store timelines: posting and deleting."),
         (name = "follows", description = "The follow graph."),
         (name = "messages", description = "1:1 and group messages, recalls and read markers."),
@@ -43,6 +46,18 @@ use utoipa::OpenApi;
     )
 )]
 struct IngestApi;
+
+/// Every route needs a bearer token but registration.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        httpkit::openapi::BearerSecurity {
+            open: &["/v1/accounts"],
+        }
+        .modify(openapi);
+    }
+}
 
 /// The document as pretty-printed JSON, exactly as committed.
 pub fn document_json() -> String {

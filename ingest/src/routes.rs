@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use authkit::Bearer;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,13 +11,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
-use httpkit::openapi::{BadRequest, BodyRejected, NoSuchRoute, Unavailable};
+use httpkit::openapi::{
+    BadRequest, BodyRejected, Forbidden, NoSuchRoute, Unauthorized, Unavailable,
+};
 use httpkit::{ApiError, JsonBody, QueryParams};
 use schemas::api::{
-    Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest, MAX_BATCH_POSTS,
+    Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest, Credentials,
+    MAX_BATCH_POSTS,
 };
 use schemas::ids::{validate_body, validate_message_id};
-use schemas::{Envelope, FollowChange, PostCreated, PostDeleted, PostId, UserId};
+use schemas::{
+    AccountRegistered, Envelope, FollowChange, PostCreated, PostDeleted, PostId, UserId,
+};
 
 use crate::producer::{Acknowledged, EventProducer};
 
@@ -26,6 +32,7 @@ pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Ro
             "/openapi.json",
             httpkit::json_document(crate::openapi::document_json()),
         )
+        .route("/v1/accounts", post(register))
         .route("/v1/posts", post(create_post))
         .route(
             "/v1/posts/batch",
@@ -37,6 +44,54 @@ pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Ro
             put(follow).delete(unfollow),
         )
         .with_state(producer)
+}
+
+/// Hashing costs ~19 MiB and tens of ms of CPU; at most this many run at once, so a burst of
+/// registrations queues instead of exhausting memory or starving the event loop.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Register.
+///
+/// Hashes the password (argon2id) and appends an `account_registered` event keyed by the user; the
+/// account can log in (`POST /v1/sessions` at the reader) once fanout applied it, typically well under
+/// a second later. The first registration of an id wins: a later one for a taken id is accepted here
+/// (ingest keeps no state) but changes nothing, and its password never logs in.
+#[utoipa::path(
+    post, path = "/v1/accounts", tag = "accounts",
+    request_body = Credentials,
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, BodyRejected, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn register(
+    State(producer): State<Arc<EventProducer>>,
+    JsonBody(request): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let user = UserId::parse("user", &request.user)?;
+    authkit::validate_password(&request.password)
+        .map_err(|message| ApiError::bad_field("password", message))?;
+    let password_hash = {
+        let _permit = HASHING
+            .acquire()
+            .await
+            .map_err(|_| ApiError::unavailable("shutting down"))?;
+        let password = request.password;
+        tokio::task::spawn_blocking(move || authkit::hash_password(&password))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|err| {
+                tracing::error!(error = %err, "password hashing failed");
+                ApiError::internal()
+            })?
+    };
+    let envelope = Envelope::account_registered(AccountRegistered {
+        user,
+        password_hash,
+    });
+    let ack = producer.send(&envelope).await?;
+    Ok(accepted(&envelope, None, ack))
 }
 
 fn accepted(envelope: &Envelope, post_id: Option<&PostId>, ack: Acknowledged) -> Response {
@@ -76,15 +131,17 @@ pub fn validate_post(request: CreatePostRequest) -> Result<PostCreated, ApiError
     request_body = CreatePostRequest,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, BodyRejected, Unavailable,
+        BadRequest, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn create_post(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     JsonBody(request): JsonBody<CreatePostRequest>,
 ) -> Result<Response, ApiError> {
     let post = validate_post(request)?;
+    bearer.require_user("author", &post.author)?;
     let post_id = post.post_id.clone();
     let envelope = Envelope::post_created(post);
     let ack = producer.send(&envelope).await?;
@@ -100,11 +157,12 @@ pub async fn create_post(
     request_body = BatchRequest,
     responses(
         (status = 200, description = "One result per item, in request order.", body = BatchResponse),
-        BadRequest, BodyRejected,
+        BadRequest, Unauthorized, BodyRejected,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn create_posts(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     JsonBody(request): JsonBody<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
@@ -116,14 +174,20 @@ pub async fn create_posts(
     }
     let sends = request.posts.into_iter().enumerate().map(|(index, item)| {
         let producer = producer.clone();
+        let bearer = bearer.clone();
         async move {
             let prefix = format!("posts[{index}].");
             let post =
                 httpkit::parse_value::<CreatePostRequest>(item, &prefix).and_then(|request| {
-                    validate_post(request).map_err(|mut err| {
+                    let in_item = |mut err: ApiError| {
                         err.field = err.field.map(|f| format!("{prefix}{f}").into());
                         err
-                    })
+                    };
+                    let post = validate_post(request).map_err(in_item)?;
+                    bearer
+                        .require_user("author", &post.author)
+                        .map_err(in_item)?;
+                    Ok(post)
                 });
             let post = match post {
                 Ok(post) => post,
@@ -173,11 +237,12 @@ fn failed(err: ApiError) -> BatchItemResult {
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, NoSuchRoute, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn delete_post(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Path(post_id): Path<String>,
     params: QueryParams,
@@ -187,6 +252,7 @@ pub async fn delete_post(
         .get("author")
         .ok_or_else(|| ApiError::bad_field("author", "required: the post's author"))?;
     let author = UserId::parse("author", author)?;
+    bearer.require_user("author", &author)?;
     let envelope = Envelope::post_deleted(PostDeleted { post_id, author });
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))
@@ -211,15 +277,18 @@ fn follow_change(user: &str, target: &str) -> Result<FollowChange, ApiError> {
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, NoSuchRoute, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn follow(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let envelope = Envelope::followed(follow_change(&user, &target)?);
+    let change = follow_change(&user, &target)?;
+    bearer.require_user("user", &change.follower)?;
+    let envelope = Envelope::followed(change);
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))
 }
@@ -235,15 +304,18 @@ pub async fn follow(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, NoSuchRoute, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn unfollow(
+    bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let envelope = Envelope::unfollowed(follow_change(&user, &target)?);
+    let change = follow_change(&user, &target)?;
+    bearer.require_user("user", &change.follower)?;
+    let envelope = Envelope::unfollowed(change);
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))
 }

@@ -9,6 +9,17 @@ pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1:8081";
     pub const DB_CONNECTIONS: u32 = 8;
     pub const QUERY_TIMEOUT_MS: u64 = 3000;
+    pub const ACCESS_TOKEN_SECS: u64 = 15 * 60;
+    pub const REFRESH_TOKEN_SECS: u64 = 30 * 24 * 3600;
+    pub const LOGIN_PER_ACCOUNT_PER_MINUTE: u32 = 10;
+    pub const LOGIN_PER_ADDRESS_PER_MINUTE: u32 = 60;
+    pub const PRODUCE_TIMEOUT_MS: u64 = 5000;
+    pub const WS_HEARTBEAT_SECS: u64 = 15;
+    pub const WS_MAX_MISSED: u32 = 2;
+    pub const WS_WINDOW: u32 = 500;
+    pub const WS_BUFFER_FRAMES: usize = 64;
+    pub const WS_SEND_TIMEOUT_SECS: u64 = 10;
+    pub const PUBLIC_INGEST_URL: &str = "http://127.0.0.1:8080";
 }
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -40,6 +51,71 @@ pub struct Config {
     #[arg(long, env = "FANLINE_READER_QUERY_TIMEOUT_MS", default_value_t = defaults::QUERY_TIMEOUT_MS)]
     pub query_timeout_ms: u64,
 
+    /// Lifetime of an access token, in seconds. Logout cannot shorten an issued one: keep it short.
+    #[arg(long, env = "FANLINE_ACCESS_TOKEN_SECS", default_value_t = defaults::ACCESS_TOKEN_SECS)]
+    pub access_token_secs: u64,
+
+    /// Lifetime of a session (its refresh token), in seconds.
+    #[arg(long, env = "FANLINE_REFRESH_TOKEN_SECS", default_value_t = defaults::REFRESH_TOKEN_SECS)]
+    pub refresh_token_secs: u64,
+
+    /// Login attempts per minute for one account (from any address).
+    #[arg(long, env = "FANLINE_LOGIN_PER_ACCOUNT_PER_MINUTE", default_value_t = defaults::LOGIN_PER_ACCOUNT_PER_MINUTE)]
+    pub login_per_account_per_minute: u32,
+
+    /// Login attempts per minute from one client address (for any accounts).
+    #[arg(long, env = "FANLINE_LOGIN_PER_ADDRESS_PER_MINUTE", default_value_t = defaults::LOGIN_PER_ADDRESS_PER_MINUTE)]
+    pub login_per_address_per_minute: u32,
+
+    /// Kafka bootstrap servers: messages and read markers sent over a WebSocket are appended here,
+    /// exactly as ingest appends them.
+    #[arg(long, env = "FANLINE_KAFKA_BROKERS", default_value = schemas::DEFAULT_BROKERS)]
+    pub brokers: String,
+
+    /// Topic the socket's messages and read markers are appended to.
+    #[arg(long, env = "FANLINE_EVENTS_TOPIC", default_value = schemas::DEFAULT_EVENTS_TOPIC)]
+    pub topic: String,
+
+    /// How long the broker has to acknowledge a socket's message, in milliseconds.
+    #[arg(long, env = "FANLINE_READER_PRODUCE_TIMEOUT_MS", default_value_t = defaults::PRODUCE_TIMEOUT_MS)]
+    pub produce_timeout_ms: u64,
+
+    /// WebSocket heartbeat: the server pings this often, in seconds.
+    #[arg(long, env = "FANLINE_WS_HEARTBEAT_SECS", default_value_t = defaults::WS_HEARTBEAT_SECS)]
+    pub ws_heartbeat_secs: u64,
+
+    /// WebSocket heartbeat: close (4000) after this many intervals without a frame from the client.
+    #[arg(long, env = "FANLINE_WS_MAX_MISSED", default_value_t = defaults::WS_MAX_MISSED)]
+    pub ws_max_missed: u32,
+
+    /// Most entries sent to a device beyond its last ack.
+    #[arg(long, env = "FANLINE_WS_WINDOW", default_value_t = defaults::WS_WINDOW)]
+    pub ws_window: u32,
+
+    /// Frames queued for one connection before it is cut as a slow consumer (close 4008).
+    #[arg(long, env = "FANLINE_WS_BUFFER_FRAMES", default_value_t = defaults::WS_BUFFER_FRAMES)]
+    pub ws_buffer_frames: usize,
+
+    /// A write to a connection stalled this long cuts it as a slow consumer, in seconds.
+    #[arg(long, env = "FANLINE_WS_SEND_TIMEOUT_SECS", default_value_t = defaults::WS_SEND_TIMEOUT_SECS)]
+    pub ws_send_timeout_secs: u64,
+
+    /// Where browsers reach ingest: the web client at `/` sends its writes there.
+    #[arg(long, env = "FANLINE_PUBLIC_INGEST_URL", default_value = defaults::PUBLIC_INGEST_URL)]
+    pub public_ingest_url: String,
+
+    /// The key access tokens are signed with (HS256), at least 32 bytes; ingest and reader must share it.
+    /// `scripts/up.sh` generates one into `.fanline/token.key`. There is no default: a stack without
+    /// a key does not start.
+    #[arg(
+        long,
+        env = "FANLINE_TOKEN_KEY",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub token_key: secrecy::SecretString,
+
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "FANLINE_LOG_JSON")]
     pub log_json: bool,
@@ -54,6 +130,20 @@ impl Config {
             db_connections: defaults::DB_CONNECTIONS,
             query_timeout_ms: defaults::QUERY_TIMEOUT_MS,
             log_json: false,
+            token_key: secrecy::SecretString::from(String::new()),
+            access_token_secs: defaults::ACCESS_TOKEN_SECS,
+            refresh_token_secs: defaults::REFRESH_TOKEN_SECS,
+            login_per_account_per_minute: defaults::LOGIN_PER_ACCOUNT_PER_MINUTE,
+            login_per_address_per_minute: defaults::LOGIN_PER_ADDRESS_PER_MINUTE,
+            brokers: schemas::DEFAULT_BROKERS.to_owned(),
+            topic: schemas::DEFAULT_EVENTS_TOPIC.to_owned(),
+            produce_timeout_ms: defaults::PRODUCE_TIMEOUT_MS,
+            ws_heartbeat_secs: defaults::WS_HEARTBEAT_SECS,
+            ws_max_missed: defaults::WS_MAX_MISSED,
+            ws_window: defaults::WS_WINDOW,
+            ws_buffer_frames: defaults::WS_BUFFER_FRAMES,
+            ws_send_timeout_secs: defaults::WS_SEND_TIMEOUT_SECS,
+            public_ingest_url: defaults::PUBLIC_INGEST_URL.to_owned(),
         }
     }
 }

@@ -2,22 +2,58 @@
 //! their members. One index-driven query per page (see the indexes in
 //! `schemas/migrations/20261125000001_im.sql`).
 
+use authkit::Bearer;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Datelike, Utc};
-use httpkit::openapi::{BadRequest, InternalError, NoSuchRoute, Unavailable};
+use httpkit::openapi::{
+    BadRequest, Forbidden, InternalError, NoSuchRoute, Unauthorized, Unavailable,
+};
 use httpkit::{ApiError, QueryParams};
 use schemas::api::{
     ConversationPage, ConversationSummary, Group, LastMessage, Member, MemberPage, Message,
     MessagePage, Profile,
 };
+use schemas::ids::ConversationKind;
 use schemas::{ConversationId, GroupId, UserId};
 use sqlx::PgPool;
 
 use crate::routes::{cursor_param, database_error, page_limit, read_snapshot};
+
+/// `403` unless the caller is one of a direct conversation's two users or an active member of the
+/// group (a former member's history access ended when they left).
+pub(crate) async fn require_participant(
+    pool: &PgPool,
+    bearer: &Bearer,
+    conversation: &ConversationId,
+) -> Result<(), ApiError> {
+    let caller = UserId::parse("token", bearer.user())?;
+    let allowed = match conversation.kind() {
+        ConversationKind::Direct(..) => conversation.is_direct_between(&caller),
+        ConversationKind::Group(group) => sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM group_members
+                            WHERE group_id = $1 AND user_id = $2 AND active)",
+        )
+        .bind(group.as_str())
+        .bind(caller.as_str())
+        .fetch_one(pool)
+        .await
+        .map_err(database_error)?,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: "only the conversation's members may read it".into(),
+            field: Some("conversation".into()),
+        })
+    }
+}
 
 pub fn router(pool: PgPool) -> Router {
     Router::new()
@@ -70,11 +106,12 @@ fn decode_member_cursor(raw: &str) -> Option<String> {
     responses(
         (status = 200, description = "The profile.", body = Profile),
         (status = 404, description = "The user never set a profile.", body = schemas::api::ErrorBody),
-        BadRequest, InternalError, Unavailable,
+        BadRequest, Unauthorized, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn profile(
+    _bearer: Bearer,
     State(pool): State<PgPool>,
     Path(user): Path<String>,
 ) -> Result<Json<Profile>, ApiError> {
@@ -103,11 +140,12 @@ pub async fn profile(
     responses(
         (status = 200, description = "The group.", body = Group),
         (status = 404, description = "No such group.", body = schemas::api::ErrorBody),
-        BadRequest, InternalError, Unavailable,
+        BadRequest, Unauthorized, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn group(
+    _bearer: Bearer,
     State(pool): State<PgPool>,
     Path(group): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
@@ -154,11 +192,12 @@ pub async fn group(
     ),
     responses(
         (status = 200, description = "A page of members.", body = MemberPage),
-        BadRequest, NoSuchRoute, InternalError, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn members(
+    _bearer: Bearer,
     State(pool): State<PgPool>,
     Path(group): Path<String>,
     params: QueryParams,
@@ -275,16 +314,18 @@ pub const CONVERSATIONS_SQL: &str = "WITH page AS (
     ),
     responses(
         (status = 200, description = "A page of conversations.", body = ConversationPage),
-        BadRequest, NoSuchRoute, InternalError, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn conversations(
+    bearer: Bearer,
     State(pool): State<PgPool>,
     Path(user): Path<String>,
     params: QueryParams,
 ) -> Result<Json<ConversationPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
+    bearer.require_user("user", &user)?;
     let limit = page_limit(&params)?;
     let cursor = cursor_param(&params, decode_conversation_cursor)?;
     let (at, conversation) = cursor.unzip();
@@ -412,17 +453,19 @@ async fn fill_previews(
     ),
     responses(
         (status = 200, description = "A page of messages, ascending seq.", body = MessagePage),
-        BadRequest, NoSuchRoute, InternalError, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn messages(
+    bearer: Bearer,
     State(pool): State<PgPool>,
     Path(conversation): Path<String>,
     params: QueryParams,
 ) -> Result<Json<MessagePage>, ApiError> {
     let conversation = ConversationId::parse("conversation", &conversation)?;
     let limit = page_limit(&params)?;
+    require_participant(&pool, &bearer, &conversation).await?;
     let before = params.int_in("before", 1, i64::MAX)?;
     let after = params.int_in("after", 0, i64::MAX)?;
     type Row = (i64, String, String, String, DateTime<Utc>, bool);

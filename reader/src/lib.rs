@@ -10,18 +10,25 @@
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
 pub mod config;
+pub mod events;
+pub mod hub;
 pub mod im;
 pub mod openapi;
 pub mod queries;
 pub mod routes;
+pub mod sessions;
+pub mod socket;
+pub mod web;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
@@ -33,15 +40,28 @@ pub enum BuildError {
     Database(#[from] sqlx::Error),
     #[error("cannot register metrics")]
     Metrics(#[from] prometheus::Error),
+    #[error("FANLINE_TOKEN_KEY: {0}")]
+    TokenKey(#[from] authkit::KeyError),
+    #[error("cannot create the Kafka producer of WebSocket sends: {0}")]
+    Producer(#[from] ingest::BuildError),
 }
 
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    hub: Arc<hub::Hub>,
+    pool: sqlx::PgPool,
+    producer: Arc<ingest::producer::EventProducer>,
+    /// Ends the long-lived responses (sockets, event streams, long polls) when the server stops, so
+    /// that the graceful shutdown does not wait for them.
+    shutdown: CancellationToken,
 }
 
 impl App {
     pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
+        let token_key = Arc::new(authkit::TokenKey::from_secret(
+            config.token_key.expose_secret().as_bytes(),
+        )?);
         let options: PgConnectOptions = config.database_url.expose_secret().parse()?;
         // A stuck query must end as a 503, not hold the request (and a connection) forever.
         let statement_timeout = format!("{}ms", config.query_timeout_ms);
@@ -50,8 +70,9 @@ impl App {
         let pool = PgPoolOptions::new()
             .max_connections(config.db_connections.max(1))
             .acquire_timeout(Duration::from_millis(config.query_timeout_ms))
-            .connect_lazy_with(options);
+            .connect_lazy_with(options.clone());
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
+        let hub = hub::Hub::new(&registry)?;
         let readiness = {
             let pool = pool.clone();
             httpkit::Readiness::new(move || {
@@ -65,15 +86,72 @@ impl App {
                 }
             })
         };
-        let router = httpkit::with_common_layers(
-            routes::router(pool.clone()).merge(im::router(pool)),
-            registry,
-            http_metrics,
-            readiness,
-            16 * 1024,
-        );
+        // The LISTEN connection lives outside the request pool: a busy pool must not starve wake-ups.
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_millis(config.query_timeout_ms))
+            .connect_lazy_with(options.clone());
+        let sessions = Arc::new(sessions::Sessions {
+            pool: pool.clone(),
+            key: token_key.clone(),
+            limiter: authkit::LoginLimiter::new(authkit::LoginQuota {
+                per_account_per_minute: config.login_per_account_per_minute,
+                per_address_per_minute: config.login_per_address_per_minute,
+            }),
+            policy: sessions::SessionPolicy {
+                access_ttl: Duration::from_secs(config.access_token_secs),
+                refresh_ttl: Duration::from_secs(config.refresh_token_secs),
+            },
+        });
+        // Messages and read markers sent over a socket are appended exactly as ingest appends them.
+        let producer = {
+            let mut produce = ingest::Config::for_brokers(&config.brokers, &config.topic);
+            produce.produce_timeout_ms = config.produce_timeout_ms;
+            let metrics = ingest::metrics::IngestMetrics::new(&registry)?;
+            Arc::new(ingest::producer::EventProducer::new(&produce, metrics)?)
+        };
+        let shutdown = CancellationToken::new();
+        let realtime = Arc::new(socket::Realtime {
+            pool: pool.clone(),
+            hub: hub.clone(),
+            producer: producer.clone(),
+            settings: socket::SocketSettings {
+                heartbeat: Duration::from_secs(config.ws_heartbeat_secs.max(1)),
+                max_missed: config.ws_max_missed.max(1),
+                window: config.ws_window.max(1),
+                buffer_frames: config.ws_buffer_frames.max(2),
+                send_timeout: Duration::from_secs(config.ws_send_timeout_secs.max(1)),
+            },
+            shutdown: shutdown.clone(),
+            metrics: socket::SocketMetrics::new(&registry)?,
+        });
+        let realtime_routes = axum::Router::new()
+            .route("/v1/ws", axum::routing::get(socket::connect))
+            .route(
+                "/v1/users/{user}/events",
+                axum::routing::get(events::stream),
+            )
+            .with_state(realtime);
+        let api = routes::router(routes::ReadState {
+            pool: pool.clone(),
+            hub: hub.clone(),
+            shutdown: shutdown.clone(),
+        })
+        .merge(im::router(pool))
+        .merge(sessions::router(sessions))
+        .merge(realtime_routes)
+        .layer(axum::Extension(token_key))
+        .merge(web::router(config.public_ingest_url.clone()));
+        let router = httpkit::with_common_layers(api, registry, http_metrics, readiness, 16 * 1024);
         let listener = httpkit::bind(config.listen).await?;
-        Ok(App { listener, router })
+        Ok(App {
+            listener,
+            router,
+            hub,
+            pool: listen_pool,
+            producer,
+            shutdown,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -84,6 +162,15 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        httpkit::serve(self.listener, self.router, shutdown).await
+        let listening = tokio::spawn(self.hub.clone().run_listener(self.pool.clone()));
+        let ending = self.shutdown.clone();
+        let shutdown = async move {
+            shutdown.await;
+            ending.cancel();
+        };
+        let result = httpkit::serve(self.listener, self.router, shutdown).await;
+        listening.abort();
+        self.producer.flush().await;
+        result
     }
 }

@@ -11,7 +11,11 @@ use utoipa::OpenApi;
         description = "The read API: feeds, sync scans, store timelines, contact lists and conversations, straight from Postgres. \
                        Errors are `{\"error\", \"field\"}` JSON."
     ),
+    modifiers(&Security),
     paths(
+        crate::sessions::login,
+        crate::sessions::refresh,
+        crate::sessions::logout,
         crate::routes::feed,
         crate::routes::sync,
         crate::routes::posts,
@@ -20,6 +24,8 @@ use utoipa::OpenApi;
         crate::im::profile,
         crate::im::group,
         crate::im::members,
+        crate::socket::connect,
+        crate::events::stream,
     ),
     // Parameters and the shared error responses (httpkit::openapi) refer to these; utoipa collects only
     // the schemas that request and response bodies of the operations reach.
@@ -31,13 +37,27 @@ use utoipa::OpenApi;
         schemas::api::ErrorBody
     )),
     tags(
+        (name = "sessions", description = "Log in, refresh, log out (register at ingest: `POST /v1/accounts`)."),
         (name = "timelines", description = "Feeds, sync timelines and store timelines."),
         (name = "messages", description = "Contact lists with unread counts, conversation histories."),
         (name = "users", description = "Profiles."),
         (name = "groups", description = "Groups and their members."),
+        (name = "realtime", description = "The sync timeline pushed: WebSocket (with acks and heartbeats) and Server-Sent Events."),
     )
 )]
 struct ReaderApi;
+
+/// Every route needs a bearer token but logging in and refreshing.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        httpkit::openapi::BearerSecurity {
+            open: &["/v1/sessions", "/v1/sessions/refresh"],
+        }
+        .modify(openapi);
+    }
+}
 
 /// The document as pretty-printed JSON, exactly as committed.
 pub fn document_json() -> String {

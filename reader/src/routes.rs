@@ -1,18 +1,40 @@
 //! The read API's handlers: validate parameters, run one query, shape the page.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use authkit::Bearer;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use httpkit::openapi::{BadRequest, InternalError, NoSuchRoute, Unavailable};
+use httpkit::openapi::{
+    BadRequest, Forbidden, InternalError, NoSuchRoute, Unauthorized, Unavailable,
+};
 use httpkit::{ApiError, QueryParams};
 use schemas::api::{decode_cursor, FeedPage, SyncPage, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use schemas::db::DbFailure;
 use schemas::{PostId, UserId};
 use sqlx::PgPool;
 
+use crate::hub::Hub;
 use crate::queries;
 
-pub fn router(pool: PgPool) -> Router {
+/// What the read handlers share: the pool, and the wake-up hub of long polls.
+#[derive(Clone)]
+pub struct ReadState {
+    pub pool: PgPool,
+    pub hub: Arc<Hub>,
+    /// Cancelled when the server stops: a long poll then answers at once.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl axum::extract::FromRef<ReadState> for PgPool {
+    fn from_ref(state: &ReadState) -> PgPool {
+        state.pool.clone()
+    }
+}
+
+pub fn router(state: ReadState) -> Router {
     Router::new()
         .route(
             "/openapi.json",
@@ -21,7 +43,7 @@ pub fn router(pool: PgPool) -> Router {
         .route("/v1/users/{user}/feed", get(feed))
         .route("/v1/users/{user}/sync", get(sync))
         .route("/v1/users/{user}/posts", get(posts))
-        .with_state(pool)
+        .with_state(state)
 }
 
 /// `limit` of any page: 1 to [`MAX_PAGE_LIMIT`], [`DEFAULT_PAGE_LIMIT`] when not given.
@@ -113,16 +135,18 @@ impl PageQuery {
     ),
     responses(
         (status = 200, description = "A page, newest first.", body = FeedPage),
-        BadRequest, NoSuchRoute, InternalError, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn feed(
+    bearer: Bearer,
     State(pool): State<PgPool>,
     Path(user): Path<String>,
     params: QueryParams,
 ) -> Result<Json<FeedPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
+    bearer.require_user("user", &user)?;
     let page = PageQuery::parse(&params)?;
     queries::feed(&pool, user.as_str(), page.cursor(), page.limit())
         .await
@@ -141,11 +165,13 @@ pub async fn feed(
     ),
     responses(
         (status = 200, description = "A page, newest first.", body = FeedPage),
-        BadRequest, NoSuchRoute, InternalError, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn posts(
+    // An author's posts are public to every signed-in user, like a profile page.
+    _bearer: Bearer,
     State(pool): State<PgPool>,
     Path(user): Path<String>,
     params: QueryParams,
@@ -169,25 +195,61 @@ pub async fn posts(
         ("user" = schemas::UserId, Path, description = "Whose sync timeline."),
         ("after" = Option<i64>, Query, minimum = 0, description = "The last seq the device has; 0 when not given."),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Most entries, 20 when not given."),
+        ("wait" = Option<i64>, Query, minimum = 0, maximum = 60, description = "Long poll: when there is nothing after `after`, wait up to this many seconds for something to arrive (0, the default: answer at once)."),
     ),
     responses(
-        (status = 200, description = "Entries after `after`, ascending seq.", body = SyncPage),
-        BadRequest, NoSuchRoute, InternalError, Unavailable,
+        (status = 200, description = "Entries after `after`, ascending seq (empty when a long poll's wait ended without news).", body = SyncPage),
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn sync(
-    State(pool): State<PgPool>,
+    bearer: Bearer,
+    State(state): State<ReadState>,
     Path(user): Path<String>,
     params: QueryParams,
 ) -> Result<Json<SyncPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
+    bearer.require_user("user", &user)?;
     let limit = page_limit(&params)?;
     let after = params.int_in("after", 0, i64::MAX)?.unwrap_or(0);
+    let wait = params.int_in("wait", 0, MAX_WAIT_SECS)?.unwrap_or(0);
+    if wait == 0 {
+        return sync_page(&state.pool, user.as_str(), after, limit)
+            .await
+            .map(Json);
+    }
+    // Subscribe before the first read: an entry committed between the read and the wait still wakes.
+    let mut subscription = state.hub.subscribe(user.as_str());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
+    loop {
+        let page = sync_page(&state.pool, user.as_str(), after, limit).await?;
+        if !page.entries.is_empty() || !page.conversations.is_empty() {
+            return Ok(Json(page));
+        }
+        tokio::select! {
+            () = subscription.woken() => {}
+            () = tokio::time::sleep_until(deadline) => return Ok(Json(page)),
+            () = state.shutdown.cancelled() => return Ok(Json(page)),
+        }
+    }
+}
+
+/// Longest `wait` of a long poll, in seconds.
+pub const MAX_WAIT_SECS: i64 = 60;
+
+/// One page of a user's sync timeline after `after`: the entries, and the large groups that advanced
+/// within the scanned range. Shared by `/sync`, the long poll, the WebSocket and the SSE stream.
+pub(crate) async fn sync_page(
+    pool: &PgPool,
+    user: &str,
+    after: i64,
+    limit: i64,
+) -> Result<SyncPage, ApiError> {
     // One snapshot for both reads: a large group's position read after an entry committed that the scan
     // did not see would move the cursor past that entry.
-    let mut snapshot = read_snapshot(&pool).await.map_err(database_error)?;
-    let scan = queries::sync(&mut *snapshot, user.as_str(), after, limit)
+    let mut snapshot = read_snapshot(pool).await.map_err(database_error)?;
+    let scan = queries::sync(&mut *snapshot, user, after, limit)
         .await
         .map_err(database_error)?;
     let entries = scan.entries;
@@ -198,7 +260,7 @@ pub async fn sync(
     } else {
         None
     };
-    let conversations = queries::advanced_conversations(&mut *snapshot, user.as_str(), after, upto)
+    let conversations = queries::advanced_conversations(&mut *snapshot, user, after, upto)
         .await
         .map_err(database_error)?;
     snapshot.commit().await.map_err(database_error)?;
@@ -209,10 +271,10 @@ pub async fn sync(
         .chain(last_position)
         .max()
         .unwrap_or(after);
-    Ok(Json(SyncPage {
+    Ok(SyncPage {
         entries,
         conversations,
         last_seq,
         has_more,
-    }))
+    })
 }

@@ -96,6 +96,61 @@ pub struct ProfileRequest {
     pub signature: Option<String>,
 }
 
+/// Body of `POST /v1/accounts` (register) and `POST /v1/sessions` (log in).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Credentials {
+    #[schema(value_type = crate::UserId)]
+    pub user: String,
+    /// 8 characters to 256 bytes.
+    #[schema(min_length = 8, max_length = 256)]
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    // The password must never reach a log line, even through a debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Body of `POST /v1/sessions/refresh`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for RefreshRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshRequest { refresh_token: <redacted> }")
+    }
+}
+
+/// `200` of `POST /v1/sessions` and `/v1/sessions/refresh`: a short-lived access token for
+/// `Authorization: Bearer`, and the refresh token that gets the next one (each refresh token works once).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionTokens {
+    pub user: String,
+    pub session_id: String,
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    /// Seconds until the refresh token (and so the session) expires.
+    pub refresh_expires_in: u64,
+}
+
+impl std::fmt::Debug for SessionTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTokens")
+            .field("user", &self.user)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Body of `POST /v1/groups`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreateGroupRequest {

@@ -38,6 +38,7 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "message_sent",
     "message_recalled",
     "read_marked",
+    "account_registered",
 ];
 
 /// One event on the topic.
@@ -84,6 +85,8 @@ pub enum Event {
     MessageRecalled(MessageRecalled),
     /// A user has read a conversation up to `seq`.
     ReadMarked(ReadMarked),
+    /// Someone registered an account; the first registration of a user id wins.
+    AccountRegistered(AccountRegistered),
 }
 
 /// Longest display name, group name, in characters.
@@ -107,6 +110,15 @@ pub struct ProfileUpdated {
     pub gender: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+}
+
+/// Payload of `account_registered` (keyed by the user). The password is already an argon2id hash: a
+/// plain password never reaches the topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountRegistered {
+    pub user: UserId,
+    /// An argon2id PHC string (`$argon2id$v=19$...`).
+    pub password_hash: String,
 }
 
 /// A member's role in a group: the owner (one, the creator), admins (may add and remove members) and
@@ -408,6 +420,11 @@ impl Envelope {
         Self::wrap((&read.conversation).into(), Event::ReadMarked(read))
     }
 
+    /// A new `account_registered` event, keyed by the user (so registrations of one id are ordered).
+    pub fn account_registered(account: AccountRegistered) -> Self {
+        Self::wrap((&account.user).into(), Event::AccountRegistered(account))
+    }
+
     /// The event type as spelled on the wire.
     pub fn event_type(&self) -> &'static str {
         match self.event {
@@ -422,6 +439,7 @@ impl Envelope {
             Event::MessageSent(_) => "message_sent",
             Event::MessageRecalled(_) => "message_recalled",
             Event::ReadMarked(_) => "read_marked",
+            Event::AccountRegistered(_) => "account_registered",
         }
     }
 
@@ -498,6 +516,17 @@ impl Envelope {
                 self.expect_key(read.conversation.as_str(), "payload.conversation")?;
                 if read.seq < 0 {
                     return Err(ValidationError::new("payload.seq", "must not be negative"));
+                }
+            }
+            Event::AccountRegistered(account) => {
+                self.expect_key(account.user.as_str(), "payload.user")?;
+                if !account.password_hash.starts_with("$argon2id$")
+                    || account.password_hash.len() > 512
+                {
+                    return Err(ValidationError::new(
+                        "payload.password_hash",
+                        "must be an argon2id PHC string",
+                    ));
                 }
             }
         }

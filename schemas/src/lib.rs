@@ -17,10 +17,12 @@ pub mod db;
 pub mod events;
 pub mod ids;
 pub mod json_schema;
+pub mod realtime;
 
 pub use events::{
-    DecodeError, Envelope, Event, FollowChange, GroupCreated, MembershipChange, MessageRecalled,
-    MessageSent, PostCreated, PostDeleted, ProfileUpdated, ReadMarked, Role, ENVELOPE_VERSION,
+    AccountRegistered, DecodeError, Envelope, Event, FollowChange, GroupCreated, MembershipChange,
+    MessageRecalled, MessageSent, PostCreated, PostDeleted, ProfileUpdated, ReadMarked, Role,
+    ENVELOPE_VERSION,
 };
 pub use ids::{ConversationId, GroupId, PostId, TimelineKey, UserId, ValidationError};
 

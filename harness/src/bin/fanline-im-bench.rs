@@ -255,7 +255,7 @@ async fn main() -> anyhow::Result<()> {
     }
     sqlx::query("ANALYZE").execute(&db.pool).await?;
     let reader = spawn_reader(&db.url).await;
-    let api = Api::new("", reader.url(""));
+    let api = Api::new("", reader.url("")).as_user("busy");
     let url = |cursor: Option<&str>| {
         let cursor = cursor.map(|c| format!("&cursor={c}")).unwrap_or_default();
         format!(

@@ -87,7 +87,8 @@ type Case<'a> = (
 async fn bad_input_gets_a_json_error_naming_the_field() {
     let topic = TestTopic::create(1).await;
     let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
-    let api = Api::new(ingest.url(""), "");
+    // Signed in: bad input is a 400 whoever sends it (tokens are tested in auth.rs).
+    let api = Api::new(ingest.url(""), "").as_user("a");
     let json = Some("application/json");
     let long_body = format!(r#"{{"author":"a","body":"{}"}}"#, "x".repeat(4097));
     let huge = format!(r#"{{"author":"a","body":"{}"}}"#, "x".repeat(70_000));
@@ -284,7 +285,7 @@ async fn assert_unavailable(brokers: &str, timeout_ms: u64) {
         "503 took {elapsed:?}"
     );
     let url = format!("http://127.0.0.1:{}/v1/users/a/following/b", ingest.port);
-    let (status, _) = api.raw(Method::PUT, &url, None, None).await;
+    let (status, _) = api.as_user("a").raw(Method::PUT, &url, None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let (status, _) = api
         .raw(Method::GET, &ingest.url("/readyz"), None, None)
@@ -328,14 +329,15 @@ async fn a_broker_that_never_answers_gets_503_within_the_produce_timeout() {
 async fn a_batch_answers_per_item_like_the_single_call() {
     let topic = TestTopic::create(2).await;
     let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
-    let api = Api::new(ingest.url(""), "");
+    let api = Api::new(ingest.url(""), "").as_user("alice");
     let body = serde_json::json!({"posts": [
         {"author": "alice", "body": "one", "message_id": "b1"},
         {"author": "bad user", "body": "two"},
         {"author": "bob", "body": ""},
         {"author": "carol", "body": 3},
         "not an object",
-        {"author": "dave", "body": "five"},
+        {"author": "alice", "body": "five"},
+        {"author": "mallory", "body": "as someone else"},
     ]});
     let (status, value) = api
         .raw(
@@ -348,7 +350,7 @@ async fn a_batch_answers_per_item_like_the_single_call() {
     assert_eq!(status, StatusCode::OK, "{value}");
     let response: schemas::api::BatchResponse = serde_json::from_value(value).unwrap();
     let statuses: Vec<u16> = response.results.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, vec![202, 400, 400, 400, 400, 202]);
+    assert_eq!(statuses, vec![202, 400, 400, 400, 400, 202, 403]);
     let fields: Vec<Option<&str>> = response
         .results
         .iter()
@@ -362,7 +364,8 @@ async fn a_batch_answers_per_item_like_the_single_call() {
             Some("posts[2].body"),
             Some("posts[3].body"),
             Some("posts[4]"),
-            None
+            None,
+            Some("posts[6].author"),
         ]
     );
     let first = &response.results[0];
@@ -409,7 +412,7 @@ async fn a_batch_answers_per_item_like_the_single_call() {
 async fn a_delete_is_keyed_by_the_author_and_validated() {
     let topic = TestTopic::create(4).await;
     let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
-    let api = Api::new(ingest.url(""), "");
+    let api = Api::new(ingest.url(""), "").as_user("alice");
     let created = api.post("alice", "to be deleted", None).await;
     let post_id = created.post_id.unwrap();
     let (status, value) = api

@@ -2,6 +2,7 @@
 //! One test binary for the workspace keeps link time down; each module covers one area.
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod crash;
 mod fanout_store;
 mod feed_model;
@@ -13,4 +14,6 @@ mod operations;
 mod pipeline;
 mod plans;
 mod reader_api;
+mod realtime;
 mod replay;
+mod web;

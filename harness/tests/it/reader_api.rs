@@ -43,7 +43,7 @@ async fn pages_neither_repeat_nor_skip_even_while_new_posts_arrive() {
     let db = TestDb::create().await;
     seed(&db, 45).await;
     let reader = spawn_reader(&db.url).await;
-    let api = Api::new("", reader.url(""));
+    let api = Api::new("", reader.url("")).as_user("bob");
     let first = api.feed_page("bob", 20, None).await;
     assert_eq!(first.entries.len(), 20);
     // New posts land at the top and must not shift the pages after the cursor.
@@ -80,7 +80,7 @@ async fn pages_neither_repeat_nor_skip_even_while_new_posts_arrive() {
 async fn bad_parameters_get_a_json_error_naming_the_field() {
     let db = TestDb::create().await;
     let reader = spawn_reader(&db.url).await;
-    let api = Api::new("", reader.url(""));
+    let api = Api::new("", reader.url("")).as_user("bob");
     let cases = [
         ("/v1/users/bob/feed?limit=0", "limit"),
         ("/v1/users/bob/feed?limit=201", "limit"),
@@ -115,7 +115,7 @@ async fn a_database_outage_gets_503_not_an_empty_page() {
         .unwrap()
         .port();
     let reader = spawn_reader(&format!("postgres://root@127.0.0.1:{port}/fanline")).await;
-    let api = Api::new("", reader.url(""));
+    let api = Api::new("", reader.url("")).as_user("bob");
     for path in [
         "/v1/users/bob/feed",
         "/v1/users/bob/sync?after=3",

@@ -1,0 +1,203 @@
+//! Signed, expiring access tokens and the extractor that checks them on every protected route.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use httpkit::ApiError;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use schemas::UserId;
+use serde::{Deserialize, Serialize};
+
+/// Shortest accepted signing key, in bytes (HS256 wants at least the hash's 32 bytes).
+pub const MIN_KEY_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the token signing key must be at least {MIN_KEY_BYTES} bytes long (got {0}); generate one with `openssl rand -base64 48`")]
+pub struct KeyError(usize);
+
+/// Why a token was refused; every variant is a `401`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("malformed bearer token")]
+    Malformed,
+    #[error("invalid token signature")]
+    Forged,
+    #[error("token expired")]
+    Expired,
+}
+
+/// What an access token says: who, which session, until when (seconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub sid: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// The stack's HMAC key: one secret shared by ingest and reader.
+#[derive(Clone)]
+pub struct TokenKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(<secret>)")
+    }
+}
+
+impl TokenKey {
+    pub fn from_secret(secret: &[u8]) -> Result<TokenKey, KeyError> {
+        if secret.len() < MIN_KEY_BYTES {
+            return Err(KeyError(secret.len()));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Ok(TokenKey {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        })
+    }
+
+    /// A token for `user` in session `session`, valid for `ttl` from now.
+    pub fn issue(&self, user: &str, session: &str, ttl: Duration) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user.to_owned(),
+            sid: session.to_owned(),
+            iat: now,
+            exp: now + ttl.as_secs() as i64,
+        };
+        // HS256 over a small struct of strings and numbers cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default()
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        use jsonwebtoken::errors::ErrorKind;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidSignature => TokenError::Forged,
+                _ => TokenError::Malformed,
+            })
+    }
+}
+
+fn unauthorized(err: &TokenError) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, err.to_string())
+}
+
+/// An authenticated caller. Extracting it needs the [`TokenKey`] as a request extension
+/// (`Router::layer(Extension(Arc<TokenKey>))`).
+#[derive(Debug, Clone)]
+pub struct Bearer {
+    pub claims: Claims,
+}
+
+impl Bearer {
+    /// The caller's user id.
+    pub fn user(&self) -> &str {
+        &self.claims.sub
+    }
+
+    /// `403` unless the caller is `user`; `field` names where `user` came from.
+    pub fn require(&self, field: &'static str, user: &str) -> Result<(), ApiError> {
+        if self.claims.sub == user {
+            return Ok(());
+        }
+        Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: format!("the token is for '{}', not for this user", self.claims.sub).into(),
+            field: Some(field.into()),
+        })
+    }
+
+    /// `403` unless the caller is `user`, for a parsed id.
+    pub fn require_user(&self, field: &'static str, user: &UserId) -> Result<(), ApiError> {
+        self.require(field, user.as_str())
+    }
+
+    /// The token of a request: the `Authorization: Bearer` header, else the `access_token` query
+    /// parameter (browsers cannot set headers on WebSocket or EventSource requests).
+    pub fn token_of(parts: &Parts) -> Result<String, TokenError> {
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let value = value.to_str().map_err(|_| TokenError::Malformed)?;
+            let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed)?;
+            if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+                return Err(TokenError::Malformed);
+            }
+            return Ok(token.trim().to_owned());
+        }
+        let query = parts.uri.query().unwrap_or("");
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "access_token")
+            .map(|(_, value)| value.into_owned())
+            .ok_or(TokenError::Missing)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(key) = parts.extensions.get::<Arc<TokenKey>>().cloned() else {
+            // A router built without the key layer is a wiring bug, not the client's fault.
+            tracing::error!("no TokenKey extension on a protected route");
+            return Err(ApiError::internal());
+        };
+        let token = Bearer::token_of(parts).map_err(|err| unauthorized(&err))?;
+        let claims = key.verify(&token).map_err(|err| unauthorized(&err))?;
+        Ok(Bearer { claims })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> TokenKey {
+        TokenKey::from_secret(&[byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert!(TokenKey::from_secret(b"too short").is_err());
+    }
+
+    #[test]
+    fn a_token_verifies_with_its_key_only_and_expires() {
+        let token = key(1).issue("alice", "s1", Duration::from_secs(60));
+        let claims = key(1).verify(&token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("alice", "s1"));
+        assert_eq!(key(2).verify(&token), Err(TokenError::Forged));
+        assert_eq!(key(1).verify("a.b.c"), Err(TokenError::Malformed));
+        assert_eq!(key(1).verify(""), Err(TokenError::Malformed));
+        let expired = key(1).issue("alice", "s1", Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(key(1).verify(&expired), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_token_with_an_edited_subject_is_forged() {
+        let token = key(1).issue("alice", "s1", Duration::from_secs(60));
+        let parts: Vec<&str> = token.split('.').collect();
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = String::from_utf8(engine.decode(parts[1]).unwrap()).unwrap();
+        let edited = engine.encode(payload.replace("alice", "mallory"));
+        let forged = format!("{}.{}.{}", parts[0], edited, parts[2]);
+        assert_eq!(key(1).verify(&forged), Err(TokenError::Forged));
+    }
+}

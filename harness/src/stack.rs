@@ -1,0 +1,95 @@
+//! The whole pipeline in one test process — ingest, fanout and reader on a fresh database and topic —
+//! for tests that act as a user would: over HTTP, WebSocket, or a browser.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::{
+    brokers, fanout_config, group_lag, spawn_fanout, spawn_ingest, spawn_reader_with, unique,
+    wait_until, Api, Running, TestDb, TestTopic,
+};
+
+pub struct Stack {
+    pub db: TestDb,
+    pub topic: TestTopic,
+    pub group: String,
+    pub ingest: Running,
+    pub fanout: Running,
+    pub reader: Running,
+    pub reader_config: reader::Config,
+    pub api: Api,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Stack::start_with(|_| {}).await
+    }
+
+    /// Starts the stack; `configure` adjusts the reader's configuration (heartbeats, limits, port).
+    pub async fn start_with(configure: impl FnOnce(&mut reader::Config)) -> Stack {
+        let db = TestDb::create().await;
+        let topic = TestTopic::create(4).await;
+        let group = unique("fanout");
+        let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
+        let mut reader_config = reader::Config::for_database(&db.url);
+        reader_config.brokers = brokers();
+        reader_config.topic = topic.name.clone();
+        reader_config.public_ingest_url = ingest.url("");
+        configure(&mut reader_config);
+        let reader = spawn_reader_with(reader_config.clone()).await;
+        let fanout = spawn_fanout(fanout_config(&topic, &group, &db.url)).await;
+        let api = Api::new(ingest.url(""), reader.url(""));
+        Stack {
+            db,
+            topic,
+            group,
+            ingest,
+            fanout,
+            reader,
+            reader_config,
+            api,
+        }
+    }
+
+    /// Waits until fanout applied everything written so far.
+    pub async fn applied(&self) {
+        wait_until(
+            "fanout to apply every event",
+            Duration::from_secs(60),
+            || async {
+                let lags = group_lag(&self.topic.name, &self.group).await;
+                (lags.len() == self.topic.partitions as usize && lags.iter().all(|l| l.lag == 0))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// A write to ingest as `user`; expects `202`.
+    pub async fn write(&self, user: &str, method: Method, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.api.ingest);
+        let bytes = serde_json::to_vec(&body).expect("JSON");
+        let (status, value) = self
+            .api
+            .as_user(user)
+            .raw(method, &url, Some(&bytes), Some("application/json"))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{path}: {value}");
+        value
+    }
+
+    /// A message from `from` to the user `to`; returns ingest's answer.
+    pub async fn message(&self, from: &str, to: &str, body: &str) -> Value {
+        let request = serde_json::json!({"from": from, "to": to, "body": body});
+        self.write(from, Method::POST, "/v1/messages", request)
+            .await
+    }
+
+    pub async fn stop(self) {
+        self.fanout.stop().await;
+        self.ingest.stop().await;
+        self.reader.stop().await;
+    }
+}

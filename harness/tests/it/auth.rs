@@ -1,0 +1,335 @@
+//! Accounts and tokens end to end: registration through Kafka, login, refresh, logout, and every
+//! protected route refusing a missing, forged, expired or someone else's token.
+
+use std::time::Duration;
+
+use harness::stack::Stack;
+use harness::{wait_until, Api};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn call(
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let value = response.json().await.unwrap_or(Value::Null);
+    (status, headers, value)
+}
+
+async fn login(stack: &Stack, user: &str, password: &str) -> (StatusCode, Value) {
+    let url = stack.reader.url("/v1/sessions");
+    let body = json!({"user": user, "password": password});
+    let (status, _, value) = call(Method::POST, &url, None, Some(body)).await;
+    (status, value)
+}
+
+#[tokio::test]
+async fn register_log_in_refresh_and_log_out() {
+    let stack = Stack::start().await;
+    let register = stack.ingest.url("/v1/accounts");
+    let credentials = json!({"user": "alice", "password": "correct horse"});
+    let (status, _, value) = call(Method::POST, &register, None, Some(credentials)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{value}");
+    // Bad registrations name the field.
+    for (body, field) in [
+        (json!({"user": "a b", "password": "long enough"}), "user"),
+        (json!({"user": "bob", "password": "short"}), "password"),
+    ] {
+        let (status, _, value) = call(Method::POST, &register, None, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+        assert_eq!(value["field"], field);
+    }
+    // The account exists once fanout applied the event; the password is stored as argon2id only.
+    let tokens = wait_until(
+        "the registration applied",
+        Duration::from_secs(30),
+        || async {
+            let (status, value) = login(&stack, "alice", "correct horse").await;
+            (status == StatusCode::OK).then_some(value)
+        },
+    )
+    .await;
+    let stored: String =
+        sqlx::query_scalar("SELECT password_hash FROM accounts WHERE user_id = 'alice'")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
+    assert!(!stored.contains("correct horse"));
+
+    // A second registration of a taken id changes nothing: its password never logs in.
+    let hijack = json!({"user": "alice", "password": "another password"});
+    let (status, _, _) = call(Method::POST, &register, None, Some(hijack)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    stack.applied().await;
+    assert_eq!(
+        login(&stack, "alice", "another password").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, value) = login(&stack, "nobody", "whatever at all").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(value["error"].is_string());
+
+    // The access token works on ingest and reader, for alice only.
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let sync = stack.reader.url("/v1/users/alice/sync");
+    assert_eq!(
+        call(Method::GET, &sync, Some(&access), None).await.0,
+        StatusCode::OK
+    );
+    let post = json!({"author": "alice", "body": "signed in"});
+    let (status, _, value) = call(
+        Method::POST,
+        &stack.ingest.url("/v1/posts"),
+        Some(&access),
+        Some(post),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{value}");
+
+    // Refresh: new tokens; the used refresh token is dead.
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let refresh_url = stack.reader.url("/v1/sessions/refresh");
+    let (status, _, renewed) = call(
+        Method::POST,
+        &refresh_url,
+        None,
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert_eq!(renewed["session_id"], tokens["session_id"]);
+    assert_ne!(renewed["refresh_token"], tokens["refresh_token"]);
+    let (status, _, _) = call(
+        Method::POST,
+        &refresh_url,
+        None,
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Logout revokes the session: its refresh token stops working at once.
+    let renewed_access = renewed["access_token"].as_str().unwrap();
+    let (status, _, _) = call(
+        Method::DELETE,
+        &stack.reader.url("/v1/sessions/current"),
+        Some(renewed_access),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(
+        Method::POST,
+        &refresh_url,
+        None,
+        Some(json!({"refresh_token": renewed["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn every_protected_route_refuses_bad_tokens_and_other_users() {
+    let stack = Stack::start().await;
+    let alice = stack.api.token_for("alice");
+    let forged = Api::with_token_key("", "", "someone-elses-key-that-is-long-enough-0123456789")
+        .token_for("alice");
+    let expired = {
+        let key = authkit::TokenKey::from_secret(harness::TEST_TOKEN_KEY.as_bytes()).unwrap();
+        key.issue("alice", "s", Duration::ZERO)
+    };
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reads = [
+        "/v1/users/bob/feed",
+        "/v1/users/bob/sync",
+        "/v1/users/bob/conversations",
+        "/v1/users/bob/events",
+    ];
+    for path in reads {
+        let url = stack.reader.url(path);
+        for (token, reason) in [
+            (None, "missing bearer token"),
+            (Some("not.a.token"), "malformed bearer token"),
+            (Some(forged.as_str()), "invalid token signature"),
+            (Some(expired.as_str()), "token expired"),
+        ] {
+            let (status, headers, value) = call(Method::GET, &url, token, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {reason}: {value}");
+            assert_eq!(value["error"], reason, "{path}");
+            assert_eq!(headers["www-authenticate"], "Bearer");
+        }
+        let (status, _, value) = call(Method::GET, &url, Some(&alice), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {value}");
+        assert_eq!(value["field"], "user", "{path}");
+    }
+    // A direct conversation's history is its two users'; a group's, its active members'.
+    let (status, _, _) = call(
+        Method::GET,
+        &stack.reader.url("/v1/conversations/d:bob:carol/messages"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = call(
+        Method::GET,
+        &stack.reader.url("/v1/conversations/d:alice:bob/messages"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(
+        Method::GET,
+        &stack.reader.url("/v1/conversations/g:team/messages"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Writes as someone else: 403 naming the field; without a token: 401. Nothing reaches the topic.
+    let writes = [
+        (
+            Method::POST,
+            "/v1/posts",
+            json!({"author": "bob", "body": "x"}),
+            "author",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/bob/following/carol",
+            Value::Null,
+            "user",
+        ),
+        (
+            Method::POST,
+            "/v1/messages",
+            json!({"from": "bob", "to": "carol", "body": "x"}),
+            "from",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/bob/conversations/d:bob:carol/read",
+            json!({"seq": 1}),
+            "user",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/bob",
+            json!({"display_name": "Bob"}),
+            "user",
+        ),
+        (
+            Method::POST,
+            "/v1/groups",
+            json!({"group": "g1", "owner": "bob", "name": "G"}),
+            "owner",
+        ),
+        (
+            Method::PUT,
+            "/v1/groups/g1/members/carol?by=bob",
+            Value::Null,
+            "by",
+        ),
+        (
+            Method::DELETE,
+            "/v1/groups/g1/members/carol",
+            Value::Null,
+            "user",
+        ),
+        (
+            Method::DELETE,
+            "/v1/messages/01JD8Z5V2Q3W4E5R6T7Y8V9K0M?from=bob&conversation=d:bob:carol",
+            Value::Null,
+            "from",
+        ),
+    ];
+    for (method, path, body, field) in writes {
+        let url = stack.ingest.url(path);
+        let body = (!body.is_null()).then_some(body);
+        let (status, _, value) = call(method.clone(), &url, Some(&alice), body.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {value}");
+        assert_eq!(value["field"], field, "{method} {path}");
+        let (status, _, _) = call(method.clone(), &url, None, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    assert_eq!(
+        stack
+            .ingest
+            .metric("fanline_ingest_events_produced_total", &[]),
+        0.0
+    );
+    // Group administration by a non-admin is refused where membership is known (fanout): alice owns
+    // "team", mallory may not add anyone to it.
+    stack
+        .write(
+            "alice",
+            Method::POST,
+            "/v1/groups",
+            json!({"group": "team", "owner": "alice", "name": "Team"}),
+        )
+        .await;
+    stack
+        .write(
+            "mallory",
+            Method::PUT,
+            "/v1/groups/team/members/eve?by=mallory",
+            Value::Null,
+        )
+        .await;
+    stack.applied().await;
+    let members: Vec<String> =
+        sqlx::query_scalar("SELECT user_id FROM group_members WHERE group_id = 'team' ORDER BY 1")
+            .fetch_all(&stack.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(members, ["alice"]);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_account_and_per_address() {
+    let stack = Stack::start_with(|config| {
+        config.login_per_account_per_minute = 3;
+        config.login_per_address_per_minute = 5;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            login(&stack, "alice", "wrong password").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let url = stack.reader.url("/v1/sessions");
+    let body = json!({"user": "alice", "password": "wrong password"});
+    let (status, headers, value) = call(Method::POST, &url, None, Some(body)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{value}");
+    assert!(value["error"].is_string());
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Other accounts from this address still get through, until the address's own budget is spent.
+    assert_eq!(
+        login(&stack, "bob", "wrong password").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&stack, "carol", "wrong password").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    stack.stop().await;
+}

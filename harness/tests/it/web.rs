@@ -1,0 +1,340 @@
+//! The web chat client in a real browser: headless Chromium (Debian's, installed by scripts/test.sh)
+//! driven through chromedriver. Three users in three browsers register, chat 1:1 and in a group,
+//! watch badges and totals change as they read, and keep every message across a reader restart.
+//! Screenshots go to `target/screenshots/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use harness::stack::Stack;
+use harness::{spawn_reader_with, wait_until};
+use reqwest::Method;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Browser {
+    client: Client,
+    _driver: Child,
+    _profile: TempDir,
+}
+
+/// A directory removed on drop (Chromium's profile).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(harness::unique(name));
+        std::fs::create_dir_all(&path).expect("a temporary directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&dir).expect("the screenshot directory");
+    dir
+}
+
+impl Browser {
+    /// A headless Chromium with its own profile (its own storage: its own user).
+    async fn open(url: &str) -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver; scripts/test.sh installs it)");
+        let profile = TempDir::new("chromium-profile");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.0.display()),
+                ],
+            }),
+        );
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let client = wait_until("chromedriver answers", WAIT, || {
+            let capabilities = capabilities.clone();
+            let webdriver = webdriver.clone();
+            async move {
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(capabilities)
+                    .connect(&webdriver)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+        client.goto(url).await.expect("open the web client");
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    async fn text(&self, css: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(css)).await.ok()?;
+        element.text().await.ok()
+    }
+
+    /// Waits until the element's text satisfies `check`; on a timeout, saves a screenshot of the page
+    /// and fails naming what the page showed.
+    async fn wait_text(&self, css: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = self.text(css).await;
+            if let Some(text) = text.as_ref().filter(|t| check(t)) {
+                return text.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                let name = format!("failed-{}", what.replace(' ', "-"));
+                self.screenshot(&name).await;
+                let error = self.text("#auth-error").await.unwrap_or_default();
+                panic!("timed out waiting for {what}: {css} shows {text:?} (auth error {error:?}); see target/screenshots/{name}.png");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.client.find(Locator::Css(css)).await.expect(css);
+        element.clear().await.expect("clear");
+        element.send_keys(text).await.expect("type");
+    }
+
+    async fn click(&self, css: &str) {
+        let element = wait_until(css, WAIT, || async {
+            self.client.find(Locator::Css(css)).await.ok()
+        })
+        .await;
+        element.click().await.expect("click");
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        std::fs::write(screenshots().join(format!("{name}.png")), png)
+            .expect("save the screenshot");
+    }
+
+    /// Registers (which logs in) and waits until the page is online.
+    async fn register(&self, user: &str) {
+        self.type_into("#auth-user", user).await;
+        self.type_into("#auth-password", "correct horse battery")
+            .await;
+        self.click("#auth-register").await;
+        self.wait_text("#me", "logged in", |t| t == user).await;
+        self.wait_text("#status", "online", |t| t == "online").await;
+    }
+
+    async fn send(&self, body: &str) {
+        self.type_into("#composer-input", body).await;
+        self.click("#composer-send").await;
+    }
+
+    /// The bodies of the open chat's messages, in order.
+    async fn messages(&self) -> Vec<String> {
+        let mut bodies = Vec::new();
+        if let Ok(items) = self
+            .client
+            .find_all(Locator::Css("#messages li.message .body"))
+            .await
+        {
+            for item in items {
+                bodies.push(item.text().await.unwrap_or_default());
+            }
+        }
+        bodies
+    }
+
+    async fn wait_messages(&self, what: &str, expected: &[&str]) {
+        wait_until(what, WAIT, || async {
+            let bodies = self.messages().await;
+            (bodies == expected).then_some(())
+        })
+        .await;
+    }
+
+    async fn badge(&self, conversation: &str) -> Option<String> {
+        self.text(&format!(
+            "#conversations li[data-conversation=\"{conversation}\"] .badge"
+        ))
+        .await
+    }
+
+    async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+#[tokio::test]
+async fn three_users_chat_in_real_browsers_across_a_reader_restart() {
+    let port = free_port();
+    let mut stack = Stack::start_with(|config| {
+        config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    })
+    .await;
+    let page = stack.reader.url("/");
+    let alice = Browser::open(&page).await;
+    let bob = Browser::open(&page).await;
+    let carol = Browser::open(&page).await;
+    alice.register("alice").await;
+    bob.register("bob").await;
+    carol.register("carol").await;
+
+    // 1:1: alice writes; her message goes pending → delivered; bob's badge and total count it.
+    alice.type_into("#new-chat-user", "bob").await;
+    alice.click("#new-chat-open").await;
+    alice.send("hello bob").await;
+    alice
+        .wait_text("#messages li.message .status", "delivered", |t| {
+            t == "delivered"
+        })
+        .await;
+    wait_until("bob's badge", WAIT, || async {
+        (bob.badge("d:alice:bob").await.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    bob.wait_text("#total-unread", "total 1", |t| t == "1")
+        .await;
+    alice.send("are you there?").await;
+    wait_until("bob's badge", WAIT, || async {
+        (bob.badge("d:alice:bob").await.as_deref() == Some("2")).then_some(())
+    })
+    .await;
+    bob.wait_text("#total-unread", "total 2", |t| t == "2")
+        .await;
+    bob.screenshot("bob-unread").await;
+
+    // Bob reads: badge and total go to zero; his answer reaches alice live.
+    bob.click("#conversations li[data-conversation=\"d:alice:bob\"]")
+        .await;
+    bob.wait_messages("bob sees the chat", &["hello bob", "are you there?"])
+        .await;
+    bob.wait_text("#total-unread", "total 0", |t| t == "0")
+        .await;
+    wait_until("bob's badge cleared", WAIT, || async {
+        (bob.badge("d:alice:bob")
+            .await
+            .unwrap_or_default()
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    bob.send("hi alice").await;
+    alice
+        .wait_messages(
+            "alice sees the answer",
+            &["hello bob", "are you there?", "hi alice"],
+        )
+        .await;
+
+    // A group of three: alice creates it, adds bob and carol, and writes.
+    alice.type_into("#group-id", "team").await;
+    alice.type_into("#group-name", "The team").await;
+    alice.click("#group-create").await;
+    alice
+        .wait_text("#chat", "the group chat opens", |_| true)
+        .await;
+    for member in ["bob", "carol"] {
+        alice.type_into("#member-user", member).await;
+        alice.click("#member-add").await;
+        wait_until("the member is listed", WAIT, || async {
+            alice
+                .client
+                .find(Locator::Css(&format!(
+                    "#members li[data-user=\"{member}\"]"
+                )))
+                .await
+                .ok()
+        })
+        .await;
+    }
+    alice.send("hello team").await;
+    for (browser, name) in [(&bob, "bob"), (&carol, "carol")] {
+        wait_until("the group message's badge", WAIT, || async {
+            (browser.badge("g:team").await.as_deref() == Some("1")).then_some(())
+        })
+        .await;
+        browser
+            .click("#conversations li[data-conversation=\"g:team\"]")
+            .await;
+        browser
+            .wait_messages(&format!("{name} sees the group message"), &["hello team"])
+            .await;
+    }
+    carol.screenshot("carol-group").await;
+    alice.screenshot("alice-group").await;
+
+    // The reader restarts: every page reconnects and nothing sent meanwhile is lost.
+    stack.reader.stop().await;
+    for browser in [&alice, &bob, &carol] {
+        browser
+            .wait_text("#status", "reconnecting", |t| t != "online")
+            .await;
+    }
+    // Written while the reader is down: carol through ingest, alice from her page (queued).
+    let message = json!({"from": "carol", "group": "team", "body": "while the reader was down"});
+    let (status, value) = stack
+        .api
+        .as_user("carol")
+        .raw(
+            Method::POST,
+            &format!("{}/v1/messages", stack.api.ingest),
+            Some(message.to_string().as_bytes()),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(status, 202, "{value}");
+    alice.send("queued while offline").await;
+    stack.reader = spawn_reader_with(stack.reader_config.clone()).await;
+    for browser in [&alice, &bob, &carol] {
+        browser
+            .wait_text("#status", "back online", |t| t == "online")
+            .await;
+    }
+    let expected = [
+        "hello team",
+        "while the reader was down",
+        "queued while offline",
+    ];
+    bob.wait_messages("bob has every group message", &expected)
+        .await;
+    carol
+        .wait_messages("carol has every group message", &expected)
+        .await;
+    alice
+        .wait_messages("alice has every group message", &expected)
+        .await;
+    bob.screenshot("bob-after-restart").await;
+    alice.close().await;
+    bob.close().await;
+    carol.close().await;
+    stack.stop().await;
+}

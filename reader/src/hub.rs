@@ -1,0 +1,206 @@
+//! Wake-ups for realtime readers: one `LISTEN fanline_sync` connection per reader process, fanned out
+//! in memory to the connections (long polls, WebSockets, SSE streams) of the users it names.
+//!
+//! The notifications come from triggers on `sync_entries` and `conversations`
+//! (`schemas/migrations/20261126000002_sync_notify.sql`), delivered by Postgres at commit: a woken
+//! connection always finds what woke it. No connection ever polls the database on a timer.
+//!
+//! A wake-up carries no data, only "look again": each connection then reads its own page from its own
+//! cursor, so a missed or doubled wake-up can only cost a query, never an entry. Notifications sent
+//! while the listening connection was down are lost, so after every (re)connect everyone is woken.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus::{IntCounter, IntGauge, Registry};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+/// The channel the triggers notify.
+pub const CHANNEL: &str = "fanline_sync";
+
+/// Per-user wake-up senders, shared by the listener task and the connections.
+pub struct Hub {
+    users: Mutex<HashMap<String, Slot>>,
+    metrics: HubMetrics,
+}
+
+struct Slot {
+    wake: watch::Sender<u64>,
+    subscribers: usize,
+}
+
+#[derive(Clone)]
+struct HubMetrics {
+    subscribers: IntGauge,
+    notifications: IntCounter,
+    reconnects: IntCounter,
+}
+
+/// A connection's interest in one user's inbox; dropping it unsubscribes.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    user: String,
+    wake: watch::Receiver<u64>,
+}
+
+impl Subscription {
+    /// Completes at the next wake-up after the last one seen (at once if one came since).
+    pub async fn woken(&mut self) {
+        if self.wake.changed().await.is_err() {
+            // The sender lives as long as a subscription does; never reached, but never busy-loop.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(&self.user);
+    }
+}
+
+impl Hub {
+    pub fn new(registry: &Registry) -> Result<Arc<Hub>, prometheus::Error> {
+        let subscribers = IntGauge::new(
+            "fanline_reader_realtime_subscriptions",
+            "Open realtime subscriptions (long polls, WebSockets, SSE streams).",
+        )?;
+        let notifications = IntCounter::new(
+            "fanline_reader_notifications_total",
+            "Notifications received on the fanline_sync channel.",
+        )?;
+        let reconnects = IntCounter::new(
+            "fanline_reader_listener_connects_total",
+            "Times the LISTEN connection was (re)established; every one wakes every subscriber.",
+        )?;
+        registry.register(Box::new(subscribers.clone()))?;
+        registry.register(Box::new(notifications.clone()))?;
+        registry.register(Box::new(reconnects.clone()))?;
+        Ok(Arc::new(Hub {
+            users: Mutex::new(HashMap::new()),
+            metrics: HubMetrics {
+                subscribers,
+                notifications,
+                reconnects,
+            },
+        }))
+    }
+
+    pub fn subscribe(self: &Arc<Self>, user: &str) -> Subscription {
+        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = users.entry(user.to_owned()).or_insert_with(|| Slot {
+            wake: watch::channel(0).0,
+            subscribers: 0,
+        });
+        slot.subscribers += 1;
+        self.metrics.subscribers.inc();
+        Subscription {
+            hub: self.clone(),
+            user: user.to_owned(),
+            wake: slot.wake.subscribe(),
+        }
+    }
+
+    fn unsubscribe(&self, user: &str) {
+        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = users.get_mut(user) {
+            slot.subscribers -= 1;
+            if slot.subscribers == 0 {
+                users.remove(user);
+            }
+        }
+        self.metrics.subscribers.dec();
+    }
+
+    fn wake(&self, user: &str) {
+        let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = users.get(user) {
+            slot.wake.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    fn wake_all(&self) {
+        let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        for slot in users.values() {
+            slot.wake.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    fn subscribed_users(&self) -> Vec<String> {
+        let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        users.keys().cloned().collect()
+    }
+
+    /// Handles one notification payload: user ids wake those users; a large group's conversation id
+    /// wakes its subscribed active members (one query for all of them).
+    async fn dispatch(&self, pool: &PgPool, payload: &str) {
+        self.metrics.notifications.inc();
+        for item in payload.split(',') {
+            match item.strip_prefix("g:") {
+                None => self.wake(item),
+                Some(group) => {
+                    let subscribed = self.subscribed_users();
+                    if subscribed.is_empty() {
+                        continue;
+                    }
+                    let members: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+                        "SELECT user_id FROM group_members
+                         WHERE group_id = $1 AND active AND user_id = ANY($2)",
+                    )
+                    .bind(group)
+                    .bind(&subscribed)
+                    .fetch_all(pool)
+                    .await;
+                    match members {
+                        Ok(members) => members.iter().for_each(|user| self.wake(user)),
+                        // Not knowing who is a member, wake everyone: a spare query beats a miss.
+                        Err(_) => self.wake_all(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Listens until the process ends, reconnecting after any failure (and then waking everyone).
+    pub async fn run_listener(self: Arc<Self>, pool: PgPool) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(listener) => listener,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot open the LISTEN connection; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if let Err(err) = listener.listen(CHANNEL).await {
+                tracing::warn!(error = %err, "LISTEN failed; retrying");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            backoff = Duration::from_millis(200);
+            self.metrics.reconnects.inc();
+            tracing::info!(channel = CHANNEL, "listening for sync wake-ups");
+            self.wake_all();
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => self.dispatch(&pool, notification.payload()).await,
+                    // The connection was lost and re-established: what was sent meanwhile is lost.
+                    Ok(None) => {
+                        self.metrics.reconnects.inc();
+                        self.wake_all();
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "LISTEN connection failed; reconnecting");
+                        tokio::time::sleep(backoff).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Log in, refresh, log out.
+//!
+//! An access token is a short-lived signed token (default 15 minutes) that ingest and reader check
+//! without a database. A login also creates a *session*: a row holding the SHA-256 of a refresh token
+//! (default lifetime 30 days). `POST /v1/sessions/refresh` trades a refresh token for a new access token
+//! and a new refresh token (the old one stops working: a stolen, already used refresh token is useless).
+//! Logout revokes the session: its refresh token stops working at once, and its access tokens end with
+//! their short lifetime — that window is the price of checking tokens without a database, and why
+//! access tokens are short.
+//!
+//! The session table is the reader's own state, not a timeline: it is never replayed from Kafka
+//! (replaying would resurrect revoked sessions), so the reader writes it directly.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use httpkit::openapi::{BadRequest, BodyRejected, TooManyRequests, Unauthorized, Unavailable};
+use httpkit::{ApiError, JsonBody};
+use rand::RngCore;
+use schemas::api::{Credentials, RefreshRequest, SessionTokens};
+use schemas::UserId;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use authkit::{Bearer, LoginLimiter, TokenKey};
+
+use crate::routes::database_error;
+
+/// Lifetimes and limits of sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+pub struct Sessions {
+    pub pool: PgPool,
+    pub key: Arc<TokenKey>,
+    pub limiter: LoginLimiter,
+    pub policy: SessionPolicy,
+}
+
+pub fn router(sessions: Arc<Sessions>) -> Router {
+    Router::new()
+        .route("/v1/sessions", post(login))
+        .route("/v1/sessions/refresh", post(refresh))
+        .route("/v1/sessions/current", delete(logout))
+        .with_state(sessions)
+}
+
+/// Password checks cost ~19 MiB and tens of ms of CPU each; at most this many run at once.
+static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+fn wrong_credentials() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unknown user or wrong password")
+}
+
+fn bad_refresh_token() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "refresh token unknown, used, revoked or expired: log in again",
+    )
+}
+
+/// A hash no password matches, checked when the account does not exist, so that a login for an
+/// unknown user takes as long as one with a wrong password (no user enumeration by timing).
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| authkit::hash_password("no account has this password").unwrap_or_default())
+}
+
+async fn password_matches(stored: Option<String>, password: String) -> Result<bool, ApiError> {
+    let _permit = VERIFYING
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting down"))?;
+    tokio::task::spawn_blocking(move || match stored {
+        Some(hash) => authkit::verify_password(&hash, &password),
+        None => {
+            authkit::verify_password(dummy_hash(), &password);
+            false
+        }
+    })
+    .await
+    .map_err(|_| ApiError::internal())
+}
+
+/// The refresh token is `SESSION.SECRET`; the session row keeps SHA-256(SECRET).
+fn new_refresh_secret() -> (String, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let secret = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = Sha256::digest(secret.as_bytes()).to_vec();
+    (secret, hash)
+}
+
+fn tokens(sessions: &Sessions, user: &str, session_id: &str, secret: &str) -> SessionTokens {
+    SessionTokens {
+        user: user.to_owned(),
+        session_id: session_id.to_owned(),
+        access_token: sessions
+            .key
+            .issue(user, session_id, sessions.policy.access_ttl),
+        expires_in: sessions.policy.access_ttl.as_secs(),
+        refresh_token: format!("{session_id}.{secret}"),
+        refresh_expires_in: sessions.policy.refresh_ttl.as_secs(),
+    }
+}
+
+fn too_many(wait: Duration) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many login attempts: wait and try again",
+    )
+    .into_response();
+    let seconds = wait.as_secs().max(1).to_string();
+    if let Ok(value) = HeaderValue::from_str(&seconds) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Log in.
+///
+/// Checks the password and opens a session: a short-lived access token for `Authorization: Bearer`
+/// (ingest and reader) and a refresh token. Attempts are limited per account and per client address
+/// (`429` with `Retry-After`). An account registered a moment ago logs in once fanout applied it.
+#[utoipa::path(
+    post, path = "/v1/sessions", tag = "sessions",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in.", body = SessionTokens),
+        BadRequest, Unauthorized, BodyRejected, TooManyRequests, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn login(
+    State(sessions): State<Arc<Sessions>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    JsonBody(request): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let user = UserId::parse("user", &request.user)?;
+    if let Err(wait) = sessions.limiter.check(user.as_str(), peer.ip()) {
+        tracing::warn!(user = %user, address = %peer.ip(), "login rate-limited");
+        return Ok(too_many(wait));
+    }
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM accounts WHERE user_id = $1")
+            .bind(user.as_str())
+            .fetch_optional(&sessions.pool)
+            .await
+            .map_err(database_error)?;
+    if !password_matches(stored, request.password).await? {
+        tracing::info!(user = %user, "login refused");
+        return Err(wrong_credentials());
+    }
+    let session_id = ulid::Ulid::new().to_string();
+    let (secret, hash) = new_refresh_secret();
+    sqlx::query(
+        "INSERT INTO sessions (session_id, user_id, refresh_hash, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+    )
+    .bind(&session_id)
+    .bind(user.as_str())
+    .bind(hash)
+    .bind(sessions.policy.refresh_ttl.as_secs_f64())
+    .execute(&sessions.pool)
+    .await
+    .map_err(database_error)?;
+    tracing::info!(user = %user, session = %session_id, "logged in");
+    Ok(Json(tokens(&sessions, user.as_str(), &session_id, &secret)).into_response())
+}
+
+/// Refresh.
+///
+/// Trades a refresh token for a new access token and a new refresh token; the one sent stops working.
+#[utoipa::path(
+    post, path = "/v1/sessions/refresh", tag = "sessions",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens.", body = SessionTokens),
+        BadRequest, Unauthorized, BodyRejected, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn refresh(
+    State(sessions): State<Arc<Sessions>>,
+    JsonBody(request): JsonBody<RefreshRequest>,
+) -> Result<Json<SessionTokens>, ApiError> {
+    let (session_id, secret) = request
+        .refresh_token
+        .split_once('.')
+        .ok_or_else(bad_refresh_token)?;
+    let old_hash = Sha256::digest(secret.as_bytes()).to_vec();
+    let (new_secret, new_hash) = new_refresh_secret();
+    // Compare-and-swap: of two concurrent refreshes with one token, one wins.
+    let user: Option<String> = sqlx::query_scalar(
+        "UPDATE sessions SET refresh_hash = $3, refreshed_at = now()
+         WHERE session_id = $1 AND refresh_hash = $2 AND revoked_at IS NULL AND expires_at > now()
+         RETURNING user_id",
+    )
+    .bind(session_id)
+    .bind(old_hash)
+    .bind(new_hash)
+    .fetch_optional(&sessions.pool)
+    .await
+    .map_err(database_error)?;
+    let user = user.ok_or_else(bad_refresh_token)?;
+    Ok(Json(tokens(&sessions, &user, session_id, &new_secret)))
+}
+
+/// Log out.
+///
+/// Revokes the token's session: its refresh token stops working now; access tokens already issued
+/// end with their lifetime (at most `expires_in` of the login, 15 minutes by default).
+#[utoipa::path(
+    delete, path = "/v1/sessions/current", tag = "sessions",
+    responses(
+        (status = 204, description = "The session is revoked."),
+        Unauthorized, Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn logout(
+    bearer: Bearer,
+    State(sessions): State<Arc<Sessions>>,
+) -> Result<StatusCode, ApiError> {
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = now()
+         WHERE session_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(&bearer.claims.sid)
+    .bind(bearer.user())
+    .execute(&sessions.pool)
+    .await
+    .map_err(database_error)?;
+    tracing::info!(user = %bearer.user(), session = %bearer.claims.sid, "logged out");
+    Ok(StatusCode::NO_CONTENT)
+}

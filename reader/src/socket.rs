@@ -1,0 +1,525 @@
+//! `GET /v1/ws`: a device's realtime connection (protocol: `schemas::realtime`).
+//!
+//! The server streams the user's sync timeline from the device's cursor — its last acknowledged seq,
+//! kept in `device_cursors` — in seq order, at most `window` entries beyond the last ack. Because the
+//! stream is read from the database (never from an in-memory queue), a reconnect to any reader
+//! resumes exactly after the last ack: nothing is lost, only unacknowledged entries repeat. Wake-ups
+//! come from the process's one LISTEN connection ([`crate::hub`]).
+//!
+//! Why `device_cursors` is a table the reader writes, not an event through Kafka: an ack is device
+//! state, not timeline content — it has no audience, only moves forward (`GREATEST`), and must not be
+//! replayed into a rebuilt database (a device's position is the device's, not history's). Sending it
+//! through the topic would cost a produce and a fan-out hop per ack for nothing.
+//!
+//! Outgoing frames pass a bounded queue to one writer task; a full queue or a write that stalls for
+//! `send_timeout` ends the connection (close 4008): memory per connection stays bounded whatever the
+//! client does. Heartbeats go both ways: the server pings every `heartbeat`, and closes (4000) when the
+//! client sent nothing for `heartbeat × max_missed`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use httpkit::{ApiError, QueryParams};
+use ingest::producer::EventProducer;
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use schemas::api::SendMessageRequest;
+use schemas::realtime::{close, ClientFrame, ServerFrame};
+use schemas::{ConversationId, Envelope, ReadMarked, UserId};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use authkit::Bearer;
+
+use crate::hub::Hub;
+use crate::routes::sync_page;
+
+/// Entries per `sync` frame.
+const FRAME_ENTRIES: i64 = 100;
+/// Sends and read markers of one connection waiting for the broker at once.
+const MAX_IN_FLIGHT: usize = 32;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SocketSettings {
+    pub heartbeat: Duration,
+    pub max_missed: u32,
+    pub window: u32,
+    pub buffer_frames: usize,
+    pub send_timeout: Duration,
+}
+
+pub struct Realtime {
+    pub pool: PgPool,
+    pub hub: Arc<Hub>,
+    pub producer: Arc<EventProducer>,
+    pub settings: SocketSettings,
+    pub shutdown: CancellationToken,
+    pub metrics: SocketMetrics,
+}
+
+#[derive(Clone)]
+pub struct SocketMetrics {
+    open: IntGauge,
+    closed: IntCounterVec,
+}
+
+impl SocketMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let open = IntGauge::new(
+            "fanline_reader_ws_connections",
+            "Open WebSocket connections.",
+        )?;
+        let closed = IntCounterVec::new(
+            Opts::new(
+                "fanline_reader_ws_closed_total",
+                "WebSocket connections ended, by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(open.clone()))?;
+        registry.register(Box::new(closed.clone()))?;
+        Ok(SocketMetrics { open, closed })
+    }
+}
+
+/// Realtime connection.
+///
+/// Upgrades to a WebSocket that streams the user's sync timeline from the device's last ack. The
+/// token comes as `Authorization: Bearer` or, from browsers, as `access_token`. See README "Realtime".
+#[utoipa::path(
+    get, path = "/v1/ws", tag = "realtime",
+    params(
+        ("device" = String, Query, description = "The device's id (1 to 64 of A-Z a-z 0-9 _ . -): its acks are kept per device."),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Resume after this seq instead of the device's last ack."),
+        ("access_token" = Option<String>, Query, description = "The access token, for clients that cannot set the Authorization header."),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol."),
+        httpkit::openapi::BadRequest, httpkit::openapi::Unauthorized,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn connect(
+    bearer: Bearer,
+    State(realtime): State<Arc<Realtime>>,
+    params: QueryParams,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let device = params
+        .get("device")
+        .ok_or_else(|| ApiError::bad_field("device", "required: the device's id"))?;
+    // A device id has the shape of a user id.
+    let device = UserId::parse("device", device)?.to_string();
+    let after = params.int_in("after", 0, i64::MAX)?;
+    // Small buffers: an idle connection should cost kilobytes, not tungstenite's 128 KiB defaults.
+    // Frames larger than the buffer still work; the buffer only grows while one is in flight.
+    Ok(upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            realtime.metrics.open.inc();
+            let reason = serve(&realtime, bearer, device, after, socket).await;
+            realtime.metrics.open.dec();
+            realtime
+                .metrics
+                .closed
+                .with_label_values(&[reason.label()])
+                .inc();
+        }))
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    ClientClosed,
+    HeartbeatTimeout,
+    TokenExpired,
+    SlowConsumer,
+    ShuttingDown,
+    DatabaseUnavailable,
+}
+
+impl End {
+    fn label(self) -> &'static str {
+        match self {
+            End::ClientClosed => "client_closed",
+            End::HeartbeatTimeout => "heartbeat_timeout",
+            End::TokenExpired => "token_expired",
+            End::SlowConsumer => "slow_consumer",
+            End::ShuttingDown => "shutting_down",
+            End::DatabaseUnavailable => "database_unavailable",
+        }
+    }
+
+    fn close_frame(self) -> Option<(u16, &'static str)> {
+        match self {
+            End::ClientClosed => None,
+            End::HeartbeatTimeout => Some((close::HEARTBEAT_TIMEOUT, "heartbeat timeout")),
+            End::TokenExpired => Some((close::TOKEN_EXPIRED, "token expired")),
+            End::SlowConsumer => Some((close::SLOW_CONSUMER, "slow consumer")),
+            End::ShuttingDown => Some((1001, "the server is shutting down")),
+            End::DatabaseUnavailable => Some((1013, "database unavailable, try again later")),
+        }
+    }
+}
+
+/// The sending half: a bounded queue to the writer task. A full queue means the client is not
+/// reading: the connection is cut instead of buffering without bound.
+#[derive(Clone)]
+struct Outbox {
+    frames: mpsc::Sender<Message>,
+    overflowed: CancellationToken,
+}
+
+impl Outbox {
+    fn push(&self, frame: &ServerFrame) {
+        let text = serde_json::to_string(frame).unwrap_or_default();
+        if self
+            .frames
+            .try_send(Message::Text(Utf8Bytes::from(text)))
+            .is_err()
+        {
+            self.overflowed.cancel();
+        }
+    }
+}
+
+async fn load_ack(pool: &PgPool, user: &str, device: &str) -> Result<i64, sqlx::Error> {
+    let acked: Option<i64> = sqlx::query_scalar(
+        "SELECT acked_seq FROM device_cursors WHERE user_id = $1 AND device_id = $2",
+    )
+    .bind(user)
+    .bind(device)
+    .fetch_optional(pool)
+    .await?;
+    Ok(acked.unwrap_or(0))
+}
+
+async fn store_ack(pool: &PgPool, user: &str, device: &str, seq: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO device_cursors (user_id, device_id, acked_seq) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id, device_id) DO UPDATE
+         SET acked_seq = GREATEST(device_cursors.acked_seq, EXCLUDED.acked_seq), updated_at = now()",
+    )
+    .bind(user)
+    .bind(device)
+    .bind(seq)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+fn error_frame(request_id: Option<String>, err: &ApiError) -> ServerFrame {
+    ServerFrame::Error {
+        request_id,
+        status: err.status.as_u16(),
+        error: err.message.to_string(),
+        field: err.field.as_ref().map(|f| f.to_string()),
+    }
+}
+
+async fn serve(
+    realtime: &Realtime,
+    bearer: Bearer,
+    device: String,
+    after: Option<i64>,
+    socket: WebSocket,
+) -> End {
+    let settings = realtime.settings;
+    let user = bearer.user().to_owned();
+    let (mut sink, mut incoming) = socket.split();
+    let (frames, mut queued) = mpsc::channel::<Message>(settings.buffer_frames.max(2));
+    let outbox = Outbox {
+        frames,
+        overflowed: CancellationToken::new(),
+    };
+    // The writer ends when the queue closes (after the close frame) or a write stalls.
+    let stalled = CancellationToken::new();
+    let writer = {
+        let stalled = stalled.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = queued.recv().await {
+                let closing = matches!(frame, Message::Close(_));
+                match tokio::time::timeout(settings.send_timeout, sink.send(frame)).await {
+                    Ok(Ok(())) => {}
+                    _ => {
+                        stalled.cancel();
+                        return;
+                    }
+                }
+                if closing {
+                    break;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+        })
+    };
+
+    let mut subscription = realtime.hub.subscribe(&user);
+    let resume_after = match after {
+        Some(after) => Ok(after),
+        None => load_ack(&realtime.pool, &user, &device).await,
+    };
+    let end = match resume_after {
+        Ok(resume_after) => {
+            outbox.push(&ServerFrame::Hello {
+                user: user.clone(),
+                device: device.clone(),
+                resume_after,
+                heartbeat_secs: settings.heartbeat.as_secs().max(1),
+                max_missed: settings.max_missed,
+                window: settings.window,
+            });
+            let mut connection = Connection {
+                realtime,
+                user: &user,
+                device: &device,
+                outbox: outbox.clone(),
+                sent_upto: resume_after,
+                unacked: VecDeque::new(),
+                in_flight: Arc::new(AtomicUsize::new(0)),
+            };
+            connection
+                .run(&mut incoming, &mut subscription, &bearer, &stalled)
+                .await
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the device's cursor");
+            End::DatabaseUnavailable
+        }
+    };
+    if end == End::SlowConsumer {
+        // The queue is full or a write stalled: a close frame would not get through either.
+        writer.abort();
+    } else {
+        if let Some((code, reason)) = end.close_frame() {
+            let _ = outbox.frames.try_send(Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            })));
+        }
+        drop(outbox);
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    }
+    tracing::debug!(user = %user, device = %device, reason = end.label(), "socket ended");
+    end
+}
+
+struct Connection<'a> {
+    realtime: &'a Realtime,
+    user: &'a str,
+    device: &'a str,
+    outbox: Outbox,
+    /// The last seq (or large-group position) sent.
+    sent_upto: i64,
+    /// Seqs sent and not yet acknowledged, ascending.
+    unacked: VecDeque<i64>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Connection<'_> {
+    async fn run(
+        &mut self,
+        incoming: &mut futures::stream::SplitStream<WebSocket>,
+        subscription: &mut crate::hub::Subscription,
+        bearer: &Bearer,
+        stalled: &CancellationToken,
+    ) -> End {
+        let settings = self.realtime.settings;
+        let silence_limit = settings.heartbeat * settings.max_missed.max(1);
+        let mut last_heard = Instant::now();
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + settings.heartbeat, settings.heartbeat);
+        let expires_in = (bearer.claims.exp - chrono::Utc::now().timestamp()).max(0) as u64;
+        let expiry = tokio::time::sleep(Duration::from_secs(expires_in));
+        tokio::pin!(expiry);
+        let mut behind = true;
+        let mut failures = 0u32;
+        loop {
+            if behind && self.unacked.len() < settings.window as usize {
+                match self.send_next_page().await {
+                    Ok(more) => {
+                        behind = more;
+                        failures = 0;
+                    }
+                    Err(err) => {
+                        failures += 1;
+                        tracing::warn!(error = %err, failures, "cannot read the sync timeline");
+                        if failures >= 10 {
+                            return End::DatabaseUnavailable;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                if self.outbox.overflowed.is_cancelled() {
+                    return End::SlowConsumer;
+                }
+                continue;
+            }
+            tokio::select! {
+                frame = incoming.next() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        // An ack that opens the window needs nothing more: `behind` is still set.
+                        Some(Ok(Message::Text(text))) => self.handle(text.as_str()).await,
+                        Some(Ok(Message::Binary(_))) => {
+                            self.outbox.push(&error_frame(None, &ApiError::bad_field("type", "frames are JSON text")));
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return End::ClientClosed,
+                    }
+                }
+                () = subscription.woken() => behind = true,
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= silence_limit {
+                        return End::HeartbeatTimeout;
+                    }
+                    self.outbox.push(&ServerFrame::Ping);
+                }
+                () = &mut expiry => return End::TokenExpired,
+                () = self.realtime.shutdown.cancelled() => return End::ShuttingDown,
+                () = self.outbox.overflowed.cancelled() => return End::SlowConsumer,
+                () = stalled.cancelled() => return End::SlowConsumer,
+            }
+        }
+    }
+
+    /// Sends the next page after `sent_upto`; `Ok(true)` when more is waiting.
+    async fn send_next_page(&mut self) -> Result<bool, ApiError> {
+        let room = self.realtime.settings.window as i64 - self.unacked.len() as i64;
+        let limit = room.clamp(1, FRAME_ENTRIES);
+        let page = sync_page(&self.realtime.pool, self.user, self.sent_upto, limit).await?;
+        if page.entries.is_empty() && page.conversations.is_empty() {
+            return Ok(false);
+        }
+        self.unacked.extend(page.entries.iter().map(|e| e.seq));
+        self.sent_upto = page.last_seq;
+        let more = page.has_more;
+        self.outbox.push(&ServerFrame::Sync {
+            entries: page.entries,
+            conversations: page.conversations,
+            last_seq: page.last_seq,
+        });
+        Ok(more)
+    }
+
+    /// Handles one client frame.
+    async fn handle(&mut self, text: &str) {
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                let err = ApiError::bad_field("type", format!("not a client frame: {err}"));
+                self.outbox.push(&error_frame(None, &err));
+                return;
+            }
+        };
+        match frame {
+            ClientFrame::Ping => self.outbox.push(&ServerFrame::Pong),
+            ClientFrame::Pong => {}
+            ClientFrame::Ack { seq } => self.ack(seq).await,
+            ClientFrame::Send {
+                request_id,
+                to,
+                group,
+                body,
+                client_msg_id,
+            } => {
+                let request = SendMessageRequest {
+                    from: self.user.to_owned(),
+                    to,
+                    group,
+                    body,
+                    client_msg_id,
+                };
+                match ingest::im_routes::validate_message(request) {
+                    Ok(message) => {
+                        let answer = ServerFrame::Accepted {
+                            request_id: request_id.clone(),
+                            message_id: Some(message.message_id.to_string()),
+                            conversation_id: Some(message.conversation.to_string()),
+                        };
+                        self.produce(request_id, Envelope::message_sent(message), answer);
+                    }
+                    Err(err) => self.outbox.push(&error_frame(request_id, &err)),
+                }
+            }
+            ClientFrame::Read {
+                request_id,
+                conversation,
+                seq,
+            } => {
+                let marker = ConversationId::parse("conversation", &conversation)
+                    .map_err(ApiError::from)
+                    .and_then(|conversation| {
+                        if seq < 0 {
+                            return Err(ApiError::bad_field("seq", "must not be negative"));
+                        }
+                        Ok(ReadMarked {
+                            conversation,
+                            user: UserId::parse("user", self.user)?,
+                            seq,
+                        })
+                    });
+                match marker {
+                    Ok(marker) => {
+                        let answer = ServerFrame::Accepted {
+                            request_id: request_id.clone(),
+                            message_id: None,
+                            conversation_id: Some(marker.conversation.to_string()),
+                        };
+                        self.produce(request_id, Envelope::read_marked(marker), answer);
+                    }
+                    Err(err) => self.outbox.push(&error_frame(request_id, &err)),
+                }
+            }
+        }
+    }
+
+    async fn ack(&mut self, seq: i64) {
+        if seq < 0 || seq > self.sent_upto {
+            let err = ApiError::bad_field("seq", "must be a seq this connection sent");
+            self.outbox.push(&error_frame(None, &err));
+            return;
+        }
+        if let Err(err) = store_ack(&self.realtime.pool, self.user, self.device, seq).await {
+            tracing::warn!(error = %err, "cannot store an ack");
+            let err = ApiError::unavailable("database unavailable: ack again");
+            self.outbox.push(&error_frame(None, &err));
+            return;
+        }
+        while self.unacked.front().is_some_and(|&s| s <= seq) {
+            self.unacked.pop_front();
+        }
+    }
+
+    /// Appends an event without holding up the stream; the answer goes out when the broker acked.
+    fn produce(&self, request_id: Option<String>, envelope: Envelope, answer: ServerFrame) {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            let err = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too many requests waiting for the broker",
+            );
+            self.outbox.push(&error_frame(request_id, &err));
+            return;
+        }
+        let producer = self.realtime.producer.clone();
+        let outbox = self.outbox.clone();
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(async move {
+            match producer.send(&envelope).await {
+                Ok(_) => outbox.push(&answer),
+                Err(err) => outbox.push(&error_frame(request_id, &ApiError::from(err))),
+            }
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}

@@ -1,0 +1,924 @@
+// Fanline web chat client: plain ES2020, no dependencies. Served by the reader at `/`.
+'use strict';
+(() => {
+  const $ = (sel) => document.querySelector(sel);
+  const SESSION_KEY = 'fanline.session';
+  const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+  const MAX_BODY = 4096;
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const hex = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, '0')).join('');
+  const enc = encodeURIComponent;
+  // Conversation ids hold ':' which is fine in a path segment; the rest of their alphabet is URL-safe.
+  const encConv = (id) => id.split(':').map(enc).join(':');
+
+  const S = {
+    ingest: '',
+    session: null, // SessionTokens + obtained (ms)
+    refreshTimer: 0,
+    refreshing: null,
+    ws: null,
+    ready: false, // hello received on the current socket
+    backoff: 300,
+    reconnectTimer: 0,
+    pingTimer: 0,
+    needRefresh: false,
+    lastSeq: 0,
+    pending: new Map(), // request_id -> {frame, msg, tries}
+    convs: [],
+    convEls: new Map(),
+    convGen: 0,
+    convTimer: 0,
+    stores: new Map(), // conversation id -> {msgs: Map key->msg, byMid: Map, loaded, hasMore}
+    open: null,
+    readSent: new Map(),
+    order: 0,
+    tab: 'chats',
+    feedTimer: 0,
+    feedGen: 0,
+    historyTimer: 0,
+    forceScroll: false,
+  };
+  const me = () => (S.session ? S.session.user : '');
+
+  // ---------------------------------------------------------------- HTTP
+  const configReady = fetch('/config.json')
+    .then((r) => (r.ok ? r.json() : Promise.reject(new Error('no config'))))
+    .then((c) => { S.ingest = String(c.ingest_url || '').replace(/\/+$/, ''); })
+    .catch(() => { S.ingest = `${location.protocol}//${location.hostname}:8080`; });
+
+  class ApiError extends Error {
+    constructor(status, message, field, retryAfter) {
+      super(message);
+      this.status = status;
+      this.field = field || null;
+      this.retryAfter = retryAfter;
+    }
+  }
+
+  async function api(method, path, body, opts = {}) {
+    const { ingest = false, auth = true, retry = true } = opts;
+    if (ingest) await configReady;
+    const headers = {};
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (auth && S.session) headers.Authorization = `Bearer ${S.session.access_token}`;
+    let res;
+    try {
+      res = await fetch((ingest ? S.ingest : '') + path, {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (_) {
+      throw new ApiError(0, 'Network error: the server cannot be reached.');
+    }
+    if (res.status === 401 && auth && retry && S.session) {
+      if (await refresh()) return api(method, path, body, { ...opts, retry: false });
+    }
+    if (!res.ok) {
+      let j = null;
+      try { j = await res.json(); } catch (_) { /* not JSON */ }
+      throw new ApiError(res.status, (j && j.error) || `HTTP ${res.status}`, j && j.field, res.headers.get('Retry-After'));
+    }
+    if (res.status === 204) return null;
+    const text = await res.text();
+    return text ? JSON.parse(text) : null;
+  }
+
+  const errText = (e) => {
+    let t = e && e.message ? e.message : String(e);
+    if (e && e.status === 429 && e.retryAfter) t += ` (try again in ${e.retryAfter} s)`;
+    return t;
+  };
+
+  // ---------------------------------------------------------------- session
+  function saveSession(t) {
+    S.session = { ...t, obtained: Date.now() };
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(S.session));
+    scheduleRefresh();
+  }
+
+  function scheduleRefresh() {
+    clearTimeout(S.refreshTimer);
+    if (!S.session) return;
+    const due = S.session.obtained + S.session.expires_in * 800 - Date.now();
+    S.refreshTimer = setTimeout(() => { refresh(); }, Math.max(0, due));
+  }
+
+  const accessExpiring = () => !S.session
+    || Date.now() > S.session.obtained + S.session.expires_in * 1000 - Math.min(5000, S.session.expires_in * 100);
+
+  // Single flight: refresh tokens work once, so two concurrent refreshes would log the user out.
+  function refresh() {
+    if (S.refreshing) return S.refreshing;
+    const s = S.session;
+    if (!s) return Promise.resolve(false);
+    S.refreshing = (async () => {
+      for (let i = 0; i < 5; i++) {
+        try {
+          const t = await api('POST', '/v1/sessions/refresh', { refresh_token: s.refresh_token }, { auth: false });
+          if (S.session !== s) return false;
+          saveSession(t);
+          return true;
+        } catch (e) {
+          if (S.session !== s) return false;
+          if (e.status && e.status < 500 && e.status !== 429) break;
+          await sleep(1000 * (i + 1));
+        }
+      }
+      if (S.session === s) endSession('Your session ended. Please log in again.');
+      return false;
+    })().finally(() => { S.refreshing = null; });
+    return S.refreshing;
+  }
+
+  function creds() {
+    return { user: $('#auth-user').value.trim(), password: $('#auth-password').value };
+  }
+
+  function checkCreds(c) {
+    if (!ID_RE.test(c.user)) return 'The user id is 1 to 64 letters, digits, "_", "." or "-".';
+    if (c.password.length < 8) return 'The password needs at least 8 characters.';
+    return '';
+  }
+
+  function authBusy(busy) {
+    $('#auth-login').disabled = busy;
+    $('#auth-register').disabled = busy;
+  }
+
+  // Logs in; while `retryUntil` lies ahead, a 401 (account not applied yet) or 429 is retried.
+  async function login(c, retryUntil = 0) {
+    for (;;) {
+      try {
+        return await api('POST', '/v1/sessions', c, { auth: false });
+      } catch (e) {
+        if (Date.now() >= retryUntil || (e.status !== 401 && e.status !== 429)) throw e;
+        const wait = e.status === 429 ? Math.max(300, Number(e.retryAfter || 1) * 1000) : 300;
+        await sleep(wait);
+      }
+    }
+  }
+
+  async function onAuth(register) {
+    const c = creds();
+    const problem = checkCreds(c);
+    const out = $('#auth-error');
+    if (problem) { out.textContent = problem; return; }
+    out.textContent = register ? 'Registering…' : 'Logging in…';
+    authBusy(true);
+    try {
+      if (register) await api('POST', '/v1/accounts', c, { ingest: true, auth: false });
+      const t = await login(c, register ? Date.now() + 10000 : 0);
+      out.textContent = '';
+      $('#auth-password').value = '';
+      saveSession(t);
+      startApp();
+    } catch (e) {
+      out.textContent = errText(e);
+    } finally {
+      authBusy(false);
+    }
+  }
+
+  function resetState() {
+    clearTimeout(S.reconnectTimer);
+    clearInterval(S.pingTimer);
+    clearTimeout(S.convTimer);
+    clearTimeout(S.feedTimer);
+    clearTimeout(S.historyTimer);
+    if (S.ws) {
+      const ws = S.ws;
+      S.ws = null;
+      try { ws.close(1000, 'bye'); } catch (_) { /* already closed */ }
+    }
+    Object.assign(S, {
+      ready: false, backoff: 300, needRefresh: false, lastSeq: 0, convs: [], open: null, tab: 'chats',
+    });
+    S.pending.clear();
+    S.convEls.clear();
+    S.stores.clear();
+    S.readSent.clear();
+    $('#conversations').replaceChildren();
+    $('#messages').replaceChildren();
+    $('#members').replaceChildren();
+    $('#feed').replaceChildren();
+    $('#total-unread').textContent = '0';
+    for (const id of ['#side-error', '#chat-error', '#feed-error']) $(id).textContent = '';
+  }
+
+  function endSession(message) {
+    clearTimeout(S.refreshTimer);
+    resetState();
+    S.session = null;
+    sessionStorage.removeItem(SESSION_KEY);
+    setStatus('offline');
+    $('#app').hidden = true;
+    $('#auth').hidden = false;
+    $('#auth-error').textContent = message || '';
+    $('#auth-user').focus();
+  }
+
+  async function logout() {
+    $('#logout').disabled = true;
+    try { await api('DELETE', '/v1/sessions/current', undefined, { retry: false }); } catch (_) { /* leave anyway */ }
+    $('#logout').disabled = false;
+    endSession('');
+  }
+
+  function startApp() {
+    resetState();
+    $('#auth').hidden = true;
+    $('#app').hidden = false;
+    $('#me').textContent = me();
+    setStatus('offline');
+    selectTab('chats');
+    showChat(null);
+    loadConversations();
+    connect();
+  }
+
+  // ---------------------------------------------------------------- realtime
+  function setStatus(text) {
+    const el = $('#status');
+    if (el.textContent !== text) el.textContent = text;
+    el.dataset.state = text;
+  }
+
+  function deviceId() {
+    const key = `fanline.device.${me()}`;
+    let id = localStorage.getItem(key);
+    if (!id || !ID_RE.test(id)) {
+      id = `web-${hex(8)}`;
+      localStorage.setItem(key, id);
+    }
+    return id;
+  }
+
+  async function connect() {
+    clearTimeout(S.reconnectTimer);
+    if (!S.session || S.ws) return;
+    if (S.needRefresh || accessExpiring()) {
+      S.needRefresh = false;
+      if (!(await refresh())) { if (S.session) scheduleReconnect(); return; }
+      if (S.ws) return;
+    }
+    const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+    const url = `${proto}://${location.host}/v1/ws?device=${enc(deviceId())}&access_token=${enc(S.session.access_token)}`;
+    let ws;
+    try { ws = new WebSocket(url); } catch (_) { scheduleReconnect(); return; }
+    S.ws = ws;
+    S.ready = false;
+    const token = S.session.access_token;
+    ws.onmessage = (ev) => {
+      if (S.ws !== ws) return;
+      let f;
+      try { f = JSON.parse(ev.data); } catch (_) { return; }
+      onFrame(f);
+    };
+    ws.onclose = (ev) => {
+      if (S.ws !== ws) return;
+      S.ws = null;
+      S.ready = false;
+      clearInterval(S.pingTimer);
+      if (!S.session) return;
+      setStatus('reconnecting');
+      if (ev.code === 4001) {
+        S.needRefresh = S.session.access_token === token; // else a refresh already replaced it
+        S.backoff = 300;
+      }
+      scheduleReconnect();
+    };
+  }
+
+  function scheduleReconnect() {
+    clearTimeout(S.reconnectTimer);
+    const delay = S.backoff;
+    S.backoff = Math.min(S.backoff * 2, 5000);
+    S.reconnectTimer = setTimeout(connect, delay);
+  }
+
+  function wsSend(frame) {
+    if (!S.ws || !S.ready || S.ws.readyState !== WebSocket.OPEN) return false;
+    S.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  // Sends a request frame now if the socket is up, else after the next hello (sends are idempotent).
+  function request(frame, msg = null, tries = 0) {
+    if (frame.type === 'read') {
+      for (const [rid, p] of S.pending) {
+        if (p.frame.type === 'read' && p.frame.conversation === frame.conversation) S.pending.delete(rid);
+      }
+    }
+    const rid = `r${++S.order}-${hex(4)}`;
+    const full = { ...frame, request_id: rid };
+    S.pending.set(rid, { frame: full, msg, tries });
+    wsSend(full);
+    return rid;
+  }
+
+  function onFrame(f) {
+    switch (f.type) {
+      case 'hello':
+        S.ready = true;
+        S.backoff = 300;
+        setStatus('online');
+        clearInterval(S.pingTimer);
+        S.pingTimer = setInterval(() => wsSend({ type: 'ping' }), Math.max(1, f.heartbeat_secs || 30) * 1000);
+        for (const p of S.pending.values()) wsSend(p.frame);
+        scheduleConvs(0);
+        if (S.open) scheduleHistory();
+        break;
+      case 'ping': wsSend({ type: 'pong' }); break;
+      case 'sync': onSync(f); break;
+      case 'accepted': onAccepted(f); break;
+      case 'error': onError(f); break;
+      default: break;
+    }
+  }
+
+  function onAccepted(f) {
+    const p = S.pending.get(f.request_id);
+    if (!p) return;
+    S.pending.delete(f.request_id);
+    if (p.frame.type === 'read') {
+      reconcileRead(p.frame.conversation, p.frame.seq, 0);
+      return;
+    }
+    const m = p.msg;
+    if (!m) return;
+    if (m.seq == null && f.message_id) {
+      const st = store(m.conversation);
+      if (!m.message_id) { m.message_id = f.message_id; st.byMid.set(f.message_id, m); }
+    }
+    if (m.status === 'pending') m.status = 'sent';
+    if (S.open === m.conversation) renderMessages();
+  }
+
+  function onError(f) {
+    const p = f.request_id && S.pending.get(f.request_id);
+    if (!p) return;
+    S.pending.delete(f.request_id);
+    const transient = f.status === 429 || f.status >= 500;
+    if (p.frame.type === 'read') {
+      S.readSent.delete(p.frame.conversation);
+      return;
+    }
+    const m = p.msg;
+    if (transient && p.tries < 5) {
+      const { request_id: _, ...frame } = p.frame;
+      setTimeout(() => { if (S.session) request(frame, m, p.tries + 1); }, 1000 * (p.tries + 1));
+      return;
+    }
+    if (m) {
+      m.status = 'failed';
+      m.note = f.error || 'not sent';
+      if (S.open === m.conversation) renderMessages();
+    }
+  }
+
+  function onSync(f) {
+    let any = false;
+    let posts = false;
+    let openTouched = false;
+    for (const e of f.entries || []) {
+      if (e.seq <= S.lastSeq) continue;
+      S.lastSeq = e.seq;
+      any = true;
+      if (e.kind === 'post') posts = true;
+      else if (e.kind === 'message') applyMessage(e);
+      else if (e.kind === 'recall') applyRecall(e);
+      else if (e.kind === 'refused') applyRefused(e);
+      if (e.conversation_id && e.conversation_id === S.open) openTouched = true;
+    }
+    for (const c of f.conversations || []) {
+      any = true;
+      const st = S.stores.get(c.conversation_id);
+      if (st && c.recalled) {
+        for (const m of st.msgs.values()) if (c.recalled.includes(m.seq)) markRecalled(m);
+      }
+      if (c.conversation_id === S.open) { openTouched = true; scheduleHistory(); }
+    }
+    if (typeof f.last_seq === 'number') {
+      if (f.last_seq > S.lastSeq) S.lastSeq = f.last_seq;
+      wsSend({ type: 'ack', seq: f.last_seq });
+    }
+    if (any) scheduleConvs();
+    if (posts && S.tab === 'feed') scheduleFeed(0);
+    if (openTouched) renderMessages();
+  }
+
+  // ---------------------------------------------------------------- messages
+  function store(id) {
+    let st = S.stores.get(id);
+    if (!st) {
+      st = { msgs: new Map(), byMid: new Map(), loaded: false, hasMore: false };
+      S.stores.set(id, st);
+    }
+    return st;
+  }
+
+  const maxSeq = (st) => { let n = 0; for (const m of st.msgs.values()) if (m.seq > n) n = m.seq; return n; };
+
+  // Own messages still waiting for their seq, oldest first (a retried send's accepted id may differ
+  // from the id its sync entry carries, so these are matched by body).
+  const unsequencedOwn = (st) => [...st.msgs.values()]
+    .filter((m) => m.sender === me() && m.seq == null && (m.status === 'pending' || m.status === 'sent'))
+    .sort((a, b) => a.order - b.order);
+
+  // Merges a history message or a sync `message` entry (author renamed to sender).
+  function upsert(conv, st, x) {
+    let m = x.message_id && st.byMid.get(x.message_id);
+    if (!m && x.sender === me()) m = unsequencedOwn(st).find((o) => o.body === x.body);
+    if (!m) {
+      m = { key: x.message_id, conversation: conv, order: ++S.order, el: null };
+      st.msgs.set(m.key, m);
+    }
+    if (m.message_id && m.message_id !== x.message_id) st.byMid.delete(m.message_id);
+    Object.assign(m, {
+      seq: x.seq, message_id: x.message_id, sender: x.sender, body: x.body || '',
+      recalled: !!x.recalled, created_at: x.created_at,
+    });
+    if (m.sender === me() && m.status !== 'refused') { m.status = 'delivered'; m.note = ''; }
+    st.byMid.set(m.message_id, m);
+    return m;
+  }
+
+  function applyMessage(e) {
+    if (!e.conversation_id || !e.message_id) return;
+    const st = store(e.conversation_id);
+    const top = maxSeq(st);
+    if (st.loaded && e.conversation_id === S.open && top > 0 && e.conversation_seq > top + 1) scheduleHistory();
+    upsert(e.conversation_id, st, {
+      seq: e.conversation_seq, message_id: e.message_id, sender: e.author, body: e.body,
+      recalled: e.recalled, created_at: e.created_at,
+    });
+  }
+
+  function findMessage(e) {
+    const stores = e.conversation_id ? [S.stores.get(e.conversation_id)] : [...S.stores.values()];
+    for (const st of stores) {
+      if (!st) continue;
+      const m = st.byMid.get(e.message_id);
+      if (m) return m;
+      if (e.conversation_seq != null) {
+        for (const o of st.msgs.values()) if (o.seq === e.conversation_seq) return o;
+      }
+    }
+    return null;
+  }
+
+  function markRecalled(m) {
+    m.recalled = true;
+    m.body = '';
+  }
+
+  function applyRecall(e) {
+    const m = findMessage(e);
+    if (m) markRecalled(m);
+  }
+
+  function applyRefused(e) {
+    let m = findMessage(e);
+    if (!m && e.conversation_id && S.stores.has(e.conversation_id)) m = unsequencedOwn(S.stores.get(e.conversation_id))[0];
+    if (!m) {
+      if (e.conversation_id === S.open) $('#chat-error').textContent = `A message was refused: ${e.reason || 'refused'}`;
+      return;
+    }
+    m.status = 'refused';
+    m.note = `Not delivered: ${(e.reason || 'refused').replace(/_/g, ' ')}`;
+  }
+
+  function msgEl(m) {
+    const li = document.createElement('li');
+    li.className = 'message';
+    li.innerHTML = '<div class="meta"><span class="sender"></span><time></time><span class="status"></span></div>'
+      + '<div class="body"></div><div class="note"></div>';
+    return li;
+  }
+
+  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  function setTime(el, iso, fmt = timeFmt) {
+    if (!iso || el.dateTime === iso) return;
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return;
+    el.dateTime = iso;
+    el.textContent = fmt.format(d);
+  }
+
+  function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
+
+  function updateMsgEl(m) {
+    const li = m.el;
+    const own = m.sender === me();
+    li.dataset.messageId = m.message_id || '';
+    li.dataset.seq = m.seq == null ? '' : String(m.seq);
+    li.dataset.state = m.status || '';
+    li.classList.toggle('own', own);
+    li.classList.toggle('recalled', !!m.recalled);
+    setText(li.querySelector('.sender'), own ? `${m.sender} (you)` : m.sender);
+    setTime(li.querySelector('time'), m.created_at);
+    setText(li.querySelector('.body'), m.recalled ? '' : m.body);
+    setText(li.querySelector('.status'), own ? (m.status || '') : '');
+    setText(li.querySelector('.note'), m.note || '');
+  }
+
+  const cmpMsg = (a, b) => {
+    if (a.seq != null && b.seq != null) return a.seq - b.seq;
+    if (a.seq != null) return -1;
+    if (b.seq != null) return 1;
+    return a.order - b.order;
+  };
+
+  function renderMessages() {
+    const ul = $('#messages');
+    const st = S.open && S.stores.get(S.open);
+    if (!st) { ul.replaceChildren(); return; }
+    const nearBottom = ul.scrollHeight - ul.scrollTop - ul.clientHeight < 60;
+    let prev = null;
+    for (const m of [...st.msgs.values()].sort(cmpMsg)) {
+      if (!m.el) m.el = msgEl(m);
+      updateMsgEl(m);
+      const want = prev ? prev.nextSibling : ul.firstChild;
+      if (want !== m.el) ul.insertBefore(m.el, want);
+      prev = m.el;
+    }
+    for (let extra = prev ? prev.nextSibling : ul.firstChild; extra; extra = prev ? prev.nextSibling : ul.firstChild) extra.remove();
+    if (nearBottom || S.forceScroll) ul.scrollTop = ul.scrollHeight;
+    S.forceScroll = false;
+    $('#load-older').hidden = !st.hasMore;
+    maybeRead();
+  }
+
+  function maybeRead() {
+    const id = S.open;
+    if (!id || S.tab !== 'chats' || document.visibilityState !== 'visible') return;
+    const st = S.stores.get(id);
+    if (!st) return;
+    const top = maxSeq(st);
+    const summary = S.convs.find((c) => c.conversation_id === id);
+    const known = Math.max(S.readSent.get(id) || 0, summary && !summary.unread ? summary.read_seq : 0);
+    if (top <= known) return;
+    S.readSent.set(id, top);
+    request({ type: 'read', conversation: id, seq: top });
+    scheduleConvs();
+    setTimeout(() => scheduleConvs(0), 500);
+  }
+
+  // Loads the latest page (or, with `after`, what came after the newest message held).
+  async function loadHistory(id, attempt = 0, after = false) {
+    const st = store(id);
+    const from = after ? maxSeq(st) : 0;
+    const q = from > 0 ? `after=${from}&limit=200` : 'limit=50';
+    let page;
+    try {
+      page = await api('GET', `/v1/conversations/${encConv(id)}/messages?${q}`);
+    } catch (e) {
+      if (S.open !== id) return;
+      // A group created a moment ago is not applied yet: its members cannot read it for a while.
+      if ((e.status === 403 || e.status === 404) && attempt < 12) {
+        setTimeout(() => { if (S.open === id) loadHistory(id, attempt + 1, after); }, 500);
+        return;
+      }
+      $('#chat-error').textContent = errText(e);
+      return;
+    }
+    for (const x of page.messages) upsert(id, st, x);
+    if (!st.loaded || from === 0) st.hasMore = page.has_more;
+    st.loaded = true;
+    if (S.open === id) {
+      if (attempt > 0 || !after) $('#chat-error').textContent = '';
+      if (from === 0) S.forceScroll = true;
+      renderMessages();
+      if (from > 0 && page.has_more) loadHistory(id, 0, true);
+    }
+  }
+
+  function scheduleHistory() {
+    clearTimeout(S.historyTimer);
+    const id = S.open;
+    S.historyTimer = setTimeout(() => { if (S.open === id) loadHistory(id, 0, true); }, 150);
+  }
+
+  async function loadOlder() {
+    const id = S.open;
+    const st = id && S.stores.get(id);
+    if (!st) return;
+    let low = Infinity;
+    for (const m of st.msgs.values()) if (m.seq != null && m.seq < low) low = m.seq;
+    if (low === Infinity || low <= 1) { st.hasMore = false; renderMessages(); return; }
+    const ul = $('#messages');
+    const fromBottom = ul.scrollHeight - ul.scrollTop;
+    try {
+      const page = await api('GET', `/v1/conversations/${encConv(id)}/messages?before=${low}&limit=50`);
+      for (const x of page.messages) upsert(id, st, x);
+      st.hasMore = page.has_more;
+      if (S.open !== id) return;
+      renderMessages();
+      ul.scrollTop = ul.scrollHeight - fromBottom;
+    } catch (e) {
+      $('#chat-error').textContent = errText(e);
+    }
+  }
+
+  const peerOf = (id) => {
+    const [, a, b] = id.split(':');
+    return a === me() ? b : a;
+  };
+  const isGroup = (id) => id.startsWith('g:');
+  const titleOf = (id) => (isGroup(id) ? id.slice(2) : peerOf(id));
+
+  function showChat(id) {
+    const chat = $('#chat');
+    chat.dataset.conversation = id || '';
+    $('#chat-empty').hidden = !!id;
+    chat.querySelector('.chat-head').hidden = !id;
+    $('#composer').hidden = !id;
+    $('#messages').hidden = !id;
+    $('#group-panel').hidden = !(id && isGroup(id));
+    $('#chat-error').textContent = '';
+    $('#members').replaceChildren();
+    if (!id) { $('#messages').replaceChildren(); return; }
+    const summary = S.convs.find((c) => c.conversation_id === id);
+    const name = summary && summary.name && summary.name !== titleOf(id) ? ` (${summary.name})` : '';
+    $('#chat-title').textContent = isGroup(id) ? `Group ${titleOf(id)}${name}` : `Chat with ${titleOf(id)}${name}`;
+  }
+
+  function openConversation(id) {
+    selectTab('chats');
+    if (S.open !== id) {
+      S.open = id;
+      showChat(id);
+      markCurrent();
+      renderMessages();
+      if (isGroup(id)) loadMembers(id.slice(2));
+    }
+    loadHistory(id);
+    $('#composer-input').focus();
+  }
+
+  function sendMessage() {
+    const id = S.open;
+    const input = $('#composer-input');
+    const body = input.value;
+    if (!id || !body.trim()) return;
+    if (body.length > MAX_BODY) { $('#chat-error').textContent = `A message holds at most ${MAX_BODY} characters.`; return; }
+    const target = isGroup(id) ? { group: id.slice(2) } : { to: peerOf(id) };
+    const cid = `c-${hex(16)}`;
+    const st = store(id);
+    const m = {
+      key: cid, client_msg_id: cid, conversation: id, sender: me(), body, status: 'pending',
+      order: ++S.order, created_at: new Date().toISOString(), seq: null, message_id: '', el: null,
+    };
+    st.msgs.set(cid, m);
+    request({ type: 'send', ...target, body, client_msg_id: cid }, m);
+    input.value = '';
+    $('#chat-error').textContent = '';
+    S.forceScroll = true;
+    renderMessages();
+  }
+
+  // ---------------------------------------------------------------- contact list
+  // The broker has the read marker; fanout applies it a moment later (longer under load). Refetch the
+  // contact list with a growing pause until the server's read position shows it, so badges and the total
+  // always come from the server's counts.
+  async function reconcileRead(id, seq, attempt) {
+    await loadConversations();
+    const summary = S.convs.find((c) => c.conversation_id === id);
+    if (!S.session || (summary && summary.read_seq >= seq) || attempt >= 10) return;
+    setTimeout(() => reconcileRead(id, seq, attempt + 1), Math.min(250 * 2 ** attempt, 4000));
+  }
+
+  function scheduleConvs(delay = 150) {
+    if (S.convTimer && delay > 0) return; // already due soon
+    clearTimeout(S.convTimer);
+    S.convTimer = setTimeout(() => { S.convTimer = 0; loadConversations(); }, delay);
+  }
+
+  async function loadConversations() {
+    if (!S.session) return;
+    const gen = ++S.convGen;
+    try {
+      const page = await api('GET', `/v1/users/${enc(me())}/conversations?limit=50`);
+      if (gen !== S.convGen || !S.session) return;
+      S.convs = page.conversations || [];
+      setText($('#total-unread'), String(page.total_unread || 0));
+      renderConversations();
+    } catch (e) {
+      if (gen === S.convGen && S.session) $('#side-error').textContent = errText(e);
+    }
+  }
+
+  function convEl(id) {
+    const li = document.createElement('li');
+    li.dataset.conversation = id;
+    li.innerHTML = '<button type="button"><span class="title"></span><span class="badge" hidden></span>'
+      + '<span class="preview"></span></button>';
+    return li;
+  }
+
+  function renderConversations() {
+    const ul = $('#conversations');
+    const seen = new Set();
+    let prev = null;
+    for (const c of S.convs) {
+      const id = c.conversation_id;
+      seen.add(id);
+      let li = S.convEls.get(id);
+      if (!li) { li = convEl(id); S.convEls.set(id, li); }
+      const title = titleOf(id);
+      setText(li.querySelector('.title'), title);
+      li.querySelector('button').title = c.name && c.name !== title ? `${title} (${c.name})` : title;
+      const lm = c.last_message;
+      const preview = li.querySelector('.preview');
+      setText(preview, lm ? (lm.recalled ? 'message recalled' : lm.preview) : '');
+      preview.classList.toggle('muted', !!(lm && lm.recalled));
+      const badge = li.querySelector('.badge');
+      const n = c.unread || 0;
+      setText(badge, n > 0 ? String(n) : '');
+      badge.hidden = n <= 0;
+      if (n > 0) badge.setAttribute('aria-label', `${n} unread`); else badge.removeAttribute('aria-label');
+      li.classList.toggle('inactive', c.active === false);
+      const want = prev ? prev.nextSibling : ul.firstChild;
+      if (want !== li) ul.insertBefore(li, want);
+      prev = li;
+    }
+    for (const [id, li] of S.convEls) if (!seen.has(id)) { li.remove(); S.convEls.delete(id); }
+    markCurrent();
+  }
+
+  function markCurrent() {
+    for (const [id, li] of S.convEls) {
+      if (id === S.open) li.setAttribute('aria-current', 'true'); else li.removeAttribute('aria-current');
+    }
+  }
+
+  // ---------------------------------------------------------------- groups
+  async function loadMembers(group) {
+    try {
+      const page = await api('GET', `/v1/groups/${enc(group)}/members?limit=200`);
+      if (S.open !== `g:${group}`) return;
+      const ul = $('#members');
+      ul.replaceChildren(...page.members.map((m) => {
+        const li = document.createElement('li');
+        li.dataset.user = m.user;
+        li.textContent = m.user;
+        if (m.role && m.role !== 'member') {
+          const r = document.createElement('span');
+          r.className = 'role';
+          r.textContent = `(${m.role})`;
+          li.append(r);
+        }
+        return li;
+      }));
+    } catch (e) {
+      if (S.open === `g:${group}` && e.status !== 404) $('#chat-error').textContent = errText(e);
+    }
+  }
+
+  // A write to ingest from a form: `problem` (if any) is shown instead; the button is disabled meanwhile.
+  async function action(button, out, problem, call, done) {
+    const o = $(out);
+    if (problem) { o.textContent = problem; return; }
+    $(button).disabled = true;
+    try {
+      await call();
+      o.textContent = '';
+      done();
+    } catch (e) {
+      o.textContent = errText(e);
+    } finally {
+      $(button).disabled = false;
+    }
+  }
+  const badId = (id) => (ID_RE.test(id) ? '' : 'Enter a valid id: 1 to 64 letters, digits, "_", "." or "-".');
+
+  function createGroup() {
+    const group = $('#group-id').value.trim();
+    const name = $('#group-name').value.trim() || group;
+    return action('#group-create', '#side-error', badId(group),
+      () => api('POST', '/v1/groups', { group, owner: me(), name }, { ingest: true }),
+      () => {
+        $('#group-id').value = '';
+        $('#group-name').value = '';
+        openConversation(`g:${group}`);
+        for (const ms of [500, 1500]) setTimeout(() => { if (S.open === `g:${group}`) loadMembers(group); }, ms);
+        scheduleConvs(500);
+      });
+  }
+
+  function addMember() {
+    const id = S.open;
+    const user = $('#member-user').value.trim();
+    if (!id || !isGroup(id)) return null;
+    const group = id.slice(2);
+    return action('#member-add', '#chat-error', badId(user),
+      () => api('PUT', `/v1/groups/${enc(group)}/members/${enc(user)}?by=${enc(me())}`, undefined, { ingest: true }),
+      () => {
+        $('#member-user').value = '';
+        for (const ms of [500, 1500]) setTimeout(() => { if (S.open === id) loadMembers(group); }, ms);
+      });
+  }
+
+  function openDirect() {
+    const user = $('#new-chat-user').value.trim();
+    const out = $('#side-error');
+    if (badId(user)) { out.textContent = badId(user); return; }
+    if (user === me()) { out.textContent = 'Pick another user than yourself.'; return; }
+    out.textContent = '';
+    $('#new-chat-user').value = '';
+    openConversation(`d:${[me(), user].sort().join(':')}`);
+  }
+
+  // ---------------------------------------------------------------- feed
+  function selectTab(tab) {
+    S.tab = tab;
+    for (const t of ['chats', 'feed']) $(`#tab-${t}`).setAttribute('aria-selected', String(t === tab));
+    $('#chat-panel').hidden = tab !== 'chats';
+    $('#feed-panel').hidden = tab !== 'feed';
+    if (tab === 'feed') scheduleFeed(0);
+    else maybeRead();
+  }
+
+  function scheduleFeed(delay = 150) {
+    clearTimeout(S.feedTimer);
+    S.feedTimer = setTimeout(loadFeed, delay);
+  }
+
+  async function loadFeed() {
+    if (!S.session) return;
+    const gen = ++S.feedGen;
+    try {
+      const page = await api('GET', `/v1/users/${enc(me())}/feed?limit=50`);
+      if (gen !== S.feedGen || !S.session) return;
+      $('#feed').replaceChildren(...page.entries.map((p) => {
+        const li = document.createElement('li');
+        li.className = 'post';
+        li.dataset.postId = p.post_id;
+        li.innerHTML = '<span class="author"></span><time></time><p class="body"></p>';
+        li.querySelector('.author').textContent = p.author;
+        setTime(li.querySelector('time'), p.created_at, dateFmt);
+        li.querySelector('.body').textContent = p.body;
+        return li;
+      }));
+    } catch (e) {
+      if (gen === S.feedGen && S.session) $('#feed-error').textContent = errText(e);
+    }
+  }
+
+  function follow() {
+    const target = $('#follow-user').value.trim();
+    return action('#follow-button', '#feed-error', badId(target),
+      () => api('PUT', `/v1/users/${enc(me())}/following/${enc(target)}`, undefined, { ingest: true }),
+      () => {
+        $('#follow-user').value = '';
+        setTimeout(() => scheduleFeed(0), 500);
+      });
+  }
+
+  function post() {
+    const body = $('#post-body').value;
+    let problem = body.trim() ? '' : 'Write something first.';
+    if (body.length > MAX_BODY) problem = `A post holds at most ${MAX_BODY} characters.`;
+    return action('#post-button', '#feed-error', problem,
+      () => api('POST', '/v1/posts', { author: me(), body }, { ingest: true }),
+      () => {
+        $('#post-body').value = '';
+        for (const ms of [500, 1500]) setTimeout(() => { if (S.tab === 'feed') scheduleFeed(0); }, ms);
+      });
+  }
+
+  // ---------------------------------------------------------------- wiring
+  const onSubmit = (sel, fn) => $(sel).addEventListener('submit', (ev) => { ev.preventDefault(); fn(); });
+  onSubmit('#auth-form', () => onAuth(false));
+  $('#auth-register').addEventListener('click', () => onAuth(true));
+  $('#logout').addEventListener('click', logout);
+  $('#tab-chats').addEventListener('click', () => selectTab('chats'));
+  $('#tab-feed').addEventListener('click', () => selectTab('feed'));
+  onSubmit('#new-chat-form', openDirect);
+  onSubmit('#group-form', createGroup);
+  onSubmit('#member-form', addMember);
+  onSubmit('#composer', sendMessage);
+  onSubmit('#follow-form', follow);
+  onSubmit('#post-form', post);
+  $('#load-older').addEventListener('click', loadOlder);
+  $('#composer-input').addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); sendMessage(); }
+  });
+  $('#conversations').addEventListener('click', (ev) => {
+    const li = ev.target.closest('li[data-conversation]');
+    if (li) openConversation(li.dataset.conversation);
+  });
+  document.addEventListener('visibilitychange', () => { if (S.session) maybeRead(); });
+  window.addEventListener('online', () => { if (S.session && !S.ws) { S.backoff = 300; connect(); } });
+
+  // Resume a session kept in this tab, if it can still be refreshed.
+  let saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null'); } catch (_) { saved = null; }
+  if (saved && saved.access_token && Date.now() < saved.obtained + saved.refresh_expires_in * 1000) {
+    S.session = saved;
+    scheduleRefresh();
+    startApp();
+  } else {
+    endSession('');
+  }
+})();
