@@ -6,8 +6,8 @@
 //!   key ([`TokenKey`]) and verified by ingest and reader without a database: ingest stays stateless and a
 //!   read costs no extra query. They are short-lived; logout and revocation act on the session's
 //!   *refresh* token, which lives in the reader's database (see the reader's `sessions` module).
-//! - [`Bearer`] is the axum extractor: `Authorization: Bearer …`, or `access_token` in the query for
-//!   clients that cannot set headers (browsers' WebSocket and EventSource). Missing, malformed, forged or
+//! - [`Bearer`] is the axum extractor: `Authorization: Bearer …`, or `access_token` in the query on
+//!   the routes marked [`QueryTokenAllowed`] (browsers' WebSocket and EventSource cannot set headers). Missing, malformed, forged or
 //!   expired → `401` JSON; a valid token acting for someone else → `403` JSON ([`Bearer::require`]).
 //! - [`LoginLimiter`]: login attempts per account and per address (the `governor` crate).
 
@@ -15,9 +15,9 @@ mod limiter;
 mod password;
 mod token;
 
-pub use limiter::{LoginLimiter, LoginQuota};
+pub use limiter::{AddressLimiter, LoginLimiter, LoginQuota};
 pub use password::{
     hash_password, validate_password, verify_password, PasswordError, MAX_PASSWORD_BYTES,
     MIN_PASSWORD_CHARS,
 };
-pub use token::{Bearer, Claims, KeyError, TokenError, TokenKey, MIN_KEY_BYTES};
+pub use token::{Bearer, Claims, KeyError, QueryTokenAllowed, TokenError, TokenKey, MIN_KEY_BYTES};

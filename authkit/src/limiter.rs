@@ -18,8 +18,50 @@ pub struct LoginQuota {
 
 pub struct LoginLimiter {
     by_account: DefaultKeyedRateLimiter<String>,
-    by_address: DefaultKeyedRateLimiter<IpAddr>,
+    by_address: AddressLimiter,
+}
+
+/// Attempts per client address: an IPv4 address, or an IPv6 /64 (one host usually owns a whole /64,
+/// so single IPv6 addresses would be a free supply of fresh budgets).
+pub struct AddressLimiter {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
     checks: AtomicU64,
+}
+
+fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
+
+impl AddressLimiter {
+    pub fn per_minute(attempts: u32) -> Self {
+        AddressLimiter {
+            limiter: RateLimiter::keyed(per_minute(attempts)),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// `Ok` when this attempt may go ahead, `Err(wait)` with how long until the next one may.
+    pub fn check(&self, address: IpAddr) -> Result<(), Duration> {
+        // Keys of quiet addresses are forgotten now and then, so the map stays bounded by the
+        // addresses of the last minute.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+            self.limiter.retain_recent();
+        }
+        let now = DefaultClock::default().now();
+        self.limiter
+            .check_key(&address_key(address))
+            .map_err(|not_until| not_until.wait_time_from(now))
+    }
 }
 
 fn per_minute(attempts: u32) -> Quota {
@@ -30,23 +72,18 @@ impl LoginLimiter {
     pub fn new(quota: LoginQuota) -> Self {
         LoginLimiter {
             by_account: RateLimiter::keyed(per_minute(quota.per_account_per_minute)),
-            by_address: RateLimiter::keyed(per_minute(quota.per_address_per_minute)),
-            checks: AtomicU64::new(0),
+            by_address: AddressLimiter::per_minute(quota.per_address_per_minute),
         }
     }
 
     /// `Ok` when this attempt may go ahead, `Err(wait)` with how long until the next one may.
     pub fn check(&self, account: &str, address: IpAddr) -> Result<(), Duration> {
-        // Keys of quiet accounts and addresses are forgotten now and then, so the maps stay bounded by
-        // the attempts of the last minute.
-        if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+        self.by_address.check(address)?;
+        // Quiet accounts are forgotten now and then (the address limiter counts the checks).
+        if self.by_address.checks.load(Ordering::Relaxed) % 1024 == 1023 {
             self.by_account.retain_recent();
-            self.by_address.retain_recent();
         }
         let now = DefaultClock::default().now();
-        self.by_address
-            .check_key(&address)
-            .map_err(|not_until| not_until.wait_time_from(now))?;
         self.by_account
             .check_key(&account.to_owned())
             .map_err(|not_until| not_until.wait_time_from(now))
@@ -78,5 +115,22 @@ mod tests {
         assert!(limiter.check("carol", a).is_ok());
         assert!(limiter.check("dave", a).is_err());
         assert!(limiter.check("dave", b).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_address() {
+        let limiter = AddressLimiter::per_minute(2);
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiter.check(one).is_ok());
+        assert!(limiter.check(same_64).is_ok());
+        assert!(limiter.check(one).is_err());
+        assert!(limiter.check(other_64).is_ok());
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(limiter.check(mapped).is_ok());
+        assert!(limiter.check(v4).is_ok());
+        assert!(limiter.check(v4).is_err());
     }
 }

@@ -99,6 +99,11 @@ fn unauthorized(err: &TokenError) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, err.to_string())
 }
 
+/// Marks routes that may take the token as `access_token` in the query (add it with
+/// `Router::layer(Extension(QueryTokenAllowed))`): only those whose clients cannot set headers.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryTokenAllowed;
+
 /// An authenticated caller. Extracting it needs the [`TokenKey`] as a request extension
 /// (`Router::layer(Extension(Arc<TokenKey>))`).
 #[derive(Debug, Clone)]
@@ -129,8 +134,9 @@ impl Bearer {
         self.require(field, user.as_str())
     }
 
-    /// The token of a request: the `Authorization: Bearer` header, else the `access_token` query
-    /// parameter (browsers cannot set headers on WebSocket or EventSource requests).
+    /// The token of a request: the `Authorization: Bearer` header, else, on routes carrying the
+    /// [`QueryTokenAllowed`] extension, the `access_token` query parameter (browsers cannot set
+    /// headers on WebSocket or EventSource requests).
     pub fn token_of(parts: &Parts) -> Result<String, TokenError> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let value = value.to_str().map_err(|_| TokenError::Malformed)?;
@@ -139,6 +145,10 @@ impl Bearer {
                 return Err(TokenError::Malformed);
             }
             return Ok(token.trim().to_owned());
+        }
+        // URLs end up in proxy logs and histories: only routes that opt in take a token there.
+        if parts.extensions.get::<QueryTokenAllowed>().is_none() {
+            return Err(TokenError::Missing);
         }
         let query = parts.uri.query().unwrap_or("");
         form_urlencoded::parse(query.as_bytes())

@@ -71,6 +71,15 @@ impl ApiError {
     }
 }
 
+/// `429` with `Retry-After` (whole seconds, at least 1) and the JSON error body.
+pub fn too_many_requests(message: &str, wait: std::time::Duration) -> Response {
+    let mut response = ApiError::body_json(StatusCode::TOO_MANY_REQUESTS, message, None);
+    if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 impl From<schemas::ValidationError> for ApiError {
     fn from(err: schemas::ValidationError) -> Self {
         ApiError::bad_field(err.field, err.message)

@@ -1,6 +1,6 @@
 //! The middleware stack, operations routes and server loop every Fanline HTTP service shares.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,19 +143,42 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, BindError> 
         .map_err(|source| BindError { addr, source })
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests finish.
+/// How long in-flight requests may take to finish after the shutdown signal; a client that stopped
+/// reading a stream must not hold the process up forever.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests finish, for
+/// at most [`DRAIN_LIMIT`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (fired, signalled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = fired.send(());
+    };
     // Handlers that need the client's address (login rate limits) read it from `ConnectInfo`.
-    axum::serve(
+    let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .into_future();
+    let drain_limit = async move {
+        match signalled.await {
+            Ok(()) => tokio::time::sleep(DRAIN_LIMIT).await,
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = drain_limit => {
+            tracing::warn!("requests still open {DRAIN_LIMIT:?} after the shutdown signal; closing them");
+            Ok(())
+        }
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -8,6 +8,7 @@ pub mod defaults {
     pub const PRODUCE_TIMEOUT_MS: u64 = 5000;
     pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
     pub const BATCH_BODY_LIMIT_BYTES: usize = 4 * 1024 * 1024;
+    pub const REGISTER_PER_ADDRESS_PER_MINUTE: u32 = 10;
 }
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -54,6 +55,10 @@ pub struct Config {
     )]
     pub kafka_properties: Vec<String>,
 
+    /// Registrations per minute from one client address (an IPv6 /64 counts as one).
+    #[arg(long, env = "FANLINE_REGISTER_PER_ADDRESS_PER_MINUTE", default_value_t = defaults::REGISTER_PER_ADDRESS_PER_MINUTE)]
+    pub register_per_address_per_minute: u32,
+
     /// The key access tokens are signed with (HS256), at least 32 bytes; ingest and reader must share it.
     /// `scripts/up.sh` generates one into `.fanline/token.key`. There is no default: a stack without
     /// a key does not start.
@@ -84,6 +89,7 @@ impl Config {
             kafka_properties: Vec::new(),
             log_json: false,
             token_key: secrecy::SecretString::from(String::new()),
+            register_per_address_per_minute: defaults::REGISTER_PER_ADDRESS_PER_MINUTE,
         }
     }
 

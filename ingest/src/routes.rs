@@ -1,18 +1,21 @@
 //! The write API. Every handler validates, builds one event and answers `202` only after the broker
 //! acknowledged it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use authkit::Bearer;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, put};
+use axum::Extension;
 use axum::{Json, Router};
 use chrono::Utc;
 use httpkit::openapi::{
-    BadRequest, BodyRejected, Forbidden, NoSuchRoute, Unauthorized, Unavailable,
+    BadRequest, BodyRejected, Forbidden, NoSuchRoute, TooManyRequests, Unauthorized, Unavailable,
 };
 use httpkit::{ApiError, JsonBody, QueryParams};
 use schemas::api::{
@@ -61,30 +64,44 @@ static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
     request_body = Credentials,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, BodyRejected, Unavailable,
+        BadRequest, BodyRejected, TooManyRequests, Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn register(
     State(producer): State<Arc<EventProducer>>,
+    Extension(limiter): Extension<Arc<authkit::AddressLimiter>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(request): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     let user = UserId::parse("user", &request.user)?;
     authkit::validate_password(&request.password)
         .map_err(|message| ApiError::bad_field("password", message))?;
+    if let Err(wait) = limiter.check(peer.ip()) {
+        tracing::warn!(address = %peer.ip(), "registration rate-limited");
+        return Ok(httpkit::error::too_many_requests(
+            "too many registrations from this address: wait and try again",
+            wait,
+        ));
+    }
     let password_hash = {
-        let _permit = HASHING
-            .acquire()
+        // A burst waits its turn briefly, then gets 503; the permit moves into the hashing thread, so a
+        // client that hangs up cannot free it while the hash still runs.
+        let permit = tokio::time::timeout(Duration::from_secs(5), HASHING.acquire())
             .await
+            .map_err(|_| ApiError::unavailable("too many registrations at once"))?
             .map_err(|_| ApiError::unavailable("shutting down"))?;
         let password = request.password;
-        tokio::task::spawn_blocking(move || authkit::hash_password(&password))
-            .await
-            .map_err(|_| ApiError::internal())?
-            .map_err(|err| {
-                tracing::error!(error = %err, "password hashing failed");
-                ApiError::internal()
-            })?
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            authkit::hash_password(&password)
+        })
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|err| {
+            tracing::error!(error = %err, "password hashing failed");
+            ApiError::internal()
+        })?
     };
     let envelope = Envelope::account_registered(AccountRegistered {
         user,

@@ -10,6 +10,7 @@
 //! while the listening connection was down are lost, so after every (re)connect everyone is woken.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub const CHANNEL: &str = "fanline_sync";
 /// Per-user wake-up senders, shared by the listener task and the connections.
 pub struct Hub {
     users: Mutex<HashMap<String, Slot>>,
+    listening: AtomicBool,
     metrics: HubMetrics,
 }
 
@@ -81,6 +83,7 @@ impl Hub {
         registry.register(Box::new(reconnects.clone()))?;
         Ok(Arc::new(Hub {
             users: Mutex::new(HashMap::new()),
+            listening: AtomicBool::new(false),
             metrics: HubMetrics {
                 subscribers,
                 notifications,
@@ -134,34 +137,42 @@ impl Hub {
         users.keys().cloned().collect()
     }
 
-    /// Handles one notification payload: user ids wake those users; a large group's conversation id
-    /// wakes its subscribed active members (one query for all of them).
+    /// Handles one notification payload: user ids wake those users; large groups' conversation ids
+    /// wake their subscribed active members (one query for all the groups of the payload).
     async fn dispatch(&self, pool: &PgPool, payload: &str) {
         self.metrics.notifications.inc();
+        let mut groups: Vec<&str> = Vec::new();
         for item in payload.split(',') {
             match item.strip_prefix("g:") {
                 None => self.wake(item),
-                Some(group) => {
-                    let subscribed = self.subscribed_users();
-                    if subscribed.is_empty() {
-                        continue;
-                    }
-                    let members: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
-                        "SELECT user_id FROM group_members
-                         WHERE group_id = $1 AND active AND user_id = ANY($2)",
-                    )
-                    .bind(group)
-                    .bind(&subscribed)
-                    .fetch_all(pool)
-                    .await;
-                    match members {
-                        Ok(members) => members.iter().for_each(|user| self.wake(user)),
-                        // Not knowing who is a member, wake everyone: a spare query beats a miss.
-                        Err(_) => self.wake_all(),
-                    }
-                }
+                Some(group) => groups.push(group),
             }
         }
+        if groups.is_empty() {
+            return;
+        }
+        let subscribed = self.subscribed_users();
+        if subscribed.is_empty() {
+            return;
+        }
+        let members: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT DISTINCT user_id FROM group_members
+             WHERE group_id = ANY($1) AND active AND user_id = ANY($2)",
+        )
+        .bind(&groups)
+        .bind(&subscribed)
+        .fetch_all(pool)
+        .await;
+        match members {
+            Ok(members) => members.iter().for_each(|user| self.wake(user)),
+            // Not knowing who is a member, wake everyone: a spare query beats a miss.
+            Err(_) => self.wake_all(),
+        }
+    }
+
+    /// Whether the LISTEN connection is up (readiness: without it nothing realtime is woken).
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 
     /// Listens until the process ends, reconnecting after any failure (and then waking everyone).
@@ -183,6 +194,7 @@ impl Hub {
                 continue;
             }
             backoff = Duration::from_millis(200);
+            self.listening.store(true, Ordering::Release);
             self.metrics.reconnects.inc();
             tracing::info!(channel = CHANNEL, "listening for sync wake-ups");
             self.wake_all();
@@ -195,6 +207,7 @@ impl Hub {
                         self.wake_all();
                     }
                     Err(err) => {
+                        self.listening.store(false, Ordering::Release);
                         tracing::warn!(error = %err, "LISTEN connection failed; reconnecting");
                         tokio::time::sleep(backoff).await;
                         break;

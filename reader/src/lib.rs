@@ -29,6 +29,7 @@ use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
@@ -55,6 +56,7 @@ pub struct App {
     /// Ends the long-lived responses (sockets, event streams, long polls) when the server stops, so
     /// that the graceful shutdown does not wait for them.
     shutdown: CancellationToken,
+    sockets: TaskTracker,
 }
 
 impl App {
@@ -75,14 +77,20 @@ impl App {
         let hub = hub::Hub::new(&registry)?;
         let readiness = {
             let pool = pool.clone();
+            let hub = hub.clone();
             httpkit::Readiness::new(move || {
                 let pool = pool.clone();
+                let hub = hub.clone();
                 async move {
                     sqlx::query("SELECT 1")
                         .execute(&pool)
                         .await
-                        .map(|_| ())
-                        .map_err(|_| "database unavailable".to_owned())
+                        .map_err(|_| "database unavailable".to_owned())?;
+                    // Without the LISTEN connection, long polls, sockets and event streams hear nothing.
+                    if !hub.listening() {
+                        return Err("not listening for sync wake-ups yet".to_owned());
+                    }
+                    Ok(())
                 }
             })
         };
@@ -111,6 +119,7 @@ impl App {
             Arc::new(ingest::producer::EventProducer::new(&produce, metrics)?)
         };
         let shutdown = CancellationToken::new();
+        let sockets = TaskTracker::new();
         let realtime = Arc::new(socket::Realtime {
             pool: pool.clone(),
             hub: hub.clone(),
@@ -123,6 +132,7 @@ impl App {
                 send_timeout: Duration::from_secs(config.ws_send_timeout_secs.max(1)),
             },
             shutdown: shutdown.clone(),
+            tasks: sockets.clone(),
             metrics: socket::SocketMetrics::new(&registry)?,
         });
         let realtime_routes = axum::Router::new()
@@ -131,7 +141,8 @@ impl App {
                 "/v1/users/{user}/events",
                 axum::routing::get(events::stream),
             )
-            .with_state(realtime);
+            .with_state(realtime)
+            .layer(axum::Extension(authkit::QueryTokenAllowed));
         let api = routes::router(routes::ReadState {
             pool: pool.clone(),
             hub: hub.clone(),
@@ -151,6 +162,7 @@ impl App {
             pool: listen_pool,
             producer,
             shutdown,
+            sockets,
         })
     }
 
@@ -163,13 +175,18 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let listening = tokio::spawn(self.hub.clone().run_listener(self.pool.clone()));
+        let cleaning = tokio::spawn(sessions::clean_up_periodically(self.pool.clone()));
         let ending = self.shutdown.clone();
         let shutdown = async move {
             shutdown.await;
             ending.cancel();
         };
         let result = httpkit::serve(self.listener, self.router, shutdown).await;
+        // Sockets saw the cancellation too: let them send their close frames (1001).
+        self.sockets.close();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.sockets.wait()).await;
         listening.abort();
+        cleaning.abort();
         self.producer.flush().await;
         result
     }

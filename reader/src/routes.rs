@@ -224,7 +224,8 @@ pub async fn sync(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
     loop {
         let page = sync_page(&state.pool, user.as_str(), after, limit).await?;
-        if !page.entries.is_empty() || !page.conversations.is_empty() {
+        // Anything that moves the cursor answers, also a page of skipped (deleted) entries.
+        if page.last_seq > after {
             return Ok(Json(page));
         }
         tokio::select! {

@@ -3,7 +3,8 @@
 //! An access token is a short-lived signed token (default 15 minutes) that ingest and reader check
 //! without a database. A login also creates a *session*: a row holding the SHA-256 of a refresh token
 //! (default lifetime 30 days). `POST /v1/sessions/refresh` trades a refresh token for a new access token
-//! and a new refresh token (the old one stops working: a stolen, already used refresh token is useless).
+//! and a new refresh token (the old one stops working). A refresh token used a second time means two
+//! parties hold the session (one stole it): the session is revoked for both.
 //! Logout revokes the session: its refresh token stops working at once, and its access tokens end with
 //! their short lifetime — that window is the price of checking tokens without a database, and why
 //! access tokens are short.
@@ -16,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
@@ -78,15 +79,19 @@ fn dummy_hash() -> &'static str {
 }
 
 async fn password_matches(stored: Option<String>, password: String) -> Result<bool, ApiError> {
-    let _permit = VERIFYING
-        .acquire()
+    // The permit moves into the hashing thread: a client that hangs up cannot free it early.
+    let permit = tokio::time::timeout(Duration::from_secs(5), VERIFYING.acquire())
         .await
+        .map_err(|_| ApiError::unavailable("too many logins at once"))?
         .map_err(|_| ApiError::unavailable("shutting down"))?;
-    tokio::task::spawn_blocking(move || match stored {
-        Some(hash) => authkit::verify_password(&hash, &password),
-        None => {
-            authkit::verify_password(dummy_hash(), &password);
-            false
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        match stored {
+            Some(hash) => authkit::verify_password(&hash, &password),
+            None => {
+                authkit::verify_password(dummy_hash(), &password);
+                false
+            }
         }
     })
     .await
@@ -115,19 +120,6 @@ fn tokens(sessions: &Sessions, user: &str, session_id: &str, secret: &str) -> Se
     }
 }
 
-fn too_many(wait: Duration) -> Response {
-    let mut response = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too many login attempts: wait and try again",
-    )
-    .into_response();
-    let seconds = wait.as_secs().max(1).to_string();
-    if let Ok(value) = HeaderValue::from_str(&seconds) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
-}
-
 /// Log in.
 ///
 /// Checks the password and opens a session: a short-lived access token for `Authorization: Bearer`
@@ -150,7 +142,10 @@ pub async fn login(
     let user = UserId::parse("user", &request.user)?;
     if let Err(wait) = sessions.limiter.check(user.as_str(), peer.ip()) {
         tracing::warn!(user = %user, address = %peer.ip(), "login rate-limited");
-        return Ok(too_many(wait));
+        return Ok(httpkit::error::too_many_requests(
+            "too many login attempts: wait and try again",
+            wait,
+        ));
     }
     let stored: Option<String> =
         sqlx::query_scalar("SELECT password_hash FROM accounts WHERE user_id = $1")
@@ -203,17 +198,34 @@ pub async fn refresh(
     let (new_secret, new_hash) = new_refresh_secret();
     // Compare-and-swap: of two concurrent refreshes with one token, one wins.
     let user: Option<String> = sqlx::query_scalar(
-        "UPDATE sessions SET refresh_hash = $3, refreshed_at = now()
+        "UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = $3, refreshed_at = now()
          WHERE session_id = $1 AND refresh_hash = $2 AND revoked_at IS NULL AND expires_at > now()
          RETURNING user_id",
     )
     .bind(session_id)
-    .bind(old_hash)
+    .bind(&old_hash)
     .bind(new_hash)
     .fetch_optional(&sessions.pool)
     .await
     .map_err(database_error)?;
-    let user = user.ok_or_else(bad_refresh_token)?;
+    let Some(user) = user else {
+        // The token before the current one, used again: whoever refreshed first and whoever holds
+        // this copy are two parties, one of them a thief. End the session for both.
+        let reused: Option<String> = sqlx::query_scalar(
+            "UPDATE sessions SET revoked_at = now()
+             WHERE session_id = $1 AND previous_hash = $2 AND revoked_at IS NULL
+             RETURNING user_id",
+        )
+        .bind(session_id)
+        .bind(&old_hash)
+        .fetch_optional(&sessions.pool)
+        .await
+        .map_err(database_error)?;
+        if let Some(user) = reused {
+            tracing::warn!(user = %user, session = %session_id, "refresh token used twice: session revoked");
+        }
+        return Err(bad_refresh_token());
+    };
     Ok(Json(tokens(&sessions, &user, session_id, &new_secret)))
 }
 
@@ -244,4 +256,33 @@ pub async fn logout(
     .map_err(database_error)?;
     tracing::info!(user = %bearer.user(), session = %bearer.claims.sid, "logged out");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Forgets what can never be used again, hourly: sessions expired or revoked more than a day ago, and
+/// the cursors of devices not seen for 90 days (such a device resumes from the start, or from `after`).
+pub async fn clean_up_periodically(pool: PgPool) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        let sessions = sqlx::query(
+            "DELETE FROM sessions
+             WHERE expires_at < now() - interval '1 day' OR revoked_at < now() - interval '1 day'",
+        )
+        .execute(&pool)
+        .await;
+        let cursors =
+            sqlx::query("DELETE FROM device_cursors WHERE updated_at < now() - interval '90 days'")
+                .execute(&pool)
+                .await;
+        match (sessions, cursors) {
+            (Ok(sessions), Ok(cursors)) => tracing::info!(
+                sessions = sessions.rows_affected(),
+                device_cursors = cursors.rows_affected(),
+                "removed expired sessions and stale device cursors"
+            ),
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::warn!(error = %err, "cleaning up sessions failed; trying again in an hour")
+            }
+        }
+    }
 }

@@ -11,9 +11,10 @@
 //! replayed into a rebuilt database (a device's position is the device's, not history's). Sending it
 //! through the topic would cost a produce and a fan-out hop per ack for nothing.
 //!
-//! Outgoing frames pass a bounded queue to one writer task; a full queue or a write that stalls for
-//! `send_timeout` ends the connection (close 4008): memory per connection stays bounded whatever the
-//! client does. Heartbeats go both ways: the server pings every `heartbeat`, and closes (4000) when the
+//! Outgoing frames pass a bounded queue to one writer task. The stream waits for room in the queue (so
+//! a reading client is never cut for being slower than the database), but a queue that stays full or a
+//! write that stalls for `send_timeout` ends the connection (close 4008): memory per connection stays
+//! bounded whatever the client does. Heartbeats go both ways: the server pings every `heartbeat`, and closes (4000) when the
 //! client sent nothing for `heartbeat × max_missed`.
 
 use std::collections::VecDeque;
@@ -35,6 +36,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use authkit::Bearer;
 
@@ -61,6 +63,8 @@ pub struct Realtime {
     pub producer: Arc<EventProducer>,
     pub settings: SocketSettings,
     pub shutdown: CancellationToken,
+    /// The open sockets, so that shutdown can let them send their close frames.
+    pub tasks: TaskTracker,
     pub metrics: SocketMetrics,
 }
 
@@ -124,15 +128,18 @@ pub async fn connect(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| async move {
-            realtime.metrics.open.inc();
-            let reason = serve(&realtime, bearer, device, after, socket).await;
-            realtime.metrics.open.dec();
-            realtime
-                .metrics
-                .closed
-                .with_label_values(&[reason.label()])
-                .inc();
+        .on_upgrade(move |socket| {
+            let tasks = realtime.tasks.clone();
+            tasks.track_future(async move {
+                realtime.metrics.open.inc();
+                let reason = serve(&realtime, bearer, device, after, socket).await;
+                realtime.metrics.open.dec();
+                realtime
+                    .metrics
+                    .closed
+                    .with_label_values(&[reason.label()])
+                    .inc();
+            })
         }))
 }
 
@@ -180,6 +187,22 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// Queues a frame of the stream, waiting up to `patience` for room: a client that reads keeps up
+    /// with what we fetch; one that does not is cut.
+    async fn push_waiting(&self, frame: &ServerFrame, patience: Duration) {
+        let text = serde_json::to_string(frame).unwrap_or_default();
+        let queued = tokio::time::timeout(
+            patience,
+            self.frames.send(Message::Text(Utf8Bytes::from(text))),
+        )
+        .await;
+        if !matches!(queued, Ok(Ok(()))) {
+            self.overflowed.cancel();
+        }
+    }
+
+    /// Queues a small frame (heartbeat, answer) without waiting; no room means the client is not
+    /// reading.
     fn push(&self, frame: &ServerFrame) {
         let text = serde_json::to_string(frame).unwrap_or_default();
         if self
@@ -397,17 +420,22 @@ impl Connection<'_> {
         let room = self.realtime.settings.window as i64 - self.unacked.len() as i64;
         let limit = room.clamp(1, FRAME_ENTRIES);
         let page = sync_page(&self.realtime.pool, self.user, self.sent_upto, limit).await?;
-        if page.entries.is_empty() && page.conversations.is_empty() {
+        // A page can hold nothing to show yet move the cursor (entries of deleted posts are scanned,
+        // not returned): that is progress too, sent as an empty frame the client can ack past.
+        if page.last_seq <= self.sent_upto {
             return Ok(false);
         }
         self.unacked.extend(page.entries.iter().map(|e| e.seq));
         self.sent_upto = page.last_seq;
         let more = page.has_more;
-        self.outbox.push(&ServerFrame::Sync {
+        let frame = ServerFrame::Sync {
             entries: page.entries,
             conversations: page.conversations,
             last_seq: page.last_seq,
-        });
+        };
+        self.outbox
+            .push_waiting(&frame, self.realtime.settings.send_timeout)
+            .await;
         Ok(more)
     }
 

@@ -121,24 +121,36 @@ async fn register_log_in_refresh_and_log_out() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
+    // The used refresh token presented again means two parties hold the session: it is revoked, and
+    // the refresh token the legitimate refresh got is dead too.
+    let refresh_with = |token: Value| {
+        let url = refresh_url.clone();
+        async move {
+            call(
+                Method::POST,
+                &url,
+                None,
+                Some(json!({"refresh_token": token})),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(
+        refresh_with(renewed["refresh_token"].clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+
     // Logout revokes the session: its refresh token stops working at once.
-    let renewed_access = renewed["access_token"].as_str().unwrap();
-    let (status, _, _) = call(
-        Method::DELETE,
-        &stack.reader.url("/v1/sessions/current"),
-        Some(renewed_access),
-        None,
-    )
-    .await;
+    let (_, again) = login(&stack, "alice", "correct horse").await;
+    let again_access = again["access_token"].as_str().unwrap();
+    let logout = stack.reader.url("/v1/sessions/current");
+    let (status, _, _) = call(Method::DELETE, &logout, Some(again_access), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, _) = call(
-        Method::POST,
-        &refresh_url,
-        None,
-        Some(json!({"refresh_token": renewed["refresh_token"]})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh_with(again["refresh_token"].clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
     stack.stop().await;
 }
 
@@ -176,6 +188,14 @@ async fn every_protected_route_refuses_bad_tokens_and_other_users() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {value}");
         assert_eq!(value["field"], "user", "{path}");
     }
+    // Tokens in URLs only where clients cannot set headers (WebSocket, event streams).
+    let url = stack
+        .reader
+        .url(&format!("/v1/users/alice/sync?access_token={alice}"));
+    assert_eq!(
+        call(Method::GET, &url, None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     // A direct conversation's history is its two users'; a group's, its active members'.
     let (status, _, _) = call(
         Method::GET,

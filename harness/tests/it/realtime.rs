@@ -533,3 +533,85 @@ async fn server_sent_events_resume_from_last_event_id() {
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn pages_of_deleted_posts_never_stall_a_device_or_a_long_poll() {
+    let stack = Stack::start().await;
+    // 150 posts bob received and alice deleted: more than a page of entries the scan skips.
+    let user = |name: &str| schemas::UserId::parse("user", name).unwrap();
+    let mut events = vec![SourcedEvent {
+        partition: 0,
+        offset: 0,
+        envelope: Envelope::followed(FollowChange {
+            follower: user("bob"),
+            followee: user("alice"),
+        }),
+    }];
+    let posts: Vec<PostId> = (0..150).map(|_| PostId::generate()).collect();
+    for (i, post_id) in posts.iter().enumerate() {
+        events.push(SourcedEvent {
+            partition: 0,
+            offset: i as i64 + 1,
+            envelope: Envelope::post_created(PostCreated {
+                post_id: post_id.clone(),
+                author: user("alice"),
+                body: format!("gone {i}"),
+                message_id: None,
+                created_at: chrono::Utc::now(),
+            }),
+        });
+    }
+    apply_batch(&stack.db.pool, &Policy::default(), &events)
+        .await
+        .unwrap();
+    let deletes: Vec<SourcedEvent> = posts
+        .iter()
+        .enumerate()
+        .map(|(i, post_id)| SourcedEvent {
+            partition: 0,
+            offset: 1000 + i as i64,
+            envelope: Envelope::post_deleted(schemas::PostDeleted {
+                post_id: post_id.clone(),
+                author: user("alice"),
+            }),
+        })
+        .collect();
+    apply_batch(&stack.db.pool, &Policy::default(), &deletes)
+        .await
+        .unwrap();
+    stack.message("alice", "bob", "after the deletions").await;
+    stack.applied().await;
+
+    // The socket moves past the skipped entries (empty frames the client acks) to the message.
+    let mut client = WsClient::connect(
+        &stack.reader.url(""),
+        &stack.api.token_for("bob"),
+        "phone",
+        "",
+    )
+    .await
+    .unwrap();
+    hello(&mut client).await;
+    let message = loop {
+        let (entries, last_seq) = next_sync(&mut client).await;
+        client.send(&ClientFrame::Ack { seq: last_seq }).await;
+        if let Some(entry) = entries.into_iter().next() {
+            break entry;
+        }
+    };
+    assert_eq!(message.body, "after the deletions");
+    // A long poll from the start answers at once with progress, not after its wait.
+    let started = Instant::now();
+    let url = stack
+        .reader
+        .url("/v1/users/bob/sync?after=0&limit=10&wait=20");
+    let (status, page) = stack
+        .api
+        .as_user("bob")
+        .raw(Method::GET, &url, None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(page["last_seq"].as_i64().unwrap() > 0, "{page}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    stack.stop().await;
+}
