@@ -7,7 +7,7 @@ use secrecy::SecretString;
 /// The default of every flag: the clap attributes and [`Config::for_database`] both read them.
 pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1:8081";
-    pub const DB_CONNECTIONS: u32 = 8;
+    pub const DB_CONNECTIONS: u32 = 16;
     pub const QUERY_TIMEOUT_MS: u64 = 3000;
     pub const ACCESS_TOKEN_SECS: u64 = 15 * 60;
     pub const REFRESH_TOKEN_SECS: u64 = 30 * 24 * 3600;

@@ -247,6 +247,18 @@ pub(crate) async fn sync_page(
     after: i64,
     limit: i64,
 ) -> Result<SyncPage, ApiError> {
+    // Most users are in no large group: then one statement is the whole page.
+    let (scan, in_large_group) = queries::sync_flagged(pool, user, after, limit)
+        .await
+        .map_err(database_error)?;
+    if !in_large_group {
+        return Ok(SyncPage {
+            last_seq: scan.last_scanned_seq.unwrap_or(after),
+            entries: scan.entries,
+            conversations: Vec::new(),
+            has_more: scan.has_more,
+        });
+    }
     // One snapshot for both reads: a large group's position read after an entry committed that the scan
     // did not see would move the cursor past that entry.
     let mut snapshot = read_snapshot(pool).await.map_err(database_error)?;

@@ -43,6 +43,15 @@ struct Args {
     /// Duration of the latency run at half the max rate, in seconds.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// Postgres connections of the reader.
+    #[arg(long, default_value_t = reader::config::defaults::DB_CONNECTIONS)]
+    reader_db_connections: u32,
+    /// The latency run's rate as a fraction of the measured max rate.
+    #[arg(long, default_value_t = 0.5)]
+    rate_fraction: f64,
+    /// Extra librdkafka properties of the fanout consumer (key=value, repeatable).
+    #[arg(long)]
+    fanout_kafka_property: Vec<String>,
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -136,7 +145,9 @@ async fn main() -> anyhow::Result<()> {
         &topic.name,
     ))
     .await;
-    let fanout = spawn_fanout(fanout_config(&topic, &group, &db.url)).await;
+    let mut fanout_settings = fanout_config(&topic, &group, &db.url);
+    fanout_settings.kafka_properties = args.fanout_kafka_property.clone();
+    let fanout = spawn_fanout(fanout_settings).await;
     let port = free_port();
     let reader_url = format!("http://127.0.0.1:{port}");
     let reader_exe = std::env::current_exe()?.with_file_name("fanline-reader");
@@ -147,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
         .env("FANLINE_EVENTS_TOPIC", &topic.name)
         .env("FANLINE_READER_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
+        .env("FANLINE_READER_DB_CONNECTIONS", args.reader_db_connections.to_string())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -215,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
             let sent = Instant::now();
             api.post(star, &format!("p {i}"), Some(&format!("m{i}")))
                 .await;
-            (i, sent)
+            (i, sent, sent.elapsed())
         }
     };
     let delivered_all = |upto: usize| {
@@ -247,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
     let max_rate = args.burst as f64 / burst_time.as_secs_f64();
 
     // 3. Latency at half that rate.
-    let rate = max_rate / 2.0;
+    let rate = max_rate * args.rate_fraction;
     let count = (rate * args.seconds as f64) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let first = args.burst;
@@ -259,10 +271,13 @@ async fn main() -> anyhow::Result<()> {
         sends.push(tokio::spawn(post(first + n)));
     }
     let mut sent_at = HashMap::new();
+    let mut acknowledged: Vec<Duration> = Vec::new();
     for send in sends {
-        let (i, at) = send.await?;
+        let (i, at, took) = send.await?;
         sent_at.insert(i, at);
+        acknowledged.push(took);
     }
+    acknowledged.sort_unstable();
     delivered_all(first + count).await;
     let mut latencies: Vec<Duration> = Vec::new();
     for device in arrivals.lock().unwrap().iter() {
@@ -294,8 +309,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| max fan-out rate ({} devices, {}-post burst) | {:.0} posts/s = {:.0} socket deliveries/s |", args.followers, args.burst, max_rate, max_rate * args.followers as f64);
     println!(
-        "| latency run | {:.0} posts/s (half the max) for {} s: {} deliveries |",
+        "| latency run | {:.0} posts/s ({:.0}% of the max) for {} s: {} deliveries |",
         rate,
+        args.rate_fraction * 100.0,
         args.seconds,
         latencies.len()
     );
@@ -305,6 +321,7 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
     );
+    println!("| post → 202 from ingest (broker acknowledged) | p50 {:.1} ms, p99 {:.1} ms |", percentile(&acknowledged, 0.5).as_secs_f64() * 1000.0, percentile(&acknowledged, 0.99).as_secs_f64() * 1000.0);
     let _ = reader.kill().await;
     fanout.stop().await;
     ingest.stop().await;
