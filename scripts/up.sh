@@ -116,8 +116,8 @@ Fanline is running.
   broker  $FANLINE_KAFKA_BROKERS (tansu $TANSU_VERSION)    database $(redact_url "$FANLINE_DATABASE_URL")
   logs    $FANLINE_STATE/logs/
 Every route but registration and login needs a token:
-  curl -s -XPOST http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}/v1/accounts -H 'content-type: application/json' -d '{"user":"alice","password":"correct horse"}'
-  curl -s -XPOST http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}/v1/sessions -H 'content-type: application/json' -d '{"user":"alice","password":"correct horse"}'
+  curl -s -XPOST http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}/v1/accounts -H 'content-type: application/json' -d '{"user":"alice","password":"correct horse alice"}'
+  curl -s -XPOST http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}/v1/sessions -H 'content-type: application/json' -d '{"user":"alice","password":"correct horse alice"}'
   then send its access_token as: -H "Authorization: Bearer \$TOKEN"
 Stop with: scripts/down.sh
 EOT

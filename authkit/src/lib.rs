@@ -20,4 +20,6 @@ pub use password::{
     hash_password, validate_password, verify_password, PasswordError, MAX_PASSWORD_BYTES,
     MIN_PASSWORD_CHARS,
 };
-pub use token::{Bearer, Claims, KeyError, QueryTokenAllowed, TokenError, TokenKey, MIN_KEY_BYTES};
+pub use token::{
+    Bearer, Claims, KeyError, QueryTokenAllowed, TokenError, TokenKey, TokenKeyArg, MIN_KEY_BYTES,
+};

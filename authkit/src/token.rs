@@ -40,6 +40,41 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// The `--token-key` flag of every service that checks tokens (ingest and reader must share it).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TokenKeyArg {
+    /// The key access tokens are signed with (HS256), at least 32 bytes; ingest and reader must share it.
+    /// `scripts/up.sh` generates one into `.fanline/token.key`. There is no default: a stack without
+    /// a key does not start.
+    #[arg(
+        long = "token-key",
+        env = "FANLINE_TOKEN_KEY",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub secret: secrecy::SecretString,
+}
+
+impl TokenKeyArg {
+    pub fn new(secret: &str) -> Self {
+        TokenKeyArg {
+            secret: secret.to_owned().into(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        use secrecy::ExposeSecret;
+        self.secret.expose_secret().is_empty()
+    }
+
+    /// The key, or why this secret cannot be one.
+    pub fn key(&self) -> Result<TokenKey, KeyError> {
+        use secrecy::ExposeSecret;
+        TokenKey::from_secret(self.secret.expose_secret().as_bytes())
+    }
+}
+
 /// The stack's HMAC key: one secret shared by ingest and reader.
 #[derive(Clone)]
 pub struct TokenKey {

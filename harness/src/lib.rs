@@ -322,9 +322,8 @@ pub const TEST_TOKEN_KEY: &str = "fanline-harness-token-key-for-tests-only-01234
 
 /// Starts ingest; a configuration without a token key gets [`TEST_TOKEN_KEY`].
 pub async fn spawn_ingest(mut config: ingest::Config) -> Running {
-    use secrecy::ExposeSecret;
-    if config.token_key.expose_secret().is_empty() {
-        config.token_key = TEST_TOKEN_KEY.to_owned().into();
+    if config.token.is_empty() {
+        config.token = authkit::TokenKeyArg::new(TEST_TOKEN_KEY);
     }
     let registry = prometheus::Registry::new();
     let app = ingest::App::build(&config, registry.clone()).await.unwrap();
@@ -338,9 +337,8 @@ pub async fn spawn_reader(database_url: &str) -> Running {
 
 /// Starts a reader; a configuration without a token key gets [`TEST_TOKEN_KEY`].
 pub async fn spawn_reader_with(mut config: reader::Config) -> Running {
-    use secrecy::ExposeSecret;
-    if config.token_key.expose_secret().is_empty() {
-        config.token_key = TEST_TOKEN_KEY.to_owned().into();
+    if config.token.is_empty() {
+        config.token = authkit::TokenKeyArg::new(TEST_TOKEN_KEY);
     }
     let registry = prometheus::Registry::new();
     let app = reader::App::build(&config, registry.clone()).await.unwrap();

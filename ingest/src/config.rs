@@ -59,17 +59,8 @@ pub struct Config {
     #[arg(long, env = "FANLINE_REGISTER_PER_ADDRESS_PER_MINUTE", default_value_t = defaults::REGISTER_PER_ADDRESS_PER_MINUTE)]
     pub register_per_address_per_minute: u32,
 
-    /// The key access tokens are signed with (HS256), at least 32 bytes; ingest and reader must share it.
-    /// `scripts/up.sh` generates one into `.fanline/token.key`. There is no default: a stack without
-    /// a key does not start.
-    #[arg(
-        long,
-        env = "FANLINE_TOKEN_KEY",
-        hide_env_values = true,
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub token_key: secrecy::SecretString,
+    #[command(flatten)]
+    pub token: authkit::TokenKeyArg,
 
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "FANLINE_LOG_JSON")]
@@ -88,7 +79,7 @@ impl Config {
             batch_body_limit_bytes: defaults::BATCH_BODY_LIMIT_BYTES,
             kafka_properties: Vec::new(),
             log_json: false,
-            token_key: secrecy::SecretString::from(String::new()),
+            token: authkit::TokenKeyArg::default(),
             register_per_address_per_minute: defaults::REGISTER_PER_ADDRESS_PER_MINUTE,
         }
     }

@@ -22,7 +22,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use prometheus::Registry;
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -64,9 +63,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
-        let token_key = Arc::new(authkit::TokenKey::from_secret(
-            config.token_key.expose_secret().as_bytes(),
-        )?);
+        let token_key = Arc::new(config.token.key()?);
         let metrics = metrics::IngestMetrics::new(&registry)?;
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
         let producer = Arc::new(EventProducer::new(config, metrics)?);

@@ -104,17 +104,8 @@ pub struct Config {
     #[arg(long, env = "FANLINE_PUBLIC_INGEST_URL", default_value = defaults::PUBLIC_INGEST_URL)]
     pub public_ingest_url: String,
 
-    /// The key access tokens are signed with (HS256), at least 32 bytes; ingest and reader must share it.
-    /// `scripts/up.sh` generates one into `.fanline/token.key`. There is no default: a stack without
-    /// a key does not start.
-    #[arg(
-        long,
-        env = "FANLINE_TOKEN_KEY",
-        hide_env_values = true,
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub token_key: secrecy::SecretString,
+    #[command(flatten)]
+    pub token: authkit::TokenKeyArg,
 
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "FANLINE_LOG_JSON")]
@@ -130,7 +121,7 @@ impl Config {
             db_connections: defaults::DB_CONNECTIONS,
             query_timeout_ms: defaults::QUERY_TIMEOUT_MS,
             log_json: false,
-            token_key: secrecy::SecretString::from(String::new()),
+            token: authkit::TokenKeyArg::default(),
             access_token_secs: defaults::ACCESS_TOKEN_SECS,
             refresh_token_secs: defaults::REFRESH_TOKEN_SECS,
             login_per_account_per_minute: defaults::LOGIN_PER_ACCOUNT_PER_MINUTE,

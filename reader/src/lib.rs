@@ -61,9 +61,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
-        let token_key = Arc::new(authkit::TokenKey::from_secret(
-            config.token_key.expose_secret().as_bytes(),
-        )?);
+        let token_key = Arc::new(config.token.key()?);
         let options: PgConnectOptions = config.database_url.expose_secret().parse()?;
         // A stuck query must end as a 503, not hold the request (and a connection) forever.
         let statement_timeout = format!("{}ms", config.query_timeout_ms);

@@ -138,7 +138,7 @@ pub struct SyncScan {
 /// (`LEFT JOIN LATERAL … LIMIT 1`, index lookups, as for feeds).
 macro_rules! sync_sql {
     () => {
-    "SELECT s.seq, s.kind, s.post_id, s.message_id, s.conversation_id, s.conv_seq,
+        "SELECT s.seq, s.kind, s.post_id, s.message_id, s.conversation_id, s.conv_seq,
                 coalesce(p.author, s.author), coalesce(p.body, m.body, ''),
                 coalesce(p.created_at, m.created_at, r.refused_at, now()),
                 p.deleted_at IS NOT NULL, m.recalled_at IS NOT NULL, r.reason

@@ -158,7 +158,10 @@ async fn main() -> anyhow::Result<()> {
         .env("FANLINE_EVENTS_TOPIC", &topic.name)
         .env("FANLINE_READER_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
-        .env("FANLINE_READER_DB_CONNECTIONS", args.reader_db_connections.to_string())
+        .env(
+            "FANLINE_READER_DB_CONNECTIONS",
+            args.reader_db_connections.to_string(),
+        )
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -321,7 +324,11 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
     );
-    println!("| post → 202 from ingest (broker acknowledged) | p50 {:.1} ms, p99 {:.1} ms |", percentile(&acknowledged, 0.5).as_secs_f64() * 1000.0, percentile(&acknowledged, 0.99).as_secs_f64() * 1000.0);
+    println!(
+        "| post → 202 from ingest (broker acknowledged) | p50 {:.1} ms, p99 {:.1} ms |",
+        percentile(&acknowledged, 0.5).as_secs_f64() * 1000.0,
+        percentile(&acknowledged, 0.99).as_secs_f64() * 1000.0
+    );
     let _ = reader.kill().await;
     fanout.stop().await;
     ingest.stop().await;

@@ -37,6 +37,40 @@ async fn hello(client: &mut WsClient) -> i64 {
     }
 }
 
+/// Bob follows alice, and alice's posts with these bodies are applied straight to the database (the
+/// code fanout runs; much faster than a request each). Returns the posts' ids.
+async fn seed_followed_posts(stack: &Stack, bodies: impl Iterator<Item = String>) -> Vec<PostId> {
+    let user = |name: &str| schemas::UserId::parse("user", name).unwrap();
+    let mut events = vec![SourcedEvent {
+        partition: 0,
+        offset: 0,
+        envelope: Envelope::followed(FollowChange {
+            follower: user("bob"),
+            followee: user("alice"),
+        }),
+    }];
+    let mut posts = Vec::new();
+    for (i, body) in bodies.enumerate() {
+        let post_id = PostId::generate();
+        posts.push(post_id.clone());
+        events.push(SourcedEvent {
+            partition: 0,
+            offset: i as i64 + 1,
+            envelope: Envelope::post_created(PostCreated {
+                post_id,
+                author: user("alice"),
+                body,
+                message_id: None,
+                created_at: chrono::Utc::now(),
+            }),
+        });
+    }
+    apply_batch(&stack.db.pool, &Policy::default(), &events)
+        .await
+        .unwrap();
+    posts
+}
+
 #[tokio::test]
 async fn a_long_poll_answers_when_an_entry_arrives_and_empty_when_the_wait_ends() {
     let stack = Stack::start().await;
@@ -415,34 +449,9 @@ async fn a_client_that_does_not_read_is_cut_off_and_the_reader_keeps_serving() {
         config.ws_window = 1_000_000;
     })
     .await;
-    // A backlog of 12 MB of entries: far more than the socket buffers hold. Applied directly (the
-    // same code fanout runs), which is much faster than 3,000 requests.
-    let user = |name: &str| schemas::UserId::parse("user", name).unwrap();
-    let mut events = vec![SourcedEvent {
-        partition: 0,
-        offset: 0,
-        envelope: Envelope::followed(FollowChange {
-            follower: user("bob"),
-            followee: user("alice"),
-        }),
-    }];
+    // A backlog of 12 MB of entries: far more than the socket buffers hold.
     let big = "x".repeat(4000);
-    for i in 0..3000 {
-        events.push(SourcedEvent {
-            partition: 0,
-            offset: i + 1,
-            envelope: Envelope::post_created(PostCreated {
-                post_id: PostId::generate(),
-                author: user("alice"),
-                body: format!("{i} {big}"),
-                message_id: None,
-                created_at: chrono::Utc::now(),
-            }),
-        });
-    }
-    apply_batch(&stack.db.pool, &Policy::default(), &events)
-        .await
-        .unwrap();
+    seed_followed_posts(&stack, (0..3000).map(|i| format!("{i} {big}"))).await;
     let reader = stack.reader.url("");
     let token = stack.api.token_for("bob");
     let stuck = WsClient::connect(&reader, &token, "stuck", "")
@@ -538,32 +547,8 @@ async fn server_sent_events_resume_from_last_event_id() {
 async fn pages_of_deleted_posts_never_stall_a_device_or_a_long_poll() {
     let stack = Stack::start().await;
     // 150 posts bob received and alice deleted: more than a page of entries the scan skips.
+    let posts = seed_followed_posts(&stack, (0..150).map(|i| format!("gone {i}"))).await;
     let user = |name: &str| schemas::UserId::parse("user", name).unwrap();
-    let mut events = vec![SourcedEvent {
-        partition: 0,
-        offset: 0,
-        envelope: Envelope::followed(FollowChange {
-            follower: user("bob"),
-            followee: user("alice"),
-        }),
-    }];
-    let posts: Vec<PostId> = (0..150).map(|_| PostId::generate()).collect();
-    for (i, post_id) in posts.iter().enumerate() {
-        events.push(SourcedEvent {
-            partition: 0,
-            offset: i as i64 + 1,
-            envelope: Envelope::post_created(PostCreated {
-                post_id: post_id.clone(),
-                author: user("alice"),
-                body: format!("gone {i}"),
-                message_id: None,
-                created_at: chrono::Utc::now(),
-            }),
-        });
-    }
-    apply_batch(&stack.db.pool, &Policy::default(), &events)
-        .await
-        .unwrap();
     let deletes: Vec<SourcedEvent> = posts
         .iter()
         .enumerate()
