@@ -5,8 +5,11 @@
 //! (`schemas/migrations/20261126000002_sync_notify.sql`), delivered by Postgres at commit: a woken
 //! connection always finds what woke it. No connection ever polls the database on a timer.
 //!
-//! A wake-up carries no data, only "look again": each connection then reads its own page from its own
-//! cursor, so a missed or doubled wake-up can only cost a query, never an entry. Notifications sent
+//! A wake-up says "look again": a connection reads its own page from its own cursor, so a missed or
+//! doubled wake-up can only cost a query, never an entry. To spare most of those queries, the hub reads
+//! the new entries of every notified user in **one** statement, from the highest seq a connection of
+//! that user reported as caught up, and hands the page along with the wake-up ([`Batch`]); a connection
+//! whose cursor is exactly the batch's start uses it, any other reads for itself. Notifications sent
 //! while the listening connection was down are lost, so after every (re)connect everyone is woken.
 
 use std::collections::HashMap;
@@ -22,6 +25,13 @@ use tokio::sync::watch;
 /// The channel the triggers notify.
 pub const CHANNEL: &str = "fanline_sync";
 
+impl Wake {
+    fn plain(&mut self) {
+        self.count = self.count.wrapping_add(1);
+        self.batch = None;
+    }
+}
+
 /// Per-user wake-up senders, shared by the listener task and the connections.
 pub struct Hub {
     users: Mutex<HashMap<String, Slot>>,
@@ -30,9 +40,29 @@ pub struct Hub {
 }
 
 struct Slot {
-    wake: watch::Sender<u64>,
+    wake: watch::Sender<Wake>,
     subscribers: usize,
+    /// The highest seq up to which some connection of this user has everything (reported by
+    /// [`Hub::caught_up`], advanced by each batch): where the next batch starts.
+    known_upto: Option<i64>,
 }
+
+/// What a wake-up carries: a counter, and maybe the page that woke it.
+#[derive(Clone, Default)]
+pub struct Wake {
+    count: u64,
+    batch: Option<Arc<Batch>>,
+}
+
+/// The user's entries with seq in (`after`, `last_seq`], all of them (no more followed then).
+pub struct Batch {
+    pub after: i64,
+    pub last_seq: i64,
+    pub entries: Vec<schemas::api::SyncEntry>,
+}
+
+/// Entries a batch reads per user; more, and connections read for themselves.
+const BATCH_ENTRIES: i64 = 100;
 
 #[derive(Clone)]
 struct HubMetrics {
@@ -45,7 +75,7 @@ struct HubMetrics {
 pub struct Subscription {
     hub: Arc<Hub>,
     user: String,
-    wake: watch::Receiver<u64>,
+    wake: watch::Receiver<Wake>,
 }
 
 impl Subscription {
@@ -55,6 +85,11 @@ impl Subscription {
             // The sender lives as long as a subscription does; never reached, but never busy-loop.
             std::future::pending::<()>().await;
         }
+    }
+
+    /// The page the latest wake-up brought, if it brought one.
+    pub fn batch(&self) -> Option<Arc<Batch>> {
+        self.wake.borrow().batch.clone()
     }
 }
 
@@ -95,8 +130,9 @@ impl Hub {
     pub fn subscribe(self: &Arc<Self>, user: &str) -> Subscription {
         let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = users.entry(user.to_owned()).or_insert_with(|| Slot {
-            wake: watch::channel(0).0,
+            wake: watch::channel(Wake::default()).0,
             subscribers: 0,
+            known_upto: None,
         });
         slot.subscribers += 1;
         self.metrics.subscribers.inc();
@@ -121,14 +157,86 @@ impl Hub {
     fn wake(&self, user: &str) {
         let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = users.get(user) {
-            slot.wake.send_modify(|n| *n = n.wrapping_add(1));
+            slot.wake.send_modify(Wake::plain);
         }
     }
 
     fn wake_all(&self) {
         let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
         for slot in users.values() {
-            slot.wake.send_modify(|n| *n = n.wrapping_add(1));
+            slot.wake.send_modify(Wake::plain);
+        }
+    }
+
+    /// A connection of `user` has every entry up to `seq`: batches for the user may start there.
+    pub fn caught_up(&self, user: &str, seq: i64) {
+        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = users.get_mut(user) {
+            slot.known_upto = Some(slot.known_upto.map_or(seq, |known| known.max(seq)));
+        }
+    }
+
+    /// Reads the new entries of the notified users in one statement and wakes each with its page;
+    /// users without a known start, or whose page is not the whole story, get a plain wake-up.
+    async fn wake_with_batches(&self, pool: &PgPool, notified: &[&str]) {
+        let (mut users, mut cursors) = (Vec::new(), Vec::new());
+        {
+            let slots = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+            for user in notified {
+                if let Some(slot) = slots.get(*user) {
+                    match slot.known_upto {
+                        Some(known) => {
+                            users.push((*user).to_owned());
+                            cursors.push(known);
+                        }
+                        None => slot.wake.send_modify(Wake::plain),
+                    }
+                }
+            }
+        }
+        if users.is_empty() {
+            return;
+        }
+        let scans = match crate::queries::sync_batch(pool, &users, &cursors, BATCH_ENTRIES).await {
+            Ok(scans) => scans,
+            Err(err) => {
+                tracing::warn!(error = %err, "batch read failed; connections read for themselves");
+                users.iter().for_each(|user| self.wake(user));
+                return;
+            }
+        };
+        let after: HashMap<&str, i64> = users
+            .iter()
+            .map(String::as_str)
+            .zip(cursors.iter().copied())
+            .collect();
+        let mut slots = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        for found in scans {
+            let Some(slot) = slots.get_mut(&found.user) else {
+                continue;
+            };
+            let (Some(&start), Some(last_seq)) =
+                (after.get(found.user.as_str()), found.scan.last_scanned_seq)
+            else {
+                continue;
+            };
+            if found.scan.has_more || found.in_large_group {
+                slot.wake.send_modify(Wake::plain);
+                continue;
+            }
+            slot.known_upto = Some(
+                slot.known_upto
+                    .map_or(last_seq, |known| known.max(last_seq)),
+            );
+            let batch = Arc::new(Batch {
+                after: start,
+                last_seq,
+                entries: found.scan.entries,
+            });
+            slot.wake.send_modify(|wake| {
+                wake.count = wake.count.wrapping_add(1);
+                wake.batch = Some(batch);
+            });
         }
     }
 
@@ -142,12 +250,14 @@ impl Hub {
     async fn dispatch(&self, pool: &PgPool, payload: &str) {
         self.metrics.notifications.inc();
         let mut groups: Vec<&str> = Vec::new();
+        let mut notified: Vec<&str> = Vec::new();
         for item in payload.split(',') {
             match item.strip_prefix("g:") {
-                None => self.wake(item),
+                None => notified.push(item),
                 Some(group) => groups.push(group),
             }
         }
+        self.wake_with_batches(pool, &notified).await;
         if groups.is_empty() {
             return;
         }
@@ -200,7 +310,16 @@ impl Hub {
             self.wake_all();
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(notification)) => self.dispatch(&pool, notification.payload()).await,
+                    Ok(Some(notification)) => {
+                        // Everything already received goes into one dispatch (one batch read): a
+                        // fan-out of many users arrives as several notifications at once.
+                        let mut payload = notification.payload().to_owned();
+                        while let Some(more) = listener.next_buffered() {
+                            payload.push(',');
+                            payload.push_str(more.payload());
+                        }
+                        self.dispatch(&pool, &payload).await
+                    }
                     // The connection was lost and re-established: what was sent meanwhile is lost.
                     Ok(None) => {
                         self.metrics.reconnects.inc();

@@ -137,16 +137,23 @@ pub struct SyncScan {
 /// A sync scan: $1 user, $2 after seq, $3 rows wanted. Posts and messages are looked up per entry
 /// (`LEFT JOIN LATERAL … LIMIT 1`, index lookups, as for feeds).
 macro_rules! sync_sql {
-    () => {
-        "SELECT s.seq, s.kind, s.post_id, s.message_id, s.conversation_id, s.conv_seq,
+    ($user:literal, $after:literal, $limit:literal) => {
+        concat!(
+            "SELECT s.seq, s.kind, s.post_id, s.message_id, s.conversation_id, s.conv_seq,
                 coalesce(p.author, s.author), coalesce(p.body, m.body, ''),
                 coalesce(p.created_at, m.created_at, r.refused_at, now()),
                 p.deleted_at IS NOT NULL, m.recalled_at IS NOT NULL, r.reason
          FROM (SELECT seq, kind, post_id, message_id, conversation_id, conv_seq, author
                FROM sync_entries
-               WHERE user_id = $1 AND seq > $2
+               WHERE user_id = ",
+            $user,
+            " AND seq > ",
+            $after,
+            "
                ORDER BY seq
-               LIMIT $3) s
+               LIMIT ",
+            $limit,
+            ") s
          LEFT JOIN LATERAL (
              SELECT author, body, created_at, deleted_at FROM posts
              WHERE post_id = s.post_id LIMIT 1
@@ -160,10 +167,11 @@ macro_rules! sync_sql {
              WHERE message_id = s.message_id AND s.kind = 'refused' LIMIT 1
          ) r ON true
          ORDER BY s.seq"
+        )
     };
 }
 
-pub const SYNC_SQL: &str = sync_sql!();
+pub const SYNC_SQL: &str = sync_sql!("$1", "$2", "$3");
 
 /// [`SYNC_SQL`] and, in the same statement (so the same snapshot), whether the user takes part in any
 /// large (read-diffused) group. Without one, a page needs no second query and no explicit snapshot:
@@ -172,7 +180,7 @@ const SYNC_FLAGGED_SQL: &str = concat!(
     "SELECT e.*, EXISTS (SELECT 1 FROM conversation_members
                          WHERE user_id = $1 AND derived AND active)
      FROM (",
-    sync_sql!(),
+    sync_sql!("$1", "$2", "$3"),
     ") e ORDER BY e.seq"
 );
 
@@ -256,6 +264,84 @@ pub async fn sync_flagged(
         .map(|r| (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11))
         .collect();
     Ok((scan_of(rows, limit), in_large_group))
+}
+
+/// [`SYNC_FLAGGED_SQL`] for many users at once, each from their own cursor: $1 users, $2 their
+/// cursors, $3 rows wanted per user. One statement, so one snapshot for all.
+const SYNC_BATCH_SQL: &str = concat!(
+    "SELECT w.user_id, e.*, EXISTS (SELECT 1 FROM conversation_members cm
+                                    WHERE cm.user_id = w.user_id AND cm.derived AND cm.active)
+     FROM unnest($1::text[], $2::bigint[]) AS w (user_id, after)
+     CROSS JOIN LATERAL (",
+    sync_sql!("w.user_id", "w.after", "$3"),
+    ") e ORDER BY w.user_id, e.seq"
+);
+
+/// One user's part of [`sync_batch`].
+pub struct BatchScan {
+    pub user: String,
+    pub scan: SyncScan,
+    pub in_large_group: bool,
+}
+
+/// The next page of each user's sync timeline after their cursor, in one statement. Users with
+/// nothing after their cursor are left out.
+pub async fn sync_batch(
+    pool: &sqlx::PgPool,
+    users: &[String],
+    cursors: &[i64],
+    limit: i64,
+) -> Result<Vec<BatchScan>, sqlx::Error> {
+    type BatchRow = (
+        String,
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        String,
+        String,
+        DateTime<Utc>,
+        bool,
+        bool,
+        Option<String>,
+        bool,
+    );
+    let rows: Vec<BatchRow> = sqlx::query_as(SYNC_BATCH_SQL)
+        .bind(users)
+        .bind(cursors)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await?;
+    let mut scans: Vec<BatchScan> = Vec::new();
+    let mut current: Option<(String, bool, Vec<SyncRow>)> = None;
+    for r in rows {
+        let row = (
+            r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12,
+        );
+        match &mut current {
+            Some((user, _, rows)) if *user == r.0 => rows.push(row),
+            _ => {
+                if let Some((user, in_large_group, rows)) = current.take() {
+                    scans.push(BatchScan {
+                        user,
+                        scan: scan_of(rows, limit),
+                        in_large_group,
+                    });
+                }
+                current = Some((r.0, r.13, vec![row]));
+            }
+        }
+    }
+    if let Some((user, in_large_group, rows)) = current {
+        scans.push(BatchScan {
+            user,
+            scan: scan_of(rows, limit),
+            in_large_group,
+        });
+    }
+    Ok(scans)
 }
 
 fn scan_of(rows: Vec<SyncRow>, limit: i64) -> SyncScan {

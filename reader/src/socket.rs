@@ -400,7 +400,13 @@ impl Connection<'_> {
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return End::ClientClosed,
                     }
                 }
-                () = subscription.woken() => behind = true,
+                () = subscription.woken() => {
+                    // The page that woke us, if it starts where we are; else read for ourselves.
+                    match subscription.batch() {
+                        Some(batch) if !behind && self.can_take(&batch) => self.take(&batch).await,
+                        _ => behind = true,
+                    }
+                }
                 _ = ping.tick() => {
                     if last_heard.elapsed() >= silence_limit {
                         return End::HeartbeatTimeout;
@@ -415,6 +421,25 @@ impl Connection<'_> {
         }
     }
 
+    fn can_take(&self, batch: &crate::hub::Batch) -> bool {
+        batch.after == self.sent_upto
+            && self.unacked.len() + batch.entries.len() <= self.realtime.settings.window as usize
+    }
+
+    /// Sends a page the hub read for every connection of the user.
+    async fn take(&mut self, batch: &crate::hub::Batch) {
+        self.unacked.extend(batch.entries.iter().map(|e| e.seq));
+        self.sent_upto = batch.last_seq;
+        let frame = ServerFrame::Sync {
+            entries: batch.entries.clone(),
+            conversations: Vec::new(),
+            last_seq: batch.last_seq,
+        };
+        self.outbox
+            .push_waiting(&frame, self.realtime.settings.send_timeout)
+            .await;
+    }
+
     /// Sends the next page after `sent_upto`; `Ok(true)` when more is waiting.
     async fn send_next_page(&mut self) -> Result<bool, ApiError> {
         let room = self.realtime.settings.window as i64 - self.unacked.len() as i64;
@@ -423,7 +448,11 @@ impl Connection<'_> {
         // A page can hold nothing to show yet move the cursor (entries of deleted posts are scanned,
         // not returned): that is progress too, sent as an empty frame the client can ack past.
         if page.last_seq <= self.sent_upto {
+            self.realtime.hub.caught_up(self.user, self.sent_upto);
             return Ok(false);
+        }
+        if !page.has_more && page.conversations.is_empty() {
+            self.realtime.hub.caught_up(self.user, page.last_seq);
         }
         self.unacked.extend(page.entries.iter().map(|e| e.seq));
         self.sent_upto = page.last_seq;
