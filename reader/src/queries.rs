@@ -140,9 +140,9 @@ macro_rules! sync_sql {
     ($user:literal, $after:literal, $limit:literal) => {
         concat!(
             "SELECT s.seq, s.kind, s.post_id, s.message_id, s.conversation_id, s.conv_seq,
-                coalesce(p.author, s.author), coalesce(p.body, m.body, ''),
-                coalesce(p.created_at, m.created_at, r.refused_at, now()),
-                p.deleted_at IS NOT NULL, m.recalled_at IS NOT NULL, r.reason
+                coalesce(p.author, s.author) AS author, coalesce(p.body, m.body, '') AS body,
+                coalesce(p.created_at, m.created_at, r.refused_at, now()) AS created_at,
+                p.deleted_at IS NOT NULL AS deleted, m.recalled_at IS NOT NULL AS recalled, r.reason
          FROM (SELECT seq, kind, post_id, message_id, conversation_id, conv_seq, author
                FROM sync_entries
                WHERE user_id = ",
@@ -178,26 +178,43 @@ pub const SYNC_SQL: &str = sync_sql!("$1", "$2", "$3");
 /// one round trip instead of five, which is most of what a realtime wake-up costs.
 const SYNC_FLAGGED_SQL: &str = concat!(
     "SELECT e.*, EXISTS (SELECT 1 FROM conversation_members
-                         WHERE user_id = $1 AND derived AND active)
+                         WHERE user_id = $1 AND derived AND active) AS in_large_group
      FROM (",
     sync_sql!("$1", "$2", "$3"),
     ") e ORDER BY e.seq"
 );
 
-type SyncRow = (
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    String,
-    String,
-    DateTime<Utc>,
-    bool,
-    bool,
-    Option<String>,
-);
+/// One scanned sync entry, by the column names of [`SYNC_SQL`].
+#[derive(sqlx::FromRow)]
+struct SyncRow {
+    seq: i64,
+    kind: String,
+    post_id: Option<String>,
+    message_id: Option<String>,
+    conversation_id: Option<String>,
+    conv_seq: Option<i64>,
+    author: String,
+    body: String,
+    created_at: DateTime<Utc>,
+    deleted: bool,
+    recalled: bool,
+    reason: Option<String>,
+}
+
+/// A [`SyncRow`] with whether its user is in a large group ([`SYNC_FLAGGED_SQL`], [`SYNC_BATCH_SQL`]).
+#[derive(sqlx::FromRow)]
+struct FlaggedRow {
+    #[sqlx(flatten)]
+    row: SyncRow,
+    in_large_group: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct BatchRow {
+    user_id: String,
+    #[sqlx(flatten)]
+    flagged: FlaggedRow,
+}
 
 fn sync_kind(kind: &str) -> SyncKind {
     match kind {
@@ -237,32 +254,14 @@ pub async fn sync_flagged(
     after: i64,
     limit: i64,
 ) -> Result<(SyncScan, bool), sqlx::Error> {
-    type FlaggedRow = (
-        i64,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        String,
-        String,
-        DateTime<Utc>,
-        bool,
-        bool,
-        Option<String>,
-        bool,
-    );
     let rows: Vec<FlaggedRow> = sqlx::query_as(SYNC_FLAGGED_SQL)
         .bind(user)
         .bind(after)
         .bind(limit + 1)
         .fetch_all(pool)
         .await?;
-    let in_large_group = rows.first().is_none_or(|row| row.12);
-    let rows = rows
-        .into_iter()
-        .map(|r| (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11))
-        .collect();
+    let in_large_group = rows.first().is_none_or(|row| row.in_large_group);
+    let rows = rows.into_iter().map(|flagged| flagged.row).collect();
     Ok((scan_of(rows, limit), in_large_group))
 }
 
@@ -271,6 +270,7 @@ pub async fn sync_flagged(
 const SYNC_BATCH_SQL: &str = concat!(
     "SELECT w.user_id, e.*, EXISTS (SELECT 1 FROM conversation_members cm
                                     WHERE cm.user_id = w.user_id AND cm.derived AND cm.active)
+                            AS in_large_group
      FROM unnest($1::text[], $2::bigint[]) AS w (user_id, after)
      CROSS JOIN LATERAL (",
     sync_sql!("w.user_id", "w.after", "$3"),
@@ -292,22 +292,6 @@ pub async fn sync_batch(
     cursors: &[i64],
     limit: i64,
 ) -> Result<Vec<BatchScan>, sqlx::Error> {
-    type BatchRow = (
-        String,
-        i64,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        String,
-        String,
-        DateTime<Utc>,
-        bool,
-        bool,
-        Option<String>,
-        bool,
-    );
     let rows: Vec<BatchRow> = sqlx::query_as(SYNC_BATCH_SQL)
         .bind(users)
         .bind(cursors)
@@ -316,12 +300,11 @@ pub async fn sync_batch(
         .await?;
     let mut scans: Vec<BatchScan> = Vec::new();
     let mut current: Option<(String, bool, Vec<SyncRow>)> = None;
-    for r in rows {
-        let row = (
-            r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12,
-        );
+    for BatchRow { user_id, flagged } in rows {
+        let in_large_group = flagged.in_large_group;
+        let row = flagged.row;
         match &mut current {
-            Some((user, _, rows)) if *user == r.0 => rows.push(row),
+            Some((user, _, rows)) if *user == user_id => rows.push(row),
             _ => {
                 if let Some((user, in_large_group, rows)) = current.take() {
                     scans.push(BatchScan {
@@ -330,7 +313,7 @@ pub async fn sync_batch(
                         in_large_group,
                     });
                 }
-                current = Some((r.0, r.13, vec![row]));
+                current = Some((user_id, in_large_group, vec![row]));
             }
         }
     }
@@ -349,40 +332,23 @@ fn scan_of(rows: Vec<SyncRow>, limit: i64) -> SyncScan {
     let mut rows = rows;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit.max(0) as usize);
-    let last_scanned_seq = rows.last().map(|row| row.0);
+    let last_scanned_seq = rows.last().map(|row| row.seq);
     let entries = rows
         .into_iter()
-        .filter(|row| !row.9)
-        .map(
-            |(
-                seq,
-                kind,
-                post_id,
-                message_id,
-                conversation_id,
-                conv_seq,
-                author,
-                body,
-                created_at,
-                _,
-                recalled,
-                reason,
-            )| {
-                SyncEntry {
-                    seq,
-                    kind: sync_kind(&kind),
-                    post_id,
-                    message_id,
-                    conversation_id,
-                    conversation_seq: conv_seq,
-                    author,
-                    body,
-                    created_at,
-                    recalled,
-                    reason,
-                }
-            },
-        )
+        .filter(|row| !row.deleted)
+        .map(|row| SyncEntry {
+            seq: row.seq,
+            kind: sync_kind(&row.kind),
+            post_id: row.post_id,
+            message_id: row.message_id,
+            conversation_id: row.conversation_id,
+            conversation_seq: row.conv_seq,
+            author: row.author,
+            body: row.body,
+            created_at: row.created_at,
+            recalled: row.recalled,
+            reason: row.reason,
+        })
         .collect();
     SyncScan {
         entries,
