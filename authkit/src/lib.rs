@@ -17,8 +17,8 @@ mod token;
 
 pub use limiter::{AddressLimiter, LoginLimiter, LoginQuota};
 pub use password::{
-    hash_password, validate_password, verify_password, PasswordError, MAX_PASSWORD_BYTES,
-    MIN_PASSWORD_CHARS,
+    hash_password, hash_password_rationed, validate_password, verify_password,
+    verify_password_rationed, HashingError, PasswordError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
 };
 pub use token::{
     Bearer, Claims, KeyError, QueryTokenAllowed, TokenError, TokenKey, TokenKeyArg, MIN_KEY_BYTES,

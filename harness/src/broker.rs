@@ -8,17 +8,12 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use crate::free_port;
+
 pub struct PrivateBroker {
     port: u16,
     dir: PathBuf,
     process: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl PrivateBroker {

@@ -34,6 +34,53 @@ use tokio::task::JoinHandle;
 pub use api::Api;
 pub use proxy::TcpProxy;
 
+/// A port nothing listens on right now (for a service that must be restarted on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// Bob follows alice, and alice's posts with these bodies are applied straight to the database (the
+/// code fanout runs; much faster than a request each). Returns the posts' ids, in order.
+pub async fn seed_followed_posts(
+    pool: &PgPool,
+    bodies: impl Iterator<Item = String>,
+) -> Vec<schemas::PostId> {
+    use fanout::store::{apply_batch, Policy, SourcedEvent};
+    use schemas::{Envelope, FollowChange, PostCreated, PostId, UserId};
+    let user = |name: &str| UserId::parse("user", name).expect("a valid id");
+    let mut events = vec![SourcedEvent {
+        partition: 0,
+        offset: 0,
+        envelope: Envelope::followed(FollowChange {
+            follower: user("bob"),
+            followee: user("alice"),
+        }),
+    }];
+    let mut posts = Vec::new();
+    for (i, body) in bodies.enumerate() {
+        let post_id = PostId::generate();
+        posts.push(post_id.clone());
+        events.push(SourcedEvent {
+            partition: 0,
+            offset: i as i64 + 1,
+            envelope: Envelope::post_created(PostCreated {
+                post_id,
+                author: user("alice"),
+                body,
+                message_id: None,
+                created_at: chrono::Utc::now(),
+            }),
+        });
+    }
+    apply_batch(pool, &Policy::default(), &events)
+        .await
+        .expect("the seed applies");
+    posts
+}
+
 pub fn brokers() -> String {
     std::env::var("FANLINE_TEST_BROKERS").unwrap_or_else(|_| schemas::DEFAULT_BROKERS.to_owned())
 }

@@ -29,6 +29,14 @@ impl Stack {
 
     /// Starts the stack; `configure` adjusts the reader's configuration (heartbeats, limits, port).
     pub async fn start_with(configure: impl FnOnce(&mut reader::Config)) -> Stack {
+        Stack::start_configured(configure, |_| {}).await
+    }
+
+    /// Starts the stack with adjusted reader and fanout configurations.
+    pub async fn start_configured(
+        configure: impl FnOnce(&mut reader::Config),
+        configure_fanout: impl FnOnce(&mut fanout::Config),
+    ) -> Stack {
         let db = TestDb::create().await;
         let topic = TestTopic::create(4).await;
         let group = unique("fanout");
@@ -39,7 +47,9 @@ impl Stack {
         reader_config.public_ingest_url = ingest.url("");
         configure(&mut reader_config);
         let reader = spawn_reader_with(reader_config.clone()).await;
-        let fanout = spawn_fanout(fanout_config(&topic, &group, &db.url)).await;
+        let mut fanout_settings = fanout_config(&topic, &group, &db.url);
+        configure_fanout(&mut fanout_settings);
+        let fanout = spawn_fanout(fanout_settings).await;
         let api = Api::new(ingest.url(""), reader.url(""));
         Stack {
             db,

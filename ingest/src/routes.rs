@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use authkit::Bearer;
 use axum::extract::DefaultBodyLimit;
@@ -49,10 +48,6 @@ pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Ro
         .with_state(producer)
 }
 
-/// Hashing costs ~19 MiB and tens of ms of CPU; at most this many run at once, so a burst of
-/// registrations queues instead of exhausting memory or starving the event loop.
-static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
 /// Register.
 ///
 /// Hashes the password (argon2id) and appends an `account_registered` event keyed by the user; the
@@ -84,25 +79,15 @@ pub async fn register(
             wait,
         ));
     }
-    let password_hash = {
-        // A burst waits its turn briefly, then gets 503; the permit moves into the hashing thread, so a
-        // client that hangs up cannot free it while the hash still runs.
-        let permit = tokio::time::timeout(Duration::from_secs(5), HASHING.acquire())
-            .await
-            .map_err(|_| ApiError::unavailable("too many registrations at once"))?
-            .map_err(|_| ApiError::unavailable("shutting down"))?;
-        let password = request.password;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            authkit::hash_password(&password)
-        })
+    let password_hash = authkit::hash_password_rationed(request.password)
         .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|err| {
-            tracing::error!(error = %err, "password hashing failed");
-            ApiError::internal()
-        })?
-    };
+        .map_err(|err| match err {
+            authkit::HashingError::Busy => ApiError::unavailable("too many registrations at once"),
+            authkit::HashingError::Failed(_) => {
+                tracing::error!(error = %err, "password hashing failed");
+                ApiError::internal()
+            }
+        })?;
     let envelope = Envelope::account_registered(AccountRegistered {
         user,
         password_hash,

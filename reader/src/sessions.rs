@@ -13,7 +13,7 @@
 //! (replaying would resurrect revoked sessions), so the reader writes it directly.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
@@ -57,9 +57,6 @@ pub fn router(sessions: Arc<Sessions>) -> Router {
         .with_state(sessions)
 }
 
-/// Password checks cost ~19 MiB and tens of ms of CPU each; at most this many run at once.
-static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
 fn wrong_credentials() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unknown user or wrong password")
 }
@@ -71,31 +68,16 @@ fn bad_refresh_token() -> ApiError {
     )
 }
 
-/// A hash no password matches, checked when the account does not exist, so that a login for an
-/// unknown user takes as long as one with a wrong password (no user enumeration by timing).
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| authkit::hash_password("no account has this password").unwrap_or_default())
-}
-
 async fn password_matches(stored: Option<String>, password: String) -> Result<bool, ApiError> {
-    // The permit moves into the hashing thread: a client that hangs up cannot free it early.
-    let permit = tokio::time::timeout(Duration::from_secs(5), VERIFYING.acquire())
+    authkit::verify_password_rationed(stored, password)
         .await
-        .map_err(|_| ApiError::unavailable("too many logins at once"))?
-        .map_err(|_| ApiError::unavailable("shutting down"))?;
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        match stored {
-            Some(hash) => authkit::verify_password(&hash, &password),
-            None => {
-                authkit::verify_password(dummy_hash(), &password);
-                false
+        .map_err(|err| match err {
+            authkit::HashingError::Busy => ApiError::unavailable("too many logins at once"),
+            authkit::HashingError::Failed(_) => {
+                tracing::error!(error = %err, "password check failed");
+                ApiError::internal()
             }
-        }
-    })
-    .await
-    .map_err(|_| ApiError::internal())
+        })
 }
 
 /// The refresh token is `SESSION.SECRET`; the session row keeps SHA-256(SECRET).

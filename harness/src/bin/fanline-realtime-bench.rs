@@ -23,7 +23,7 @@ use clap::Parser;
 use futures::StreamExt;
 use harness::ws::{Received, WsClient};
 use harness::{
-    fanout_config, group_lag, spawn_fanout, spawn_ingest, unique, Api, TestDb, TestTopic,
+    fanout_config, free_port, group_lag, spawn_fanout, spawn_ingest, unique, Api, TestDb, TestTopic,
 };
 use schemas::realtime::{ClientFrame, ServerFrame};
 use tokio::process::Command;
@@ -62,13 +62,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|value| value.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
         .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .unwrap()
 }
 
 /// Arrival instants per post index, per device.

@@ -8,7 +8,9 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use harness::{brokers, group_lag, spawn_ingest, unique, wait_until, Api, TestDb, TestTopic};
+use harness::{
+    brokers, free_port, group_lag, spawn_ingest, unique, wait_until, Api, TestDb, TestTopic,
+};
 use tokio::process::{Child, Command};
 
 /// The bound: delivery resumes within 30 s of the process being back.
@@ -63,13 +65,6 @@ async fn stop_worker(mut worker: Child) {
             .await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
 }
 
 /// Waits until the worker on `port` is ready: it joined the group and was assigned its share.

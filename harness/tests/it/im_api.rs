@@ -1,24 +1,17 @@
 //! IM end to end over HTTP: ingest → Kafka → fanout → Postgres → reader, as a client uses it.
 
-use std::time::Duration;
-
-use harness::{
-    brokers, fanout_config, group_lag, spawn_fanout, spawn_ingest, spawn_reader, unique,
-    wait_until, Api, Running, TestDb, TestTopic,
-};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(60);
+/// The whole pipeline, with requests made as the user they act for (see [`actor_of`]).
+struct Stack(harness::stack::Stack);
 
-struct Stack {
-    db: TestDb,
-    topic: TestTopic,
-    group: String,
-    ingest: Running,
-    reader: Running,
-    fanout: Running,
-    api: Api,
+impl std::ops::Deref for Stack {
+    type Target = harness::stack::Stack;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 /// Who a test request acts as: the body's sender or owner, the `by` parameter, the user the path
@@ -62,27 +55,18 @@ impl Stack {
 
     /// With `Some((pull_above, push_below))` groups switch to read diffusion at tiny sizes.
     async fn with_group_thresholds(thresholds: Option<(i64, i64)>) -> Stack {
-        let db = TestDb::create().await;
-        let topic = TestTopic::create(4).await;
-        let group = unique("fanout");
-        let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
-        let reader = spawn_reader(&db.url).await;
-        let mut config = fanout_config(&topic, &group, &db.url);
-        if let Some((pull_above, push_below)) = thresholds {
-            config.group_pull_threshold = pull_above;
-            config.group_push_threshold = Some(push_below);
-        }
-        let fanout = spawn_fanout(config).await;
-        let api = Api::new(ingest.url(""), reader.url(""));
-        Stack {
-            db,
-            topic,
-            group,
-            ingest,
-            reader,
-            fanout,
-            api,
-        }
+        Stack(
+            harness::stack::Stack::start_configured(
+                |_| {},
+                |config| {
+                    if let Some((pull_above, push_below)) = thresholds {
+                        config.group_pull_threshold = pull_above;
+                        config.group_push_threshold = Some(push_below);
+                    }
+                },
+            )
+            .await,
+        )
     }
 
     async fn write(&self, method: Method, path: &str, body: Value) -> Value {
@@ -116,24 +100,12 @@ impl Stack {
         value
     }
 
-    /// Waits until fanout applied everything written so far.
-    async fn applied(&self) {
-        wait_until("fanout to apply every event", WAIT, || async {
-            let lags = group_lag(&self.topic.name, &self.group).await;
-            (lags.len() == self.topic.partitions as usize && lags.iter().all(|l| l.lag == 0))
-                .then_some(())
-        })
-        .await;
-    }
-
     async fn contacts(&self, user: &str) -> Value {
         self.read(&format!("/v1/users/{user}/conversations")).await
     }
 
     async fn stop(self) {
-        self.fanout.stop().await;
-        self.ingest.stop().await;
-        self.reader.stop().await;
+        self.0.stop().await;
     }
 }
 

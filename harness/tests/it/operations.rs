@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::{
-    brokers, fanout_config, spawn_fanout, spawn_ingest, spawn_lag_exporter, unique, wait_until,
-    Api, TestDb, TestTopic,
+    brokers, fanout_config, free_port, spawn_fanout, spawn_ingest, spawn_lag_exporter, unique,
+    wait_until, Api, TestDb, TestTopic,
 };
 
 struct Prometheus {
@@ -22,14 +22,6 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self._dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_prometheus(targets: &[(&str, u16)]) -> Prometheus {

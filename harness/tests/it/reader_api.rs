@@ -1,41 +1,11 @@
 //! The read API: parameter validation, pagination and database outages.
 
-use chrono::Utc;
-use fanout::store::{apply_batch, Policy, SourcedEvent};
-use harness::{spawn_reader, Api, TestDb};
+use harness::{seed_followed_posts, spawn_reader, Api, TestDb};
 use reqwest::{Method, StatusCode};
-use schemas::{Envelope, FollowChange, PostCreated, PostId, UserId};
 use serde_json::Value;
 
-fn user(name: &str) -> UserId {
-    UserId::parse("user", name).unwrap()
-}
-
 async fn seed(db: &TestDb, posts: usize) {
-    let mut events = vec![SourcedEvent {
-        partition: 0,
-        offset: 0,
-        envelope: Envelope::followed(FollowChange {
-            follower: user("bob"),
-            followee: user("alice"),
-        }),
-    }];
-    for i in 0..posts {
-        events.push(SourcedEvent {
-            partition: 0,
-            offset: i as i64 + 1,
-            envelope: Envelope::post_created(PostCreated {
-                post_id: PostId::generate(),
-                author: user("alice"),
-                body: format!("post {i}"),
-                message_id: None,
-                created_at: Utc::now(),
-            }),
-        });
-    }
-    apply_batch(&db.pool, &Policy::default(), &events)
-        .await
-        .unwrap();
+    seed_followed_posts(&db.pool, (0..posts).map(|i| format!("post {i}"))).await;
 }
 
 #[tokio::test]

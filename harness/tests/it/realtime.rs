@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use harness::stack::Stack;
 use harness::ws::{Received, WsClient};
-use harness::{wait_until, Api};
+use harness::{free_port, seed_followed_posts, wait_until, Api};
 use reqwest::Method;
 use schemas::api::{SyncEntry, SyncPage};
 use schemas::realtime::{close, ClientFrame, ServerFrame};
@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use fanout::store::{apply_batch, Policy, SourcedEvent};
-use schemas::{Envelope, FollowChange, PostCreated, PostId};
+use schemas::Envelope;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -35,40 +35,6 @@ async fn hello(client: &mut WsClient) -> i64 {
         Received::Frame(ServerFrame::Hello { resume_after, .. }) => resume_after,
         other => panic!("expected hello, got {other:?}"),
     }
-}
-
-/// Bob follows alice, and alice's posts with these bodies are applied straight to the database (the
-/// code fanout runs; much faster than a request each). Returns the posts' ids.
-async fn seed_followed_posts(stack: &Stack, bodies: impl Iterator<Item = String>) -> Vec<PostId> {
-    let user = |name: &str| schemas::UserId::parse("user", name).unwrap();
-    let mut events = vec![SourcedEvent {
-        partition: 0,
-        offset: 0,
-        envelope: Envelope::followed(FollowChange {
-            follower: user("bob"),
-            followee: user("alice"),
-        }),
-    }];
-    let mut posts = Vec::new();
-    for (i, body) in bodies.enumerate() {
-        let post_id = PostId::generate();
-        posts.push(post_id.clone());
-        events.push(SourcedEvent {
-            partition: 0,
-            offset: i as i64 + 1,
-            envelope: Envelope::post_created(PostCreated {
-                post_id,
-                author: user("alice"),
-                body,
-                message_id: None,
-                created_at: chrono::Utc::now(),
-            }),
-        });
-    }
-    apply_batch(&stack.db.pool, &Policy::default(), &events)
-        .await
-        .unwrap();
-    posts
 }
 
 #[tokio::test]
@@ -139,13 +105,6 @@ fn start_reader(config: &reader::Config, port: u16) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("start fanline-reader")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
 }
 
 async fn connect_when_up(reader: &str, token: &str, device: &str) -> WsClient {
@@ -451,7 +410,7 @@ async fn a_client_that_does_not_read_is_cut_off_and_the_reader_keeps_serving() {
     .await;
     // A backlog of 12 MB of entries: far more than the socket buffers hold.
     let big = "x".repeat(4000);
-    seed_followed_posts(&stack, (0..3000).map(|i| format!("{i} {big}"))).await;
+    seed_followed_posts(&stack.db.pool, (0..3000).map(|i| format!("{i} {big}"))).await;
     let reader = stack.reader.url("");
     let token = stack.api.token_for("bob");
     let stuck = WsClient::connect(&reader, &token, "stuck", "")
@@ -547,7 +506,7 @@ async fn server_sent_events_resume_from_last_event_id() {
 async fn pages_of_deleted_posts_never_stall_a_device_or_a_long_poll() {
     let stack = Stack::start().await;
     // 150 posts bob received and alice deleted: more than a page of entries the scan skips.
-    let posts = seed_followed_posts(&stack, (0..150).map(|i| format!("gone {i}"))).await;
+    let posts = seed_followed_posts(&stack.db.pool, (0..150).map(|i| format!("gone {i}"))).await;
     let user = |name: &str| schemas::UserId::parse("user", name).unwrap();
     let deletes: Vec<SourcedEvent> = posts
         .iter()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use harness::stack::Stack;
-use harness::{spawn_reader_with, wait_until};
+use harness::{free_port, spawn_reader_with, wait_until};
 use reqwest::Method;
 use serde_json::json;
 use tokio::process::{Child, Command};
@@ -37,13 +37,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
 }
 
 fn screenshots() -> PathBuf {
