@@ -131,6 +131,14 @@ ensure_chromium() {
     || die "cannot install chromium and chromium-driver"
 }
 
+# wrk, the HTTP load generator of scripts/bench.sh (Debian's package).
+ensure_wrk() {
+  if command -v wrk >/dev/null 2>&1; then return 0; fi
+  log "installing wrk from Debian's packages"
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2 \
+    || die "cannot install wrk"
+}
+
 # schemathesis (PyPI), pinned, in the project's own virtualenv: the OpenAPI test runs it against the
 # services. Skipped when the pinned version is installed.
 ensure_schemathesis() {

@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod api;
+pub mod bench;
 pub mod broker;
 pub mod fault;
 pub mod postgres;

@@ -22,7 +22,7 @@ use schemas::ids::ConversationKind;
 use schemas::{ConversationId, GroupId, UserId};
 use sqlx::PgPool;
 
-use crate::routes::{cursor_param, database_error, page_limit, read_snapshot};
+use crate::routes::{cursor_param, database_error, page_limit};
 
 /// `403` unless the caller is one of a direct conversation's two users or an active member of the
 /// group (a former member's history access ended when they left).
@@ -65,7 +65,7 @@ pub fn router(pool: PgPool) -> Router {
         .with_state(pool)
 }
 
-const PREVIEW_CHARS: usize = 100;
+pub const PREVIEW_CHARS: usize = 100;
 
 fn not_found(what: &str) -> ApiError {
     ApiError::new(axum::http::StatusCode::NOT_FOUND, format!("no such {what}"))
@@ -232,6 +232,26 @@ pub async fn members(
     }))
 }
 
+/// A user's total unread count ($1 user): the stored counters of their direct conversations plus the
+/// derived ones of their groups, each row found through the user's own index range (the derived state
+/// per row through `LATERAL … LIMIT 1`, so that missing statistics cannot turn it into a scan of all
+/// conversations; tested by `plans.rs`).
+macro_rules! total_unread_sql {
+    () => {
+        "(SELECT coalesce(sum(cm.unread), 0) FROM conversation_members cm
+          WHERE cm.user_id = $1 AND NOT cm.derived)
+         + (SELECT coalesce(sum(s.unread), 0) FROM conversation_members cm
+            CROSS JOIN LATERAL (
+                SELECT unread FROM conversation_state s
+                WHERE s.user_id = cm.user_id AND s.conversation_id = cm.conversation_id LIMIT 1
+            ) s
+            WHERE cm.user_id = $1 AND cm.derived)"
+    };
+}
+
+/// The contact list's total alone: $1 user (for an empty page; a page's rows carry it).
+pub const TOTAL_UNREAD_SQL: &str = concat!("SELECT (", total_unread_sql!(), ")::bigint");
+
 type ConversationRow = (
     String,
     String,
@@ -246,16 +266,21 @@ type ConversationRow = (
     Option<String>,
     Option<DateTime<Utc>>,
     Option<bool>,
+    Option<String>,
+    i64,
 );
 
-/// The contact list page: $1 user, $2 cursor time, $3 cursor conversation, $4 rows wanted. A merge of
+/// The contact list page: $1 user, $2 cursor time, $3 cursor conversation, $4 rows wanted, $5 preview
+/// characters. Every row also carries the user's total unread count: page and total come from one
+/// statement, hence one snapshot, so that they agree (an empty page reads the total on its own). A merge of
 /// two sources, like the feed: the user's direct conversations by stored activity (index
 /// `conversation_members_recent`, at most `limit` rows after the cursor) and their groups by derived
 /// activity (`conversation_members_derived`: every group of the user, sorted). Values come from the
 /// `conversation_state` view (stored counters for direct conversations, derived ones for groups); the
 /// last message, the group's name and the peer's profile are looked up per row (`LATERAL … LIMIT 1`: index
 /// lookups that a missing statistic cannot turn into scans; tested by `plans.rs`).
-pub const CONVERSATIONS_SQL: &str = "WITH page AS (
+pub const CONVERSATIONS_SQL: &str = concat!(
+    "WITH page AS (
              (SELECT cm.conversation_id, cm.last_activity AS activity
               FROM conversation_members cm
               WHERE cm.user_id = $1 AND NOT cm.derived
@@ -279,12 +304,15 @@ pub const CONVERSATIONS_SQL: &str = "WITH page AS (
                          ELSE split_part(p.conversation_id, ':', 2) END
                 END AS peer,
                 coalesce(g.name, u.display_name),
-                m.message_id, m.sender, m.created_at, m.recalled_at IS NOT NULL
+                m.message_id, m.sender, m.created_at, m.recalled_at IS NOT NULL, left(m.body, $5),
+                (",
+    total_unread_sql!(),
+    ")::bigint
          FROM (SELECT * FROM page ORDER BY activity DESC, conversation_id DESC LIMIT $4) p
          JOIN conversation_state s ON s.user_id = $1 AND s.conversation_id = p.conversation_id
          JOIN conversations c ON c.conversation_id = p.conversation_id
          LEFT JOIN LATERAL (
-             SELECT message_id, sender, created_at, recalled_at FROM messages
+             SELECT message_id, sender, created_at, recalled_at, body FROM messages
              WHERE conversation_id = p.conversation_id AND seq = s.delivered_seq AND seq > s.from_seq
          ) m ON true
          LEFT JOIN LATERAL (
@@ -299,7 +327,20 @@ pub const CONVERSATIONS_SQL: &str = "WITH page AS (
                       ELSE split_part(p.conversation_id, ':', 2) END
              LIMIT 1
          ) u ON true
-         ORDER BY p.activity DESC, p.conversation_id DESC";
+         ORDER BY p.activity DESC, p.conversation_id DESC"
+);
+
+/// A history page scrolling back: $1 conversation, $2 seq bound (exclusive), $3 rows wanted.
+pub const HISTORY_BEFORE_SQL: &str =
+    "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL
+     FROM messages WHERE conversation_id = $1 AND seq < $2
+     ORDER BY seq DESC LIMIT $3";
+
+/// A history page catching up: $1 conversation, $2 seq bound (exclusive), $3 rows wanted.
+pub const HISTORY_AFTER_SQL: &str =
+    "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL
+     FROM messages WHERE conversation_id = $1 AND seq > $2
+     ORDER BY seq LIMIT $3";
 
 /// Contact list.
 ///
@@ -329,26 +370,28 @@ pub async fn conversations(
     let limit = page_limit(&params)?;
     let cursor = cursor_param(&params, decode_conversation_cursor)?;
     let (at, conversation) = cursor.unzip();
-    // The page and the total from one snapshot, so that they agree.
-    let mut snapshot = read_snapshot(&pool).await.map_err(database_error)?;
     let rows: Vec<ConversationRow> = sqlx::query_as(CONVERSATIONS_SQL)
         .bind(user.as_str())
         .bind(at)
         .bind(conversation)
         .bind(limit + 1)
-        .fetch_all(&mut *snapshot)
+        .bind(PREVIEW_CHARS as i32)
+        .fetch_all(&pool)
         .await
         .map_err(database_error)?;
-    let (total_unread,): (i64,) = sqlx::query_as(
-        "SELECT coalesce(sum(unread), 0)::bigint FROM conversation_state WHERE user_id = $1",
-    )
-    .bind(user.as_str())
-    .fetch_one(&mut *snapshot)
-    .await
-    .map_err(database_error)?;
-    snapshot.commit().await.map_err(database_error)?;
+    let total_unread = match rows.first() {
+        Some(row) => row.14,
+        None => {
+            let (total,): (i64,) = sqlx::query_as(TOTAL_UNREAD_SQL)
+                .bind(user.as_str())
+                .fetch_one(&pool)
+                .await
+                .map_err(database_error)?;
+            total
+        }
+    };
     let has_more = rows.len() as i64 > limit;
-    let mut conversations: Vec<ConversationSummary> = rows
+    let conversations: Vec<ConversationSummary> = rows
         .into_iter()
         .take(limit as usize)
         .map(
@@ -366,6 +409,8 @@ pub async fn conversations(
                 sender,
                 created_at,
                 recalled,
+                preview,
+                _total,
             )| {
                 ConversationSummary {
                     last_message: match (message_id, sender, created_at) {
@@ -373,7 +418,7 @@ pub async fn conversations(
                             message_id,
                             seq: last_seq,
                             sender,
-                            preview: String::new(),
+                            preview: preview.unwrap_or_default(),
                             created_at,
                             recalled: recalled.unwrap_or(false),
                         }),
@@ -392,7 +437,6 @@ pub async fn conversations(
             },
         )
         .collect();
-    fill_previews(&pool, &mut conversations).await?;
     let next_cursor = match conversations.last() {
         Some(last) if has_more => Some(encode_conversation_cursor(
             last.last_activity,
@@ -405,37 +449,6 @@ pub async fn conversations(
         total_unread,
         next_cursor,
     }))
-}
-
-/// The previews of a page's last messages, in one query (bodies can be long; only the first characters
-/// travel).
-async fn fill_previews(
-    pool: &PgPool,
-    conversations: &mut [ConversationSummary],
-) -> Result<(), ApiError> {
-    let ids: Vec<&str> = conversations
-        .iter()
-        .filter_map(|c| c.last_message.as_ref().map(|m| m.message_id.as_str()))
-        .collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let previews: Vec<(String, String)> = sqlx::query_as(
-        "SELECT message_id, left(body, $2) FROM messages WHERE message_id = ANY($1)",
-    )
-    .bind(&ids)
-    .bind(PREVIEW_CHARS as i32)
-    .fetch_all(pool)
-    .await
-    .map_err(database_error)?;
-    for conversation in conversations.iter_mut() {
-        if let Some(last) = conversation.last_message.as_mut() {
-            if let Some((_, preview)) = previews.iter().find(|(id, _)| *id == last.message_id) {
-                last.preview.clone_from(preview);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Conversation history.
@@ -476,20 +489,12 @@ pub async fn messages(
                 "give at most one of before and after",
             ))
         }
-        (None, Some(after)) => sqlx::query_as::<_, Row>(
-            "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL
-             FROM messages WHERE conversation_id = $1 AND seq > $2
-             ORDER BY seq LIMIT $3",
-        )
-        .bind(conversation.as_str())
-        .bind(after),
-        (before, None) => sqlx::query_as::<_, Row>(
-            "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL
-             FROM messages WHERE conversation_id = $1 AND seq < $2
-             ORDER BY seq DESC LIMIT $3",
-        )
-        .bind(conversation.as_str())
-        .bind(before.unwrap_or(i64::MAX)),
+        (None, Some(after)) => sqlx::query_as::<_, Row>(HISTORY_AFTER_SQL)
+            .bind(conversation.as_str())
+            .bind(after),
+        (before, None) => sqlx::query_as::<_, Row>(HISTORY_BEFORE_SQL)
+            .bind(conversation.as_str())
+            .bind(before.unwrap_or(i64::MAX)),
     };
     let mut rows: Vec<Row> = query
         .bind(limit + 1)

@@ -69,6 +69,7 @@ impl App {
         // Lazy: the reader starts (and answers 503) while Postgres is down, and recovers by itself.
         let pool = PgPoolOptions::new()
             .max_connections(config.db_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_millis(config.query_timeout_ms))
             .connect_lazy_with(options.clone());
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;

@@ -259,6 +259,27 @@ pub(crate) async fn sync_page(
             has_more: scan.has_more,
         });
     }
+    // Run to completion even when the client goes away: a transaction whose future is dropped midway
+    // can leave its pooled connection inside the transaction (seen under wrk: the next request on that
+    // connection failed with "SET TRANSACTION ISOLATION LEVEL must be called before any query").
+    let pool = pool.clone();
+    let user = user.to_owned();
+    tokio::spawn(async move { snapshot_sync_page(&pool, &user, after, limit).await })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "sync page task failed");
+            ApiError::internal()
+        })?
+}
+
+/// A sync page for a user with advanced large groups: the scan and the groups' positions from one
+/// snapshot.
+async fn snapshot_sync_page(
+    pool: &PgPool,
+    user: &str,
+    after: i64,
+    limit: i64,
+) -> Result<SyncPage, ApiError> {
     // One snapshot for both reads: a large group's position read after an entry committed that the scan
     // did not see would move the cursor past that entry.
     let mut snapshot = read_snapshot(pool).await.map_err(database_error)?;
