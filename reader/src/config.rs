@@ -43,7 +43,9 @@ pub struct Config {
     )]
     pub database_url: SecretString,
 
-    /// Largest number of Postgres connections this process opens.
+    /// Largest number of Postgres connections this process opens for requests: three quarters for page
+    /// reads (feeds, sync, contact lists, histories), a quarter for the rest (logins, device acks,
+    /// profiles); plus its one LISTEN connection.
     #[arg(long, env = "FANLINE_READER_DB_CONNECTIONS", default_value_t = defaults::DB_CONNECTIONS)]
     pub db_connections: u32,
 

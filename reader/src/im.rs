@@ -22,6 +22,7 @@ use schemas::ids::ConversationKind;
 use schemas::{ConversationId, GroupId, UserId};
 use sqlx::PgPool;
 
+use crate::db::ReadPool;
 use crate::routes::{cursor_param, database_error, page_limit};
 
 /// `403` unless the caller is one of a direct conversation's two users or an active member of the
@@ -55,14 +56,33 @@ pub(crate) async fn require_participant(
     }
 }
 
-pub fn router(pool: PgPool) -> Router {
+/// The IM routes' state: sqlx's pool for the occasional reads, [`ReadPool`] for the pages.
+#[derive(Clone)]
+pub struct ImState {
+    pub pool: PgPool,
+    pub reads: ReadPool,
+}
+
+impl axum::extract::FromRef<ImState> for PgPool {
+    fn from_ref(state: &ImState) -> PgPool {
+        state.pool.clone()
+    }
+}
+
+impl axum::extract::FromRef<ImState> for ReadPool {
+    fn from_ref(state: &ImState) -> ReadPool {
+        state.reads.clone()
+    }
+}
+
+pub fn router(state: ImState) -> Router {
     Router::new()
         .route("/v1/users/{user}", get(profile))
         .route("/v1/users/{user}/conversations", get(conversations))
         .route("/v1/conversations/{conversation}/messages", get(messages))
         .route("/v1/groups/{group}", get(group))
         .route("/v1/groups/{group}/members", get(members))
-        .with_state(pool)
+        .with_state(state)
 }
 
 pub const PREVIEW_CHARS: usize = 100;
@@ -361,7 +381,7 @@ pub const HISTORY_AFTER_SQL: &str =
 #[tracing::instrument(skip_all)]
 pub async fn conversations(
     bearer: Bearer,
-    State(pool): State<PgPool>,
+    State(reads): State<ReadPool>,
     Path(user): Path<String>,
     params: QueryParams,
 ) -> Result<Json<ConversationPage>, ApiError> {
@@ -370,26 +390,31 @@ pub async fn conversations(
     let limit = page_limit(&params)?;
     let cursor = cursor_param(&params, decode_conversation_cursor)?;
     let (at, conversation) = cursor.unzip();
-    let rows: Vec<ConversationRow> = sqlx::query_as(CONVERSATIONS_SQL)
-        .bind(user.as_str())
-        .bind(at)
-        .bind(conversation)
-        .bind(limit + 1)
-        .bind(PREVIEW_CHARS as i32)
-        .fetch_all(&pool)
+    let (rows, total_unread) = reads
+        .run(move |connection| {
+            Box::pin(async move {
+                let rows: Vec<ConversationRow> = sqlx::query_as(CONVERSATIONS_SQL)
+                    .bind(user.as_str())
+                    .bind(at)
+                    .bind(conversation)
+                    .bind(limit + 1)
+                    .bind(PREVIEW_CHARS as i32)
+                    .fetch_all(&mut *connection)
+                    .await?;
+                let total_unread = match rows.first() {
+                    Some(row) => row.14,
+                    None => {
+                        sqlx::query_scalar(TOTAL_UNREAD_SQL)
+                            .bind(user.as_str())
+                            .fetch_one(&mut *connection)
+                            .await?
+                    }
+                };
+                Ok((rows, total_unread))
+            })
+        })
         .await
         .map_err(database_error)?;
-    let total_unread = match rows.first() {
-        Some(row) => row.14,
-        None => {
-            let (total,): (i64,) = sqlx::query_as(TOTAL_UNREAD_SQL)
-                .bind(user.as_str())
-                .fetch_one(&pool)
-                .await
-                .map_err(database_error)?;
-            total
-        }
-    };
     let has_more = rows.len() as i64 > limit;
     let conversations: Vec<ConversationSummary> = rows
         .into_iter()
@@ -473,6 +498,7 @@ pub async fn conversations(
 pub async fn messages(
     bearer: Bearer,
     State(pool): State<PgPool>,
+    State(reads): State<ReadPool>,
     Path(conversation): Path<String>,
     params: QueryParams,
 ) -> Result<Json<MessagePage>, ApiError> {
@@ -482,23 +508,27 @@ pub async fn messages(
     let before = params.int_in("before", 1, i64::MAX)?;
     let after = params.int_in("after", 0, i64::MAX)?;
     type Row = (i64, String, String, String, DateTime<Utc>, bool);
-    let query = match (before, after) {
+    let (sql, bound) = match (before, after) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_field(
                 "after",
                 "give at most one of before and after",
             ))
         }
-        (None, Some(after)) => sqlx::query_as::<_, Row>(HISTORY_AFTER_SQL)
-            .bind(conversation.as_str())
-            .bind(after),
-        (before, None) => sqlx::query_as::<_, Row>(HISTORY_BEFORE_SQL)
-            .bind(conversation.as_str())
-            .bind(before.unwrap_or(i64::MAX)),
+        (None, Some(after)) => (HISTORY_AFTER_SQL, after),
+        (before, None) => (HISTORY_BEFORE_SQL, before.unwrap_or(i64::MAX)),
     };
-    let mut rows: Vec<Row> = query
-        .bind(limit + 1)
-        .fetch_all(&pool)
+    let mut rows: Vec<Row> = reads
+        .run(move |connection| {
+            Box::pin(async move {
+                sqlx::query_as::<_, Row>(sql)
+                    .bind(conversation.as_str())
+                    .bind(bound)
+                    .bind(limit + 1)
+                    .fetch_all(connection)
+                    .await
+            })
+        })
         .await
         .map_err(database_error)?;
     let has_more = rows.len() as i64 > limit;

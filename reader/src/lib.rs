@@ -10,6 +10,7 @@
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
 pub mod config;
+pub mod db;
 pub mod events;
 pub mod hub;
 pub mod im;
@@ -67,10 +68,14 @@ impl App {
         let statement_timeout = format!("{}ms", config.query_timeout_ms);
         let options = options.options([("statement_timeout", statement_timeout.as_str())]);
         // Lazy: the reader starts (and answers 503) while Postgres is down, and recovers by itself.
+        let connections = config.db_connections.max(2);
+        let page_connections = connections - connections / 4;
+        let wait = Duration::from_millis(config.query_timeout_ms);
+        let reads = db::ReadPool::new(options.clone(), page_connections as usize, wait);
         let pool = PgPoolOptions::new()
-            .max_connections(config.db_connections.max(1))
+            .max_connections(connections - page_connections)
             .test_before_acquire(false)
-            .acquire_timeout(Duration::from_millis(config.query_timeout_ms))
+            .acquire_timeout(wait)
             .connect_lazy_with(options.clone());
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
         let hub = hub::Hub::new(&registry)?;
@@ -121,6 +126,7 @@ impl App {
         let sockets = TaskTracker::new();
         let realtime = Arc::new(socket::Realtime {
             pool: pool.clone(),
+            reads: reads.clone(),
             hub: hub.clone(),
             producer: producer.clone(),
             settings: socket::SocketSettings {
@@ -143,11 +149,11 @@ impl App {
             .with_state(realtime)
             .layer(axum::Extension(authkit::QueryTokenAllowed));
         let api = routes::router(routes::ReadState {
-            pool: pool.clone(),
+            reads: reads.clone(),
             hub: hub.clone(),
             shutdown: shutdown.clone(),
         })
-        .merge(im::router(pool))
+        .merge(im::router(im::ImState { pool, reads }))
         .merge(sessions::router(sessions))
         .merge(realtime_routes)
         .layer(axum::Extension(token_key))

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use schemas::api::{encode_cursor, AdvancedConversation, FeedEntry, FeedPage, SyncEntry, SyncKind};
-use sqlx::PgPool;
+use sqlx::{Executor, Postgres};
 
 // The queries bound pages with `post_id < coalesce($cursor, '8')` rather than `$cursor IS NULL OR ...`:
 // '8' sorts above every ULID (they start with 0-7), and a plain range stays an index bound even when
@@ -81,13 +81,13 @@ pub const FEED_SQL: &str = "WITH candidates AS (
 /// for the inbox, `posts_pull_by_author` for each pull source), and Postgres merges those
 /// `(1 + sources) × limit` rows. Sources are the followed authors that have pull-mode posts at all.
 /// Deleted posts are skipped inside each source, before its limit, so a page is never cut short.
-pub async fn feed(
-    pool: &PgPool,
+pub async fn feed<'e, E: Executor<'e, Database = Postgres>>(
+    executor: E,
     user: &str,
     before: Option<&str>,
     limit: i64,
 ) -> Result<FeedPage, sqlx::Error> {
-    post_page(pool, FEED_SQL, user, before, limit).await
+    post_page(executor, FEED_SQL, user, before, limit).await
 }
 
 /// An author's store timeline page: $1 author, $2 cursor, $3 rows wanted.
@@ -98,19 +98,19 @@ pub const STORE_TIMELINE_SQL: &str = "SELECT post_id, author, body, created_at
          LIMIT $3";
 
 /// A page of up to `limit` of `author`'s own posts older than `before`, newest first.
-pub async fn store_timeline(
-    pool: &PgPool,
+pub async fn store_timeline<'e, E: Executor<'e, Database = Postgres>>(
+    executor: E,
     author: &str,
     before: Option<&str>,
     limit: i64,
 ) -> Result<FeedPage, sqlx::Error> {
-    post_page(pool, STORE_TIMELINE_SQL, author, before, limit).await
+    post_page(executor, STORE_TIMELINE_SQL, author, before, limit).await
 }
 
 /// Runs a page query ordered by post id (`$1` whose page, `$2` cursor, `$3` rows wanted) for one row
 /// more than `limit`, which only says whether another page exists.
-async fn post_page(
-    pool: &PgPool,
+async fn post_page<'e, E: Executor<'e, Database = Postgres>>(
+    executor: E,
     sql: &'static str,
     owner: &str,
     before: Option<&str>,
@@ -120,7 +120,7 @@ async fn post_page(
         .bind(owner)
         .bind(before)
         .bind(limit + 1)
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await?;
     Ok(page_of(rows, limit))
 }
@@ -253,8 +253,8 @@ where
 
 /// A sync scan, and whether the user is in a large group (see [`SYNC_FLAGGED_SQL`]); `true` when the
 /// scan found nothing (the flag comes with the rows).
-pub async fn sync_flagged(
-    pool: &sqlx::PgPool,
+pub async fn sync_flagged<'e, E: Executor<'e, Database = Postgres>>(
+    executor: E,
     user: &str,
     after: i64,
     limit: i64,
@@ -263,7 +263,7 @@ pub async fn sync_flagged(
         .bind(user)
         .bind(after)
         .bind(limit + 1)
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await?;
     let in_large_group = rows.first().is_none_or(|row| row.in_large_group);
     let rows = rows.into_iter().map(|flagged| flagged.row).collect();

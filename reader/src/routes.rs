@@ -11,26 +11,30 @@ use httpkit::openapi::{
     BadRequest, Forbidden, InternalError, NoSuchRoute, Unauthorized, Unavailable,
 };
 use httpkit::{ApiError, QueryParams};
-use schemas::api::{decode_cursor, FeedPage, SyncPage, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use schemas::api::{
+    decode_cursor, AdvancedConversation, FeedPage, SyncPage, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT,
+};
 use schemas::db::DbFailure;
 use schemas::{PostId, UserId};
-use sqlx::PgPool;
+use sqlx::postgres::PgConnection;
+use sqlx::Connection;
 
+use crate::db::ReadPool;
 use crate::hub::Hub;
 use crate::queries;
 
-/// What the read handlers share: the pool, and the wake-up hub of long polls.
+/// What the read handlers share: the connections for page reads, and the wake-up hub of long polls.
 #[derive(Clone)]
 pub struct ReadState {
-    pub pool: PgPool,
+    pub reads: ReadPool,
     pub hub: Arc<Hub>,
     /// Cancelled when the server stops: a long poll then answers at once.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
-impl axum::extract::FromRef<ReadState> for PgPool {
-    fn from_ref(state: &ReadState) -> PgPool {
-        state.pool.clone()
+impl axum::extract::FromRef<ReadState> for ReadPool {
+    fn from_ref(state: &ReadState) -> ReadPool {
+        state.reads.clone()
     }
 }
 
@@ -65,17 +69,6 @@ pub(crate) fn cursor_param<T>(
             .map(Some)
             .ok_or_else(|| ApiError::bad_field("cursor", "not a cursor returned by this API")),
     }
-}
-
-/// A read-only transaction whose statements all see one snapshot.
-pub(crate) async fn read_snapshot(
-    pool: &PgPool,
-) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    let mut transaction = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *transaction)
-        .await?;
-    Ok(transaction)
 }
 
 /// 503 while the database is unavailable (the client may retry); 500 for anything else, which is a
@@ -141,14 +134,20 @@ impl PageQuery {
 #[tracing::instrument(skip_all)]
 pub async fn feed(
     bearer: Bearer,
-    State(pool): State<PgPool>,
+    State(reads): State<ReadPool>,
     Path(user): Path<String>,
     params: QueryParams,
 ) -> Result<Json<FeedPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
     bearer.require_user("user", &user)?;
     let page = PageQuery::parse(&params)?;
-    queries::feed(&pool, user.as_str(), page.cursor(), page.limit())
+    let (cursor, limit) = (page.cursor().map(str::to_owned), page.limit());
+    reads
+        .run(move |connection| {
+            Box::pin(async move {
+                queries::feed(connection, user.as_str(), cursor.as_deref(), limit).await
+            })
+        })
         .await
         .map(Json)
         .map_err(database_error)
@@ -172,13 +171,19 @@ pub async fn feed(
 pub async fn posts(
     // An author's posts are public to every signed-in user, like a profile page.
     _bearer: Bearer,
-    State(pool): State<PgPool>,
+    State(reads): State<ReadPool>,
     Path(user): Path<String>,
     params: QueryParams,
 ) -> Result<Json<FeedPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
     let page = PageQuery::parse(&params)?;
-    queries::store_timeline(&pool, user.as_str(), page.cursor(), page.limit())
+    let (cursor, limit) = (page.cursor().map(str::to_owned), page.limit());
+    reads
+        .run(move |connection| {
+            Box::pin(async move {
+                queries::store_timeline(connection, user.as_str(), cursor.as_deref(), limit).await
+            })
+        })
         .await
         .map(Json)
         .map_err(database_error)
@@ -215,7 +220,7 @@ pub async fn sync(
     let after = params.int_in("after", 0, i64::MAX)?.unwrap_or(0);
     let wait = params.int_in("wait", 0, MAX_WAIT_SECS)?.unwrap_or(0);
     if wait == 0 {
-        return sync_page(&state.pool, user.as_str(), after, limit)
+        return sync_page(&state.reads, user.as_str(), after, limit)
             .await
             .map(Json);
     }
@@ -223,7 +228,7 @@ pub async fn sync(
     let mut subscription = state.hub.subscribe(user.as_str());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
     loop {
-        let page = sync_page(&state.pool, user.as_str(), after, limit).await?;
+        let page = sync_page(&state.reads, user.as_str(), after, limit).await?;
         // Anything that moves the cursor answers, also a page of skipped (deleted) entries.
         if page.last_seq > after {
             return Ok(Json(page));
@@ -242,13 +247,19 @@ pub const MAX_WAIT_SECS: i64 = 60;
 /// One page of a user's sync timeline after `after`: the entries, and the large groups that advanced
 /// within the scanned range. Shared by `/sync`, the long poll, the WebSocket and the SSE stream.
 pub(crate) async fn sync_page(
-    pool: &PgPool,
+    reads: &ReadPool,
     user: &str,
     after: i64,
     limit: i64,
 ) -> Result<SyncPage, ApiError> {
-    // Most users are in no large group: then one statement is the whole page.
-    let (scan, in_large_group) = queries::sync_flagged(pool, user, after, limit)
+    // Most users have no large group that advanced: then one statement is the whole page.
+    let owned_user = user.to_owned();
+    let (scan, in_large_group) = reads
+        .run(move |connection| {
+            Box::pin(
+                async move { queries::sync_flagged(connection, &owned_user, after, limit).await },
+            )
+        })
         .await
         .map_err(database_error)?;
     if !in_large_group {
@@ -259,45 +270,13 @@ pub(crate) async fn sync_page(
             has_more: scan.has_more,
         });
     }
-    // Run to completion even when the client goes away: a transaction whose future is dropped midway
-    // can leave its pooled connection inside the transaction (seen under wrk: the next request on that
-    // connection failed with "SET TRANSACTION ISOLATION LEVEL must be called before any query").
-    let pool = pool.clone();
     let user = user.to_owned();
-    tokio::spawn(async move { snapshot_sync_page(&pool, &user, after, limit).await })
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "sync page task failed");
-            ApiError::internal()
-        })?
-}
-
-/// A sync page for a user with advanced large groups: the scan and the groups' positions from one
-/// snapshot.
-async fn snapshot_sync_page(
-    pool: &PgPool,
-    user: &str,
-    after: i64,
-    limit: i64,
-) -> Result<SyncPage, ApiError> {
-    // One snapshot for both reads: a large group's position read after an entry committed that the scan
-    // did not see would move the cursor past that entry.
-    let mut snapshot = read_snapshot(pool).await.map_err(database_error)?;
-    let scan = queries::sync(&mut *snapshot, user, after, limit)
+    let (scan, conversations) = reads
+        .run(move |connection| {
+            Box::pin(async move { snapshot_scan(connection, &user, after, limit).await })
+        })
         .await
         .map_err(database_error)?;
-    let entries = scan.entries;
-    let has_more = scan.has_more;
-    // Large groups advanced within the scanned range; without more entries, up to now.
-    let upto = if has_more {
-        scan.last_scanned_seq
-    } else {
-        None
-    };
-    let conversations = queries::advanced_conversations(&mut *snapshot, user, after, upto)
-        .await
-        .map_err(database_error)?;
-    snapshot.commit().await.map_err(database_error)?;
     let last_position = conversations.iter().map(|c| c.position).max();
     let last_seq = scan
         .last_scanned_seq
@@ -306,9 +285,33 @@ async fn snapshot_sync_page(
         .max()
         .unwrap_or(after);
     Ok(SyncPage {
-        entries,
+        entries: scan.entries,
         conversations,
         last_seq,
-        has_more,
+        has_more: scan.has_more,
     })
+}
+
+/// The scan and the large groups that advanced in its range, from one snapshot: a large group's
+/// position read after an entry committed that the scan did not see would move the cursor past that
+/// entry.
+async fn snapshot_scan(
+    connection: &mut PgConnection,
+    user: &str,
+    after: i64,
+    limit: i64,
+) -> Result<(queries::SyncScan, Vec<AdvancedConversation>), sqlx::Error> {
+    let mut snapshot = connection
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    let scan = queries::sync(&mut *snapshot, user, after, limit).await?;
+    // Large groups advanced within the scanned range; without more entries, up to now.
+    let upto = if scan.has_more {
+        scan.last_scanned_seq
+    } else {
+        None
+    };
+    let conversations = queries::advanced_conversations(&mut *snapshot, user, after, upto).await?;
+    snapshot.commit().await?;
+    Ok((scan, conversations))
 }

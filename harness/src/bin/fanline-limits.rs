@@ -22,7 +22,7 @@ use clap::Parser;
 use fanout::store::{apply_batch, Policy, SourcedEvent};
 use futures::StreamExt;
 use harness::bench::{self, Comparison, Latency, Rate, WrkRequest};
-use harness::{spawn_fanout, spawn_ingest, spawn_reader, unique, Api, TestDb, TestTopic};
+use harness::{spawn_fanout, spawn_ingest, unique, Api, TestDb, TestTopic};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::{
     ConversationId, Envelope, FollowChange, GroupCreated, GroupId, MembershipChange, MessageSent,
@@ -49,6 +49,9 @@ struct Args {
     /// Concurrent clients of the page comparisons (wrk connections, pgbench clients).
     #[arg(long, default_value_t = 32)]
     page_clients: usize,
+    /// The reader's database connections (its `--db-connections`); the reader's default when not given.
+    #[arg(long)]
+    reader_connections: Option<u32>,
     /// Users of the page comparisons.
     #[arg(long, default_value_t = 1_000)]
     users: usize,
@@ -745,6 +748,14 @@ fn report(row: Comparison) -> Comparison {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Logs go to stderr (the harness's test writer would mix them into the table on stdout).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let dir = std::env::temp_dir().join(unique("fanline-limits"));
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
@@ -770,7 +781,11 @@ async fn main() -> anyhow::Result<()> {
         let seeding = Instant::now();
         seed_pages(&db, args.users).await;
         eprintln!("pages: seeded in {:.1} s", bench::seconds_since(seeding));
-        let reader = spawn_reader(&db.url).await;
+        let mut config = reader::Config::for_database(&db.url);
+        if let Some(connections) = args.reader_connections {
+            config.db_connections = connections;
+        }
+        let reader = harness::spawn_reader_with(config).await;
         let api = Api::new("", reader.url(""));
         for workload in page_workloads(args.users, &dir)? {
             if pages.contains(&workload.name) {
