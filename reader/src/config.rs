@@ -45,7 +45,7 @@ pub struct Config {
 
     /// Largest number of Postgres connections this process opens for requests: three quarters for page
     /// reads (feeds, sync, contact lists, histories), a quarter for the rest (logins, device acks,
-    /// profiles); plus its one LISTEN connection.
+    /// profiles); plus two for realtime wake-ups (LISTEN and its batch reads).
     #[arg(long, env = "FANLINE_READER_DB_CONNECTIONS", default_value_t = defaults::DB_CONNECTIONS)]
     pub db_connections: u32,
 
