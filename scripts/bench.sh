@@ -14,9 +14,9 @@ ensure_wrk
 command -v pgbench >/dev/null 2>&1 || die "pgbench not found (Debian: postgresql-client)"
 export FANLINE_TEST_BROKERS="$FANLINE_KAFKA_BROKERS"
 export FANLINE_TEST_DATABASE_URL="${FANLINE_TEST_DATABASE_URL:-postgres://root@127.0.0.1:5432/postgres}"
-# Warnings and errors only (the services' default is info, which logs nothing per request either); the
-# fan-out statements are slow by design, sqlx's slow-statement warnings about them are noise here.
-export RUST_LOG="${RUST_LOG:-warn,sqlx::query=error}"
+# The services' own default level (info: their spans are live, as in production); the fan-out statements
+# are slow by design, sqlx's slow-statement warnings about them are noise here.
+export RUST_LOG="${RUST_LOG:-info,sqlx::query=error}"
 cd "$FANLINE_ROOT"
 log "building fanline-limits (release)"
 cargo build --release -p harness --bin fanline-limits >&2

@@ -130,12 +130,13 @@ pub fn wrk_script(dir: &Path, name: &str, requests: &[WrkRequest]) -> anyhow::Re
     Ok(path)
 }
 
-/// Runs wrk (closed loop: `connections` requests in flight) for `duration` after a short warm-up run
-/// that is not counted. Fails if any answer was not 2xx.
+/// Runs wrk (closed loop: `connections` requests in flight) for `duration`, after a warm-up run of
+/// `warm_up` (whole seconds, none when zero) that is not counted. Fails if any answer was not 2xx.
 pub async fn wrk(
     base_url: &str,
     script: &Path,
     connections: usize,
+    warm_up: Duration,
     duration: Duration,
 ) -> anyhow::Result<Rate> {
     let run = |seconds: u64| {
@@ -152,9 +153,14 @@ pub async fn wrk(
         command
     };
     // Warm-up: connections, prepared statements, caches.
-    let warm = run(2).output().await.context("wrk (apt-get install wrk)")?;
-    if !warm.status.success() {
-        bail!("wrk failed: {}", String::from_utf8_lossy(&warm.stderr));
+    if !warm_up.is_zero() {
+        let warm = run(warm_up.as_secs().max(1))
+            .output()
+            .await
+            .context("wrk (apt-get install wrk)")?;
+        if !warm.status.success() {
+            bail!("wrk failed: {}", String::from_utf8_lossy(&warm.stderr));
+        }
     }
     let output = run(duration.as_secs().max(1)).output().await?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -179,12 +185,13 @@ pub async fn wrk(
 }
 
 /// Runs pgbench with `scripts` (`-M prepared`, `clients` connections, two threads; one script drawn at
-/// random per transaction) for `duration`, after an uncounted warm-up run; returns transactions (script
-/// runs) per second.
+/// random per transaction) for `duration`, after an uncounted warm-up run of `warm_up` (none when
+/// zero); returns transactions (script runs) per second.
 pub async fn pgbench(
     database_url: &str,
     scripts: &[PathBuf],
     clients: usize,
+    warm_up: Duration,
     duration: Duration,
 ) -> anyhow::Result<Rate> {
     let run = |seconds: u64| {
@@ -202,13 +209,18 @@ pub async fn pgbench(
         command.arg(database_url);
         command
     };
-    let warm = run(2).output().await.context("pgbench")?;
-    if !warm.status.success() {
-        bail!(
-            "pgbench failed: {}{}",
-            String::from_utf8_lossy(&warm.stdout),
-            String::from_utf8_lossy(&warm.stderr)
-        );
+    if !warm_up.is_zero() {
+        let warm = run(warm_up.as_secs().max(1))
+            .output()
+            .await
+            .context("pgbench")?;
+        if !warm.status.success() {
+            bail!(
+                "pgbench failed: {}{}",
+                String::from_utf8_lossy(&warm.stdout),
+                String::from_utf8_lossy(&warm.stderr)
+            );
+        }
     }
     let output = run(duration.as_secs().max(1)).output().await?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();

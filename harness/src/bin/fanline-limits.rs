@@ -40,9 +40,14 @@ struct Args {
     /// Followers of each author in the fan-out comparison.
     #[arg(long, default_value_t = 1_000)]
     followers: usize,
-    /// Seconds each closed-loop measurement runs (after a 2 s warm-up that is not counted).
-    #[arg(long, default_value_t = 10)]
+    /// Seconds each closed-loop side runs in all (after a 2 s warm-up that is not counted), split into
+    /// `--rounds` alternating slices.
+    #[arg(long, default_value_t = 12)]
     seconds: u64,
+    /// Alternating rounds of the two sides of a closed-loop comparison (Fanline, limit, Fanline, …):
+    /// whatever else the machine does meanwhile weighs on both sides alike.
+    #[arg(long, default_value_t = 4)]
+    rounds: u64,
     /// HTTP connections (wrk) and producer requests in flight for the ingest comparison.
     #[arg(long, default_value_t = 256)]
     ingest_connections: usize,
@@ -67,6 +72,20 @@ struct Args {
 }
 
 impl Args {
+    /// The length of one round's slice of a closed-loop side.
+    fn slice(&self) -> Duration {
+        Duration::from_secs((self.seconds / self.rounds.max(1)).max(1))
+    }
+
+    /// The warm-up before a round: only the first.
+    fn warm_up(round: u64) -> Duration {
+        if round == 0 {
+            Duration::from_secs(2)
+        } else {
+            Duration::ZERO
+        }
+    }
+
     fn runs(&self, name: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|o| o == name)
     }
@@ -283,14 +302,6 @@ async fn ingest_comparison(args: &Args, dir: &std::path::Path) -> anyhow::Result
         })
         .collect();
     let script = bench::wrk_script(dir, "ingest", &requests)?;
-    let fanline = bench::wrk(
-        &ingest.url(""),
-        &script,
-        args.ingest_connections,
-        Duration::from_secs(args.seconds),
-    )
-    .await?;
-    ingest.stop().await;
 
     // The limit: the same events (as ingest serialises them), straight from one producer with ingest's
     // settings, `ingest_connections` sends in flight like the HTTP clients.
@@ -341,8 +352,31 @@ async fn ingest_comparison(args: &Args, dir: &std::path::Path) -> anyhow::Result
             acknowledged as f64 / bench::seconds_since(started)
         }
     };
-    produce_for(2).await;
-    let limit = produce_for(args.seconds).await;
+    // Alternating rounds; the raw producer's topic is the same one ingest writes to.
+    let (mut fanline, mut limit) = (0.0, 0.0);
+    for round in 0..args.rounds.max(1) {
+        fanline += bench::wrk(
+            &ingest.url(""),
+            &script,
+            args.ingest_connections,
+            Args::warm_up(round),
+            args.slice(),
+        )
+        .await?
+        .per_second;
+        if round == 0 {
+            produce_for(2).await;
+        }
+        limit += produce_for(args.slice().as_secs()).await;
+    }
+    ingest.stop().await;
+    let rounds = args.rounds.max(1) as f64;
+    let (fanline, limit) = (
+        Rate {
+            per_second: fanline / rounds,
+        },
+        limit / rounds,
+    );
     Ok(Comparison {
         workload: format!(
             "ingest: `POST /v1/posts`, {} connections (wrk)",
@@ -586,9 +620,38 @@ async fn page_comparison(
         })
         .collect();
     let script = bench::wrk_script(dir, workload.name, &requests)?;
-    let duration = Duration::from_secs(args.seconds);
-    let fanline = bench::wrk(reader_url, &script, args.page_clients, duration).await?;
-    let limit = bench::pgbench(&db.url, &workload.scripts, args.page_clients, duration).await?;
+    // Alternating rounds of wrk and pgbench.
+    let (mut fanline, mut limit) = (0.0, 0.0);
+    for round in 0..args.rounds.max(1) {
+        let warm_up = Args::warm_up(round);
+        fanline += bench::wrk(
+            reader_url,
+            &script,
+            args.page_clients,
+            warm_up,
+            args.slice(),
+        )
+        .await?
+        .per_second;
+        limit += bench::pgbench(
+            &db.url,
+            &workload.scripts,
+            args.page_clients,
+            warm_up,
+            args.slice(),
+        )
+        .await?
+        .per_second;
+    }
+    let rounds = args.rounds.max(1) as f64;
+    let (fanline, limit) = (
+        Rate {
+            per_second: fanline / rounds,
+        },
+        Rate {
+            per_second: limit / rounds,
+        },
+    );
     let absolute: Vec<(String, String)> = workload
         .requests
         .iter()
