@@ -116,6 +116,12 @@ pub struct Config {
 
 impl Config {
     /// A configuration for tests and embedding: a free port, other settings at their defaults.
+    /// The connections page reads get: three quarters of `db_connections` (at least 2 in all).
+    pub fn page_connections(&self) -> u32 {
+        let connections = self.db_connections.max(2);
+        connections - connections / 4
+    }
+
     pub fn for_database(database_url: &str) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),

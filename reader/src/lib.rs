@@ -69,7 +69,7 @@ impl App {
         let options = options.options([("statement_timeout", statement_timeout.as_str())]);
         // Lazy: the reader starts (and answers 503) while Postgres is down, and recovers by itself.
         let connections = config.db_connections.max(2);
-        let page_connections = connections - connections / 4;
+        let page_connections = config.page_connections();
         let wait = Duration::from_millis(config.query_timeout_ms);
         let reads = db::ReadPool::new(options.clone(), page_connections as usize, wait);
         let pool = PgPoolOptions::new()
