@@ -136,7 +136,8 @@ pub struct ApplyOutcome {
 }
 
 impl ApplyOutcome {
-    fn add(&mut self, other: ApplyOutcome) {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: ApplyOutcome) {
         self.posts_created += other.posts_created;
         self.posts_duplicate += other.posts_duplicate;
         self.sync_entries_pushed += other.sync_entries_pushed;

@@ -130,6 +130,37 @@ pub fn wrk_script(dir: &Path, name: &str, requests: &[WrkRequest]) -> anyhow::Re
     Ok(path)
 }
 
+/// Runs `command(seconds)` for `warm_up` (whole seconds; not at all when zero), then for `duration`,
+/// and returns the second run's standard output; a tool that cannot start or exits with an error fails
+/// the measurement with its output.
+async fn run_timed(
+    tool: &str,
+    command: impl Fn(u64) -> Command,
+    warm_up: Duration,
+    duration: Duration,
+) -> anyhow::Result<String> {
+    let mut runs = Vec::new();
+    if !warm_up.is_zero() {
+        runs.push(warm_up);
+    }
+    runs.push(duration);
+    let mut text = String::new();
+    for seconds in runs {
+        let output = command(seconds.as_secs().max(1))
+            .output()
+            .await
+            .with_context(|| format!("cannot run {tool}"))?;
+        text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!(
+                "{tool} failed: {text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    Ok(text)
+}
+
 /// Runs wrk (closed loop: `connections` requests in flight) for `duration`, after a warm-up run of
 /// `warm_up` (whole seconds, none when zero) that is not counted. Fails if any answer was not 2xx.
 pub async fn wrk(
@@ -152,24 +183,7 @@ pub async fn wrk(
             .arg(base_url);
         command
     };
-    // Warm-up: connections, prepared statements, caches.
-    if !warm_up.is_zero() {
-        let warm = run(warm_up.as_secs().max(1))
-            .output()
-            .await
-            .context("wrk (apt-get install wrk)")?;
-        if !warm.status.success() {
-            bail!("wrk failed: {}", String::from_utf8_lossy(&warm.stderr));
-        }
-    }
-    let output = run(duration.as_secs().max(1)).output().await?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        bail!(
-            "wrk failed: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let text = run_timed("wrk (apt-get install wrk)", run, warm_up, duration).await?;
     if let Some(line) = text.lines().find(|l| l.contains("Non-2xx or 3xx")) {
         bail!("wrk saw failed requests ({line}):\n{text}");
     }
@@ -209,27 +223,7 @@ pub async fn pgbench(
         command.arg(database_url);
         command
     };
-    if !warm_up.is_zero() {
-        let warm = run(warm_up.as_secs().max(1))
-            .output()
-            .await
-            .context("pgbench")?;
-        if !warm.status.success() {
-            bail!(
-                "pgbench failed: {}{}",
-                String::from_utf8_lossy(&warm.stdout),
-                String::from_utf8_lossy(&warm.stderr)
-            );
-        }
-    }
-    let output = run(duration.as_secs().max(1)).output().await?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        bail!(
-            "pgbench failed: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let text = run_timed("pgbench", run, warm_up, duration).await?;
     if let Some(line) = text
         .lines()
         .find(|l| l.starts_with("number of failed transactions") && !l.contains(": 0 "))

@@ -18,6 +18,7 @@ pub mod broker;
 pub mod fault;
 pub mod postgres;
 pub mod proxy;
+pub mod seed;
 pub mod stack;
 pub mod ws;
 

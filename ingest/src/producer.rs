@@ -64,6 +64,25 @@ impl From<ProduceError> for ApiError {
 /// How long after the produce timeout the request gives up waiting for librdkafka's delivery report.
 const DELIVERY_REPORT_GRACE: Duration = Duration::from_millis(1000);
 
+/// The Kafka client configuration of ingest's producer (also what `scripts/bench.sh` produces with
+/// when it measures raw produce, so that the two sides cannot drift apart).
+pub fn client_config(config: &Config) -> Result<rdkafka::ClientConfig, crate::BuildError> {
+    let timeout = Duration::from_millis(config.produce_timeout_ms.max(1));
+    let timeout_ms = timeout.as_millis().to_string();
+    Ok(config.kafka()?.acknowledged_producer(
+        "fanline-ingest",
+        timeout,
+        &[
+            ("linger.ms", "5"),
+            // The same key-to-partition mapping as the Java client, so that events produced by
+            // other tools (Kafka Connect, kafka-console-producer) for the same key land on the
+            // same partition.
+            ("partitioner", "murmur2_random"),
+            ("request.timeout.ms", &timeout_ms),
+        ],
+    ))
+}
+
 /// A producer that failed every send for this long is recreated ([`kafkakit::RenewingProducer`]).
 const RENEW_AFTER: Duration = Duration::from_secs(60);
 
@@ -77,20 +96,7 @@ pub struct EventProducer {
 impl EventProducer {
     pub fn new(config: &Config, metrics: IngestMetrics) -> Result<Self, crate::BuildError> {
         let timeout = Duration::from_millis(config.produce_timeout_ms.max(1));
-        let timeout_ms = timeout.as_millis().to_string();
-        let client = config.kafka()?.acknowledged_producer(
-            "fanline-ingest",
-            timeout,
-            &[
-                ("linger.ms", "5"),
-                // The same key-to-partition mapping as the Java client, so that events produced by
-                // other tools (Kafka Connect, kafka-console-producer) for the same key land on the
-                // same partition.
-                ("partitioner", "murmur2_random"),
-                ("request.timeout.ms", &timeout_ms),
-            ],
-        );
-        let producer = kafkakit::RenewingProducer::new(client, RENEW_AFTER)?;
+        let producer = kafkakit::RenewingProducer::new(client_config(config)?, RENEW_AFTER)?;
         Ok(EventProducer {
             producer,
             topic: config.topic.clone(),

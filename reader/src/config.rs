@@ -122,6 +122,11 @@ impl Config {
         connections - connections / 4
     }
 
+    /// The connections for everything else (logins, device acks, profiles): the rest, at least one.
+    pub fn other_connections(&self) -> u32 {
+        self.db_connections.max(2) - self.page_connections()
+    }
+
     pub fn for_database(database_url: &str) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -68,12 +68,10 @@ impl App {
         let statement_timeout = format!("{}ms", config.query_timeout_ms);
         let options = options.options([("statement_timeout", statement_timeout.as_str())]);
         // Lazy: the reader starts (and answers 503) while Postgres is down, and recovers by itself.
-        let connections = config.db_connections.max(2);
-        let page_connections = config.page_connections();
         let wait = Duration::from_millis(config.query_timeout_ms);
-        let reads = db::ReadPool::new(options.clone(), page_connections as usize, wait);
+        let reads = db::ReadPool::new(options.clone(), config.page_connections() as usize, wait);
         let pool = PgPoolOptions::new()
-            .max_connections(connections - page_connections)
+            .max_connections(config.other_connections())
             .test_before_acquire(false)
             .acquire_timeout(wait)
             .connect_lazy_with(options.clone());

@@ -9,16 +9,15 @@
 //! Needs Postgres as `scripts/test.sh` sets it up (FANLINE_TEST_DATABASE_URL); it makes its own database.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use clap::Parser;
 use fanout::store::{apply_batch, Policy, SourcedEvent};
+use harness::bench::percentile_ms;
+use harness::seed::{count, seed_group, user, EventLog};
 use harness::{spawn_reader, Api, TestDb};
-use schemas::{
-    ConversationId, Envelope, FollowChange, GroupCreated, GroupId, MessageSent, PostCreated,
-    PostId, UserId,
-};
+use schemas::{ConversationId, Envelope, FollowChange, GroupId, MessageSent, PostCreated, PostId};
 
 #[derive(Parser)]
 #[command(
@@ -42,25 +41,6 @@ struct Args {
     requests: usize,
 }
 
-fn user(name: &str) -> UserId {
-    UserId::parse("user", name).unwrap()
-}
-
-struct Log {
-    offset: i64,
-}
-
-impl Log {
-    fn at(&mut self, envelope: Envelope) -> SourcedEvent {
-        self.offset += 1;
-        SourcedEvent {
-            partition: 0,
-            offset: self.offset,
-            envelope,
-        }
-    }
-}
-
 fn message(group: &GroupId, sender: &str, n: usize) -> Envelope {
     Envelope::message_sent(MessageSent {
         message_id: PostId::generate(),
@@ -72,77 +52,12 @@ fn message(group: &GroupId, sender: &str, n: usize) -> Envelope {
     })
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&db.pool).await.unwrap();
-    n
-}
-
-/// A group created through fanout, its members written straight into the tables (seeding 100,000 joins
-/// event by event would measure joins, not messages).
-async fn seed_group(
-    db: &TestDb,
-    log: &mut Log,
-    policy: &Policy,
-    name: &str,
-    members: i64,
-) -> GroupId {
-    let group = GroupId::parse("group", name).unwrap();
-    let created = log.at(Envelope::group_created(GroupCreated {
-        group: group.clone(),
-        owner: user(&format!("{name}_owner")),
-        name: name.to_owned(),
-        group_type: None,
-        description: None,
-        created_at: Utc::now(),
-    }));
-    apply_batch(&db.pool, policy, &[created]).await.unwrap();
-    let pull = members > policy.group_pull_above;
-    sqlx::query(
-        "INSERT INTO group_members (group_id, user_id, role, active, src_partition, src_offset)
-         SELECT $1, $1 || '_m' || i, 'member', true, -1, -1 FROM generate_series(1, $2 - 1) i",
-    )
-    .bind(name)
-    .bind(members)
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO conversation_members (user_id, conversation_id, last_activity, derived)
-         SELECT $1 || '_m' || i, 'g:' || $1, now(), true FROM generate_series(1, $2 - 1) i",
-    )
-    .bind(name)
-    .bind(members)
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE groups SET member_count = $2 WHERE group_id = $1")
-        .bind(name)
-        .bind(members)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    if pull {
-        sqlx::query("UPDATE conversations SET mode = 'pull' WHERE conversation_id = 'g:' || $1")
-            .bind(name)
-            .execute(&db.pool)
-            .await
-            .unwrap();
-    }
-    sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
-    group
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let db = TestDb::create().await;
     let policy = Policy::default();
-    let mut log = Log { offset: 0 };
+    let mut log = EventLog::default();
 
     // 1. Feed fan-out and group fan-out to the same audience size, one event per transaction each.
     let follows: Vec<SourcedEvent> = (0..args.members)
@@ -156,8 +71,8 @@ async fn main() -> anyhow::Result<()> {
     for chunk in follows.chunks(5000) {
         apply_batch(&db.pool, &policy, chunk).await.unwrap();
     }
-    let group = seed_group(&db, &mut log, &policy, "team", args.members as i64).await;
-    let before = count(&db, "SELECT count(*) FROM sync_entries").await;
+    let group = seed_group(&db.pool, &mut log, &policy, "team", args.members as i64).await;
+    let before = count(&db.pool, "SELECT count(*) FROM sync_entries").await;
     let started = Instant::now();
     for n in 0..args.messages {
         let post = log.at(Envelope::post_created(PostCreated {
@@ -170,15 +85,15 @@ async fn main() -> anyhow::Result<()> {
         apply_batch(&db.pool, &policy, &[post]).await.unwrap();
     }
     let feed_seconds = started.elapsed().as_secs_f64();
-    let feed_rows = count(&db, "SELECT count(*) FROM sync_entries").await - before;
-    let before = count(&db, "SELECT count(*) FROM sync_entries").await;
+    let feed_rows = count(&db.pool, "SELECT count(*) FROM sync_entries").await - before;
+    let before = count(&db.pool, "SELECT count(*) FROM sync_entries").await;
     let started = Instant::now();
     for n in 0..args.messages {
         let sent = log.at(message(&group, "team_owner", n));
         apply_batch(&db.pool, &policy, &[sent]).await.unwrap();
     }
     let group_seconds = started.elapsed().as_secs_f64();
-    let group_rows = count(&db, "SELECT count(*) FROM sync_entries").await - before;
+    let group_rows = count(&db.pool, "SELECT count(*) FROM sync_entries").await - before;
     let feed_rate = feed_rows as f64 / feed_seconds;
     let group_rate = group_rows as f64 / group_seconds;
     println!(
@@ -193,9 +108,9 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // 2. A large group: rows written per message.
-    let large = seed_group(&db, &mut log, &policy, "crowd", args.large_members).await;
+    let large = seed_group(&db.pool, &mut log, &policy, "crowd", args.large_members).await;
     let rows = "SELECT (SELECT count(*) FROM sync_entries) + (SELECT count(*) FROM messages)";
-    let before = count(&db, rows).await;
+    let before = count(&db.pool, rows).await;
     let started = Instant::now();
     let sent = 20;
     for n in 0..sent {
@@ -203,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
         apply_batch(&db.pool, &policy, &[event]).await.unwrap();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let written = count(&db, rows).await - before;
+    let written = count(&db.pool, rows).await - before;
     println!(
         "large:   {sent} messages to a {}-member group (pull mode above {}): {} rows written per message (message + sender's own inbox entry), {:.1} ms per message",
         args.large_members,
@@ -291,8 +206,8 @@ async fn main() -> anyhow::Result<()> {
         args.conversations,
         expected_total,
         args.requests,
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99)
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.99)
     );
     reader.stop().await;
     Ok(())

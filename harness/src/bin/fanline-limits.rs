@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 use anyhow::ensure;
 use chrono::Utc;
 use clap::Parser;
-use fanout::store::{apply_batch, Policy, SourcedEvent};
+use fanout::store::{apply_batch, Policy};
 use futures::StreamExt;
 use harness::bench::{self, Comparison, Latency, Rate, WrkRequest};
+use harness::seed::{count, seed_group, user, EventLog};
 use harness::{spawn_fanout, spawn_ingest, unique, Api, TestDb, TestTopic};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::{
-    ConversationId, Envelope, FollowChange, GroupCreated, GroupId, MembershipChange, MessageSent,
-    PostCreated, PostId, UserId,
+    ConversationId, Envelope, GroupCreated, GroupId, MembershipChange, MessageSent, PostCreated,
+    PostId,
 };
 
 #[derive(Parser)]
@@ -91,75 +92,43 @@ impl Args {
     }
 }
 
-fn user(name: &str) -> UserId {
-    UserId::parse("user", name).unwrap()
+/// The body of every bench post: the same size on both sides of the ingest comparison.
+fn post_body(n: usize) -> String {
+    format!("benchmark post number {n:>6}, about as long as a short status update")
 }
 
-/// Events for `apply_batch`, numbered like a partition's offsets.
-#[derive(Default)]
-struct Log {
-    offset: i64,
-    pending: Vec<SourcedEvent>,
-}
-
-impl Log {
-    fn push(&mut self, envelope: Envelope) {
-        self.offset += 1;
-        self.pending.push(SourcedEvent {
-            partition: 0,
-            offset: self.offset,
-            envelope,
-        });
-    }
-
-    fn follow(&mut self, follower: &str, followee: &str) {
-        self.push(Envelope::followed(FollowChange {
-            follower: user(follower),
-            followee: user(followee),
-        }));
-    }
-
-    async fn apply(&mut self, db: &TestDb, policy: &Policy) {
-        for chunk in self.pending.chunks(2000) {
-            apply_batch(&db.pool, policy, chunk).await.unwrap();
-        }
-        self.pending.clear();
+fn post(author: &str, n: usize) -> PostCreated {
+    PostCreated {
+        post_id: PostId::generate(),
+        author: user(author),
+        body: post_body(n),
+        message_id: None,
+        created_at: Utc::now(),
     }
 }
 
 fn post_event(author: &str, n: usize) -> Envelope {
-    Envelope::post_created(PostCreated {
-        post_id: PostId::generate(),
-        author: user(author),
-        body: format!("benchmark post number {n:>6}, about as long as a short status update"),
-        message_id: None,
-        created_at: Utc::now(),
-    })
-}
-
-async fn scalar(db: &TestDb, sql: &str) -> i64 {
-    let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&db.pool).await.unwrap();
-    n
+    Envelope::post_created(post(author, n))
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Fan-out
 
 async fn seed_followers(db: &TestDb, authors: usize, followers: usize) {
-    let mut log = Log::default();
+    let mut log = EventLog::default();
     for a in 0..authors {
         for f in 0..followers {
             log.follow(&format!("fan{a}_{f}"), &format!("author{a}"));
         }
     }
-    log.apply(db, &Policy::default()).await;
+    log.apply(&db.pool, &Policy::default()).await;
     sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
 }
 
 async fn fanout_comparison(args: &Args) -> anyhow::Result<Comparison> {
     let authors = 10;
-    let posts: Vec<Envelope> = (0..args.posts)
-        .map(|n| post_event(&format!("author{}", n % authors), n))
+    let posts: Vec<PostCreated> = (0..args.posts)
+        .map(|n| post(&format!("author{}", n % authors), n))
         .collect();
     let rows = (args.posts * (args.followers + 1)) as f64;
 
@@ -172,10 +141,7 @@ async fn fanout_comparison(args: &Args) -> anyhow::Result<Comparison> {
         .await?;
     let (ids, post_authors): (Vec<String>, Vec<String>) = posts
         .iter()
-        .map(|e| match &e.event {
-            schemas::Event::PostCreated(p) => (p.post_id.to_string(), p.author.to_string()),
-            _ => unreachable!(),
-        })
+        .map(|p| (p.post_id.to_string(), p.author.to_string()))
         .unzip();
     let started = Instant::now();
     let inserted = sqlx::query(
@@ -206,9 +172,10 @@ async fn fanout_comparison(args: &Args) -> anyhow::Result<Comparison> {
     let topic = TestTopic::create(8).await;
     let producer = harness::raw_producer();
     futures::stream::iter(&posts)
-        .map(|event| {
+        .map(|post| {
             let producer = &producer;
             let topic = &topic.name;
+            let event = Envelope::post_created(post.clone());
             async move {
                 harness::produce_raw(producer, topic, event.key.as_str(), &event.to_json()).await
             }
@@ -239,7 +206,7 @@ async fn fanout_comparison(args: &Args) -> anyhow::Result<Comparison> {
             first_drawn = Some(Instant::now());
         }
         if first_drawn.is_some()
-            && scalar(&db, "SELECT count(*) FROM posts").await == args.posts as i64
+            && count(&db.pool, "SELECT count(*) FROM posts").await == args.posts as i64
         {
             break;
         }
@@ -248,7 +215,7 @@ async fn fanout_comparison(args: &Args) -> anyhow::Result<Comparison> {
     }
     let fanline_seconds = bench::seconds_since(first_drawn.unwrap());
     fanout.stop().await;
-    let written = scalar(&db, "SELECT count(*) FROM sync_entries").await;
+    let written = count(&db.pool, "SELECT count(*) FROM sync_entries").await;
     ensure!(
         written as f64 == rows,
         "fanout wrote {written} rows, not {rows}"
@@ -276,17 +243,10 @@ async fn fanout_comparison(args: &Args) -> anyhow::Result<Comparison> {
 
 const INGEST_AUTHORS: usize = 100;
 
-fn ingest_body(n: usize) -> String {
-    format!("benchmark post number {n:>6}, about as long as a short status update")
-}
-
 async fn ingest_comparison(args: &Args, dir: &std::path::Path) -> anyhow::Result<Comparison> {
     let topic = TestTopic::create(8).await;
-    let ingest = spawn_ingest(ingest::Config::for_brokers(
-        &harness::brokers(),
-        &topic.name,
-    ))
-    .await;
+    let ingest_config = ingest::Config::for_brokers(&harness::brokers(), &topic.name);
+    let ingest = spawn_ingest(ingest_config.clone()).await;
     let api = Api::new(ingest.url(""), "");
     let requests: Vec<WrkRequest> = (0..INGEST_AUTHORS)
         .map(|n| {
@@ -296,33 +256,20 @@ async fn ingest_comparison(args: &Args, dir: &std::path::Path) -> anyhow::Result
                 path: "/v1/posts".to_owned(),
                 token: api.token_for(&author),
                 body: Some(
-                    serde_json::json!({ "author": author, "body": ingest_body(n) }).to_string(),
+                    serde_json::json!({ "author": author, "body": post_body(n) }).to_string(),
                 ),
             }
         })
         .collect();
     let script = bench::wrk_script(dir, "ingest", &requests)?;
 
-    // The limit: the same events (as ingest serialises them), straight from one producer with ingest's
-    // settings, `ingest_connections` sends in flight like the HTTP clients.
-    let settings = kafkakit::KafkaSettings::new(&harness::brokers(), &[])?;
-    let producer: FutureProducer = settings
-        .acknowledged_producer(
-            "fanline-limits",
-            Duration::from_secs(30),
-            &[("linger.ms", "5"), ("partitioner", "murmur2_random")],
-        )
-        .create()?;
+    // The limit: the same events (as ingest serialises them), straight from one producer configured
+    // exactly as ingest's, `ingest_connections` sends in flight like the HTTP clients.
+    let producer: FutureProducer = ingest::producer::client_config(&ingest_config)?.create()?;
     let payloads: Vec<(String, Vec<u8>)> = (0..INGEST_AUTHORS)
         .map(|n| {
             let author = format!("writer{n}");
-            let event = Envelope::post_created(PostCreated {
-                post_id: PostId::generate(),
-                author: user(&author),
-                body: ingest_body(n),
-                message_id: None,
-                created_at: Utc::now(),
-            });
+            let event = post_event(&author, n);
             (author, event.to_json())
         })
         .collect();
@@ -423,19 +370,19 @@ fn history_conversation(users: usize, n: usize) -> ConversationId {
 /// the others) and one 10-member group with 5 messages. All applied through fanout's store.
 async fn seed_pages(db: &TestDb, users: usize) {
     let policy = Policy::default();
-    let mut log = Log::default();
+    let mut log = EventLog::default();
     for n in 1..=users {
         for k in 0..FOLLOWS_PER_USER {
             log.follow(&uid(n), &author_uid(users, (n + k * 5) % PAGE_AUTHORS));
         }
     }
-    log.apply(db, &policy).await;
+    log.apply(&db.pool, &policy).await;
     for round in 0..POSTS_PER_AUTHOR {
         for a in 0..PAGE_AUTHORS {
             log.push(post_event(&author_uid(users, a), round));
         }
     }
-    log.apply(db, &policy).await;
+    log.apply(&db.pool, &policy).await;
     let message = |from: usize, to: usize, n: usize| {
         Envelope::message_sent(MessageSent {
             message_id: PostId::generate(),
@@ -455,8 +402,8 @@ async fn seed_pages(db: &TestDb, users: usize) {
                 log.push(message(from, to, m));
             }
         }
-        if log.pending.len() > 5000 {
-            log.apply(db, &policy).await;
+        if log.pending() > 5000 {
+            log.apply(&db.pool, &policy).await;
         }
     }
     for g in 0..users / GROUP_SIZE {
@@ -489,7 +436,7 @@ async fn seed_pages(db: &TestDb, users: usize) {
             }));
         }
     }
-    log.apply(db, &policy).await;
+    log.apply(&db.pool, &policy).await;
     sqlx::query("VACUUM ANALYZE")
         .execute(&db.pool)
         .await
@@ -715,84 +662,39 @@ async fn large_audiences(args: &Args) -> anyhow::Result<Vec<(&'static str, Strin
         .await?;
     let rows = "SELECT (SELECT count(*) FROM sync_entries) + (SELECT count(*) FROM posts)
                      + (SELECT count(*) FROM messages)";
-    let before = scalar(&db, rows).await;
+    let before = count(&db.pool, rows).await;
     let started = Instant::now();
-    apply_batch(
-        &db.pool,
-        &policy,
-        &[SourcedEvent {
-            partition: 0,
-            offset: 1,
-            envelope: post_event("star", 1),
-        }],
-    )
-    .await?;
+    let mut log = EventLog::default();
+    apply_batch(&db.pool, &policy, &[log.at(post_event("star", 1))]).await?;
     let post_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let post_rows = scalar(&db, rows).await - before;
+    let post_rows = count(&db.pool, rows).await - before;
 
-    let group = GroupId::parse("group", "crowd").unwrap();
-    let owner = user("crowd_owner");
-    apply_batch(
-        &db.pool,
-        &policy,
-        &[SourcedEvent {
-            partition: 0,
-            offset: 2,
-            envelope: Envelope::group_created(GroupCreated {
-                group: group.clone(),
-                owner: owner.clone(),
-                name: "crowd".to_owned(),
-                group_type: None,
-                description: None,
-                created_at: Utc::now(),
-            }),
-        }],
-    )
-    .await?;
-    // The same for 100k joins: members and their contact-list rows straight into the tables.
-    sqlx::query(
-        "INSERT INTO group_members (group_id, user_id, role, active, src_partition, src_offset)
-         SELECT 'crowd', 'member' || i, 'member', true, -1, -1 FROM generate_series(1, $1 - 1) i",
-    )
-    .bind(args.large_members)
-    .execute(&db.pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO conversation_members (user_id, conversation_id, last_activity, derived)
-         SELECT 'member' || i, 'g:crowd', now(), true FROM generate_series(1, $1 - 1) i",
-    )
-    .bind(args.large_members)
-    .execute(&db.pool)
-    .await?;
-    sqlx::query("UPDATE groups SET member_count = $1 WHERE group_id = 'crowd'")
-        .bind(args.large_members)
-        .execute(&db.pool)
-        .await?;
-    sqlx::query("UPDATE conversations SET mode = 'pull' WHERE conversation_id = 'g:crowd'")
-        .execute(&db.pool)
-        .await?;
-    sqlx::query("ANALYZE").execute(&db.pool).await?;
-    let before = scalar(&db, rows).await;
+    // The same for 100k joins: a group created through fanout, its members written straight into the
+    // tables.
+    let group = seed_group(&db.pool, &mut log, &policy, "crowd", args.large_members).await;
+    ensure!(
+        args.large_members > policy.group_pull_above,
+        "a {}-member group is below the pull threshold ({})",
+        args.large_members,
+        policy.group_pull_above
+    );
+    let before = count(&db.pool, rows).await;
     let started = Instant::now();
     apply_batch(
         &db.pool,
         &policy,
-        &[SourcedEvent {
-            partition: 0,
-            offset: 3,
-            envelope: Envelope::message_sent(MessageSent {
-                message_id: PostId::generate(),
-                conversation: ConversationId::group(&group),
-                sender: owner,
-                body: "hello crowd".to_owned(),
-                client_msg_id: None,
-                created_at: Utc::now(),
-            }),
-        }],
+        &[log.at(Envelope::message_sent(MessageSent {
+            message_id: PostId::generate(),
+            conversation: ConversationId::group(&group),
+            sender: user("crowd_owner"),
+            body: "hello crowd".to_owned(),
+            client_msg_id: None,
+            created_at: Utc::now(),
+        }))],
     )
     .await?;
     let message_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let message_rows = scalar(&db, rows).await - before;
+    let message_rows = count(&db.pool, rows).await - before;
     Ok(vec![
         (
             "post by a 1M-follower author",
