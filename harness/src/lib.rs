@@ -141,6 +141,17 @@ impl TestDb {
         TestDb { name, url, pool }
     }
 
+    /// The reader's page-read connections to this database (one connection).
+    pub fn reads(&self) -> reader::db::ReadPool {
+        reader::db::ReadPool::new(
+            &self.url,
+            1,
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(10),
+        )
+        .expect("a valid database URL")
+    }
+
     /// All rows of the timeline tables and the sequence position, as text, for comparing states.
     pub async fn snapshot(&self) -> Vec<String> {
         let mut rows: Vec<String> = Vec::new();

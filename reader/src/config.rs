@@ -43,9 +43,10 @@ pub struct Config {
     )]
     pub database_url: SecretString,
 
-    /// Largest number of Postgres connections this process opens for requests: three quarters for page
-    /// reads (feeds, sync, contact lists, histories), a quarter for the rest (logins, device acks,
-    /// profiles); plus two for realtime wake-ups (LISTEN and its batch reads).
+    /// Largest number of Postgres connections this process opens for requests: a quarter (1 to 4),
+    /// shared and pipelined, for page reads (feeds, sync, contact lists, histories), the rest for
+    /// everything else (logins, device acks, profiles); plus two for realtime wake-ups (LISTEN and its
+    /// batch reads).
     #[arg(long, env = "FANLINE_READER_DB_CONNECTIONS", default_value_t = defaults::DB_CONNECTIONS)]
     pub db_connections: u32,
 
@@ -116,15 +117,18 @@ pub struct Config {
 
 impl Config {
     /// A configuration for tests and embedding: a free port, other settings at their defaults.
-    /// The connections page reads get: three quarters of `db_connections` (at least 2 in all).
+    /// The connections page reads share, each carrying many reads at once (see [`crate::db`]): a quarter
+    /// of `db_connections`, 1 to 4 (measured: past a few, pipelined reads get slower, not faster).
     pub fn page_connections(&self) -> u32 {
-        let connections = self.db_connections.max(2);
-        connections - connections / 4
+        (self.db_connections / 4).clamp(1, 4)
     }
 
-    /// The connections for everything else (logins, device acks, profiles): the rest, at least one.
+    /// The connections for everything else (logins, device acks, profiles, multi-statement snapshots):
+    /// the rest, at least one.
     pub fn other_connections(&self) -> u32 {
-        self.db_connections.max(2) - self.page_connections()
+        self.db_connections
+            .saturating_sub(self.page_connections())
+            .max(1)
     }
 
     pub fn for_database(database_url: &str) -> Self {

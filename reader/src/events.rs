@@ -109,7 +109,15 @@ impl StreamState {
                 return None;
             }
             if self.behind {
-                match sync_page(&self.realtime.reads, &self.user, self.after, PAGE).await {
+                match sync_page(
+                    &self.realtime.reads,
+                    &self.realtime.pool,
+                    &self.user,
+                    self.after,
+                    PAGE,
+                )
+                .await
+                {
                     Ok(page) => {
                         self.behind = page.has_more;
                         self.after = page.last_seq;

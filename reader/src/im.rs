@@ -23,7 +23,7 @@ use schemas::{ConversationId, GroupId, UserId};
 use sqlx::PgPool;
 
 use crate::db::ReadPool;
-use crate::routes::{cursor_param, database_error, page_limit};
+use crate::routes::{cursor_param, database_error, page_limit, read_error};
 
 /// `403` unless the caller is one of a direct conversation's two users or an active member of the
 /// group (a former member's history access ended when they left).
@@ -272,23 +272,37 @@ macro_rules! total_unread_sql {
 /// The contact list's total alone: $1 user (for an empty page; a page's rows carry it).
 pub const TOTAL_UNREAD_SQL: &str = concat!("SELECT (", total_unread_sql!(), ")::bigint");
 
-type ConversationRow = (
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    bool,
-    DateTime<Utc>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<bool>,
-    Option<String>,
-    i64,
-);
+/// One row of [`CONVERSATIONS_SQL`] (its 15th column, the user's total unread count, is read apart).
+fn conversation_summary(
+    row: &tokio_postgres::Row,
+) -> Result<ConversationSummary, tokio_postgres::Error> {
+    let last_seq = row.try_get(2)?;
+    let message_id: Option<String> = row.try_get(9)?;
+    let sender: Option<String> = row.try_get(10)?;
+    let created_at: Option<DateTime<Utc>> = row.try_get(11)?;
+    Ok(ConversationSummary {
+        last_message: match (message_id, sender, created_at) {
+            (Some(message_id), Some(sender), Some(created_at)) => Some(LastMessage {
+                message_id,
+                seq: last_seq,
+                sender,
+                preview: row.try_get::<_, Option<String>>(13)?.unwrap_or_default(),
+                created_at,
+                recalled: row.try_get::<_, Option<bool>>(12)?.unwrap_or(false),
+            }),
+            _ => None,
+        },
+        conversation_id: row.try_get(0)?,
+        kind: row.try_get(1)?,
+        last_seq,
+        read_seq: row.try_get(3)?,
+        unread: row.try_get(4)?,
+        active: row.try_get(5)?,
+        last_activity: row.try_get(6)?,
+        peer: row.try_get(7)?,
+        name: row.try_get(8)?,
+    })
+}
 
 /// The contact list page: $1 user, $2 cursor time, $3 cursor conversation, $4 rows wanted, $5 preview
 /// characters. Every row also carries the user's total unread count: page and total come from one
@@ -390,78 +404,37 @@ pub async fn conversations(
     let limit = page_limit(&params)?;
     let cursor = cursor_param(&params, decode_conversation_cursor)?;
     let (at, conversation) = cursor.unzip();
-    let (rows, total_unread) = reads
-        .run(move |connection| {
-            Box::pin(async move {
-                let rows: Vec<ConversationRow> = sqlx::query_as(CONVERSATIONS_SQL)
-                    .bind(user.as_str())
-                    .bind(at)
-                    .bind(conversation)
-                    .bind(limit + 1)
-                    .bind(PREVIEW_CHARS as i32)
-                    .fetch_all(&mut *connection)
-                    .await?;
-                let total_unread = match rows.first() {
-                    Some(row) => row.14,
-                    None => {
-                        sqlx::query_scalar(TOTAL_UNREAD_SQL)
-                            .bind(user.as_str())
-                            .fetch_one(&mut *connection)
-                            .await?
-                    }
-                };
-                Ok((rows, total_unread))
-            })
-        })
+    let rows = reads
+        .query(
+            CONVERSATIONS_SQL,
+            &[
+                &user.as_str(),
+                &at,
+                &conversation,
+                &(limit + 1),
+                &(PREVIEW_CHARS as i32),
+            ],
+        )
         .await
-        .map_err(database_error)?;
+        .map_err(read_error)?;
+    let total_unread: i64 = match rows.first() {
+        Some(row) => row.try_get(14),
+        None => reads
+            .query(TOTAL_UNREAD_SQL, &[&user.as_str()])
+            .await
+            .map_err(read_error)?
+            .first()
+            .ok_or_else(ApiError::internal)?
+            .try_get(0),
+    }
+    .map_err(|err| read_error(err.into()))?;
     let has_more = rows.len() as i64 > limit;
     let conversations: Vec<ConversationSummary> = rows
-        .into_iter()
+        .iter()
         .take(limit as usize)
-        .map(
-            |(
-                id,
-                kind,
-                last_seq,
-                read_seq,
-                unread,
-                active,
-                last_activity,
-                peer,
-                name,
-                message_id,
-                sender,
-                created_at,
-                recalled,
-                preview,
-                _total,
-            )| {
-                ConversationSummary {
-                    last_message: match (message_id, sender, created_at) {
-                        (Some(message_id), Some(sender), Some(created_at)) => Some(LastMessage {
-                            message_id,
-                            seq: last_seq,
-                            sender,
-                            preview: preview.unwrap_or_default(),
-                            created_at,
-                            recalled: recalled.unwrap_or(false),
-                        }),
-                        _ => None,
-                    },
-                    conversation_id: id,
-                    kind,
-                    peer,
-                    name,
-                    last_seq,
-                    read_seq,
-                    unread,
-                    active,
-                    last_activity,
-                }
-            },
-        )
-        .collect();
+        .map(conversation_summary)
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|err| read_error(err.into()))?;
     let next_cursor = match conversations.last() {
         Some(last) if has_more => Some(encode_conversation_cursor(
             last.last_activity,
@@ -507,7 +480,6 @@ pub async fn messages(
     require_participant(&pool, &bearer, &conversation).await?;
     let before = params.int_in("before", 1, i64::MAX)?;
     let after = params.int_in("after", 0, i64::MAX)?;
-    type Row = (i64, String, String, String, DateTime<Utc>, bool);
     let (sql, bound) = match (before, after) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_field(
@@ -518,38 +490,32 @@ pub async fn messages(
         (None, Some(after)) => (HISTORY_AFTER_SQL, after),
         (before, None) => (HISTORY_BEFORE_SQL, before.unwrap_or(i64::MAX)),
     };
-    let mut rows: Vec<Row> = reads
-        .run(move |connection| {
-            Box::pin(async move {
-                sqlx::query_as::<_, Row>(sql)
-                    .bind(conversation.as_str())
-                    .bind(bound)
-                    .bind(limit + 1)
-                    .fetch_all(connection)
-                    .await
+    let mut rows = reads
+        .query(sql, &[&conversation.as_str(), &bound, &(limit + 1)])
+        .await
+        .map_err(read_error)?
+        .iter()
+        .map(|row| {
+            Ok(Message {
+                seq: row.try_get(0)?,
+                message_id: row.try_get(1)?,
+                sender: row.try_get(2)?,
+                body: row.try_get(3)?,
+                created_at: row.try_get(4)?,
+                recalled: row.try_get(5)?,
             })
         })
-        .await
-        .map_err(database_error)?;
+        .collect::<Result<Vec<Message>, tokio_postgres::Error>>()
+        .map_err(|err| read_error(err.into()))?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     if after.is_none() {
         rows.reverse();
     }
-    let messages = rows
-        .into_iter()
-        .map(
-            |(seq, message_id, sender, body, created_at, recalled)| Message {
-                seq,
-                message_id,
-                sender,
-                body,
-                created_at,
-                recalled,
-            },
-        )
-        .collect();
-    Ok(Json(MessagePage { messages, has_more }))
+    Ok(Json(MessagePage {
+        messages: rows,
+        has_more,
+    }))
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub enum BuildError {
     Bind(#[from] httpkit::BindError),
     #[error("invalid database URL")]
     Database(#[from] sqlx::Error),
+    #[error("invalid database URL: {0}")]
+    DatabaseUrl(#[from] tokio_postgres::Error),
     #[error("cannot register metrics")]
     Metrics(#[from] prometheus::Error),
     #[error("FANLINE_TOKEN_KEY: {0}")]
@@ -69,7 +71,12 @@ impl App {
         let options = options.options([("statement_timeout", statement_timeout.as_str())]);
         // Lazy: the reader starts (and answers 503) while Postgres is down, and recovers by itself.
         let wait = Duration::from_millis(config.query_timeout_ms);
-        let reads = db::ReadPool::new(options.clone(), config.page_connections() as usize, wait);
+        let reads = db::ReadPool::new(
+            config.database_url.expose_secret(),
+            config.page_connections() as usize,
+            Duration::from_millis(config.query_timeout_ms),
+            wait,
+        )?;
         let pool = PgPoolOptions::new()
             .max_connections(config.other_connections())
             .test_before_acquire(false)
@@ -148,6 +155,7 @@ impl App {
             .layer(axum::Extension(authkit::QueryTokenAllowed));
         let api = routes::router(routes::ReadState {
             reads: reads.clone(),
+            pool: pool.clone(),
             hub: hub.clone(),
             shutdown: shutdown.clone(),
         })

@@ -6,7 +6,8 @@
 
 use chrono::{DateTime, Utc};
 use schemas::api::{encode_cursor, AdvancedConversation, FeedEntry, FeedPage, SyncEntry, SyncKind};
-use sqlx::{Executor, Postgres};
+
+use crate::db::{ReadError, ReadPool};
 
 // The queries bound pages with `post_id < coalesce($cursor, '8')` rather than `$cursor IS NULL OR ...`:
 // '8' sorts above every ULID (they start with 0-7), and a plain range stays an index bound even when
@@ -81,13 +82,13 @@ pub const FEED_SQL: &str = "WITH candidates AS (
 /// for the inbox, `posts_pull_by_author` for each pull source), and Postgres merges those
 /// `(1 + sources) × limit` rows. Sources are the followed authors that have pull-mode posts at all.
 /// Deleted posts are skipped inside each source, before its limit, so a page is never cut short.
-pub async fn feed<'e, E: Executor<'e, Database = Postgres>>(
-    executor: E,
+pub async fn feed(
+    reads: &ReadPool,
     user: &str,
     before: Option<&str>,
     limit: i64,
-) -> Result<FeedPage, sqlx::Error> {
-    post_page(executor, FEED_SQL, user, before, limit).await
+) -> Result<FeedPage, ReadError> {
+    post_page(reads, FEED_SQL, user, before, limit).await
 }
 
 /// An author's store timeline page: $1 author, $2 cursor, $3 rows wanted.
@@ -98,30 +99,36 @@ pub const STORE_TIMELINE_SQL: &str = "SELECT post_id, author, body, created_at
          LIMIT $3";
 
 /// A page of up to `limit` of `author`'s own posts older than `before`, newest first.
-pub async fn store_timeline<'e, E: Executor<'e, Database = Postgres>>(
-    executor: E,
+pub async fn store_timeline(
+    reads: &ReadPool,
     author: &str,
     before: Option<&str>,
     limit: i64,
-) -> Result<FeedPage, sqlx::Error> {
-    post_page(executor, STORE_TIMELINE_SQL, author, before, limit).await
+) -> Result<FeedPage, ReadError> {
+    post_page(reads, STORE_TIMELINE_SQL, author, before, limit).await
 }
 
 /// Runs a page query ordered by post id (`$1` whose page, `$2` cursor, `$3` rows wanted) for one row
 /// more than `limit`, which only says whether another page exists.
-async fn post_page<'e, E: Executor<'e, Database = Postgres>>(
-    executor: E,
+async fn post_page(
+    reads: &ReadPool,
     sql: &'static str,
     owner: &str,
     before: Option<&str>,
     limit: i64,
-) -> Result<FeedPage, sqlx::Error> {
-    let rows: Vec<FeedRow> = sqlx::query_as(sql)
-        .bind(owner)
-        .bind(before)
-        .bind(limit + 1)
-        .fetch_all(executor)
-        .await?;
+) -> Result<FeedPage, ReadError> {
+    let rows = reads.query(sql, &[&owner, &before, &(limit + 1)]).await?;
+    let rows = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            ))
+        })
+        .collect::<Result<Vec<FeedRow>, tokio_postgres::Error>>()?;
     Ok(page_of(rows, limit))
 }
 
@@ -206,7 +213,27 @@ struct SyncRow {
     reason: Option<String>,
 }
 
-/// A [`SyncRow`] with whether its user is in a large group ([`SYNC_FLAGGED_SQL`], [`SYNC_BATCH_SQL`]).
+impl SyncRow {
+    /// The same row from a page read's connection ([`ReadPool`]).
+    fn from_read(row: &tokio_postgres::Row) -> Result<SyncRow, tokio_postgres::Error> {
+        Ok(SyncRow {
+            seq: row.try_get("seq")?,
+            kind: row.try_get("kind")?,
+            post_id: row.try_get("post_id")?,
+            message_id: row.try_get("message_id")?,
+            conversation_id: row.try_get("conversation_id")?,
+            conv_seq: row.try_get("conv_seq")?,
+            author: row.try_get("author")?,
+            body: row.try_get("body")?,
+            created_at: row.try_get("created_at")?,
+            deleted: row.try_get("deleted")?,
+            recalled: row.try_get("recalled")?,
+            reason: row.try_get("reason")?,
+        })
+    }
+}
+
+/// A [`SyncRow`] with whether its user is in a large group ([`SYNC_BATCH_SQL`]).
 #[derive(sqlx::FromRow)]
 struct FlaggedRow {
     #[sqlx(flatten)]
@@ -253,20 +280,23 @@ where
 
 /// A sync scan, and whether the user is in a large group (see [`SYNC_FLAGGED_SQL`]); `true` when the
 /// scan found nothing (the flag comes with the rows).
-pub async fn sync_flagged<'e, E: Executor<'e, Database = Postgres>>(
-    executor: E,
+pub async fn sync_flagged(
+    reads: &ReadPool,
     user: &str,
     after: i64,
     limit: i64,
-) -> Result<(SyncScan, bool), sqlx::Error> {
-    let rows: Vec<FlaggedRow> = sqlx::query_as(SYNC_FLAGGED_SQL)
-        .bind(user)
-        .bind(after)
-        .bind(limit + 1)
-        .fetch_all(executor)
+) -> Result<(SyncScan, bool), ReadError> {
+    let rows = reads
+        .query(SYNC_FLAGGED_SQL, &[&user, &after, &(limit + 1)])
         .await?;
-    let in_large_group = rows.first().is_none_or(|row| row.in_large_group);
-    let rows = rows.into_iter().map(|flagged| flagged.row).collect();
+    let in_large_group = match rows.first() {
+        Some(row) => row.try_get("in_large_group")?,
+        None => true,
+    };
+    let rows = rows
+        .iter()
+        .map(SyncRow::from_read)
+        .collect::<Result<Vec<SyncRow>, tokio_postgres::Error>>()?;
     Ok((scan_of(rows, limit), in_large_group))
 }
 

@@ -16,8 +16,7 @@ use schemas::api::{
 };
 use schemas::db::DbFailure;
 use schemas::{PostId, UserId};
-use sqlx::postgres::PgConnection;
-use sqlx::Connection;
+use sqlx::PgPool;
 
 use crate::db::ReadPool;
 use crate::hub::Hub;
@@ -27,6 +26,8 @@ use crate::queries;
 #[derive(Clone)]
 pub struct ReadState {
     pub reads: ReadPool,
+    /// For the multi-statement snapshots of [`sync_page`].
+    pub pool: PgPool,
     pub hub: Arc<Hub>,
     /// Cancelled when the server stops: a long poll then answers at once.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -75,6 +76,20 @@ pub(crate) fn cursor_param<T>(
 /// bug on our side and must not look like an outage.
 pub(crate) fn database_error(err: sqlx::Error) -> ApiError {
     match schemas::db::classify(&err) {
+        DbFailure::Unavailable => {
+            tracing::warn!(error = %err, "database unavailable");
+            ApiError::unavailable("database unavailable")
+        }
+        DbFailure::Refused | DbFailure::Bug => {
+            tracing::error!(error = %err, "query failed");
+            ApiError::internal()
+        }
+    }
+}
+
+/// A page read's failure as the client sees it: 503 while the database is unavailable, else 500.
+pub(crate) fn read_error(err: crate::db::ReadError) -> ApiError {
+    match err.failure() {
         DbFailure::Unavailable => {
             tracing::warn!(error = %err, "database unavailable");
             ApiError::unavailable("database unavailable")
@@ -142,15 +157,10 @@ pub async fn feed(
     bearer.require_user("user", &user)?;
     let page = PageQuery::parse(&params)?;
     let (cursor, limit) = (page.cursor().map(str::to_owned), page.limit());
-    reads
-        .run(move |connection| {
-            Box::pin(async move {
-                queries::feed(connection, user.as_str(), cursor.as_deref(), limit).await
-            })
-        })
+    queries::feed(&reads, user.as_str(), cursor.as_deref(), limit)
         .await
         .map(Json)
-        .map_err(database_error)
+        .map_err(read_error)
 }
 
 /// Store timeline.
@@ -178,15 +188,10 @@ pub async fn posts(
     let user = UserId::parse("user", &user)?;
     let page = PageQuery::parse(&params)?;
     let (cursor, limit) = (page.cursor().map(str::to_owned), page.limit());
-    reads
-        .run(move |connection| {
-            Box::pin(async move {
-                queries::store_timeline(connection, user.as_str(), cursor.as_deref(), limit).await
-            })
-        })
+    queries::store_timeline(&reads, user.as_str(), cursor.as_deref(), limit)
         .await
         .map(Json)
-        .map_err(database_error)
+        .map_err(read_error)
 }
 
 /// Sync timeline scan.
@@ -220,7 +225,7 @@ pub async fn sync(
     let after = params.int_in("after", 0, i64::MAX)?.unwrap_or(0);
     let wait = params.int_in("wait", 0, MAX_WAIT_SECS)?.unwrap_or(0);
     if wait == 0 {
-        return sync_page(&state.reads, user.as_str(), after, limit)
+        return sync_page(&state.reads, &state.pool, user.as_str(), after, limit)
             .await
             .map(Json);
     }
@@ -228,7 +233,7 @@ pub async fn sync(
     let mut subscription = state.hub.subscribe(user.as_str());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
     loop {
-        let page = sync_page(&state.reads, user.as_str(), after, limit).await?;
+        let page = sync_page(&state.reads, &state.pool, user.as_str(), after, limit).await?;
         // Anything that moves the cursor answers, also a page of skipped (deleted) entries.
         if page.last_seq > after {
             return Ok(Json(page));
@@ -246,22 +251,20 @@ pub const MAX_WAIT_SECS: i64 = 60;
 
 /// One page of a user's sync timeline after `after`: the entries, and the large groups that advanced
 /// within the scanned range. Shared by `/sync`, the long poll, the WebSocket and the SSE stream.
+///
+/// `snapshots` runs the rare two-statement snapshot (users whose large groups advanced): a transaction
+/// needs a connection of its own, which the shared page connections are not.
 pub(crate) async fn sync_page(
     reads: &ReadPool,
+    snapshots: &PgPool,
     user: &str,
     after: i64,
     limit: i64,
 ) -> Result<SyncPage, ApiError> {
     // Most users have no large group that advanced: then one statement is the whole page.
-    let owned_user = user.to_owned();
-    let (scan, in_large_group) = reads
-        .run(move |connection| {
-            Box::pin(
-                async move { queries::sync_flagged(connection, &owned_user, after, limit).await },
-            )
-        })
+    let (scan, in_large_group) = queries::sync_flagged(reads, user, after, limit)
         .await
-        .map_err(database_error)?;
+        .map_err(read_error)?;
     if !in_large_group {
         return Ok(SyncPage {
             last_seq: scan.last_scanned_seq.unwrap_or(after),
@@ -271,12 +274,17 @@ pub(crate) async fn sync_page(
         });
     }
     let user = user.to_owned();
-    let (scan, conversations) = reads
-        .run(move |connection| {
-            Box::pin(async move { snapshot_scan(connection, &user, after, limit).await })
-        })
-        .await
-        .map_err(database_error)?;
+    // In a task of its own, to completion: a request that goes away must not cancel the transaction
+    // halfway (a cancelled `BEGIN` leaves the pooled connection inside a transaction; seen under wrk).
+    let pool = snapshots.clone();
+    let (scan, conversations) =
+        tokio::spawn(async move { snapshot_scan(&pool, &user, after, limit).await })
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "snapshot read task failed");
+                ApiError::internal()
+            })?
+            .map_err(database_error)?;
     let last_position = conversations.iter().map(|c| c.position).max();
     let last_seq = scan
         .last_scanned_seq
@@ -296,12 +304,12 @@ pub(crate) async fn sync_page(
 /// position read after an entry committed that the scan did not see would move the cursor past that
 /// entry.
 async fn snapshot_scan(
-    connection: &mut PgConnection,
+    pool: &PgPool,
     user: &str,
     after: i64,
     limit: i64,
 ) -> Result<(queries::SyncScan, Vec<AdvancedConversation>), sqlx::Error> {
-    let mut snapshot = connection
+    let mut snapshot = pool
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await?;
     let scan = queries::sync(&mut *snapshot, user, after, limit).await?;

@@ -446,7 +446,14 @@ impl Connection<'_> {
     async fn send_next_page(&mut self) -> Result<bool, ApiError> {
         let room = self.realtime.settings.window as i64 - self.unacked.len() as i64;
         let limit = room.clamp(1, FRAME_ENTRIES);
-        let page = sync_page(&self.realtime.reads, self.user, self.sent_upto, limit).await?;
+        let page = sync_page(
+            &self.realtime.reads,
+            &self.realtime.pool,
+            self.user,
+            self.sent_upto,
+            limit,
+        )
+        .await?;
         // A page can hold nothing to show yet move the cursor (entries of deleted posts are scanned,
         // not returned): that is progress too, sent as an empty frame the client can ack past.
         if page.last_seq <= self.sent_upto {

@@ -90,11 +90,47 @@ async fn a_database_outage_gets_503_not_an_empty_page() {
         "/v1/users/bob/feed",
         "/v1/users/bob/sync?after=3",
         "/v1/users/bob/posts",
+        "/v1/users/bob/conversations",
+        "/v1/conversations/d:alice:bob/messages",
         "/readyz",
     ] {
         let (status, value) = api.raw(Method::GET, &reader.url(path), None, None).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {value}");
         assert!(value["error"].is_string());
     }
+    reader.stop().await;
+}
+
+/// Page reads share a few long-lived connections; one that Postgres closed (a restart, an
+/// administrator's `pg_terminate_backend`) is opened again by the next read, and a read caught on it
+/// gets 503 (retry), never 500 or a wrong page.
+#[tokio::test]
+async fn page_reads_reconnect_after_postgres_closed_their_connections() {
+    let db = TestDb::create().await;
+    seed(&db, 3).await;
+    let reader = spawn_reader(&db.url).await;
+    let api = Api::new("", reader.url("")).as_user("bob");
+    let path = reader.url("/v1/users/bob/feed");
+    let (status, _) = api.raw(Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let terminated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                               WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(terminated >= 1, "the reader's connections were open");
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (status, value) = api.raw(Method::GET, &path, None, None).await;
+        statuses.push(status);
+        if status == StatusCode::OK {
+            assert_eq!(value["entries"].as_array().unwrap().len(), 3);
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{value}");
+    }
+    assert_eq!(statuses.last(), Some(&StatusCode::OK), "{statuses:?}");
     reader.stop().await;
 }
