@@ -87,18 +87,23 @@ pub fn with_common_layers(
                 "method not allowed on this route",
             )
         })
-        .layer(middleware::from_fn(json_error_bodies))
-        .layer(DefaultBodyLimit::max(body_limit_bytes))
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("handler panicked");
-            ApiError::internal().into_response()
-        }))
-        .layer(middleware::from_fn_with_state(metrics, HttpMetrics::track))
-        // Spans name the path only: a query may carry an access token (WebSocket, EventSource).
+        // One `layer` call for the whole stack: each `Router::layer` boxes every route again, and a
+        // request clones every box on its way in (8 stacked layers were a quarter of ingest's CPU).
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-            }),
+            tower::ServiceBuilder::new()
+                // Spans name the path only: a query may carry an access token (WebSocket, EventSource).
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                        tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+                    }),
+                )
+                .layer(middleware::from_fn_with_state(metrics, HttpMetrics::track))
+                .layer(CatchPanicLayer::custom(|_| {
+                    tracing::error!("handler panicked");
+                    ApiError::internal().into_response()
+                }))
+                .layer(DefaultBodyLimit::max(body_limit_bytes))
+                .layer(middleware::from_fn(json_error_bodies)),
         )
 }
 

@@ -110,7 +110,7 @@ pub fn validate_message(request: SendMessageRequest) -> Result<MessageSent, ApiE
         BadRequest, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn send_message(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
@@ -141,7 +141,7 @@ pub async fn send_message(
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn recall_message(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
@@ -184,7 +184,7 @@ pub async fn recall_message(
         BadRequest, Unauthorized, Forbidden, BodyRejected, NoSuchRoute, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn mark_read(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
@@ -218,7 +218,7 @@ pub async fn mark_read(
         BadRequest, Unauthorized, Forbidden, BodyRejected, NoSuchRoute, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn update_profile(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
@@ -249,7 +249,7 @@ pub async fn update_profile(
         BadRequest, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_group(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
@@ -342,7 +342,7 @@ fn require_actor(
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn add_member(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
@@ -378,7 +378,7 @@ pub async fn add_member(
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn remove_member(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,

@@ -77,10 +77,16 @@ impl App {
         let router = httpkit::with_common_layers(
             routes::router(producer.clone(), config.batch_body_limit_bytes)
                 .merge(im_routes::router(producer.clone()))
-                .layer(axum::Extension(token_key))
-                .layer(axum::Extension(Arc::new(
-                    authkit::AddressLimiter::per_minute(config.register_per_address_per_minute),
-                ))),
+                // One `layer` call: every call boxes each route again (see `with_common_layers`).
+                .layer(
+                    tower::ServiceBuilder::new()
+                        .layer(axum::Extension(token_key))
+                        .layer(axum::Extension(Arc::new(
+                            authkit::AddressLimiter::per_minute(
+                                config.register_per_address_per_minute,
+                            ),
+                        ))),
+                ),
             registry,
             http_metrics,
             readiness,

@@ -106,7 +106,7 @@ impl EventProducer {
     }
 
     /// Appends one event, keyed by its timeline, and waits for the broker's acknowledgement.
-    #[tracing::instrument(skip_all, fields(event_id = %envelope.id, event_type = envelope.event_type()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(event_id = %envelope.id, event_type = envelope.event_type()))]
     pub async fn send(&self, envelope: &Envelope) -> Result<Acknowledged, ProduceError> {
         let payload = envelope.to_json();
         let record = FutureRecord::to(&self.topic)
@@ -144,7 +144,7 @@ impl EventProducer {
             }
             Err(err) => {
                 self.producer.failed();
-                tracing::warn!(error = %err, "event not acknowledged");
+                tracing::warn!(error = %err, event_id = %envelope.id, event_type = envelope.event_type(), "event not acknowledged");
                 self.metrics
                     .record_failure(envelope.event_type(), err.reason(), seconds);
             }

@@ -62,7 +62,7 @@ pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Ro
         BadRequest, BodyRejected, TooManyRequests, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn register(
     State(producer): State<Arc<EventProducer>>,
     Extension(limiter): Extension<Arc<authkit::AddressLimiter>>,
@@ -136,7 +136,7 @@ pub fn validate_post(request: CreatePostRequest) -> Result<PostCreated, ApiError
         BadRequest, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_post(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
@@ -162,7 +162,7 @@ pub async fn create_post(
         BadRequest, Unauthorized, BodyRejected,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_posts(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
@@ -242,7 +242,7 @@ fn failed(err: ApiError) -> BatchItemResult {
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn delete_post(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
@@ -282,7 +282,7 @@ fn follow_change(user: &str, target: &str) -> Result<FollowChange, ApiError> {
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn follow(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
@@ -309,7 +309,7 @@ pub async fn follow(
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn unfollow(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,

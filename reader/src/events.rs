@@ -43,7 +43,7 @@ const PAGE: i64 = 100;
         BadRequest, Unauthorized, Forbidden, NoSuchRoute,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn stream(
     bearer: Bearer,
     State(realtime): State<Arc<Realtime>>,

@@ -129,7 +129,7 @@ fn decode_member_cursor(raw: &str) -> Option<String> {
         BadRequest, Unauthorized, InternalError, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn profile(
     _bearer: Bearer,
     State(pool): State<PgPool>,
@@ -163,7 +163,7 @@ pub async fn profile(
         BadRequest, Unauthorized, InternalError, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn group(
     _bearer: Bearer,
     State(pool): State<PgPool>,
@@ -215,7 +215,7 @@ pub async fn group(
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn members(
     _bearer: Bearer,
     State(pool): State<PgPool>,
@@ -392,7 +392,7 @@ pub const HISTORY_AFTER_SQL: &str =
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn conversations(
     bearer: Bearer,
     State(reads): State<ReadPool>,
@@ -467,7 +467,7 @@ pub async fn conversations(
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn messages(
     bearer: Bearer,
     State(pool): State<PgPool>,

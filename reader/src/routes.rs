@@ -146,7 +146,7 @@ impl PageQuery {
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn feed(
     bearer: Bearer,
     State(reads): State<ReadPool>,
@@ -177,7 +177,7 @@ pub async fn feed(
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn posts(
     // An author's posts are public to every signed-in user, like a profile page.
     _bearer: Bearer,
@@ -212,7 +212,7 @@ pub async fn posts(
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn sync(
     bearer: Bearer,
     State(state): State<ReadState>,

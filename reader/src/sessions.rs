@@ -115,7 +115,7 @@ fn tokens(sessions: &Sessions, user: &str, session_id: &str, secret: &str) -> Se
         BadRequest, Unauthorized, BodyRejected, TooManyRequests, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn login(
     State(sessions): State<Arc<Sessions>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -167,7 +167,7 @@ pub async fn login(
         BadRequest, Unauthorized, BodyRejected, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn refresh(
     State(sessions): State<Arc<Sessions>>,
     JsonBody(request): JsonBody<RefreshRequest>,
@@ -222,7 +222,7 @@ pub async fn refresh(
         Unauthorized, Unavailable,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn logout(
     bearer: Bearer,
     State(sessions): State<Arc<Sessions>>,

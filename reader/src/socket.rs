@@ -111,7 +111,7 @@ impl SocketMetrics {
         httpkit::openapi::BadRequest, httpkit::openapi::Unauthorized,
     )
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn connect(
     bearer: Bearer,
     State(realtime): State<Arc<Realtime>>,
