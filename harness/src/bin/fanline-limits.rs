@@ -243,7 +243,10 @@ async fn fanout_comparison(args: &Args) -> anyhow::Result<Comparison> {
 
 const INGEST_AUTHORS: usize = 100;
 
-async fn ingest_comparison(args: &Args, dir: &std::path::Path) -> anyhow::Result<Comparison> {
+async fn ingest_comparison(
+    args: &Args,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Comparison, f64)> {
     let topic = TestTopic::create(8).await;
     let ingest_config = ingest::Config::for_brokers(&harness::brokers(), &topic.name);
     let ingest = spawn_ingest(ingest_config.clone()).await;
@@ -316,6 +319,7 @@ async fn ingest_comparison(args: &Args, dir: &std::path::Path) -> anyhow::Result
         }
         limit += produce_for(args.slice().as_secs()).await;
     }
+    let http_alone = http_alone(args, &ingest.url(""), dir, args.ingest_connections).await?;
     ingest.stop().await;
     let rounds = args.rounds.max(1) as f64;
     let (fanline, limit) = (
@@ -324,21 +328,24 @@ async fn ingest_comparison(args: &Args, dir: &std::path::Path) -> anyhow::Result
         },
         limit / rounds,
     );
-    Ok(Comparison {
-        workload: format!(
-            "ingest: `POST /v1/posts`, {} connections (wrk)",
-            args.ingest_connections
-        ),
-        unit: "posts/s",
-        fanline,
-        limit: Rate { per_second: limit },
-        limit_name: format!(
-            "rdkafka produce of the same events, same settings, {} in flight",
-            args.ingest_connections
-        ),
-        target: 0.8,
-        latency: None,
-    })
+    Ok((
+        Comparison {
+            workload: format!(
+                "ingest: `POST /v1/posts`, {} connections (wrk)",
+                args.ingest_connections
+            ),
+            unit: "posts/s",
+            fanline,
+            limit: Rate { per_second: limit },
+            limit_name: format!(
+                "rdkafka produce of the same events, same settings, {} in flight",
+                args.ingest_connections
+            ),
+            target: 0.8,
+            latency: None,
+        },
+        http_alone,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -641,6 +648,41 @@ async fn page_comparison(
     })
 }
 
+/// The HTTP round trip alone, on the same server with the same concurrency: wrk on `GET /healthz`, which
+/// touches neither database nor broker. On cores shared by everything, a request that costs one such
+/// round trip plus one limit-side operation can reach at most `http · limit / (http + limit)`.
+async fn http_alone(
+    args: &Args,
+    base_url: &str,
+    dir: &std::path::Path,
+    connections: usize,
+) -> anyhow::Result<f64> {
+    let script = bench::wrk_script(
+        dir,
+        "healthz",
+        &[WrkRequest {
+            method: "GET",
+            path: "/healthz".to_owned(),
+            token: String::new(),
+            body: None,
+        }],
+    )?;
+    let rate = bench::wrk(
+        base_url,
+        &script,
+        connections,
+        Args::warm_up(0),
+        args.slice(),
+    )
+    .await?;
+    Ok(rate.per_second)
+}
+
+/// `http · limit / (http + limit)` as a ratio of `limit`: the ceiling when costs add up.
+fn ceiling(http: f64, limit: f64) -> f64 {
+    http / (http + limit)
+}
+
 // ---------------------------------------------------------------------------------------------------
 // O(1) rows for huge audiences
 
@@ -746,6 +788,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
     let mut facts = Vec::new();
+    let mut ceilings: Vec<(&str, String)> = Vec::new();
     if args.runs("fanout") {
         eprintln!(
             "fan-out: {} posts × {} followers",
@@ -755,7 +798,15 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs("ingest") {
         eprintln!("ingest: {} connections", args.ingest_connections);
-        rows.push(report(ingest_comparison(&args, &dir).await?));
+        let (row, http) = ingest_comparison(&args, &dir).await?;
+        ceilings.push((
+            "HTTP alone: ingest `GET /healthz` (no broker), same connections (wrk)",
+            format!(
+                "{http:.0} req/s; ceiling of the ingest ratio if HTTP and produce costs add up: {:.2}",
+                ceiling(http, row.limit.per_second)
+            ),
+        ));
+        rows.push(report(row));
     }
     let pages: Vec<&str> = ["feed", "sync", "conversations", "history"]
         .into_iter()
@@ -791,13 +842,29 @@ async fn main() -> anyhow::Result<()> {
                 ));
             }
         }
+        let http = http_alone(&args, &reader.url(""), &dir, args.page_clients).await?;
+        let page_ceilings: Vec<String> = rows
+            .iter()
+            .filter(|row| row.unit == "pages/s")
+            .map(|row| {
+                let name = row.workload.split(' ').next().unwrap_or_default();
+                format!("{name} {:.2}", ceiling(http, row.limit.per_second))
+            })
+            .collect();
+        ceilings.push((
+            "HTTP alone: reader `GET /healthz` (no database), same clients (wrk)",
+            format!(
+                "{http:.0} req/s; ceilings of the page ratios if HTTP and SQL costs add up: {}",
+                page_ceilings.join(", ")
+            ),
+        ));
         reader.stop().await;
     }
     if args.runs("large") {
         eprintln!("large audiences");
         facts = large_audiences(&args).await?;
     }
-    let facts: Vec<(&str, String)> = facts;
+    let facts: Vec<(&str, String)> = ceilings.into_iter().chain(facts).collect();
     bench::print_table(&rows, &facts);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
