@@ -75,21 +75,16 @@ pub(crate) fn cursor_param<T>(
 /// 503 while the database is unavailable (the client may retry); 500 for anything else, which is a
 /// bug on our side and must not look like an outage.
 pub(crate) fn database_error(err: sqlx::Error) -> ApiError {
-    match schemas::db::classify(&err) {
-        DbFailure::Unavailable => {
-            tracing::warn!(error = %err, "database unavailable");
-            ApiError::unavailable("database unavailable")
-        }
-        DbFailure::Refused | DbFailure::Bug => {
-            tracing::error!(error = %err, "query failed");
-            ApiError::internal()
-        }
-    }
+    failure_response(schemas::db::classify(&err), &err)
 }
 
-/// A page read's failure as the client sees it: 503 while the database is unavailable, else 500.
+/// The same for a page read ([`crate::db::ReadPool`]).
 pub(crate) fn read_error(err: crate::db::ReadError) -> ApiError {
-    match err.failure() {
+    failure_response(err.failure(), &err)
+}
+
+fn failure_response(failure: DbFailure, err: &dyn std::fmt::Display) -> ApiError {
+    match failure {
         DbFailure::Unavailable => {
             tracing::warn!(error = %err, "database unavailable");
             ApiError::unavailable("database unavailable")
