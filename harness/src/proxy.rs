@@ -13,6 +13,7 @@ pub struct TcpProxy {
     port: u16,
     up: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
+    stall: watch::Sender<u64>,
     task: JoinHandle<()>,
 }
 
@@ -23,9 +24,11 @@ impl TcpProxy {
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let (generation, _) = watch::channel(0u64);
+        let (stall, _) = watch::channel(0u64);
         let task = {
             let up = up.clone();
             let generation = generation.clone();
+            let stall = stall.clone();
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
                     if !up.load(Ordering::Acquire) {
@@ -33,6 +36,7 @@ impl TcpProxy {
                         continue;
                     }
                     let mut cut = generation.subscribe();
+                    let mut stalled = stall.subscribe();
                     tokio::spawn(async move {
                         let Ok(mut server) = TcpStream::connect(target).await else {
                             return;
@@ -40,8 +44,13 @@ impl TcpProxy {
                         let mut client = client;
                         tokio::select! {
                             _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                            _ = cut.changed() => {}
+                            _ = cut.changed() => return,
+                            _ = stalled.changed() => {}
                         }
+                        // Stalled: both sockets stay open and nothing moves, like a peer that
+                        // vanished without a reset, until the proxy cuts everything.
+                        let _ = cut.changed().await;
+                        drop((client, server));
                     });
                 }
             })
@@ -50,12 +59,19 @@ impl TcpProxy {
             port,
             up,
             generation,
+            stall,
             task,
         }
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Stops forwarding on every open connection while keeping it open (a peer gone silent, no reset);
+    /// new connections are forwarded as usual.
+    pub fn stall_open_connections(&self) {
+        self.stall.send_modify(|g| *g += 1);
     }
 
     /// Down: cuts every open connection and refuses new ones. Up: forwards again.

@@ -7,7 +7,7 @@
 //! Postgres answers them in order without waiting for the client between them. Measured on the history
 //! query, 32 concurrent readers in one process (2 cores): one read at a time on 12 connections 21k/s
 //! (sqlx) and 23–27k/s (tokio-postgres); pipelined on 2–4 connections 36–38k/s, on 12 29.5k/s. So
-//! page reads share few connections ([`crate::Config::read_pipelines`]).
+//! page reads share few connections ([`crate::Config::page_connections`]).
 //!
 //! A read is cancel-safe as it is: when a request goes away its read's answer is still read off the
 //! connection (by the connection's own task) and dropped. Reads that each see one snapshot are single
@@ -16,7 +16,14 @@
 //!
 //! A read goes to the connection with the fewest reads in flight, so that one slow query (a huge contact
 //! list) does not hold up the reads queued behind it while other connections are free. A connection that
-//! closed (Postgres restarted, network) is opened again by the next read that picks it.
+//! closed (Postgres restarted, network) is opened again by the next read that picks it; one that stopped
+//! answering (no reply within twice the statement timeout, which Postgres itself would have enforced) is
+//! given up and opened again too.
+//!
+//! The database URL is read by tokio-postgres here and by sqlx for the other connections: use the forms
+//! both read alike (`postgres://user:password@host:port/db`, `?host=/socket/dir` without a host in the
+//! URL, `sslmode=disable|prefer`); the `/readyz` check reads through both, so a URL only one of them
+//! accepts shows as not ready.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -25,6 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use schemas::db::{classify_sqlstate, DbFailure};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
@@ -70,12 +78,12 @@ fn io_cause(err: &tokio_postgres::Error) -> bool {
 /// One open connection and the statements prepared on it, by the address of their `'static` SQL.
 struct Pipeline {
     client: Client,
-    statements: Mutex<HashMap<usize, Statement>>,
+    statements: Mutex<HashMap<(usize, usize), Statement>>,
 }
 
 impl Pipeline {
     async fn statement(&self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
-        let key = sql.as_ptr() as usize;
+        let key = (sql.as_ptr() as usize, sql.len());
         if let Some(statement) = self.statements.lock().expect("not poisoned").get(&key) {
             return Ok(statement.clone());
         }
@@ -87,6 +95,13 @@ impl Pipeline {
             .expect("not poisoned")
             .insert(key, statement.clone());
         Ok(statement)
+    }
+
+    /// Drops a prepared statement that Postgres no longer accepts (after a migration changed what it
+    /// returns: "cached plan must not change result type"), so that the next read prepares it again.
+    fn forget(&self, sql: &'static str) {
+        let key = (sql.as_ptr() as usize, sql.len());
+        self.statements.lock().expect("not poisoned").remove(&key);
     }
 }
 
@@ -106,6 +121,17 @@ impl Slot {
             .as_ref()
             .filter(|pipeline| !pipeline.client.is_closed())
             .cloned()
+    }
+
+    /// Gives up `pipeline` if it is still this slot's connection: the next read opens another.
+    fn abandon(&self, pipeline: &Arc<Pipeline>) {
+        let mut open = self.open.write().expect("not poisoned");
+        if open
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, pipeline))
+        {
+            *open = None;
+        }
     }
 }
 
@@ -141,15 +167,22 @@ impl ReadPool {
         wait: Duration,
     ) -> Result<Self, tokio_postgres::Error> {
         let mut config = tokio_postgres::Config::from_str(database_url)?;
+        // Added to the URL's own `options`, if any (a `search_path` there must stay).
+        let options = format!(
+            "{} -c statement_timeout={}",
+            config.get_options().unwrap_or_default(),
+            statement_timeout.as_millis()
+        );
         config
-            .options(format!(
-                "-c statement_timeout={}",
-                statement_timeout.as_millis()
-            ))
+            .options(options.trim_start())
             .connect_timeout(wait)
-            // A connection whose peer vanished (no RST: a partition, a dead host) is found out.
+            // A connection whose peer vanished (no RST: a partition, a dead host) is found out by the
+            // kernel too, not only by the reads that time out on it.
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30));
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(wait * 2);
         let slots = (0..size.max(1)).map(|_| Slot::default()).collect();
         Ok(ReadPool {
             inner: Arc::new(Inner {
@@ -166,18 +199,6 @@ impl ReadPool {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, ReadError> {
-        let limit = self.inner.wait * 2;
-        match tokio::time::timeout(limit, self.query_untimed(sql, params)).await {
-            Ok(result) => result,
-            Err(_) => Err(ReadError::TimedOut(limit)),
-        }
-    }
-
-    async fn query_untimed(
-        &self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, ReadError> {
         let slot = self
             .inner
             .slots
@@ -188,10 +209,32 @@ impl ReadPool {
         let _counted = InFlight(slot);
         let pipeline = match slot.current() {
             Some(pipeline) => pipeline,
-            None => self.open(slot).await?,
+            // Waiting for another read's attempt counts too.
+            None => tokio::time::timeout(self.inner.wait, self.open(slot))
+                .await
+                .map_err(|_| ReadError::TimedOut(self.inner.wait))??,
         };
-        let statement = pipeline.statement(sql).await?;
-        Ok(pipeline.client.query(&statement, params).await?)
+        // Postgres ends a statement at the statement timeout (= `wait`) by itself; no answer by twice
+        // that means the connection is stuck (a dead peer that sent no RST): give it up.
+        let limit = self.inner.wait * 2;
+        let read = async {
+            let statement = pipeline.statement(sql).await?;
+            pipeline.client.query(&statement, params).await
+        };
+        match tokio::time::timeout(limit, read).await {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(err)) => {
+                if err.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) {
+                    pipeline.forget(sql);
+                }
+                Err(err.into())
+            }
+            Err(_) => {
+                tracing::warn!(?limit, "page read connection stuck; opening another");
+                slot.abandon(&pipeline);
+                Err(ReadError::TimedOut(limit))
+            }
+        }
     }
 
     async fn open(&self, slot: &Slot) -> Result<Arc<Pipeline>, ReadError> {
@@ -200,10 +243,7 @@ impl ReadPool {
         if let Some(pipeline) = slot.current() {
             return Ok(pipeline);
         }
-        let (client, connection) =
-            tokio::time::timeout(self.inner.wait, self.inner.config.connect(NoTls))
-                .await
-                .map_err(|_| ReadError::TimedOut(self.inner.wait))??;
+        let (client, connection) = self.inner.config.connect(NoTls).await?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::warn!(error = %err, "page read connection closed");

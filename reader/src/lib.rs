@@ -86,15 +86,22 @@ impl App {
         let hub = hub::Hub::new(&registry)?;
         let readiness = {
             let pool = pool.clone();
+            let reads = reads.clone();
             let hub = hub.clone();
             httpkit::Readiness::new(move || {
                 let pool = pool.clone();
+                let reads = reads.clone();
                 let hub = hub.clone();
                 async move {
                     sqlx::query("SELECT 1")
                         .execute(&pool)
                         .await
                         .map_err(|_| "database unavailable".to_owned())?;
+                    // The page reads' own connections (tokio-postgres reads the URL itself).
+                    reads
+                        .query("SELECT 1", &[])
+                        .await
+                        .map_err(|err| format!("page reads: {err}"))?;
                     // Without the LISTEN connection, long polls, sockets and event streams hear nothing.
                     if !hub.listening() {
                         return Err("not listening for sync wake-ups yet".to_owned());

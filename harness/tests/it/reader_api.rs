@@ -134,3 +134,30 @@ async fn page_reads_reconnect_after_postgres_closed_their_connections() {
     assert_eq!(statuses.last(), Some(&StatusCode::OK), "{statuses:?}");
     reader.stop().await;
 }
+
+/// A page connection whose peer went silent without a reset (a dead host, a partition) is given up after
+/// twice the query timeout: that read gets 503, and the next read opens another connection instead of
+/// waiting on the silent one until the kernel gives up on it.
+#[tokio::test]
+async fn a_page_connection_gone_silent_is_replaced() {
+    let db = TestDb::create().await;
+    seed(&db, 3).await;
+    let proxy =
+        harness::proxy::TcpProxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], 5432))).await;
+    let url = db.url.replacen(":5432/", &format!(":{}/", proxy.port()), 1);
+    assert_ne!(url, db.url, "the test database URL names port 5432");
+    let mut config = reader::Config::for_database(&url);
+    config.query_timeout_ms = 300;
+    let reader = harness::spawn_reader_with(config).await;
+    let api = Api::new("", reader.url("")).as_user("bob");
+    let path = reader.url("/v1/users/bob/feed");
+    let (status, _) = api.raw(Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    proxy.stall_open_connections();
+    let (status, value) = api.raw(Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{value}");
+    let (status, value) = api.raw(Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(value["entries"].as_array().unwrap().len(), 3);
+    reader.stop().await;
+}
