@@ -122,6 +122,8 @@ pub struct TestDb {
     pub name: String,
     pub url: String,
     pub pool: PgPool,
+    /// The reader's page-read connections to this database (one, opened on first use).
+    pub reads: reader::db::ReadPool,
 }
 
 impl TestDb {
@@ -138,18 +140,14 @@ impl TestDb {
             .connect(&url)
             .await
             .unwrap();
-        TestDb { name, url, pool }
-    }
-
-    /// The reader's page-read connections to this database (one connection).
-    pub fn reads(&self) -> reader::db::ReadPool {
-        reader::db::ReadPool::new(
-            &self.url,
-            1,
-            std::time::Duration::from_secs(10),
-            std::time::Duration::from_secs(10),
-        )
-        .expect("a valid database URL")
+        let reads = reader::db::ReadPool::new(&url, 1, std::time::Duration::from_secs(10))
+            .expect("a valid database URL");
+        TestDb {
+            name,
+            url,
+            pool,
+            reads,
+        }
     }
 
     /// All rows of the timeline tables and the sequence position, as text, for comparing states.

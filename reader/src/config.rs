@@ -116,7 +116,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration for tests and embedding: a free port, other settings at their defaults.
     /// The connections page reads share, each carrying many reads at once (see [`crate::db`]): a quarter
     /// of `db_connections`, 1 to 4 (measured: past a few, pipelined reads get slower, not faster).
     pub fn page_connections(&self) -> u32 {
@@ -131,6 +130,7 @@ impl Config {
             .max(1)
     }
 
+    /// A configuration for tests and embedding: a free port, other settings at their defaults.
     pub fn for_database(database_url: &str) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),

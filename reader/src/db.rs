@@ -158,12 +158,11 @@ pub struct ReadPool {
 }
 
 impl ReadPool {
-    /// `statement_timeout` ends a stuck query server-side; `wait` bounds opening a connection and, with
-    /// the statement timeout, how long a read may take in all.
+    /// `wait` is the statement timeout Postgres enforces and the longest wait for a connection; a read
+    /// with no answer after twice that gives its connection up.
     pub fn new(
         database_url: &str,
         size: usize,
-        statement_timeout: Duration,
         wait: Duration,
     ) -> Result<Self, tokio_postgres::Error> {
         let mut config = tokio_postgres::Config::from_str(database_url)?;
@@ -171,7 +170,7 @@ impl ReadPool {
         let options = format!(
             "{} -c statement_timeout={}",
             config.get_options().unwrap_or_default(),
-            statement_timeout.as_millis()
+            wait.as_millis()
         );
         config
             .options(options.trim_start())

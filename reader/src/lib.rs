@@ -74,7 +74,6 @@ impl App {
         let reads = db::ReadPool::new(
             config.database_url.expose_secret(),
             config.page_connections() as usize,
-            Duration::from_millis(config.query_timeout_ms),
             wait,
         )?;
         let pool = PgPoolOptions::new()
@@ -113,7 +112,7 @@ impl App {
         // The LISTEN connection lives outside the request pool: a busy pool must not starve wake-ups.
         let listen_pool = PgPoolOptions::new()
             .max_connections(2)
-            .acquire_timeout(Duration::from_millis(config.query_timeout_ms))
+            .acquire_timeout(wait)
             .connect_lazy_with(options.clone());
         let sessions = Arc::new(sessions::Sessions {
             pool: pool.clone(),

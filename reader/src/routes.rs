@@ -151,8 +151,7 @@ pub async fn feed(
     let user = UserId::parse("user", &user)?;
     bearer.require_user("user", &user)?;
     let page = PageQuery::parse(&params)?;
-    let (cursor, limit) = (page.cursor().map(str::to_owned), page.limit());
-    queries::feed(&reads, user.as_str(), cursor.as_deref(), limit)
+    queries::feed(&reads, user.as_str(), page.cursor(), page.limit())
         .await
         .map(Json)
         .map_err(read_error)
@@ -182,8 +181,7 @@ pub async fn posts(
 ) -> Result<Json<FeedPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
     let page = PageQuery::parse(&params)?;
-    let (cursor, limit) = (page.cursor().map(str::to_owned), page.limit());
-    queries::store_timeline(&reads, user.as_str(), cursor.as_deref(), limit)
+    queries::store_timeline(&reads, user.as_str(), page.cursor(), page.limit())
         .await
         .map(Json)
         .map_err(read_error)

@@ -165,7 +165,7 @@ async fn an_author_above_the_threshold_costs_constant_writes_per_post() {
     assert_eq!(mode, "pull");
     // Every follower still sees it, merged in from the store timeline.
     for fan in ["fan0", "fan24"] {
-        let feed = reader::queries::feed(&db.reads(), fan, None, 10)
+        let feed = reader::queries::feed(&db.reads, fan, None, 10)
             .await
             .unwrap()
             .entries;
@@ -198,7 +198,7 @@ async fn an_author_above_the_threshold_costs_constant_writes_per_post() {
     assert_eq!((outcome.posts_pulled, outcome.sync_entries_pushed), (0, 14));
     // fan24 kept following throughout: both posts, once each.
     assert_eq!(
-        reader::queries::feed(&db.reads(), "fan24", None, 10)
+        reader::queries::feed(&db.reads, "fan24", None, 10)
             .await
             .unwrap()
             .entries
@@ -234,7 +234,7 @@ async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
         .unwrap();
     assert_eq!(outcome.posts_deleted, 1);
     for who in ["alice", "bob"] {
-        assert!(reader::queries::feed(&db.reads(), who, None, 10)
+        assert!(reader::queries::feed(&db.reads, who, None, 10)
             .await
             .unwrap()
             .entries
@@ -247,7 +247,7 @@ async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
         );
     }
     assert!(
-        reader::queries::store_timeline(&db.reads(), "alice", None, 10)
+        reader::queries::store_timeline(&db.reads, "alice", None, 10)
             .await
             .unwrap()
             .entries
@@ -257,7 +257,7 @@ async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
     apply_batch(&db.pool, &policy, &[at(0, 1, created.clone())])
         .await
         .unwrap();
-    assert!(reader::queries::feed(&db.reads(), "bob", None, 10)
+    assert!(reader::queries::feed(&db.reads, "bob", None, 10)
         .await
         .unwrap()
         .entries
@@ -276,7 +276,7 @@ async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
     )
     .await
     .unwrap();
-    assert!(reader::queries::feed(&db.reads(), "bob", None, 10)
+    assert!(reader::queries::feed(&db.reads, "bob", None, 10)
         .await
         .unwrap()
         .entries
@@ -291,7 +291,7 @@ async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
         .await
         .unwrap();
     assert_eq!(
-        reader::queries::feed(&db.reads(), "bob", None, 10)
+        reader::queries::feed(&db.reads, "bob", None, 10)
             .await
             .unwrap()
             .entries

@@ -54,7 +54,7 @@ async fn walk_feed(db: &TestDb, user: usize, rng: &mut StdRng) -> Vec<String> {
         let before = cursor
             .as_deref()
             .map(|c| schemas::api::decode_cursor(c).unwrap().to_string());
-        let page = reader::queries::feed(&db.reads(), &user, before.as_deref(), limit)
+        let page = reader::queries::feed(&db.reads, &user, before.as_deref(), limit)
             .await
             .unwrap();
         assert!(page.entries.len() as i64 <= limit);

@@ -116,7 +116,7 @@ async fn reads_stay_index_driven_without_statistics() {
         .unwrap();
     drop(connection);
     // And the pages themselves are right.
-    let page = reader::queries::feed(&db.reads(), "u0", None, 20)
+    let page = reader::queries::feed(&db.reads, "u0", None, 20)
         .await
         .unwrap();
     assert_eq!(page.entries.len(), 20);

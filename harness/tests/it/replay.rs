@@ -59,7 +59,7 @@ async fn timelines(db: &TestDb, users: &[&str]) -> Vec<String> {
     .unwrap();
     rows.extend(follows.into_iter().map(|(r,)| format!("follow {r}")));
     for user in users {
-        let feed = reader::queries::feed(&db.reads(), user, None, 1000)
+        let feed = reader::queries::feed(&db.reads, user, None, 1000)
             .await
             .unwrap();
         rows.push(format!(
