@@ -12,10 +12,14 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::dlq::{DeadLetter, DeadLetters};
+use crate::error::BuildError;
 use crate::metrics::FanoutMetrics;
-use crate::store::{self, SourcedEvent};
-use crate::{BuildError, Config};
+use crate::outcome::{ApplyOutcome, Refusal};
+use crate::policy::Policy;
+use crate::sourced::SourcedEvent;
+use crate::store;
 
 /// Turns a batch of Kafka messages into effects: decodes, dead-letters what cannot be applied, applies
 /// the rest with retries. Shared by the worker loop and `fanout replay`.
@@ -25,7 +29,7 @@ pub struct Applier {
     pub(crate) metrics: FanoutMetrics,
     pub(crate) topic: String,
     max_backoff: Duration,
-    policy: store::Policy,
+    policy: Policy,
 }
 
 /// Why a batch was not finished: shutdown came while it waited for Postgres or the dead-letter topic.
@@ -122,7 +126,7 @@ impl Applier {
         &self,
         events: &[SourcedEvent],
         cancel: &CancellationToken,
-    ) -> Result<Result<store::ApplyOutcome, sqlx::Error>, Interrupted> {
+    ) -> Result<Result<ApplyOutcome, sqlx::Error>, Interrupted> {
         let mut backoff = Backoff::new(self.max_backoff);
         loop {
             match store::apply_batch(&self.pool, &self.policy, events).await {
@@ -197,7 +201,7 @@ impl Applier {
         }
     }
 
-    fn record(&self, events: &[SourcedEvent], outcome: store::ApplyOutcome) {
+    fn record(&self, events: &[SourcedEvent], outcome: ApplyOutcome) {
         let now = Utc::now();
         for event in events {
             let lateness = (now - event.envelope.ts).to_std().unwrap_or_default();
@@ -256,7 +260,7 @@ impl Applier {
         entries
             .with_label_values(&["message"])
             .inc_by(im.sync_entries);
-        for (reason, count) in crate::im::Refusal::ALL.iter().zip(im.refused) {
+        for (reason, count) in Refusal::ALL.iter().zip(im.refused) {
             self.metrics
                 .im_refused
                 .with_label_values(&[reason.label()])

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::policy::Policy;
+pub use crate::replay_args::ReplayArgs;
+
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "fanout",
@@ -51,7 +54,7 @@ pub enum EventsCommand {
     Consume {
         /// Where to start in every partition.
         #[arg(long, value_enum, default_value = "earliest")]
-        from: crate::events_cli::Start,
+        from: ConsumeFrom,
         /// Stop after this many records.
         #[arg(long)]
         max: Option<usize>,
@@ -61,57 +64,11 @@ pub enum EventsCommand {
     },
 }
 
-#[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("start").required(true).args(["from_beginning", "from_timestamp", "from_offsets", "resume"])))]
-pub struct ReplayArgs {
-    /// Start at the earliest retained event of every partition.
-    #[arg(long, env = "FANLINE_REPLAY_FROM_BEGINNING")]
-    pub from_beginning: bool,
-    /// Start at the first event at or after this time (RFC 3339, e.g. 2026-11-23T12:00:00Z).
-    #[arg(long, env = "FANLINE_REPLAY_FROM_TIMESTAMP")]
-    pub from_timestamp: Option<chrono::DateTime<chrono::Utc>>,
-    /// With --from-timestamp: find the offsets by searching the records' timestamps instead of asking
-    /// the broker's time index first (for brokers that answer ListOffsets by time wrongly).
-    #[arg(
-        long,
-        env = "FANLINE_REPLAY_SEARCH_RECORDS",
-        requires = "from_timestamp"
-    )]
-    pub search_records: bool,
-    /// Start at explicit offsets, PARTITION:OFFSET,... (partitions not listed are not replayed).
-    #[arg(long, env = "FANLINE_REPLAY_FROM_OFFSETS")]
-    pub from_offsets: Option<String>,
-    /// Continue an interrupted replay of the group from its committed offsets (every replay commits
-    /// its start offsets before the first batch and its progress after every batch).
-    #[arg(long, env = "FANLINE_REPLAY_RESUME")]
-    pub resume: bool,
-    /// Replay with this consumer group instead of --group (required while --group has live members).
-    #[arg(long, env = "FANLINE_REPLAY_GROUP")]
-    pub replay_group: Option<String>,
-    /// Rewind the group even though the broker cannot list its members (you stopped its workers).
-    #[arg(long, env = "FANLINE_REPLAY_ASSUME_NO_LIVE_MEMBERS")]
-    pub assume_no_live_members: bool,
-}
-
-impl ReplayArgs {
-    /// Where the replay starts; errors on malformed --from-offsets.
-    pub fn start(&self) -> Result<crate::replay::StartAt, String> {
-        use crate::replay::StartAt;
-        Ok(if self.from_beginning {
-            StartAt::Beginning
-        } else if self.resume {
-            StartAt::Committed
-        } else if let Some(at) = self.from_timestamp {
-            if self.search_records {
-                StartAt::TimestampByRecords(at)
-            } else {
-                StartAt::Timestamp(at)
-            }
-        } else {
-            let text = self.from_offsets.as_deref().unwrap_or_default();
-            StartAt::Offsets(crate::replay::parse_offsets(text)?)
-        })
-    }
+/// Where `fanout events consume` starts in every partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsumeFrom {
+    Earliest,
+    Latest,
 }
 
 /// The default of every flag: the clap attributes and [`Config::new`] both read them, so a default
@@ -126,15 +83,10 @@ pub mod defaults {
     pub const LAG_INTERVAL_MS: u64 = 5000;
     pub const PARTITIONS: i32 = 8;
     pub const REPLICATION_FACTOR: i32 = 1;
-    pub const PULL_THRESHOLD: i64 = 10_000;
-    pub const FOLLOW_BACKFILL: i64 = 50;
-    pub const RECALL_WINDOW_SECS: i64 = 120;
-    pub const GROUP_PULL_THRESHOLD: i64 = 2_000;
-
-    /// The push threshold when none is given: 90% of the pull threshold.
-    pub fn push_threshold(pull_threshold: i64) -> i64 {
-        pull_threshold - pull_threshold / 10
-    }
+    // The delivery policy's own defaults (`Policy::default` reads them there).
+    pub use crate::policy::defaults::{
+        push_threshold, FOLLOW_BACKFILL, GROUP_PULL_THRESHOLD, PULL_THRESHOLD, RECALL_WINDOW_SECS,
+    };
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -281,7 +233,7 @@ impl Config {
     }
 
     /// The delivery policy; errors when the thresholds leave no hysteresis band.
-    pub fn policy(&self) -> Result<crate::store::Policy, String> {
+    pub fn policy(&self) -> Result<Policy, String> {
         let pull_above = self.pull_threshold;
         let push_below = self
             .push_threshold
@@ -306,7 +258,7 @@ impl Config {
                 "group push threshold ({group_push_below}) must be between 0 and the group pull threshold ({group_pull_above})"
             ));
         }
-        Ok(crate::store::Policy {
+        Ok(Policy {
             pull_above,
             push_below,
             follow_backfill: self.follow_backfill,
@@ -337,32 +289,116 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+    use secrecy::ExposeSecret;
+
+    /// What the command line gives for `args`, whatever FANLINE_* variables the machine running the
+    /// test has set (CI sets some): the same command with the `env` of every flag removed.
+    fn parse_without_env(args: &[&str]) -> Cli {
+        let command = Cli::command().mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(args).unwrap();
+        Cli::from_arg_matches(&matches).unwrap()
+    }
 
     #[test]
     fn the_test_builder_matches_the_command_line_defaults() {
-        let parsed = Cli::try_parse_from(["fanout", "--listen", "127.0.0.1:0"])
-            .unwrap()
-            .config;
-        let built = Config::new(&parsed.brokers, &parsed.topic, &parsed.group, "x");
-        // A FANLINE_ variable of the machine running the test would change the parsed side.
-        let flags_from_env = std::env::vars().any(|(key, _)| {
-            key.starts_with("FANLINE_")
-                && !key.starts_with("FANLINE_TEST_")
-                && key != "FANLINE_KAFKA_BROKERS"
-        });
-        if !flags_from_env {
-            assert_eq!(parsed.policy(), built.policy());
-            assert_eq!(parsed.batch_max_events, built.batch_max_events);
-            assert_eq!(parsed.max_backoff_ms, built.max_backoff_ms);
-            assert_eq!(parsed.lag_interval_ms, built.lag_interval_ms);
-            assert_eq!(parsed.partitions, built.partitions);
-        }
+        let parsed = parse_without_env(&["fanout"]).config;
+        let built = Config::new(
+            schemas::DEFAULT_BROKERS,
+            schemas::DEFAULT_EVENTS_TOPIC,
+            defaults::GROUP,
+            schemas::DEFAULT_DATABASE_URL,
+        );
+        assert_eq!(built.policy(), parsed.policy(), "policy");
         assert_eq!(
-            crate::store::Policy::default(),
-            built.policy().unwrap(),
+            Policy::default(),
+            parsed.policy().unwrap(),
             "Policy::default is the policy of the default flags"
         );
+        // Every field: the pattern has no `..`, so a new flag cannot be left out of this comparison.
+        let Config {
+            listen,
+            brokers,
+            topic,
+            dlq_topic,
+            group,
+            instance_id,
+            database_url,
+            db_connections,
+            batch_max_events,
+            batch_linger_ms,
+            max_backoff_ms,
+            lag_interval_ms,
+            partitions,
+            replication_factor,
+            pull_threshold,
+            push_threshold,
+            follow_backfill,
+            group_pull_threshold,
+            group_push_threshold,
+            recall_window_secs,
+            skip_setup,
+            kafka_properties,
+            log_json,
+        } = built;
+        // The one intended difference: tests bind the operations server to a free port.
+        assert_eq!(listen.ip(), parsed.listen.ip(), "listen address");
+        assert_eq!(listen.port(), 0, "the test builder picks a free port");
+        assert_eq!(brokers, parsed.brokers, "brokers");
+        assert_eq!(topic, parsed.topic, "topic");
+        assert_eq!(dlq_topic, parsed.dlq_topic, "dlq_topic");
+        assert_eq!(group, parsed.group, "group");
+        assert_eq!(instance_id, parsed.instance_id, "instance_id");
+        assert_eq!(
+            database_url.expose_secret(),
+            parsed.database_url.expose_secret(),
+            "database_url"
+        );
+        assert_eq!(db_connections, parsed.db_connections, "db_connections");
+        assert_eq!(
+            batch_max_events, parsed.batch_max_events,
+            "batch_max_events"
+        );
+        assert_eq!(batch_linger_ms, parsed.batch_linger_ms, "batch_linger_ms");
+        assert_eq!(max_backoff_ms, parsed.max_backoff_ms, "max_backoff_ms");
+        assert_eq!(lag_interval_ms, parsed.lag_interval_ms, "lag_interval_ms");
+        assert_eq!(partitions, parsed.partitions, "partitions");
+        assert_eq!(
+            replication_factor, parsed.replication_factor,
+            "replication_factor"
+        );
+        assert_eq!(pull_threshold, parsed.pull_threshold, "pull_threshold");
+        assert_eq!(push_threshold, parsed.push_threshold, "push_threshold");
+        assert_eq!(follow_backfill, parsed.follow_backfill, "follow_backfill");
+        assert_eq!(
+            group_pull_threshold, parsed.group_pull_threshold,
+            "group_pull_threshold"
+        );
+        assert_eq!(
+            group_push_threshold, parsed.group_push_threshold,
+            "group_push_threshold"
+        );
+        assert_eq!(
+            recall_window_secs, parsed.recall_window_secs,
+            "recall_window_secs"
+        );
+        assert_eq!(skip_setup, parsed.skip_setup, "skip_setup");
+        assert_eq!(
+            kafka_properties, parsed.kafka_properties,
+            "kafka_properties"
+        );
+        assert_eq!(log_json, parsed.log_json, "log_json");
+    }
+
+    #[test]
+    fn the_environment_is_ignored_where_the_defaults_are_compared() {
+        // Flags still parse as flags without their `env`.
+        let parsed = parse_without_env(&["fanout", "--pull-threshold", "7"]).config;
+        assert_eq!(parsed.pull_threshold, 7);
+        assert!(Cli::command()
+            .mut_args(|arg| arg.env(None))
+            .get_arguments()
+            .all(|arg| arg.get_env().is_none()));
     }
 
     #[test]
@@ -375,7 +411,7 @@ mod tests {
                 other => Err(format!("{other:?}")),
             }
         };
-        use crate::replay::StartAt;
+        use crate::replay_args::StartAt;
         assert_eq!(args(&["--from-beginning"]), Ok(StartAt::Beginning));
         assert_eq!(args(&["--resume"]), Ok(StartAt::Committed));
         assert_eq!(

@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::applier::Applier;
 use crate::batches::{BatchLoop, Checkpoint};
+use crate::config::Config;
 use crate::lag::GroupHealth;
-use crate::Config;
 
 /// The broker declares a silent member dead after this. It is also how long the watchdog lets a member
 /// own nothing while the group stalls before rejoining: a healthy rebalance completes well within it

@@ -18,7 +18,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
-use crate::Config;
+use crate::config::{Config, ConsumeFrom};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,13 +37,6 @@ pub enum EventsError {
     Properties(#[from] kafkakit::PropertyError),
     #[error("topic {0} does not exist or has no partitions")]
     NoTopic(String),
-}
-
-/// Where `consume` starts in every partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Start {
-    Earliest,
-    Latest,
 }
 
 /// Checks every line of `input`, then appends each event to the topic and writes one JSON line per
@@ -98,7 +91,7 @@ pub async fn produce(
 /// (or after `max` records); with `follow`, waits for new records until `max` or interrupted.
 pub fn consume(
     config: &Config,
-    start: Start,
+    start: ConsumeFrom,
     max: Option<usize>,
     follow: bool,
     mut output: impl Write,
@@ -126,8 +119,8 @@ pub fn consume(
     for partition in partitions {
         let (low, high) = consumer.fetch_watermarks(&config.topic, partition, TIMEOUT)?;
         let from = match start {
-            Start::Earliest => low,
-            Start::Latest => high,
+            ConsumeFrom::Earliest => low,
+            ConsumeFrom::Latest => high,
         };
         assignment.add_partition_offset(&config.topic, partition, Offset::Offset(from))?;
         if from < high {

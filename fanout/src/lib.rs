@@ -5,30 +5,56 @@
 //! the dead-letter topic, and serves only operations endpoints.
 //!
 //! # Layout
+//! Running:
 //! - [`config`]: command line and environment.
+//! - [`setup`]: creating and migrating the database, creating the topics.
+//! - [`error`]: what stops the worker, the lag exporter or a replay from starting.
 //! - [`batches`]: the one batching loop (gather, apply, checkpoint) behind the worker and replay.
 //! - [`applier`]: a batch into effects — decoding, dead-lettering, retries with backoff.
 //! - [`consumer`]: the live worker — group consumer, rebalances, offsets stored for auto-commit.
+//! - [`replay_args`]: `fanout replay`'s flags and start points.
 //! - [`replay`]: `fanout replay` — start offsets (beginning, time, offsets, resume) and its checkpoint.
-//! - [`store`]: the SQL that applies a batch idempotently and assigns sync sequence numbers.
 //! - [`dlq`]: the dead-letter producer.
 //! - [`lag`]: consumer lag measurement for `/metrics`, and [`LagExporter`] outside the group.
 //! - [`topics`]: creating the topics when missing.
+//! - [`events_cli`]: `fanout events produce|consume`, the topic by hand.
 //! - [`metrics`]: fanout's Prometheus metrics; [`progress`]: replay progress on the terminal.
+//!
+//! Applying events (one Postgres transaction per batch):
+//! - [`sourced`]: an event with its Kafka position.
+//! - [`store`]: a batch in one transaction; posts, deletes and the follow graph.
+//! - [`policy`]: push or pull delivery, follow backfill, the recall window — pure rules.
+//! - [`seq_lock`]: the lock every sync seq is drawn under, and the token that proves it is held.
+//! - [`watermark`]: one effect per IM event — the per-key applied position.
+//! - [`users`]: a user's own events — accounts and profiles.
+//! - [`im`]: a conversation's events — groups and membership, messages, recalls, read markers.
+//! - [`outcome`]: what a batch did, and why IM events were refused.
+//!
+//! Dependencies go one way, from the top of these lists down (`config` uses `policy` and
+//! `replay_args`; nothing below uses `config`'s parts but the running modules), never in a circle.
 
 pub mod applier;
 mod batches;
 pub mod config;
 pub mod consumer;
 pub mod dlq;
+pub mod error;
 pub mod events_cli;
 pub mod im;
 pub mod lag;
 pub mod metrics;
+pub mod outcome;
+pub mod policy;
 pub mod progress;
 pub mod replay;
+pub mod replay_args;
+pub mod seq_lock;
+pub mod setup;
+pub mod sourced;
 pub mod store;
 pub mod topics;
+mod users;
+mod watermark;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,67 +63,14 @@ use std::time::Duration;
 
 use prometheus::Registry;
 use secrecy::ExposeSecret;
-use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Cli, Command, Config, EventsCommand};
 use consumer::Worker;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error(transparent)]
-    Bind(#[from] httpkit::BindError),
-    #[error("Kafka client error")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("Postgres error")]
-    Database(#[from] sqlx::Error),
-    #[error("cannot apply the migrations")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot register metrics")]
-    Metrics(#[from] prometheus::Error),
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("invalid Kafka property")]
-    KafkaProperty(#[from] kafkakit::PropertyError),
-}
-
-/// Creates the database if it is missing and applies the migrations. Safe to run concurrently and
-/// repeatedly: sqlx serialises migrators with an advisory lock and skips applied migrations.
-pub async fn migrate(database_url: &str) -> Result<(), BuildError> {
-    if !sqlx::Postgres::database_exists(database_url).await? {
-        match sqlx::Postgres::create_database(database_url).await {
-            Ok(()) => tracing::info!("created database"),
-            // Another process created it meanwhile.
-            Err(_) if sqlx::Postgres::database_exists(database_url).await? => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(database_url)
-        .await?;
-    schemas::MIGRATOR.run(&pool).await?;
-    pool.close().await;
-    Ok(())
-}
-
-/// Creates the events and dead-letter topics if missing.
-pub async fn create_topics(config: &Config) -> Result<(), BuildError> {
-    topics::ensure_topics(
-        &config.kafka()?,
-        &[
-            (config.topic.as_str(), config.partitions),
-            (config.dlq_topic.as_str(), config.partitions),
-        ],
-        config.replication_factor,
-    )
-    .await?;
-    Ok(())
-}
+pub use error::BuildError;
+pub use setup::{create_topics, migrate};
 
 /// A built fanout worker with its operations server, not yet running.
 pub struct App {

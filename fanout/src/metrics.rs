@@ -1,5 +1,6 @@
 //! Fanout's metrics. Labels are low-cardinality only: event type, reason, topic, partition.
 
+use prometheus::core::Collector;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -24,136 +25,129 @@ pub struct FanoutMetrics {
 }
 
 impl FanoutMetrics {
+    /// Creates fanout's metrics and registers them in `registry`.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let events_applied = IntCounterVec::new(
-            Opts::new(
+        let metrics = Metrics(registry);
+        Ok(Self {
+            events_applied: metrics.counter_vec(
                 "fanline_fanout_events_applied_total",
                 "Events whose Postgres transaction committed, by event type and outcome (new or duplicate).",
-            ),
-            &["type", "outcome"],
-        )?;
-        let sync_entries = IntCounterVec::new(
-            Opts::new(
+                &["type", "outcome"],
+            )?,
+            sync_entries: metrics.counter_vec(
                 "fanline_fanout_sync_entries_written_total",
                 "Sync timeline entries written, by kind: push (followers), own (the author's devices), backfill (new follows), message (messages, recalls and refusals).",
-            ),
-            &["mode"],
-        )?;
-        let dead_lettered = IntCounterVec::new(
-            Opts::new(
+                &["mode"],
+            )?,
+            dead_lettered: metrics.counter_vec(
                 "fanline_fanout_dead_lettered_total",
                 "Events copied to the dead-letter topic instead of being applied, by reason.",
-            ),
-            &["reason"],
-        )?;
-        let apply_retries = IntCounter::new(
-            "fanline_fanout_apply_retries_total",
-            "Batches retried because Postgres or the dead-letter topic was unavailable.",
-        )?;
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new(
+                &["reason"],
+            )?,
+            apply_retries: metrics.counter(
+                "fanline_fanout_apply_retries_total",
+                "Batches retried because Postgres or the dead-letter topic was unavailable.",
+            )?,
+            batch_size: metrics.histogram(
                 "fanline_fanout_batch_size_events",
                 "Events per applied batch (one Postgres transaction).",
-            )
-            .buckets(vec![
-                1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
-            ]),
-        )?;
-        let batch_duration = Histogram::with_opts(
-            HistogramOpts::new(
+                vec![1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0],
+            )?,
+            batch_duration: metrics.histogram(
                 "fanline_fanout_batch_duration_seconds",
                 "Time to apply one batch, retries included.",
-            )
-            .buckets(httpkit::metrics::LATENCY_BUCKETS.to_vec()),
-        )?;
-        let end_to_end = Histogram::with_opts(
-            HistogramOpts::new(
+                httpkit::metrics::LATENCY_BUCKETS.to_vec(),
+            )?,
+            end_to_end: metrics.histogram(
                 "fanline_fanout_end_to_end_latency_seconds",
                 "Time from the event's timestamp (accepted by ingest) to its Postgres commit.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-            ]),
-        )?;
-        let consumer_lag = IntGaugeVec::new(
-            Opts::new(
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ],
+            )?,
+            consumer_lag: metrics.gauge_vec(
                 "fanline_fanout_consumer_lag",
                 "Events not yet committed by the consumer group: high watermark minus committed offset.",
-            ),
-            &["topic", "partition"],
-        )?;
-        let committed_offset = IntGaugeVec::new(
-            Opts::new(
+                &["topic", "partition"],
+            )?,
+            committed_offset: metrics.gauge_vec(
                 "fanline_fanout_committed_offset",
                 "The consumer group's committed offset (next event to read).",
-            ),
-            &["topic", "partition"],
-        )?;
-        let high_watermark = IntGaugeVec::new(
-            Opts::new(
+                &["topic", "partition"],
+            )?,
+            high_watermark: metrics.gauge_vec(
                 "fanline_fanout_high_watermark",
                 "Offset the next event appended to the partition will get.",
-            ),
-            &["topic", "partition"],
-        )?;
-        let assigned_partitions = IntGauge::new(
-            "fanline_fanout_assigned_partitions",
-            "Partitions of the events topic currently assigned to this process.",
-        )?;
-        let sync_entries_removed = IntCounter::new(
-            "fanline_fanout_sync_entries_removed_total",
-            "Sync timeline entries removed because the user unfollowed the author.",
-        )?;
-        let posts_pulled = IntCounter::new(
-            "fanline_fanout_posts_pulled_total",
-            "Posts delivered in pull mode: store timeline only, merged into feeds at read time.",
-        )?;
-        let mode_changes = IntCounter::new(
-            "fanline_fanout_delivery_mode_changes_total",
-            "Authors switched between push and pull mode.",
-        )?;
-        let im_refused = IntCounterVec::new(
-            Opts::new(
+                &["topic", "partition"],
+            )?,
+            assigned_partitions: metrics.gauge(
+                "fanline_fanout_assigned_partitions",
+                "Partitions of the events topic currently assigned to this process.",
+            )?,
+            sync_entries_removed: metrics.counter(
+                "fanline_fanout_sync_entries_removed_total",
+                "Sync timeline entries removed because the user unfollowed the author.",
+            )?,
+            posts_pulled: metrics.counter(
+                "fanline_fanout_posts_pulled_total",
+                "Posts delivered in pull mode: store timeline only, merged into feeds at read time.",
+            )?,
+            mode_changes: metrics.counter(
+                "fanline_fanout_delivery_mode_changes_total",
+                "Authors switched between push and pull mode.",
+            )?,
+            im_refused: metrics.counter_vec(
                 "fanline_fanout_im_refused_total",
                 "IM events fanout refused, by reason: not_member (a message or read marker from a non-member), no_such_group, not_allowed (a membership change the actor may not make), recall_window, no_such_message.",
-            ),
-            &["reason"],
-        )?;
-        for collector in [
-            Box::new(im_refused.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(sync_entries_removed.clone()),
-            Box::new(posts_pulled.clone()),
-            Box::new(mode_changes.clone()),
-            Box::new(assigned_partitions.clone()),
-            Box::new(events_applied.clone()),
-            Box::new(sync_entries.clone()),
-            Box::new(dead_lettered.clone()),
-            Box::new(apply_retries.clone()),
-            Box::new(batch_size.clone()),
-            Box::new(batch_duration.clone()),
-            Box::new(end_to_end.clone()),
-            Box::new(consumer_lag.clone()),
-            Box::new(committed_offset.clone()),
-            Box::new(high_watermark.clone()),
-        ] {
-            registry.register(collector)?;
-        }
-        Ok(Self {
-            im_refused,
-            events_applied,
-            sync_entries,
-            dead_lettered,
-            apply_retries,
-            batch_size,
-            batch_duration,
-            end_to_end,
-            consumer_lag,
-            committed_offset,
-            high_watermark,
-            assigned_partitions,
-            sync_entries_removed,
-            posts_pulled,
-            mode_changes,
+                &["reason"],
+            )?,
         })
+    }
+}
+
+/// Creates metrics already registered in the registry.
+struct Metrics<'a>(&'a Registry);
+
+impl Metrics<'_> {
+    fn register<M: Collector + Clone + 'static>(&self, metric: M) -> Result<M, prometheus::Error> {
+        self.0.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
+    fn counter(&self, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+        self.register(IntCounter::new(name, help)?)
+    }
+
+    fn counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+        self.register(IntGauge::new(name, help)?)
+    }
+
+    fn gauge_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, prometheus::Error> {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Vec<f64>,
+    ) -> Result<Histogram, prometheus::Error> {
+        self.register(Histogram::with_opts(
+            HistogramOpts::new(name, help).buckets(buckets),
+        )?)
     }
 }

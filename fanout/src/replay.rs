@@ -31,21 +31,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::applier::Applier;
 use crate::batches::{BatchLoop, Checkpoint, Stopped};
-use crate::config::ReplayArgs;
-use crate::{BuildError, Config};
-
-/// Where the replay starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartAt {
-    Beginning,
-    Timestamp(DateTime<Utc>),
-    /// Like `Timestamp`, without asking the broker's time index: for brokers known to answer it wrongly.
-    TimestampByRecords(DateTime<Utc>),
-    /// (partition, offset); partitions not listed start at their end (nothing replayed).
-    Offsets(Vec<(i32, i64)>),
-    /// The group's committed offsets: continues an interrupted replay (`--resume`).
-    Committed,
-}
+use crate::config::Config;
+use crate::error::BuildError;
+use crate::replay_args::ReplayArgs;
+pub use crate::replay_args::StartAt;
+use crate::setup;
 
 /// How a partition's start offset was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,27 +129,6 @@ pub enum ReplayError {
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Parses `0:10,1:20` into (partition, offset) pairs.
-pub fn parse_offsets(text: &str) -> Result<Vec<(i32, i64)>, String> {
-    text.split(',')
-        .filter(|part| !part.trim().is_empty())
-        .map(|part| {
-            let (partition, offset) = part
-                .split_once(':')
-                .ok_or_else(|| format!("{part:?} is not PARTITION:OFFSET"))?;
-            let partition = partition
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad partition in {part:?}"))?;
-            let offset = offset
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad offset in {part:?}"))?;
-            Ok((partition, offset))
-        })
-        .collect()
-}
-
 fn client(config: &Config, group: &str) -> Result<ClientConfig, ReplayError> {
     let kafka = config
         .kafka()
@@ -235,143 +204,47 @@ fn plan(
     assume_no_live_members: bool,
 ) -> Result<Vec<PartitionRange>, ReplayError> {
     let probe: BaseConsumer = client(config, group)?.create()?;
-    // Rewinding a group under live members would race them for the same partitions.
-    match probe.fetch_group_list(Some(group), TIMEOUT) {
-        Ok(groups) => {
-            if let Some(found) = groups.groups().iter().find(|g| g.name() == group) {
-                if !found.members().is_empty() {
-                    return Err(ReplayError::LiveMembers {
-                        group: group.to_owned(),
-                        members: found.members().len(),
-                    });
-                }
-            }
-        }
-        Err(err) if !assume_no_live_members => {
-            return Err(ReplayError::CannotCheckMembers {
-                group: group.to_owned(),
-                reason: err.to_string(),
-            })
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot list group members; trusting --assume-no-live-members")
-        }
-    }
-    let partitions = kafkakit::partitions(&probe, &config.topic, TIMEOUT)?;
+    ensure_no_live_members(&probe, group, assume_no_live_members)?;
+    let topic = config.topic.as_str();
+    let partitions = kafkakit::partitions(&probe, topic, TIMEOUT)?;
     if partitions.is_empty() {
         return Err(ReplayError::InvalidStart(format!(
-            "topic {} has no partitions",
-            config.topic
+            "topic {topic} has no partitions"
         )));
     }
-    let mut tpl = TopicPartitionList::new();
-    for partition in &partitions {
-        tpl.add_partition(&config.topic, *partition);
-    }
-    let group_commits: BTreeMap<i32, i64> = probe
-        .committed_offsets(tpl, TIMEOUT)?
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(offset) => Some((e.partition(), offset)),
-            _ => None,
-        })
-        .collect();
-    let explicit: BTreeMap<i32, i64> = match start {
-        StartAt::Offsets(pairs) => {
-            for (partition, _) in pairs {
-                if !partitions.contains(partition) {
-                    return Err(ReplayError::InvalidStart(format!(
-                        "partition {partition} does not exist in {}",
-                        config.topic
-                    )));
-                }
-            }
-            pairs.iter().copied().collect()
-        }
-        StartAt::Committed if group_commits.is_empty() => {
-            return Err(ReplayError::NothingToResume {
-                group: group.to_owned(),
-            })
-        }
-        // Partitions without a commit (none of their batches applied yet, or added to the topic since)
-        // start at their end: nothing of them to resume.
-        StartAt::Committed => group_commits.clone(),
-        _ => BTreeMap::new(),
-    };
+    let group_commits = committed_offsets(&probe, topic, &partitions)?;
+    let listed = listed_offsets(start, topic, &partitions, &group_commits, group)?;
     let mut ranges = Vec::with_capacity(partitions.len());
     for partition in partitions {
-        let (low, high) = probe.fetch_watermarks(&config.topic, partition, TIMEOUT)?;
+        let (low, high) = probe.fetch_watermarks(topic, partition, TIMEOUT)?;
+        let retained = Retained {
+            partition,
+            low,
+            high,
+        };
+        let listed = listed.get(&partition).copied();
         let (start, source) = match start {
             StartAt::Beginning => (low, OffsetSource::Beginning),
-            StartAt::Committed => match explicit.get(&partition) {
-                Some(&offset) if offset < low || offset > high => {
-                    return Err(ReplayError::InvalidStart(format!(
-                        "the committed offset {offset} of partition {partition} is outside the retained range {low}..{high}"
-                    )))
-                }
-                Some(&offset) => (offset, OffsetSource::Committed),
-                None => (high, OffsetSource::Committed),
-            },
-            StartAt::Offsets(_) => match explicit.get(&partition) {
-                Some(&offset) if offset < low || offset > high => {
-                    return Err(ReplayError::InvalidStart(format!(
-                        "offset {offset} of partition {partition} is outside the retained range {low}..{high}"
-                    )))
-                }
-                Some(&offset) => (offset, OffsetSource::Explicit),
-                None => (high, OffsetSource::Explicit),
-            },
-            StartAt::Timestamp(at) | StartAt::TimestampByRecords(at) => {
-                let at_ms = at.timestamp_millis();
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&config.topic, partition, Offset::Offset(at_ms))?;
-                let ask_broker = matches!(start, StartAt::Timestamp(_));
-                let answered = ask_broker
-                    .then(|| probe.offsets_for_times(tpl, TIMEOUT).ok())
-                    .flatten()
-                    .and_then(|tpl| {
-                        tpl.find_partition(&config.topic, partition)
-                            .and_then(|e| match e.offset() {
-                                Offset::Offset(offset) => Some(offset),
-                                Offset::End => Some(high),
-                                _ => None,
-                            })
-                    });
-                // A probe that cannot read a record counts as "unverified": fall back to the search.
-                let ts = |offset| record_timestamp(&probe, &config.topic, partition, offset).ok();
-                let verified = match answered {
-                    Some(offset) if (low..=high).contains(&offset) => {
-                        let before_ok = offset == low || ts(offset - 1).is_some_and(|t| t < at_ms);
-                        let at_ok = offset == high || ts(offset).is_some_and(|t| t >= at_ms);
-                        (before_ok && at_ok).then_some(offset)
-                    }
-                    _ => None,
-                };
-                match verified {
-                    Some(offset) => (offset, OffsetSource::BrokerTimestampIndex),
-                    None => {
-                        tracing::info!(partition, ?answered, "broker's offset for the timestamp is wrong; searching the records");
-                        let offset = search_by_records(&probe, &config.topic, partition, at_ms, low, high)?;
-                        (offset, OffsetSource::RecordSearch)
-                    }
-                }
+            StartAt::Committed => listed_start(
+                retained,
+                listed,
+                "the committed offset",
+                OffsetSource::Committed,
+            )?,
+            StartAt::Offsets(_) => {
+                listed_start(retained, listed, "offset", OffsetSource::Explicit)?
+            }
+            StartAt::Timestamp(at) => offset_for_time(&probe, topic, retained, *at, true)?,
+            StartAt::TimestampByRecords(at) => {
+                offset_for_time(&probe, topic, retained, *at, false)?
             }
         };
-        // Never move the group's commit past events it has not applied: that would skip them for good.
-        // (Partitions with nothing to replay are not committed at all.)
-        let (start, source) = match group_commits.get(&partition) {
-            Some(&committed) if start < high && (low..start).contains(&committed) => {
-                tracing::info!(
-                    partition,
-                    requested = start,
-                    committed,
-                    "the group has not applied this partition up to the start; replaying from its commit"
-                );
-                (committed, OffsetSource::GroupBehind)
-            }
-            _ => (start, source),
-        };
+        let (start, source) = not_past_the_group(
+            retained,
+            start,
+            source,
+            group_commits.get(&partition).copied(),
+        );
         ranges.push(PartitionRange {
             partition,
             start,
@@ -380,6 +253,198 @@ fn plan(
         });
     }
     Ok(ranges)
+}
+
+/// A partition's retained offsets: `low` up to `high`, the offset the next event will get.
+#[derive(Debug, Clone, Copy)]
+struct Retained {
+    partition: i32,
+    low: i64,
+    high: i64,
+}
+
+/// Rewinding a group under live members would race them for the same partitions: refuses unless the
+/// broker says the group has none, or the operator asserts it where the broker cannot tell.
+fn ensure_no_live_members(
+    probe: &BaseConsumer,
+    group: &str,
+    assume_no_live_members: bool,
+) -> Result<(), ReplayError> {
+    match probe.fetch_group_list(Some(group), TIMEOUT) {
+        Ok(groups) => match groups.groups().iter().find(|g| g.name() == group) {
+            Some(found) if !found.members().is_empty() => Err(ReplayError::LiveMembers {
+                group: group.to_owned(),
+                members: found.members().len(),
+            }),
+            _ => Ok(()),
+        },
+        Err(err) if !assume_no_live_members => Err(ReplayError::CannotCheckMembers {
+            group: group.to_owned(),
+            reason: err.to_string(),
+        }),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list group members; trusting --assume-no-live-members");
+            Ok(())
+        }
+    }
+}
+
+/// The group's committed offsets, for the partitions that have one.
+fn committed_offsets(
+    probe: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, i64>, ReplayError> {
+    let mut tpl = TopicPartitionList::new();
+    for partition in partitions {
+        tpl.add_partition(topic, *partition);
+    }
+    Ok(probe
+        .committed_offsets(tpl, TIMEOUT)?
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The start offsets a start point lists per partition: the explicit ones (every partition named must
+/// exist), or the group's commits for `--resume` (there must be some); none for the other start points.
+fn listed_offsets(
+    start: &StartAt,
+    topic: &str,
+    partitions: &[i32],
+    group_commits: &BTreeMap<i32, i64>,
+    group: &str,
+) -> Result<BTreeMap<i32, i64>, ReplayError> {
+    match start {
+        StartAt::Offsets(pairs) => {
+            if let Some((partition, _)) = pairs.iter().find(|(p, _)| !partitions.contains(p)) {
+                return Err(ReplayError::InvalidStart(format!(
+                    "partition {partition} does not exist in {topic}"
+                )));
+            }
+            Ok(pairs.iter().copied().collect())
+        }
+        StartAt::Committed if group_commits.is_empty() => Err(ReplayError::NothingToResume {
+            group: group.to_owned(),
+        }),
+        // Partitions without a commit (none of their batches applied yet, or added to the topic since)
+        // start at their end: nothing of them to resume.
+        StartAt::Committed => Ok(group_commits.clone()),
+        _ => Ok(BTreeMap::new()),
+    }
+}
+
+/// A listed start offset (`what`, for the error) if it is retained; a partition not listed starts at
+/// its end (nothing replayed).
+fn listed_start(
+    retained: Retained,
+    listed: Option<i64>,
+    what: &str,
+    source: OffsetSource,
+) -> Result<(i64, OffsetSource), ReplayError> {
+    let Retained {
+        partition,
+        low,
+        high,
+    } = retained;
+    match listed {
+        Some(offset) if offset < low || offset > high => Err(ReplayError::InvalidStart(format!(
+            "{what} {offset} of partition {partition} is outside the retained range {low}..{high}"
+        ))),
+        Some(offset) => Ok((offset, source)),
+        None => Ok((high, source)),
+    }
+}
+
+/// The first offset at or after `at`: the broker's answer (`ask_broker`) when the records around it
+/// confirm it, otherwise a binary search over the records' timestamps.
+fn offset_for_time(
+    probe: &BaseConsumer,
+    topic: &str,
+    retained: Retained,
+    at: DateTime<Utc>,
+    ask_broker: bool,
+) -> Result<(i64, OffsetSource), ReplayError> {
+    let Retained {
+        partition,
+        low,
+        high,
+    } = retained;
+    let at_ms = at.timestamp_millis();
+    let answered = if ask_broker {
+        broker_offset_for_time(probe, topic, partition, at_ms, high)?
+    } else {
+        None
+    };
+    // A probe that cannot read a record counts as "unverified": fall back to the search.
+    let ts = |offset| record_timestamp(probe, topic, partition, offset).ok();
+    let verified = match answered {
+        Some(offset) if (low..=high).contains(&offset) => {
+            let before_ok = offset == low || ts(offset - 1).is_some_and(|t| t < at_ms);
+            let at_ok = offset == high || ts(offset).is_some_and(|t| t >= at_ms);
+            (before_ok && at_ok).then_some(offset)
+        }
+        _ => None,
+    };
+    Ok(match verified {
+        Some(offset) => (offset, OffsetSource::BrokerTimestampIndex),
+        None => {
+            tracing::info!(
+                partition,
+                ?answered,
+                "broker's offset for the timestamp is wrong; searching the records"
+            );
+            let offset = search_by_records(probe, topic, partition, at_ms, low, high)?;
+            (offset, OffsetSource::RecordSearch)
+        }
+    })
+}
+
+/// The broker's answer to ListOffsets by time (`high` for "after the last record"), if it gave one.
+fn broker_offset_for_time(
+    probe: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    at_ms: i64,
+    high: i64,
+) -> Result<Option<i64>, ReplayError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(at_ms))?;
+    Ok(probe.offsets_for_times(tpl, TIMEOUT).ok().and_then(|tpl| {
+        tpl.find_partition(topic, partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(offset) => Some(offset),
+                Offset::End => Some(high),
+                _ => None,
+            })
+    }))
+}
+
+/// Never moves the group's commit past events it has not applied, which would skip them for good: a
+/// start beyond the group's commit starts at the commit instead. (Partitions with nothing to replay
+/// are not committed at all.)
+fn not_past_the_group(
+    retained: Retained,
+    start: i64,
+    source: OffsetSource,
+    committed: Option<i64>,
+) -> (i64, OffsetSource) {
+    match committed {
+        Some(committed) if start < retained.high && (retained.low..start).contains(&committed) => {
+            tracing::info!(
+                partition = retained.partition,
+                requested = start,
+                committed,
+                "the group has not applied this partition up to the start; replaying from its commit"
+            );
+            (committed, OffsetSource::GroupBehind)
+        }
+        _ => (start, source),
+    }
 }
 
 /// The replay's checkpoint: only records below the captured end offsets, each batch committed
@@ -451,7 +516,7 @@ pub async fn replay(
     progress: impl FnMut(u64, u64),
 ) -> Result<ReplaySummary, ReplayError> {
     if !config.skip_setup {
-        crate::migrate(config.database_url.expose_secret()).await?;
+        setup::migrate(config.database_url.expose_secret()).await?;
     }
     let plan_config = config.clone();
     let plan_group = group.to_owned();
@@ -567,12 +632,5 @@ mod tests {
         assert!(fatal(RDKafkaErrorCode::AutoOffsetReset));
         assert!(!fatal(RDKafkaErrorCode::AllBrokersDown));
         assert!(!fatal(RDKafkaErrorCode::BrokerTransportFailure));
-    }
-
-    #[test]
-    fn offsets_parse_as_partition_offset_pairs() {
-        assert_eq!(parse_offsets("0:10, 3:0").unwrap(), vec![(0, 10), (3, 0)]);
-        assert!(parse_offsets("0-10").is_err());
-        assert!(parse_offsets("x:1").is_err());
     }
 }

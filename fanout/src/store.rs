@@ -11,147 +11,24 @@
 //! The mode each post was delivered with is stored on the post and never changes, so an author crossing
 //! the threshold changes nothing for earlier posts.
 //!
-//! Sync sequence numbers come from the `sync_seq` sequence, drawn only while this transaction holds
-//! [`SYNC_SEQ_LOCK`] (released at commit). Transactions that assign seqs therefore commit one at a time in
-//! seq order, so a reader that saw seq N of a user can never later see a smaller seq of that user appear.
+//! Sync sequence numbers are drawn only under the sync seq lock ([`crate::seq_lock`]): one [`SeqLock`]
+//! per batch transaction, and every statement that draws one takes its [`SeqLockHeld`] token.
+//!
+//! IM events are applied one by one, in their place in the batch: a user's own events by
+//! [`crate::users`], a conversation's by [`crate::im`].
 
 use chrono::{DateTime, Utc};
-use schemas::{Envelope, Event, FollowChange, PostCreated, PostDeleted};
+use schemas::{Event, FollowChange, PostCreated, PostDeleted};
 use sqlx::{PgPool, Postgres, Transaction};
 
-/// Key of the transaction-scoped advisory lock that serialises seq assignment ("FANLSYNC").
-pub const SYNC_SEQ_LOCK: i64 = 0x4641_4e4c_5359_4e43;
-
-/// When posts are pushed and what a follow brings into the follower's inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// An author in push mode switches to pull mode when their follower count rises above this.
-    pub pull_above: i64,
-    /// An author in pull mode switches back to push mode when their follower count falls below this.
-    /// Lower than `pull_above`: the gap is the hysteresis that keeps an author near the threshold from
-    /// flapping on every follow and unfollow.
-    pub push_below: i64,
-    /// How many of the followee's most recent pushed posts a new follow copies into the inbox.
-    pub follow_backfill: i64,
-    /// How long after sending a message its sender may recall it.
-    pub recall_window: chrono::TimeDelta,
-    /// A group switches to pull mode (read diffusion) above this many members …
-    pub group_pull_above: i64,
-    /// … and back to push below this many (hysteresis, as for authors).
-    pub group_push_below: i64,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        use crate::config::defaults;
-        Policy {
-            pull_above: defaults::PULL_THRESHOLD,
-            push_below: defaults::push_threshold(defaults::PULL_THRESHOLD),
-            follow_backfill: defaults::FOLLOW_BACKFILL,
-            recall_window: chrono::TimeDelta::seconds(defaults::RECALL_WINDOW_SECS),
-            group_pull_above: defaults::GROUP_PULL_THRESHOLD,
-            group_push_below: defaults::push_threshold(defaults::GROUP_PULL_THRESHOLD),
-        }
-    }
-}
-
-/// The delivery mode an author with `followers` followers should have, given their current one.
-pub fn next_mode(current: DeliveryMode, followers: i64, policy: &Policy) -> DeliveryMode {
-    next_mode_between(current, followers, policy.pull_above, policy.push_below)
-}
-
-/// The mode for an audience of `size` given the current one: pull above `pull_above`, push again only
-/// below `push_below`.
-pub fn next_mode_between(
-    current: DeliveryMode,
-    size: i64,
-    pull_above: i64,
-    push_below: i64,
-) -> DeliveryMode {
-    match current {
-        DeliveryMode::Push if size > pull_above => DeliveryMode::Pull,
-        DeliveryMode::Pull if size < push_below => DeliveryMode::Push,
-        unchanged => unchanged,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryMode {
-    Push,
-    Pull,
-}
-
-impl DeliveryMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryMode::Push => "push",
-            DeliveryMode::Pull => "pull",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> DeliveryMode {
-        if text == "pull" {
-            DeliveryMode::Pull
-        } else {
-            DeliveryMode::Push
-        }
-    }
-}
-
-/// An event with the Kafka position it was read from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourcedEvent {
-    pub partition: i32,
-    pub offset: i64,
-    pub envelope: Envelope,
-}
-
-/// What one applied batch did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ApplyOutcome {
-    /// Posts inserted into store timelines.
-    pub posts_created: u64,
-    /// Posts already present (redelivery, replay, or a retried request with the same message id).
-    pub posts_duplicate: u64,
-    /// Sync timeline entries written by push fan-out (followers of push-mode authors).
-    pub sync_entries_pushed: u64,
-    /// Sync timeline entries written for authors' own devices (every post, push or pull).
-    pub sync_entries_own: u64,
-    /// Posts delivered in pull mode (store timeline only).
-    pub posts_pulled: u64,
-    /// Sync entries copied into inboxes by follow backfill.
-    pub sync_entries_backfilled: u64,
-    /// Sync entries removed from inboxes by unfollows.
-    pub sync_entries_removed: u64,
-    /// Posts deleted (tombstoned).
-    pub posts_deleted: u64,
-    /// Authors whose delivery mode changed.
-    pub mode_changes: u64,
-    /// Follow edges whose state changed.
-    pub follow_changes_applied: u64,
-    /// Follow/unfollow events older than the edge's state (replays).
-    pub follow_changes_stale: u64,
-    /// IM events (messages, recalls, read markers, groups, profiles).
-    pub im: crate::im::ImOutcome,
-}
-
-impl ApplyOutcome {
-    /// Adds `other`'s counts to these.
-    pub fn add(&mut self, other: ApplyOutcome) {
-        self.posts_created += other.posts_created;
-        self.posts_duplicate += other.posts_duplicate;
-        self.sync_entries_pushed += other.sync_entries_pushed;
-        self.sync_entries_own += other.sync_entries_own;
-        self.posts_pulled += other.posts_pulled;
-        self.sync_entries_backfilled += other.sync_entries_backfilled;
-        self.sync_entries_removed += other.sync_entries_removed;
-        self.posts_deleted += other.posts_deleted;
-        self.mode_changes += other.mode_changes;
-        self.follow_changes_applied += other.follow_changes_applied;
-        self.follow_changes_stale += other.follow_changes_stale;
-        self.im.add(other.im);
-    }
-}
+use crate::im::{self, ImEvent};
+use crate::policy::{next_mode, DeliveryMode};
+use crate::seq_lock::{SeqLock, SeqLockHeld};
+use crate::users::{self, UserEvent};
+// The batch's types, where the harness and the benches have always found them.
+pub use crate::outcome::ApplyOutcome;
+pub use crate::policy::Policy;
+pub use crate::sourced::SourcedEvent;
 
 /// Applies `events` (in Kafka order per partition) in one transaction.
 #[tracing::instrument(skip_all, fields(events = events.len()))]
@@ -178,10 +55,14 @@ pub async fn apply_batch(
             Run::Delete(event, delete) => {
                 outcome.add(apply_delete(&mut tx, event, delete).await?);
             }
-            Run::Im(event) => {
-                if let Some(im) = crate::im::apply(&mut tx, policy, event, &mut seq_lock).await? {
-                    outcome.im.add(im);
-                }
+            Run::User(event, user_event) => {
+                outcome
+                    .im
+                    .add(users::apply(&mut tx, event, user_event).await?);
+            }
+            Run::Im(event, im_event) => {
+                let applied = im::apply(&mut tx, policy, event, im_event, &mut seq_lock).await?;
+                outcome.im.add(applied);
             }
         }
     }
@@ -193,31 +74,10 @@ enum Run<'a> {
     Posts(Vec<&'a PostCreated>),
     Follow(&'a SourcedEvent, &'a FollowChange, bool),
     Delete(&'a SourcedEvent, &'a PostDeleted),
-    /// An IM event, applied on its own ([`crate::im`]).
-    Im(&'a SourcedEvent),
-}
-
-/// Takes the seq lock once per transaction, right before the first seq is drawn.
-#[derive(Default)]
-pub(crate) struct SeqLock {
-    held: bool,
-}
-
-impl SeqLock {
-    pub(crate) async fn acquire(
-        &mut self,
-        tx: &mut Transaction<'static, Postgres>,
-    ) -> Result<(), sqlx::Error> {
-        if !self.held {
-            // From here to commit, this transaction is the only one drawing seqs.
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(SYNC_SEQ_LOCK)
-                .execute(&mut **tx)
-                .await?;
-            self.held = true;
-        }
-        Ok(())
-    }
+    /// A user's own event (account, profile), applied on its own ([`crate::users`]).
+    User(&'a SourcedEvent, UserEvent<'a>),
+    /// A conversation's event, applied on its own ([`crate::im`]).
+    Im(&'a SourcedEvent, ImEvent<'a>),
 }
 
 fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
@@ -231,14 +91,20 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
             Event::Followed(change) => runs.push(Run::Follow(event, change, true)),
             Event::Unfollowed(change) => runs.push(Run::Follow(event, change, false)),
             Event::PostDeleted(delete) => runs.push(Run::Delete(event, delete)),
-            Event::ProfileUpdated(_)
-            | Event::GroupCreated(_)
-            | Event::MemberAdded(_)
-            | Event::MemberRemoved(_)
-            | Event::MessageSent(_)
-            | Event::MessageRecalled(_)
-            | Event::ReadMarked(_)
-            | Event::AccountRegistered(_) => runs.push(Run::Im(event)),
+            Event::AccountRegistered(account) => {
+                runs.push(Run::User(event, UserEvent::Registered(account)));
+            }
+            Event::ProfileUpdated(profile) => {
+                runs.push(Run::User(event, UserEvent::Profile(profile)));
+            }
+            Event::GroupCreated(group) => runs.push(Run::Im(event, ImEvent::GroupCreated(group))),
+            Event::MemberAdded(change) => runs.push(Run::Im(event, ImEvent::MemberAdded(change))),
+            Event::MemberRemoved(change) => {
+                runs.push(Run::Im(event, ImEvent::MemberRemoved(change)));
+            }
+            Event::MessageSent(message) => runs.push(Run::Im(event, ImEvent::Message(message))),
+            Event::MessageRecalled(recall) => runs.push(Run::Im(event, ImEvent::Recall(recall))),
+            Event::ReadMarked(read) => runs.push(Run::Im(event, ImEvent::Read(read))),
         }
     }
     runs
@@ -303,7 +169,7 @@ async fn apply_posts(
         .execute(&mut **tx)
         .await?;
     }
-    seq_lock.acquire(tx).await?;
+    let held = seq_lock.acquire(tx).await?;
     let mut new_ids = Vec::with_capacity(inserted.len());
     let mut new_authors = Vec::with_capacity(inserted.len());
     let mut modes = Vec::with_capacity(inserted.len());
@@ -312,7 +178,7 @@ async fn apply_posts(
         new_authors.push(author);
         modes.push(mode);
     }
-    let (own, pushed) = write_sync_entries(tx, &new_ids, &new_authors, &modes).await?;
+    let (own, pushed) = write_sync_entries(tx, &new_ids, &new_authors, &modes, held).await?;
     outcome.sync_entries_own = own;
     outcome.sync_entries_pushed = pushed;
     Ok(outcome)
@@ -342,8 +208,8 @@ async fn record_aliases(
 }
 
 /// One sync entry per post for its author (their other devices) and, for push-mode posts, one for each
-/// active follower, with seqs drawn in post order. Must run while holding [`SYNC_SEQ_LOCK`], and only for
-/// posts this transaction inserted. Returns (entries for authors, entries for followers).
+/// active follower, with seqs drawn in post order (under the seq lock: `held`), only for posts this
+/// transaction inserted. Returns (entries for authors, entries for followers).
 ///
 /// No `ON CONFLICT`: none can arise. Seqs are fresh, and a `(user, post)` row cannot exist yet for a post
 /// this very transaction created (a duplicate or replayed post is not fanned out at all; a follow
@@ -355,6 +221,7 @@ async fn write_sync_entries(
     post_ids: &[String],
     authors: &[String],
     modes: &[String],
+    _held: SeqLockHeld<'_>,
 ) -> Result<(u64, u64), sqlx::Error> {
     let written = sqlx::query(
         "INSERT INTO sync_entries (user_id, seq, post_id, author)
@@ -396,6 +263,36 @@ async fn apply_follow(
     seq_lock: &mut SeqLock,
 ) -> Result<ApplyOutcome, sqlx::Error> {
     let mut outcome = ApplyOutcome::default();
+    let Some(was_active) = set_edge(tx, event, change, active).await? else {
+        outcome.follow_changes_stale = 1;
+        return Ok(outcome);
+    };
+    outcome.follow_changes_applied = 1;
+    if was_active == active {
+        // Follow of a followed user, or unfollow of an unfollowed one: nothing else changes.
+        return Ok(outcome);
+    }
+    if count_follower(tx, policy, change, active).await? {
+        outcome.mode_changes = 1;
+    }
+    if !active {
+        outcome.sync_entries_removed = take_posts_out(tx, change).await?;
+    } else if policy.follow_backfill > 0 {
+        let held = seq_lock.acquire(tx).await?;
+        outcome.sync_entries_backfilled =
+            backfill(tx, change, policy.follow_backfill, held).await?;
+    }
+    Ok(outcome)
+}
+
+/// Sets the edge to `active` unless it was last set by a later event; `None` for such a stale event,
+/// otherwise whether the edge was active before.
+async fn set_edge(
+    tx: &mut Transaction<'static, Postgres>,
+    event: &SourcedEvent,
+    change: &FollowChange,
+    active: bool,
+) -> Result<Option<bool>, sqlx::Error> {
     // Events of one edge share a key (the followee) and so a partition, where offsets order them. An
     // event from another partition means the topic was repartitioned or replaced: it is newer.
     let (was_active, now_active): (Option<bool>, Option<bool>) = sqlx::query_as(
@@ -420,16 +317,17 @@ async fn apply_follow(
     .bind(event.offset)
     .fetch_one(&mut **tx)
     .await?;
-    if now_active.is_none() {
-        outcome.follow_changes_stale = 1;
-        return Ok(outcome);
-    }
-    outcome.follow_changes_applied = 1;
-    if was_active.unwrap_or(false) == active {
-        // Follow of a followed user, or unfollow of an unfollowed one: nothing else changes.
-        return Ok(outcome);
-    }
+    Ok(now_active.map(|_| was_active.unwrap_or(false)))
+}
 
+/// Counts the follower in (or out) and switches the followee's delivery mode when the count crossed a
+/// threshold; whether it did.
+async fn count_follower(
+    tx: &mut Transaction<'static, Postgres>,
+    policy: &Policy,
+    change: &FollowChange,
+    active: bool,
+) -> Result<bool, sqlx::Error> {
     let delta: i64 = if active { 1 } else { -1 };
     let (followers, mode): (i64, String) = sqlx::query_as(
         "INSERT INTO authors (author, follower_count) VALUES ($1, greatest($2, 0))
@@ -442,51 +340,60 @@ async fn apply_follow(
     .await?;
     let current = DeliveryMode::parse(&mode);
     let next = next_mode(current, followers, policy);
-    if next != current {
-        sqlx::query("UPDATE authors SET mode = $2, mode_changed_at = now() WHERE author = $1")
-            .bind(change.followee.as_str())
-            .bind(next.as_str())
-            .execute(&mut **tx)
-            .await?;
-        tracing::info!(author = %change.followee, followers, mode = next.as_str(), "delivery mode changed");
-        outcome.mode_changes = 1;
+    if next == current {
+        return Ok(false);
     }
-
-    if active {
-        if policy.follow_backfill > 0 {
-            seq_lock.acquire(tx).await?;
-            // Pull-mode posts need no copy: the feed reads them from the store timeline.
-            let result = sqlx::query(
-                "INSERT INTO sync_entries (user_id, seq, post_id, author)
-                 SELECT $1, nextval('sync_seq'), recent.post_id, recent.author
-                 FROM (
-                     SELECT post_id, author FROM posts
-                     WHERE author = $2 AND delivery_mode = 'push' AND deleted_at IS NULL
-                     ORDER BY post_id DESC
-                     LIMIT $3
-                 ) AS recent
-                 ORDER BY recent.post_id
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(change.follower.as_str())
-            .bind(change.followee.as_str())
-            .bind(policy.follow_backfill)
-            .execute(&mut **tx)
-            .await?;
-            outcome.sync_entries_backfilled = result.rows_affected();
-        }
-    } else {
-        // Posts only: the followee's messages to the follower stay in the follower's inbox.
-        let result = sqlx::query(
-            "DELETE FROM sync_entries WHERE user_id = $1 AND author = $2 AND kind = 'post'",
-        )
-        .bind(change.follower.as_str())
+    sqlx::query("UPDATE authors SET mode = $2, mode_changed_at = now() WHERE author = $1")
         .bind(change.followee.as_str())
+        .bind(next.as_str())
         .execute(&mut **tx)
         .await?;
-        outcome.sync_entries_removed = result.rows_affected();
-    }
-    Ok(outcome)
+    tracing::info!(author = %change.followee, followers, mode = next.as_str(), "delivery mode changed");
+    Ok(true)
+}
+
+/// Copies the followee's `limit` most recent pushed posts into the new follower's inbox; returns the
+/// entries written. Pull-mode posts need no copy: the feed reads them from the store timeline.
+async fn backfill(
+    tx: &mut Transaction<'static, Postgres>,
+    change: &FollowChange,
+    limit: i64,
+    _held: SeqLockHeld<'_>,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "INSERT INTO sync_entries (user_id, seq, post_id, author)
+         SELECT $1, nextval('sync_seq'), recent.post_id, recent.author
+         FROM (
+             SELECT post_id, author FROM posts
+             WHERE author = $2 AND delivery_mode = 'push' AND deleted_at IS NULL
+             ORDER BY post_id DESC
+             LIMIT $3
+         ) AS recent
+         ORDER BY recent.post_id
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(change.follower.as_str())
+    .bind(change.followee.as_str())
+    .bind(limit)
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Takes the followee's posts out of the former follower's inbox; returns the entries removed. Posts
+/// only: the followee's messages to the follower stay.
+async fn take_posts_out(
+    tx: &mut Transaction<'static, Postgres>,
+    change: &FollowChange,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "DELETE FROM sync_entries WHERE user_id = $1 AND author = $2 AND kind = 'post'",
+    )
+    .bind(change.follower.as_str())
+    .bind(change.followee.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
 }
 
 /// Tombstones a post (the id may be a retried duplicate's alias). A delete for a post not applied yet
@@ -540,7 +447,7 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::{PostId, UserId};
+    use schemas::{Envelope, PostId, UserId};
 
     fn user(name: &str) -> UserId {
         UserId::parse("user", name).unwrap()
@@ -572,24 +479,6 @@ mod tests {
     }
 
     #[test]
-    fn modes_change_only_past_the_thresholds() {
-        let policy = Policy {
-            pull_above: 10,
-            push_below: 8,
-            follow_backfill: 5,
-            ..Policy::default()
-        };
-        use DeliveryMode::{Pull, Push};
-        assert_eq!(next_mode(Push, 10, &policy), Push);
-        assert_eq!(next_mode(Push, 11, &policy), Pull);
-        // Between the thresholds an author keeps the mode they have: no flapping.
-        assert_eq!(next_mode(Pull, 9, &policy), Pull);
-        assert_eq!(next_mode(Pull, 8, &policy), Pull);
-        assert_eq!(next_mode(Pull, 7, &policy), Push);
-        assert_eq!(next_mode(Push, 9, &policy), Push);
-    }
-
-    #[test]
     fn consecutive_posts_share_a_run_and_follows_keep_their_place() {
         let events = vec![
             sourced(0, post("a")),
@@ -601,7 +490,7 @@ mod tests {
             .iter()
             .map(|run| match run {
                 Run::Posts(posts) => posts.len(),
-                Run::Follow(..) | Run::Delete(..) | Run::Im(..) => 0,
+                Run::Follow(..) | Run::Delete(..) | Run::User(..) | Run::Im(..) => 0,
             })
             .collect();
         assert_eq!(shape, vec![2, 0, 1]);

@@ -86,6 +86,22 @@ impl From<schemas::ValidationError> for ApiError {
     }
 }
 
+/// A write the broker did not acknowledge: 413 when the event itself is too large, else 503 (the
+/// event may still have been stored; a retry with the same id is deduplicated).
+impl From<kafkakit::ProduceError> for ApiError {
+    fn from(err: kafkakit::ProduceError) -> Self {
+        match err {
+            kafkakit::ProduceError::TooLarge => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "event is larger than the event log accepts",
+            ),
+            kafkakit::ProduceError::TimedOut | kafkakit::ProduceError::Unavailable(_) => {
+                ApiError::unavailable("event log unavailable, retry with the same id")
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         ApiError::body_json(self.status, &self.message, self.field.as_deref())
@@ -102,3 +118,16 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafkakit::ProduceError;
+
+    #[test]
+    fn produce_failures_map_to_retryable_statuses() {
+        let status = |err| ApiError::from(err).status.as_u16();
+        assert_eq!(status(ProduceError::TimedOut), 503);
+        assert_eq!(status(ProduceError::TooLarge), 413);
+    }
+}

@@ -84,6 +84,15 @@ impl Config {
         }
     }
 
+    /// The event producer's name, topic and acknowledgement timeout.
+    pub fn producer(&self) -> kafkakit::ProducerSettings {
+        kafkakit::ProducerSettings {
+            client_id: "fanline-ingest".to_owned(),
+            topic: self.topic.clone(),
+            timeout: std::time::Duration::from_millis(self.produce_timeout_ms),
+        }
+    }
+
     /// Brokers and the operator's Kafka properties.
     pub fn kafka(&self) -> Result<kafkakit::KafkaSettings, kafkakit::PropertyError> {
         kafkakit::KafkaSettings::new(&self.brokers, &self.kafka_properties)

@@ -17,13 +17,9 @@ use httpkit::openapi::{
 };
 use httpkit::{ApiError, JsonBody, QueryParams};
 use schemas::api::{Accepted, CreateGroupRequest, ProfileRequest, ReadRequest, SendMessageRequest};
-use schemas::ids::{validate_body, validate_message_id};
-use schemas::{
-    ConversationId, Envelope, GroupCreated, GroupId, MembershipChange, MessageRecalled,
-    MessageSent, PostId, ProfileUpdated, ReadMarked, Role, UserId,
-};
+use schemas::{ConversationId, Envelope, MembershipChange, MessageId, MessageRecalled, UserId};
 
-use crate::producer::EventProducer;
+use kafkakit::EventProducer;
 
 pub fn router(producer: Arc<EventProducer>) -> Router {
     Router::new()
@@ -45,7 +41,7 @@ pub fn router(producer: Arc<EventProducer>) -> Router {
 async fn append(
     producer: &EventProducer,
     envelope: &Envelope,
-    message_id: Option<&PostId>,
+    message_id: Option<&MessageId>,
     conversation: Option<&ConversationId>,
 ) -> Result<Response, ApiError> {
     let ack = producer.send(envelope).await?;
@@ -58,42 +54,6 @@ async fn append(
         offset: ack.offset,
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
-}
-
-/// Validates a send request into the event payload.
-pub fn validate_message(request: SendMessageRequest) -> Result<MessageSent, ApiError> {
-    let sender = UserId::parse("from", &request.from)?;
-    let conversation = match (&request.to, &request.group) {
-        (Some(to), None) => {
-            let to = UserId::parse("to", to)?;
-            if to == sender {
-                return Err(ApiError::bad_field(
-                    "to",
-                    "a message to yourself has nobody to go to",
-                ));
-            }
-            ConversationId::direct(&sender, &to)
-        }
-        (None, Some(group)) => ConversationId::group(&GroupId::parse("group", group)?),
-        _ => {
-            return Err(ApiError::bad_field(
-                "to",
-                "give exactly one of to (a user) and group",
-            ))
-        }
-    };
-    validate_body("body", &request.body)?;
-    if let Some(id) = &request.client_msg_id {
-        validate_message_id("client_msg_id", id)?;
-    }
-    Ok(MessageSent {
-        message_id: PostId::generate(),
-        conversation,
-        sender,
-        body: request.body,
-        client_msg_id: request.client_msg_id,
-        created_at: Utc::now(),
-    })
 }
 
 /// Send a message.
@@ -116,7 +76,7 @@ pub async fn send_message(
     State(producer): State<Arc<EventProducer>>,
     JsonBody(request): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
-    let message = validate_message(request)?;
+    let message = request.into_event()?;
     bearer.require_user("from", &message.sender)?;
     let (id, conversation) = (message.message_id.clone(), message.conversation.clone());
     let envelope = Envelope::message_sent(message);
@@ -132,7 +92,7 @@ pub async fn send_message(
 #[utoipa::path(
     delete, path = "/v1/messages/{message_id}", tag = "messages",
     params(
-        ("message_id" = schemas::PostId, Path, description = "The message (or the id a retried send got)."),
+        ("message_id" = schemas::MessageId, Path, description = "The message (or the id a retried send got)."),
         ("from" = schemas::UserId, Query, description = "The sender."),
         ("conversation" = schemas::ConversationId, Query, description = "The message's conversation."),
     ),
@@ -148,7 +108,7 @@ pub async fn recall_message(
     Path(message_id): Path<String>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    let message_id = PostId::parse("message_id", &message_id)?;
+    let message_id = MessageId::parse("message_id", &message_id)?;
     let sender = params
         .get("from")
         .ok_or_else(|| ApiError::bad_field("from", "required: the message's sender"))?;
@@ -191,17 +151,10 @@ pub async fn mark_read(
     Path((user, conversation)): Path<(String, String)>,
     JsonBody(request): JsonBody<ReadRequest>,
 ) -> Result<Response, ApiError> {
-    let user = UserId::parse("user", &user)?;
-    let conversation = ConversationId::parse("conversation", &conversation)?;
-    bearer.require_user("user", &user)?;
-    if request.seq < 0 {
-        return Err(ApiError::bad_field("seq", "must not be negative"));
-    }
-    let envelope = Envelope::read_marked(ReadMarked {
-        conversation: conversation.clone(),
-        user,
-        seq: request.seq,
-    });
+    let marker = request.into_event(&user, &conversation)?;
+    bearer.require_user("user", &marker.user)?;
+    let conversation = marker.conversation.clone();
+    let envelope = Envelope::read_marked(marker);
     append(&producer, &envelope, None, Some(&conversation)).await
 }
 
@@ -225,14 +178,7 @@ pub async fn update_profile(
     Path(user): Path<String>,
     JsonBody(request): JsonBody<ProfileRequest>,
 ) -> Result<Response, ApiError> {
-    let profile = ProfileUpdated {
-        user: UserId::parse("user", &user)?,
-        display_name: request.display_name,
-        age: request.age,
-        gender: request.gender,
-        signature: request.signature,
-    };
-    profile.validate()?;
+    let profile = request.into_event(&user)?;
     bearer.require_user("user", &profile.user)?;
     append(&producer, &Envelope::profile_updated(profile), None, None).await
 }
@@ -255,15 +201,7 @@ pub async fn create_group(
     State(producer): State<Arc<EventProducer>>,
     JsonBody(request): JsonBody<CreateGroupRequest>,
 ) -> Result<Response, ApiError> {
-    let group = GroupCreated {
-        group: GroupId::parse("group", &request.group)?,
-        owner: UserId::parse("owner", &request.owner)?,
-        name: request.name,
-        group_type: request.group_type,
-        description: request.description,
-        created_at: Utc::now(),
-    };
-    group.validate()?;
+    let group = request.into_event()?;
     bearer.require_user("owner", &group.owner)?;
     let conversation = ConversationId::group(&group.group);
     append(
@@ -275,37 +213,20 @@ pub async fn create_group(
     .await
 }
 
-/// The membership change a path and its `by` parameter describe (`by` defaults to the user: a join or
-/// a leave).
+/// The membership change a path and its `by` (and, for additions, `role`) parameters describe.
 fn membership(
     group: &str,
     user: &str,
     params: &QueryParams,
     with_role: bool,
 ) -> Result<MembershipChange, ApiError> {
-    let group = GroupId::parse("group", group)?;
-    let user = UserId::parse("user", user)?;
-    let by = match params.get("by") {
-        Some(by) => UserId::parse("by", by)?,
-        None => user.clone(),
-    };
-    let role = match (with_role, params.get("role")) {
-        (true, Some("member")) => Some(Role::Member),
-        (true, Some("admin")) => Some(Role::Admin),
-        (true, Some(_)) => {
-            return Err(ApiError::bad_field(
-                "role",
-                "must be member or admin (the owner is whoever created the group)",
-            ))
-        }
-        _ => None,
-    };
-    Ok(MembershipChange {
+    let role = if with_role { params.get("role") } else { None };
+    Ok(MembershipChange::from_path(
         group,
         user,
-        by,
+        params.get("by"),
         role,
-    })
+    )?)
 }
 
 /// The caller must be who acts: `by` when given, else the user themself. Whether they *may* (their
@@ -395,49 +316,4 @@ pub async fn remove_member(
         Some(&conversation),
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(
-        from: &str,
-        to: Option<&str>,
-        group: Option<&str>,
-        body: &str,
-    ) -> SendMessageRequest {
-        SendMessageRequest {
-            from: from.into(),
-            to: to.map(Into::into),
-            group: group.map(Into::into),
-            body: body.into(),
-            client_msg_id: None,
-        }
-    }
-
-    fn field(request: SendMessageRequest) -> String {
-        validate_message(request)
-            .unwrap_err()
-            .field
-            .unwrap()
-            .into_owned()
-    }
-
-    #[test]
-    fn messages_name_the_field_at_fault() {
-        assert_eq!(field(request("a b", Some("bob"), None, "hi")), "from");
-        assert_eq!(field(request("alice", Some("alice"), None, "hi")), "to");
-        assert_eq!(field(request("alice", None, None, "hi")), "to");
-        assert_eq!(
-            field(request("alice", Some("bob"), Some("team"), "hi")),
-            "to"
-        );
-        assert_eq!(field(request("alice", None, Some("a/b"), "hi")), "group");
-        assert_eq!(field(request("alice", Some("bob"), None, " ")), "body");
-        let ok = validate_message(request("bob", Some("alice"), None, "hi")).unwrap();
-        assert_eq!(ok.conversation.as_str(), "d:alice:bob");
-        let group = validate_message(request("bob", None, Some("team"), "hi")).unwrap();
-        assert_eq!(group.conversation.as_str(), "g:team");
-    }
 }

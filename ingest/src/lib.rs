@@ -6,16 +6,16 @@
 //!
 //! # Layout
 //! - [`config`]: command-line flags and environment variables.
-//! - [`producer`]: the Kafka producer and how its failures map to HTTP statuses.
-//! - [`routes`]: the HTTP handlers.
-//! - [`metrics`]: produce latency and failure counters.
+//! - [`routes`]: the HTTP handlers of posts, follows and accounts.
+//! - [`im_routes`]: the HTTP handlers of messages, read markers, profiles and groups.
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
+//!
+//! The producer is [`kafkakit::EventProducer`]; request rules and request → event conversions are
+//! the payloads' own, in `schemas`.
 
 pub mod config;
 pub mod im_routes;
-pub mod metrics;
 pub mod openapi;
-pub mod producer;
 pub mod routes;
 
 use std::future::Future;
@@ -25,7 +25,7 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 
 pub use config::Config;
-use producer::EventProducer;
+use kafkakit::EventProducer;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +64,14 @@ pub struct App {
 impl App {
     pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
         let token_key = Arc::new(config.token.key()?);
-        let metrics = metrics::IngestMetrics::new(&registry)?;
+        let metrics =
+            kafkakit::ProduceMetrics::new(&registry, "ingest", httpkit::metrics::LATENCY_BUCKETS)?;
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
-        let producer = Arc::new(EventProducer::new(config, metrics)?);
+        let producer = Arc::new(EventProducer::new(
+            &config.kafka()?,
+            &config.producer(),
+            metrics,
+        )?);
         let readiness = {
             let producer = producer.clone();
             httpkit::Readiness::new(move || {
@@ -77,6 +82,10 @@ impl App {
         let router = httpkit::with_common_layers(
             routes::router(producer.clone(), config.batch_body_limit_bytes)
                 .merge(im_routes::router(producer.clone()))
+                .route(
+                    "/openapi.json",
+                    httpkit::json_document(openapi::document_json()),
+                )
                 // One `layer` call: every call boxes each route again (see `with_common_layers`).
                 .layer(
                     tower::ServiceBuilder::new()

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, put};
 use axum::Extension;
 use axum::{Json, Router};
-use chrono::Utc;
 use httpkit::openapi::{
     BadRequest, BodyRejected, Forbidden, NoSuchRoute, TooManyRequests, Unauthorized, Unavailable,
 };
@@ -21,19 +20,12 @@ use schemas::api::{
     Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest, Credentials,
     MAX_BATCH_POSTS,
 };
-use schemas::ids::{validate_body, validate_message_id};
-use schemas::{
-    AccountRegistered, Envelope, FollowChange, PostCreated, PostDeleted, PostId, UserId,
-};
+use schemas::{AccountRegistered, Envelope, FollowChange, PostDeleted, PostId, UserId};
 
-use crate::producer::{Acknowledged, EventProducer};
+use kafkakit::{Acknowledged, EventProducer};
 
 pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Router {
     Router::new()
-        .route(
-            "/openapi.json",
-            httpkit::json_document(crate::openapi::document_json()),
-        )
         .route("/v1/accounts", post(register))
         .route("/v1/posts", post(create_post))
         .route(
@@ -108,22 +100,6 @@ fn accepted(envelope: &Envelope, post_id: Option<&PostId>, ack: Acknowledged) ->
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
-/// Validates a post request into the event payload.
-pub fn validate_post(request: CreatePostRequest) -> Result<PostCreated, ApiError> {
-    let author = UserId::parse("author", &request.author)?;
-    validate_body("body", &request.body)?;
-    if let Some(id) = &request.message_id {
-        validate_message_id("message_id", id)?;
-    }
-    Ok(PostCreated {
-        post_id: PostId::generate(),
-        author,
-        body: request.body,
-        message_id: request.message_id,
-        created_at: Utc::now(),
-    })
-}
-
 /// Post.
 ///
 /// Appends a `post_created` event and answers once the broker acknowledged it. Retrying with the same
@@ -142,7 +118,7 @@ pub async fn create_post(
     State(producer): State<Arc<EventProducer>>,
     JsonBody(request): JsonBody<CreatePostRequest>,
 ) -> Result<Response, ApiError> {
-    let post = validate_post(request)?;
+    let post = request.into_event()?;
     bearer.require_user("author", &post.author)?;
     let post_id = post.post_id.clone();
     let envelope = Envelope::post_created(post);
@@ -185,7 +161,10 @@ pub async fn create_posts(
                         err.field = err.field.map(|f| format!("{prefix}{f}").into());
                         err
                     };
-                    let post = validate_post(request).map_err(in_item)?;
+                    let post = request
+                        .into_event()
+                        .map_err(ApiError::from)
+                        .map_err(in_item)?;
                     bearer
                         .require_user("author", &post.author)
                         .map_err(in_item)?;
@@ -260,14 +239,6 @@ pub async fn delete_post(
     Ok(accepted(&envelope, None, ack))
 }
 
-fn follow_change(user: &str, target: &str) -> Result<FollowChange, ApiError> {
-    let follower = UserId::parse("user", user)?;
-    let followee = UserId::parse("target", target)?;
-    let change = FollowChange { follower, followee };
-    change.validate().map_err(|err| err.in_field("target"))?;
-    Ok(change)
-}
-
 /// Follow.
 ///
 /// Appends a `followed` event on the followee's key: `user` follows `target`.
@@ -288,7 +259,7 @@ pub async fn follow(
     State(producer): State<Arc<EventProducer>>,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let change = follow_change(&user, &target)?;
+    let change = FollowChange::from_path(&user, &target)?;
     bearer.require_user("user", &change.follower)?;
     let envelope = Envelope::followed(change);
     let ack = producer.send(&envelope).await?;
@@ -315,46 +286,9 @@ pub async fn unfollow(
     State(producer): State<Arc<EventProducer>>,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let change = follow_change(&user, &target)?;
+    let change = FollowChange::from_path(&user, &target)?;
     bearer.require_user("user", &change.follower)?;
     let envelope = Envelope::unfollowed(change);
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(author: &str, body: &str, message_id: Option<&str>) -> CreatePostRequest {
-        CreatePostRequest {
-            author: author.into(),
-            body: body.into(),
-            message_id: message_id.map(Into::into),
-        }
-    }
-
-    #[test]
-    fn post_validation_names_the_field() {
-        let field = |r| validate_post(r).unwrap_err().field.unwrap();
-        assert_eq!(field(request("no spaces", "x", None)), "author");
-        assert_eq!(field(request("a", "", None)), "body");
-        assert_eq!(field(request("a", "x", Some(""))), "message_id");
-        let post = validate_post(request("a", "x", Some("m"))).unwrap();
-        assert_eq!(post.author.as_str(), "a");
-    }
-
-    #[test]
-    fn follow_paths_are_validated() {
-        assert_eq!(
-            follow_change("a b", "c").unwrap_err().field.unwrap(),
-            "user"
-        );
-        assert_eq!(follow_change("a", "").unwrap_err().field.unwrap(), "target");
-        assert_eq!(
-            follow_change("a", "a").unwrap_err().field.unwrap(),
-            "target"
-        );
-        assert!(follow_change("a", "b").is_ok());
-    }
 }

@@ -5,16 +5,25 @@
 //! Precedence, lowest first: librdkafka's defaults, the settings the caller needs for its job (a
 //! consumer's group, a producer's timeout), then the operator's `key=value` properties
 //! (`--kafka-property`, e.g. `security.protocol=ssl`), which always win.
+//!
+//! # Layout
+//! - [`producer`]: [`EventProducer`], the acknowledged event producer of every write path, its
+//!   failures and its metrics.
+//! - [`renewing`]: [`RenewingProducer`], a client that is recreated when it failed every send for a while.
 
-mod renewing;
+pub mod producer;
+pub mod renewing;
 
+pub use producer::{
+    Acknowledged, EventProducer, Pending, ProduceError, ProduceMetrics, ProducerSettings,
+};
+pub use rdkafka::error::KafkaError;
 pub use renewing::{FailureStreak, RenewingProducer};
 
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
 
 /// A `--kafka-property` Fanline cannot take.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

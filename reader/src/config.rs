@@ -83,6 +83,15 @@ pub struct Config {
     #[arg(long, env = "FANLINE_READER_PRODUCE_TIMEOUT_MS", default_value_t = defaults::PRODUCE_TIMEOUT_MS)]
     pub produce_timeout_ms: u64,
 
+    /// Extra librdkafka producer properties of the socket sends' producer as key=value (repeatable),
+    /// e.g. security.protocol=ssl — the same as ingest's.
+    #[arg(
+        long = "kafka-property",
+        env = "FANLINE_READER_KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
+    pub kafka_properties: Vec<String>,
+
     /// WebSocket heartbeat: the server pings this often, in seconds.
     #[arg(long, env = "FANLINE_WS_HEARTBEAT_SECS", default_value_t = defaults::WS_HEARTBEAT_SECS)]
     pub ws_heartbeat_secs: u64,
@@ -130,6 +139,32 @@ impl Config {
             .max(1)
     }
 
+    /// Brokers and the operator's Kafka properties.
+    pub fn kafka(&self) -> Result<kafkakit::KafkaSettings, kafkakit::PropertyError> {
+        kafkakit::KafkaSettings::new(&self.brokers, &self.kafka_properties)
+    }
+
+    /// The socket sends' producer: its name, topic and acknowledgement timeout.
+    pub fn producer(&self) -> kafkakit::ProducerSettings {
+        kafkakit::ProducerSettings {
+            client_id: "fanline-reader".to_owned(),
+            topic: self.topic.clone(),
+            timeout: std::time::Duration::from_millis(self.produce_timeout_ms),
+        }
+    }
+
+    /// The WebSocket settings, each at least its smallest workable value.
+    pub fn socket_settings(&self) -> crate::realtime::SocketSettings {
+        use std::time::Duration;
+        crate::realtime::SocketSettings {
+            heartbeat: Duration::from_secs(self.ws_heartbeat_secs.max(1)),
+            max_missed: self.ws_max_missed.max(1),
+            window: self.ws_window.max(1),
+            buffer_frames: self.ws_buffer_frames.max(2),
+            send_timeout: Duration::from_secs(self.ws_send_timeout_secs.max(1)),
+        }
+    }
+
     /// A configuration for tests and embedding: a free port, other settings at their defaults.
     pub fn for_database(database_url: &str) -> Self {
         Config {
@@ -146,6 +181,7 @@ impl Config {
             brokers: schemas::DEFAULT_BROKERS.to_owned(),
             topic: schemas::DEFAULT_EVENTS_TOPIC.to_owned(),
             produce_timeout_ms: defaults::PRODUCE_TIMEOUT_MS,
+            kafka_properties: Vec::new(),
             ws_heartbeat_secs: defaults::WS_HEARTBEAT_SECS,
             ws_max_missed: defaults::WS_MAX_MISSED,
             ws_window: defaults::WS_WINDOW,

@@ -20,8 +20,8 @@ use schemas::UserId;
 
 use authkit::Bearer;
 
-use crate::routes::sync_page;
-use crate::socket::Realtime;
+use crate::realtime::Realtime;
+use crate::sync::sync_page;
 
 /// Entries read per query.
 const PAGE: i64 = 100;

@@ -7,23 +7,23 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use httpkit::openapi::{
     BadRequest, Forbidden, InternalError, NoSuchRoute, Unauthorized, Unavailable,
 };
 use httpkit::{ApiError, QueryParams};
 use schemas::api::{
-    ConversationPage, ConversationSummary, Group, LastMessage, Member, MemberPage, Message,
-    MessagePage, Profile,
+    decode_conversation_cursor, decode_member_cursor, encode_conversation_cursor,
+    encode_member_cursor, ConversationPage, ConversationSummary, Group, LastMessage, Member,
+    MemberPage, Message, MessagePage, Profile, PREVIEW_CHARS,
 };
 use schemas::ids::ConversationKind;
 use schemas::{ConversationId, GroupId, UserId};
 use sqlx::PgPool;
 
 use crate::db::ReadPool;
-use crate::routes::{cursor_param, database_error, page_limit, read_error};
+use crate::failure::{database_error, read_error};
+use crate::params::{cursor_param, page_limit};
 
 /// `403` unless the caller is one of a direct conversation's two users or an active member of the
 /// group (a former member's history access ended when they left).
@@ -85,38 +85,8 @@ pub fn router(state: ImState) -> Router {
         .with_state(state)
 }
 
-pub const PREVIEW_CHARS: usize = 100;
-
 fn not_found(what: &str) -> ApiError {
     ApiError::new(axum::http::StatusCode::NOT_FOUND, format!("no such {what}"))
-}
-
-/// A contact-list cursor: the last row's activity time and conversation id.
-fn encode_conversation_cursor(at: DateTime<Utc>, conversation: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("c1:{}:{conversation}", at.timestamp_micros()))
-}
-
-fn decode_conversation_cursor(raw: &str) -> Option<(DateTime<Utc>, String)> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
-    let (micros, conversation) = text.strip_prefix("c1:")?.split_once(':')?;
-    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-    // Postgres timestamps span fewer years than chrono's: an edited cursor must be a 400, not a 500.
-    if !(1970..=9999).contains(&at.year()) {
-        return None;
-    }
-    ConversationId::parse("cursor", conversation).ok()?;
-    Some((at, conversation.to_owned()))
-}
-
-fn encode_member_cursor(user: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("m1:{user}"))
-}
-
-fn decode_member_cursor(raw: &str) -> Option<String> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
-    let user = text.strip_prefix("m1:")?;
-    UserId::parse("cursor", user).ok()?;
-    Some(user.to_owned())
 }
 
 /// Profile.
@@ -516,37 +486,4 @@ pub async fn messages(
         messages: rows,
         has_more,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let at = DateTime::from_timestamp_micros(1_795_000_000_123_456).unwrap();
-        let cursor = encode_conversation_cursor(at, "d:alice:bob");
-        assert_eq!(
-            decode_conversation_cursor(&cursor),
-            Some((at, "d:alice:bob".to_owned()))
-        );
-        assert_eq!(decode_conversation_cursor("garbage!"), None);
-        assert_eq!(
-            decode_conversation_cursor(&URL_SAFE_NO_PAD.encode("c1:12:d:bob:alice")),
-            None
-        );
-        assert_eq!(
-            decode_member_cursor(&encode_member_cursor("bob")),
-            Some("bob".to_owned())
-        );
-        assert_eq!(
-            decode_member_cursor(&URL_SAFE_NO_PAD.encode("m1:a b")),
-            None
-        );
-        let ancient = format!("c1:{}:d:alice:bob", -3_000_000_000_000_000_000_i64);
-        assert_eq!(
-            decode_conversation_cursor(&URL_SAFE_NO_PAD.encode(ancient)),
-            None
-        );
-    }
 }

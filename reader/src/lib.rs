@@ -1,24 +1,41 @@
-//! Reader: the read API — feeds, sync scans and store timelines, straight from Postgres.
+//! Reader: the read API — feeds, sync scans and store timelines, contact lists and histories, sessions,
+//! and realtime delivery (long poll, WebSocket, SSE), straight from Postgres.
 //!
 //! Architecture invariant: the reader never writes timelines; its queries are plain reads that each see
-//! one snapshot, so a page never mixes states.
+//! one snapshot, so a page never mixes states. (It writes device state — acks, sessions — which is not
+//! timeline content; socket sends go through Kafka like every other write.)
 //!
 //! # Layout
 //! - [`config`]: command line and environment.
-//! - [`queries`]: the SQL behind each endpoint, and the cursor format.
-//! - [`routes`]: the HTTP handlers and parameter validation.
+//! - [`db`]: page reads pipelined on a few shared tokio-postgres connections.
+//! - [`failure`]: what a failed database call answers (503 or 500), in one place.
+//! - [`params`]: the `limit` and `cursor` parameters every page shares.
+//! - [`queries`]: the SQL behind each page.
+//! - [`sync`]: one page of a user's sync timeline, shared by `/sync`, long polls, sockets and SSE.
+//! - [`routes`]: the HTTP handlers of feeds, store timelines and sync scans.
+//! - [`im`]: the HTTP handlers of contact lists, histories, profiles, groups and members.
+//! - [`sessions`]: login, refresh and logout, and the cleanup of ended sessions.
+//! - [`hub`]: the process's one LISTEN connection, fanned out to waiting requests and sockets.
+//! - [`realtime`]: what the WebSocket and SSE routes share (settings, producer, metrics).
+//! - [`socket`]: `GET /v1/ws`, a device's realtime connection.
+//! - [`events`]: `GET /v1/users/{user}/events`, the SSE stream.
+//! - [`web`]: the web chat client, served at `/`.
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod failure;
 pub mod hub;
 pub mod im;
 pub mod openapi;
+pub mod params;
 pub mod queries;
+pub mod realtime;
 pub mod routes;
 pub mod sessions;
 pub mod socket;
+pub mod sync;
 pub mod web;
 
 use std::future::Future;
@@ -47,7 +64,9 @@ pub enum BuildError {
     #[error("FANLINE_TOKEN_KEY: {0}")]
     TokenKey(#[from] authkit::KeyError),
     #[error("cannot create the Kafka producer of WebSocket sends: {0}")]
-    Producer(#[from] ingest::BuildError),
+    Producer(#[from] kafkakit::KafkaError),
+    #[error("invalid Kafka property")]
+    KafkaProperty(#[from] kafkakit::PropertyError),
 }
 
 pub struct App {
@@ -55,21 +74,28 @@ pub struct App {
     router: axum::Router,
     hub: Arc<hub::Hub>,
     pool: sqlx::PgPool,
-    producer: Arc<ingest::producer::EventProducer>,
+    producer: kafkakit::EventProducer,
     /// Ends the long-lived responses (sockets, event streams, long polls) when the server stops, so
     /// that the graceful shutdown does not wait for them.
     shutdown: CancellationToken,
     sockets: TaskTracker,
 }
 
-impl App {
-    pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
-        let token_key = Arc::new(config.token.key()?);
+/// The reader's connections to Postgres: page reads, the pool for everything else, and the pool of
+/// the LISTEN connection (outside the request pool: a busy pool must not starve wake-ups).
+struct Connections {
+    reads: db::ReadPool,
+    pool: sqlx::PgPool,
+    listen: sqlx::PgPool,
+}
+
+impl Connections {
+    /// Lazy: the reader starts (and answers 503) while Postgres is down, and recovers by itself.
+    fn open(config: &Config) -> Result<Connections, BuildError> {
         let options: PgConnectOptions = config.database_url.expose_secret().parse()?;
         // A stuck query must end as a 503, not hold the request (and a connection) forever.
         let statement_timeout = format!("{}ms", config.query_timeout_ms);
         let options = options.options([("statement_timeout", statement_timeout.as_str())]);
-        // Lazy: the reader starts (and answers 503) while Postgres is down, and recovers by itself.
         let wait = Duration::from_millis(config.query_timeout_ms);
         let reads = db::ReadPool::new(
             config.database_url.expose_secret(),
@@ -81,102 +107,124 @@ impl App {
             .test_before_acquire(false)
             .acquire_timeout(wait)
             .connect_lazy_with(options.clone());
-        let http_metrics = httpkit::HttpMetrics::new(&registry)?;
-        let hub = hub::Hub::new(&registry)?;
-        let readiness = {
-            let pool = pool.clone();
-            let reads = reads.clone();
-            let hub = hub.clone();
-            httpkit::Readiness::new(move || {
-                let pool = pool.clone();
-                let reads = reads.clone();
-                let hub = hub.clone();
-                async move {
-                    sqlx::query("SELECT 1")
-                        .execute(&pool)
-                        .await
-                        .map_err(|_| "database unavailable".to_owned())?;
-                    // The page reads' own connections (tokio-postgres reads the URL itself).
-                    reads
-                        .query("SELECT 1", &[])
-                        .await
-                        .map_err(|err| format!("page reads: {err}"))?;
-                    // Without the LISTEN connection, long polls, sockets and event streams hear nothing.
-                    if !hub.listening() {
-                        return Err("not listening for sync wake-ups yet".to_owned());
-                    }
-                    Ok(())
-                }
-            })
-        };
-        // The LISTEN connection lives outside the request pool: a busy pool must not starve wake-ups.
-        let listen_pool = PgPoolOptions::new()
+        let listen = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(wait)
-            .connect_lazy_with(options.clone());
-        let sessions = Arc::new(sessions::Sessions {
-            pool: pool.clone(),
-            key: token_key.clone(),
-            limiter: authkit::LoginLimiter::new(authkit::LoginQuota {
-                per_account_per_minute: config.login_per_account_per_minute,
-                per_address_per_minute: config.login_per_address_per_minute,
-            }),
-            policy: sessions::SessionPolicy {
-                access_ttl: Duration::from_secs(config.access_token_secs),
-                refresh_ttl: Duration::from_secs(config.refresh_token_secs),
-            },
-        });
-        // Messages and read markers sent over a socket are appended exactly as ingest appends them.
-        let producer = {
-            let mut produce = ingest::Config::for_brokers(&config.brokers, &config.topic);
-            produce.produce_timeout_ms = config.produce_timeout_ms;
-            let metrics = ingest::metrics::IngestMetrics::new(&registry)?;
-            Arc::new(ingest::producer::EventProducer::new(&produce, metrics)?)
-        };
+            .connect_lazy_with(options);
+        Ok(Connections {
+            reads,
+            pool,
+            listen,
+        })
+    }
+
+    /// Ready when both kinds of request connection answer and the LISTEN connection listens.
+    fn readiness(&self, hub: &Arc<hub::Hub>) -> httpkit::Readiness {
+        let (pool, reads, hub) = (self.pool.clone(), self.reads.clone(), hub.clone());
+        httpkit::Readiness::new(move || {
+            let (pool, reads, hub) = (pool.clone(), reads.clone(), hub.clone());
+            async move {
+                sqlx::query("SELECT 1")
+                    .execute(&pool)
+                    .await
+                    .map_err(|_| "database unavailable".to_owned())?;
+                // The page reads' own connections (tokio-postgres reads the URL itself).
+                reads
+                    .query("SELECT 1", &[])
+                    .await
+                    .map_err(|err| format!("page reads: {err}"))?;
+                // Without the LISTEN connection, long polls, sockets and event streams hear nothing.
+                if !hub.listening() {
+                    return Err("not listening for sync wake-ups yet".to_owned());
+                }
+                Ok(())
+            }
+        })
+    }
+}
+
+fn sessions(
+    config: &Config,
+    pool: &sqlx::PgPool,
+    key: Arc<authkit::TokenKey>,
+) -> sessions::Sessions {
+    sessions::Sessions {
+        pool: pool.clone(),
+        key,
+        limiter: authkit::LoginLimiter::new(authkit::LoginQuota {
+            per_account_per_minute: config.login_per_account_per_minute,
+            per_address_per_minute: config.login_per_address_per_minute,
+        }),
+        policy: sessions::SessionPolicy {
+            access_ttl: Duration::from_secs(config.access_token_secs),
+            refresh_ttl: Duration::from_secs(config.refresh_token_secs),
+        },
+    }
+}
+
+/// The WebSocket and SSE routes; tokens may come in the URL here (browsers cannot set headers).
+fn realtime_routes(realtime: Arc<realtime::Realtime>) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/ws", axum::routing::get(socket::connect))
+        .route(
+            "/v1/users/{user}/events",
+            axum::routing::get(events::stream),
+        )
+        .with_state(realtime)
+        .layer(axum::Extension(authkit::QueryTokenAllowed))
+}
+
+impl App {
+    pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
+        let token_key = Arc::new(config.token.key()?);
+        let connections = Connections::open(config)?;
+        let http_metrics = httpkit::HttpMetrics::new(&registry)?;
+        let hub = hub::Hub::new(&registry)?;
+        let readiness = connections.readiness(&hub);
+        let metrics =
+            kafkakit::ProduceMetrics::new(&registry, "reader", httpkit::metrics::LATENCY_BUCKETS)?;
+        let producer = kafkakit::EventProducer::new(&config.kafka()?, &config.producer(), metrics)?;
         let shutdown = CancellationToken::new();
         let sockets = TaskTracker::new();
-        let realtime = Arc::new(socket::Realtime {
-            pool: pool.clone(),
-            reads: reads.clone(),
+        let realtime = Arc::new(realtime::Realtime {
+            pool: connections.pool.clone(),
+            reads: connections.reads.clone(),
             hub: hub.clone(),
             producer: producer.clone(),
-            settings: socket::SocketSettings {
-                heartbeat: Duration::from_secs(config.ws_heartbeat_secs.max(1)),
-                max_missed: config.ws_max_missed.max(1),
-                window: config.ws_window.max(1),
-                buffer_frames: config.ws_buffer_frames.max(2),
-                send_timeout: Duration::from_secs(config.ws_send_timeout_secs.max(1)),
-            },
+            settings: config.socket_settings(),
             shutdown: shutdown.clone(),
             tasks: sockets.clone(),
-            metrics: socket::SocketMetrics::new(&registry)?,
+            metrics: realtime::SocketMetrics::new(&registry)?,
         });
-        let realtime_routes = axum::Router::new()
-            .route("/v1/ws", axum::routing::get(socket::connect))
-            .route(
-                "/v1/users/{user}/events",
-                axum::routing::get(events::stream),
-            )
-            .with_state(realtime)
-            .layer(axum::Extension(authkit::QueryTokenAllowed));
         let api = routes::router(routes::ReadState {
-            reads: reads.clone(),
-            pool: pool.clone(),
+            reads: connections.reads.clone(),
+            pool: connections.pool.clone(),
             hub: hub.clone(),
             shutdown: shutdown.clone(),
         })
-        .merge(im::router(im::ImState { pool, reads }))
-        .merge(sessions::router(sessions))
-        .merge(realtime_routes)
+        .merge(im::router(im::ImState {
+            pool: connections.pool.clone(),
+            reads: connections.reads,
+        }))
+        .merge(sessions::router(Arc::new(sessions(
+            config,
+            &connections.pool,
+            token_key.clone(),
+        ))))
+        .merge(realtime_routes(realtime))
         .layer(axum::Extension(token_key))
-        .merge(web::router(config.public_ingest_url.clone()));
+        .merge(web::router(config.public_ingest_url.clone()))
+        .route(
+            "/openapi.json",
+            httpkit::json_document(openapi::document_json()),
+        );
         let router = httpkit::with_common_layers(api, registry, http_metrics, readiness, 16 * 1024);
         let listener = httpkit::bind(config.listen).await?;
         Ok(App {
             listener,
             router,
             hub,
-            pool: listen_pool,
+            pool: connections.listen,
             producer,
             shutdown,
             sockets,

@@ -33,7 +33,7 @@ use sqlx::PgPool;
 
 use authkit::{Bearer, LoginLimiter, TokenKey};
 
-use crate::routes::database_error;
+use crate::failure::database_error;
 
 /// Lifetimes and limits of sessions.
 #[derive(Debug, Clone, Copy)]

@@ -18,82 +18,33 @@
 //! client sent nothing for `heartbeat × max_missed`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use authkit::Bearer;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use httpkit::{ApiError, QueryParams};
-use ingest::producer::EventProducer;
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
-use schemas::api::SendMessageRequest;
-use schemas::realtime::{close, ClientFrame, ServerFrame};
-use schemas::{ConversationId, Envelope, ReadMarked, UserId};
+use kafkakit::Pending;
+use schemas::api::{ReadRequest, SendMessageRequest};
+use schemas::realtime::{close, ClientFrame, ServerFrame, BUFFER_BYTES, MAX_FRAME_BYTES};
+use schemas::{DeviceId, Envelope};
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use authkit::Bearer;
-
-use crate::hub::Hub;
-use crate::routes::sync_page;
+use crate::realtime::Realtime;
+use crate::sync::sync_page;
 
 /// Entries per `sync` frame.
 const FRAME_ENTRIES: i64 = 100;
-/// Sends and read markers of one connection waiting for the broker at once.
+/// Sends and read markers of one connection waiting for the broker at once. The next client frame is
+/// read when one of them is answered: a client that pipelines faster than the broker acknowledges is
+/// slowed down (TCP backpressure), not refused.
 const MAX_IN_FLIGHT: usize = 32;
-
-#[derive(Debug, Clone, Copy)]
-pub struct SocketSettings {
-    pub heartbeat: Duration,
-    pub max_missed: u32,
-    pub window: u32,
-    pub buffer_frames: usize,
-    pub send_timeout: Duration,
-}
-
-pub struct Realtime {
-    pub pool: PgPool,
-    /// Page reads (sync pages).
-    pub reads: crate::db::ReadPool,
-    pub hub: Arc<Hub>,
-    pub producer: Arc<EventProducer>,
-    pub settings: SocketSettings,
-    pub shutdown: CancellationToken,
-    /// The open sockets, so that shutdown can let them send their close frames.
-    pub tasks: TaskTracker,
-    pub metrics: SocketMetrics,
-}
-
-#[derive(Clone)]
-pub struct SocketMetrics {
-    open: IntGauge,
-    closed: IntCounterVec,
-}
-
-impl SocketMetrics {
-    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let open = IntGauge::new(
-            "fanline_reader_ws_connections",
-            "Open WebSocket connections.",
-        )?;
-        let closed = IntCounterVec::new(
-            Opts::new(
-                "fanline_reader_ws_closed_total",
-                "WebSocket connections ended, by reason.",
-            ),
-            &["reason"],
-        )?;
-        registry.register(Box::new(open.clone()))?;
-        registry.register(Box::new(closed.clone()))?;
-        Ok(SocketMetrics { open, closed })
-    }
-}
 
 /// Realtime connection.
 ///
@@ -121,15 +72,16 @@ pub async fn connect(
     let device = params
         .get("device")
         .ok_or_else(|| ApiError::bad_field("device", "required: the device's id"))?;
-    // A device id has the shape of a user id.
-    let device = UserId::parse("device", device)?.to_string();
+    let device = DeviceId::parse("device", device)?.to_string();
     let after = params.int_in("after", 0, i64::MAX)?;
     // Small buffers: an idle connection should cost kilobytes, not tungstenite's 128 KiB defaults.
     // Frames larger than the buffer still work; the buffer only grows while one is in flight.
     Ok(upgrade
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024)
-        .max_message_size(64 * 1024)
+        .read_buffer_size(BUFFER_BYTES)
+        .write_buffer_size(BUFFER_BYTES)
+        // Both limits: a frame is buffered whole before the message limit is checked.
+        .max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| {
             let tasks = realtime.tasks.clone();
             tasks.track_future(async move {
@@ -310,7 +262,7 @@ async fn serve(
                 outbox: outbox.clone(),
                 sent_upto: resume_after,
                 unacked: VecDeque::new(),
-                in_flight: Arc::new(AtomicUsize::new(0)),
+                in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             };
             connection
                 .run(&mut incoming, &mut subscription, &bearer, &stalled)
@@ -347,7 +299,7 @@ struct Connection<'a> {
     sent_upto: i64,
     /// Seqs sent and not yet acknowledged, ascending.
     unacked: VecDeque<i64>,
-    in_flight: Arc<AtomicUsize>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Connection<'_> {
@@ -505,47 +457,35 @@ impl Connection<'_> {
                     body,
                     client_msg_id,
                 };
-                match ingest::im_routes::validate_message(request) {
+                match request.into_event() {
                     Ok(message) => {
                         let answer = ServerFrame::Accepted {
                             request_id: request_id.clone(),
                             message_id: Some(message.message_id.to_string()),
                             conversation_id: Some(message.conversation.to_string()),
                         };
-                        self.produce(request_id, Envelope::message_sent(message), answer);
+                        self.produce(request_id, Envelope::message_sent(message), answer)
+                            .await;
                     }
-                    Err(err) => self.outbox.push(&error_frame(request_id, &err)),
+                    Err(err) => self.outbox.push(&error_frame(request_id, &err.into())),
                 }
             }
             ClientFrame::Read {
                 request_id,
                 conversation,
                 seq,
-            } => {
-                let marker = ConversationId::parse("conversation", &conversation)
-                    .map_err(ApiError::from)
-                    .and_then(|conversation| {
-                        if seq < 0 {
-                            return Err(ApiError::bad_field("seq", "must not be negative"));
-                        }
-                        Ok(ReadMarked {
-                            conversation,
-                            user: UserId::parse("user", self.user)?,
-                            seq,
-                        })
-                    });
-                match marker {
-                    Ok(marker) => {
-                        let answer = ServerFrame::Accepted {
-                            request_id: request_id.clone(),
-                            message_id: None,
-                            conversation_id: Some(marker.conversation.to_string()),
-                        };
-                        self.produce(request_id, Envelope::read_marked(marker), answer);
-                    }
-                    Err(err) => self.outbox.push(&error_frame(request_id, &err)),
+            } => match (ReadRequest { seq }).into_event(self.user, &conversation) {
+                Ok(marker) => {
+                    let answer = ServerFrame::Accepted {
+                        request_id: request_id.clone(),
+                        message_id: None,
+                        conversation_id: Some(marker.conversation.to_string()),
+                    };
+                    self.produce(request_id, Envelope::read_marked(marker), answer)
+                        .await;
                 }
-            }
+                Err(err) => self.outbox.push(&error_frame(request_id, &err.into())),
+            },
         }
     }
 
@@ -567,25 +507,23 @@ impl Connection<'_> {
     }
 
     /// Appends an event without holding up the stream; the answer goes out when the broker acked.
-    fn produce(&self, request_id: Option<String>, envelope: Envelope, answer: ServerFrame) {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            let err = ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "too many requests waiting for the broker",
-            );
-            self.outbox.push(&error_frame(request_id, &err));
-            return;
-        }
-        let producer = self.realtime.producer.clone();
+    /// The event is handed to the producer here, in the order the frames came: one sender's
+    /// messages on one connection are stored in the order they were sent (one request in flight per
+    /// broker connection keeps them so). Only the wait for the broker's answer runs on its own.
+    async fn produce(&self, request_id: Option<String>, envelope: Envelope, answer: ServerFrame) {
+        let permit = tokio::select! {
+            permit = self.in_flight.clone().acquire_owned() => permit,
+            () = self.realtime.shutdown.cancelled() => return,
+        };
+        let Ok(permit) = permit else { return };
+        let pending: Pending = self.realtime.producer.enqueue(&envelope);
         let outbox = self.outbox.clone();
-        let in_flight = self.in_flight.clone();
         tokio::spawn(async move {
-            match producer.send(&envelope).await {
+            match pending.acknowledged().await {
                 Ok(_) => outbox.push(&answer),
                 Err(err) => outbox.push(&error_frame(request_id, &ApiError::from(err))),
             }
-            in_flight.fetch_sub(1, Ordering::AcqRel);
+            drop(permit);
         });
     }
 }

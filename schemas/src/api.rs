@@ -3,11 +3,11 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::PostId;
+use crate::{ConversationId, PostId, UserId};
 
 /// Most posts accepted by one `POST /v1/posts/batch`.
 pub const MAX_BATCH_POSTS: usize = 500;
@@ -15,6 +15,10 @@ pub const MAX_BATCH_POSTS: usize = 500;
 pub const DEFAULT_PAGE_LIMIT: i64 = 20;
 /// Largest accepted `limit`.
 pub const MAX_PAGE_LIMIT: i64 = 200;
+/// Longest `wait` of a long poll (`GET /v1/users/{user}/sync?wait=`), in seconds.
+pub const MAX_WAIT_SECS: i64 = 60;
+/// Length of a contact list entry's last-message preview, in characters.
+pub const PREVIEW_CHARS: usize = 100;
 
 /// Body of `POST /v1/posts`. Unknown fields are ignored so that newer clients keep working.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -42,7 +46,7 @@ pub struct Accepted {
     /// Id of the message (messages only). A retried send (same `client_msg_id`) gets another id that
     /// resolves to the first message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<crate::PostId>, nullable = false)]
+    #[schema(value_type = Option<crate::MessageId>, nullable = false)]
     pub message_id: Option<String>,
     /// The conversation (messages, recalls and read markers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -459,6 +463,35 @@ pub fn decode_cursor(cursor: &str) -> Option<PostId> {
     PostId::parse("cursor", text.strip_prefix(CURSOR_PREFIX)?).ok()
 }
 
+/// A contact-list cursor: the last row's activity time and conversation id.
+pub fn encode_conversation_cursor(at: DateTime<Utc>, conversation: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("c1:{}:{conversation}", at.timestamp_micros()))
+}
+
+pub fn decode_conversation_cursor(raw: &str) -> Option<(DateTime<Utc>, String)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let (micros, conversation) = text.strip_prefix("c1:")?.split_once(':')?;
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    // Postgres timestamps span fewer years than chrono's: an edited cursor must be a 400, not a 500.
+    if !(1970..=9999).contains(&at.year()) {
+        return None;
+    }
+    ConversationId::parse("cursor", conversation).ok()?;
+    Some((at, conversation.to_owned()))
+}
+
+/// A member-list cursor: the last row's user id.
+pub fn encode_member_cursor(user: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("m1:{user}"))
+}
+
+pub fn decode_member_cursor(raw: &str) -> Option<String> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let user = text.strip_prefix("m1:")?;
+    UserId::parse("cursor", user).ok()?;
+    Some(user.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,5 +520,33 @@ mod tests {
         );
         let batch = json(BatchRequest::schema());
         assert_eq!(batch["properties"]["posts"]["maxItems"], MAX_BATCH_POSTS);
+    }
+
+    #[test]
+    fn contact_and_member_cursors_round_trip_and_reject_garbage() {
+        let at = DateTime::from_timestamp_micros(1_795_000_000_123_456).unwrap();
+        let cursor = encode_conversation_cursor(at, "d:alice:bob");
+        assert_eq!(
+            decode_conversation_cursor(&cursor),
+            Some((at, "d:alice:bob".to_owned()))
+        );
+        assert_eq!(decode_conversation_cursor("garbage!"), None);
+        assert_eq!(
+            decode_conversation_cursor(&URL_SAFE_NO_PAD.encode("c1:12:d:bob:alice")),
+            None
+        );
+        assert_eq!(
+            decode_member_cursor(&encode_member_cursor("bob")),
+            Some("bob".to_owned())
+        );
+        assert_eq!(
+            decode_member_cursor(&URL_SAFE_NO_PAD.encode("m1:a b")),
+            None
+        );
+        let ancient = format!("c1:{}:d:alice:bob", -3_000_000_000_000_000_000_i64);
+        assert_eq!(
+            decode_conversation_cursor(&URL_SAFE_NO_PAD.encode(ancient)),
+            None
+        );
     }
 }

@@ -18,8 +18,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    validate_body, validate_message_id, ConversationId, GroupId, PostId, TimelineKey, UserId,
-    ValidationError,
+    validate_body, validate_message_id, ConversationId, GroupId, MessageId, PostId, TimelineKey,
+    UserId, ValidationError,
 };
 
 /// The envelope version this build writes and the newest it reads.
@@ -173,7 +173,7 @@ pub struct MembershipChange {
 /// Payload of `message_sent` (keyed by the conversation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageSent {
-    pub message_id: PostId,
+    pub message_id: MessageId,
     pub conversation: ConversationId,
     pub sender: UserId,
     /// 1 to 4096 characters.
@@ -188,7 +188,7 @@ pub struct MessageSent {
 /// retried duplicate got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageRecalled {
-    pub message_id: PostId,
+    pub message_id: MessageId,
     pub conversation: ConversationId,
     pub sender: UserId,
     pub recalled_at: DateTime<Utc>,
@@ -292,6 +292,27 @@ pub struct PostCreated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+impl PostCreated {
+    /// A post's own rules: its body, and its idempotency key if it has one.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_body("body", &self.body)?;
+        if let Some(id) = &self.message_id {
+            validate_message_id("message_id", id)?;
+        }
+        Ok(())
+    }
+}
+
+impl ReadMarked {
+    /// A marker's own rule: seqs start at 0 (clamping to the conversation is fanout's).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.seq < 0 {
+            return Err(ValidationError::new("seq", "must not be negative"));
+        }
+        Ok(())
+    }
 }
 
 /// Payload of `post_deleted`. `post_id` may also be the id of a retried duplicate of the post.
@@ -464,10 +485,7 @@ impl Envelope {
                         "must equal payload.author for post_created",
                     ));
                 }
-                validate_body("payload.body", &post.body)?;
-                if let Some(id) = &post.message_id {
-                    validate_message_id("payload.message_id", id)?;
-                }
+                post.validate().map_err(in_payload)?;
             }
             Event::PostDeleted(delete) => {
                 if delete.author.as_str() != self.key.as_str() {
@@ -514,9 +532,7 @@ impl Envelope {
             }
             Event::ReadMarked(read) => {
                 self.expect_key(read.conversation.as_str(), "payload.conversation")?;
-                if read.seq < 0 {
-                    return Err(ValidationError::new("payload.seq", "must not be negative"));
-                }
+                read.validate().map_err(in_payload)?;
             }
             Event::AccountRegistered(account) => {
                 self.expect_key(account.user.as_str(), "payload.user")?;
@@ -669,7 +685,7 @@ mod tests {
 
     fn message(conversation_id: &str, sender: &str) -> Envelope {
         Envelope::message_sent(MessageSent {
-            message_id: PostId::generate(),
+            message_id: MessageId::generate(),
             conversation: conversation(conversation_id),
             sender: user(sender),
             body: "hi".into(),
@@ -710,7 +726,7 @@ mod tests {
                 seq: 3,
             }),
             Envelope::message_recalled(MessageRecalled {
-                message_id: PostId::generate(),
+                message_id: MessageId::generate(),
                 conversation: conversation("d:alice:bob"),
                 sender: user("alice"),
                 recalled_at: Utc::now(),

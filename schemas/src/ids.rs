@@ -86,6 +86,8 @@ string_id!(GroupId, "group");
 string_id!(ConversationId, "conversation");
 string_id!(TimelineKey, "key");
 string_id!(PostId, "post_id");
+string_id!(MessageId, "message_id");
+string_id!(DeviceId, "device");
 
 /// A user id: 1–64 characters of `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -226,14 +228,15 @@ pub enum ConversationKind {
 }
 
 impl ConversationId {
-    /// The direct conversation of two different users.
-    pub fn direct(a: &UserId, b: &UserId) -> Self {
-        let (low, high) = if a.as_str() <= b.as_str() {
-            (a, b)
-        } else {
-            (b, a)
+    /// The direct conversation of two different users; `None` for a user and themself (no such
+    /// conversation: [`ConversationId::parse`] refuses `d:a:a`).
+    pub fn direct(a: &UserId, b: &UserId) -> Option<Self> {
+        let (low, high) = match a.as_str().cmp(b.as_str()) {
+            std::cmp::Ordering::Less => (a, b),
+            std::cmp::Ordering::Greater => (b, a),
+            std::cmp::Ordering::Equal => return None,
         };
-        Self(format!("d:{low}:{high}"))
+        Some(Self(format!("d:{low}:{high}")))
     }
 
     pub fn group(group: &GroupId) -> Self {
@@ -358,66 +361,93 @@ impl JsonSchema for TimelineKey {
     }
 }
 
-/// A post id: a ULID (26 characters of Crockford base32), so that ids sort by creation time.
+/// A ULID that strictly increases within this process, also within one millisecond (a plain ULID's
+/// random part would order same-millisecond ids at random).
+fn next_ulid() -> String {
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut guard = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
+    guard
+        .get_or_insert_with(ulid::Generator::new)
+        .generate()
+        // Overflow needs 2^80 ids in one millisecond; fall back to a plain ULID all the same.
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
+}
+
+/// An id that is a canonical (upper-case) ULID, so that ids sort by creation time; with its JSON
+/// Schema and OpenAPI schema under `$name`.
+macro_rules! ulid_id {
+    ($type:ident, $name:literal, $description:literal) => {
+        #[doc = $description]
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $type(String);
+
+        impl $type {
+            /// A fresh id, greater than every id this process generated before.
+            pub fn generate() -> Self {
+                Self(next_ulid())
+            }
+
+            pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+                match ulid::Ulid::from_string(raw) {
+                    // Only the canonical spelling is accepted, so one thing has one id string.
+                    Ok(ulid) if ulid.to_string() == raw => Ok(Self(raw.to_owned())),
+                    _ => Err(ValidationError::new(
+                        field,
+                        "must be a ULID: 26 characters of Crockford base32, upper case",
+                    )),
+                }
+            }
+        }
+
+        impl JsonSchema for $type {
+            fn schema_name() -> Cow<'static, str> {
+                $name.into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({
+                    "type": "string",
+                    "pattern": POST_ID_PATTERN,
+                    "description": $description
+                })
+            }
+        }
+
+        impl utoipa::PartialSchema for $type {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                string_schema(POST_ID_PATTERN, 26, 26, $description, POST_ID_EXAMPLE)
+            }
+        }
+
+        impl utoipa::ToSchema for $type {
+            fn name() -> Cow<'static, str> {
+                $name.into()
+            }
+        }
+    };
+}
+
+ulid_id!(
+    PostId,
+    "PostId",
+    "A post id: a ULID (upper case), sorts by creation time."
+);
+ulid_id!(
+    MessageId,
+    "MessageId",
+    "A message id: a ULID (upper case) the server gave the message, sorts by creation time."
+);
+
+/// A device's id (its acks are kept per device): the same alphabet and length as a user id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct PostId(String);
+pub struct DeviceId(String);
 
-impl PostId {
-    /// A fresh id for a post created now. Ids from one process strictly increase, also within one
-    /// millisecond (a plain ULID's random part would order same-millisecond posts at random).
-    pub fn generate() -> Self {
-        static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
-        let mut guard = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
-        let ulid = guard
-            .get_or_insert_with(ulid::Generator::new)
-            .generate()
-            // Overflow needs 2^80 ids in one millisecond; fall back to a plain ULID all the same.
-            .unwrap_or_else(|_| ulid::Ulid::new());
-        Self(ulid.to_string())
-    }
-
+impl DeviceId {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
-        match ulid::Ulid::from_string(raw) {
-            // Only the canonical (upper-case) spelling is accepted, so one post has one id string.
-            Ok(ulid) if ulid.to_string() == raw => Ok(Self(raw.to_owned())),
-            _ => Err(ValidationError::new(
-                field,
-                "must be a ULID: 26 characters of Crockford base32, upper case",
-            )),
-        }
-    }
-}
-
-impl JsonSchema for PostId {
-    fn schema_name() -> Cow<'static, str> {
-        "PostId".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": POST_ID_PATTERN,
-            "description": "A ULID: sorts by creation time."
-        })
-    }
-}
-
-impl utoipa::PartialSchema for PostId {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        string_schema(
-            POST_ID_PATTERN,
-            26,
-            26,
-            "A post id: a ULID (upper case), sorts by creation time.",
-            POST_ID_EXAMPLE,
-        )
-    }
-}
-
-impl utoipa::ToSchema for PostId {
-    fn name() -> Cow<'static, str> {
-        "PostId".into()
+        UserId::parse(field, raw).map(|id| Self(id.0))
     }
 }
 
@@ -503,7 +533,11 @@ mod tests {
             ConversationId::direct(&alice, &bob),
             ConversationId::direct(&bob, &alice)
         );
-        assert_eq!(ConversationId::direct(&bob, &alice).as_str(), "d:alice:bob");
+        assert_eq!(
+            ConversationId::direct(&bob, &alice).unwrap().as_str(),
+            "d:alice:bob"
+        );
+        assert_eq!(ConversationId::direct(&bob, &bob), None);
         assert!(ConversationId::parse("c", "d:alice:bob").is_ok());
         assert!(ConversationId::parse("c", CONVERSATION_ID_EXAMPLE).is_ok());
         assert!(ConversationId::parse("c", "g:team").is_ok());

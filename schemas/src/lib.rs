@@ -18,13 +18,16 @@ pub mod events;
 pub mod ids;
 pub mod json_schema;
 pub mod realtime;
+pub mod requests;
 
 pub use events::{
     AccountRegistered, DecodeError, Envelope, Event, FollowChange, GroupCreated, MembershipChange,
     MessageRecalled, MessageSent, PostCreated, PostDeleted, ProfileUpdated, ReadMarked, Role,
     ENVELOPE_VERSION,
 };
-pub use ids::{ConversationId, GroupId, PostId, TimelineKey, UserId, ValidationError};
+pub use ids::{
+    ConversationId, DeviceId, GroupId, MessageId, PostId, TimelineKey, UserId, ValidationError,
+};
 
 /// Migrations for the Postgres schema; applying them twice is a no-op (sqlx records what ran).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -11,6 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{AdvancedConversation, SyncEntry};
 
+/// Largest frame (and message) a client may send, in bytes; a larger one closes the connection
+/// (1009). Frames are buffered whole before they are checked, so the frame limit is the memory limit.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Read and write buffers of one connection, in bytes: an idle connection should cost kilobytes, not
+/// tungstenite's 128 KiB defaults. Larger frames still work; a buffer only grows while one is in flight.
+pub const BUFFER_BYTES: usize = 4 * 1024;
+
 /// Close codes the server uses besides the standard ones (1000 normal, 1001 the reader is shutting
 /// down, 1008 a frame it cannot accept, 1011 an internal error, 1013 the database is unavailable).
 pub mod close {

@@ -43,7 +43,7 @@ struct Args {
 
 fn message(group: &GroupId, sender: &str, n: usize) -> Envelope {
     Envelope::message_sent(MessageSent {
-        message_id: PostId::generate(),
+        message_id: schemas::MessageId::generate(),
         conversation: ConversationId::group(group),
         sender: user(sender),
         body: format!("message {n}"),

@@ -268,7 +268,10 @@ async fn ingest_comparison(
 
     // The limit: the same events (as ingest serialises them), straight from one producer configured
     // exactly as ingest's, `ingest_connections` sends in flight like the HTTP clients.
-    let producer: FutureProducer = ingest::producer::client_config(&ingest_config)?.create()?;
+    let producer: FutureProducer = ingest_config
+        .producer()
+        .client_config(&ingest_config.kafka()?)
+        .create()?;
     let payloads: Vec<(String, Vec<u8>)> = (0..INGEST_AUTHORS)
         .map(|n| {
             let author = format!("writer{n}");
@@ -369,7 +372,7 @@ fn author_uid(users: usize, a: usize) -> String {
 
 /// The direct conversation whose history the history pages read: user `n` with user `n + 1`.
 fn history_conversation(users: usize, n: usize) -> ConversationId {
-    ConversationId::direct(&user(&uid(n)), &user(&uid(n % users + 1)))
+    ConversationId::direct(&user(&uid(n)), &user(&uid(n % users + 1))).expect("two different users")
 }
 
 /// Users 1..=users, each following 20 of 100 authors (30 posts each, pushed), each in 20 direct
@@ -392,8 +395,9 @@ async fn seed_pages(db: &TestDb, users: usize) {
     log.apply(&db.pool, &policy).await;
     let message = |from: usize, to: usize, n: usize| {
         Envelope::message_sent(MessageSent {
-            message_id: PostId::generate(),
-            conversation: ConversationId::direct(&user(&uid(from)), &user(&uid(to))),
+            message_id: schemas::MessageId::generate(),
+            conversation: ConversationId::direct(&user(&uid(from)), &user(&uid(to)))
+                .expect("two different users"),
             sender: user(&uid(from)),
             body: format!("message {n} from {from} to {to}, a line of chat of ordinary length"),
             client_msg_id: None,
@@ -434,7 +438,7 @@ async fn seed_pages(db: &TestDb, users: usize) {
         }
         for m in 0..5 {
             log.push(Envelope::message_sent(MessageSent {
-                message_id: PostId::generate(),
+                message_id: schemas::MessageId::generate(),
                 conversation: ConversationId::group(&group),
                 sender: user(&uid(g * GROUP_SIZE + 1 + m)),
                 body: format!("group message {m}"),
@@ -515,7 +519,7 @@ fn page_workloads(users: usize, dir: &std::path::Path) -> anyhow::Result<Vec<Pag
         users,
         "conversations",
         "limit=20",
-        &format!("\\set preview {}\n", reader::im::PREVIEW_CHARS),
+        &format!("\\set preview {}\n", schemas::api::PREVIEW_CHARS),
         reader::im::CONVERSATIONS_SQL,
         &[":u", "NULL", "NULL", ":rows", ":preview"],
     )?;
@@ -726,7 +730,7 @@ async fn large_audiences(args: &Args) -> anyhow::Result<Vec<(&'static str, Strin
         &db.pool,
         &policy,
         &[log.at(Envelope::message_sent(MessageSent {
-            message_id: PostId::generate(),
+            message_id: schemas::MessageId::generate(),
             conversation: ConversationId::group(&group),
             sender: user("crowd_owner"),
             body: "hello crowd".to_owned(),

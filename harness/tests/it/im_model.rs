@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use schemas::{
     ConversationId, Envelope, GroupCreated, GroupId, MembershipChange, MessageRecalled,
-    MessageSent, PostId, ReadMarked, UserId,
+    MessageSent, ReadMarked, UserId,
 };
 
 const USERS: usize = 5;
@@ -244,7 +244,8 @@ async fn run_model(seed: u64, steps: usize) -> (usize, u64) {
             0..=24 => {
                 let from = rng.gen_range(0..USERS);
                 let to = (from + rng.gen_range(1..USERS)) % USERS;
-                let conversation = ConversationId::direct(&user(from), &user(to));
+                let conversation =
+                    ConversationId::direct(&user(from), &user(to)).expect("two users");
                 for member in [from, to] {
                     model
                         .members
@@ -255,7 +256,7 @@ async fn run_model(seed: u64, steps: usize) -> (usize, u64) {
                         });
                 }
                 model.seqs.entry(conversation.to_string()).or_default();
-                let id = PostId::generate();
+                let id = schemas::MessageId::generate();
                 model.deliver(conversation.as_str(), from, id.to_string());
                 Envelope::message_sent(MessageSent {
                     message_id: id,
@@ -271,7 +272,7 @@ async fn run_model(seed: u64, steps: usize) -> (usize, u64) {
                 let g = rng.gen_range(0..GROUPS);
                 let from = rng.gen_range(0..USERS);
                 let conversation = ConversationId::group(&group(g));
-                let id = PostId::generate();
+                let id = schemas::MessageId::generate();
                 if model.active_members(conversation.as_str()).contains(&from) {
                     model.deliver(conversation.as_str(), from, id.to_string());
                 } else {
@@ -366,7 +367,7 @@ async fn run_model(seed: u64, steps: usize) -> (usize, u64) {
                     message.recalled = true;
                 }
                 Envelope::message_recalled(MessageRecalled {
-                    message_id: PostId::parse("m", &message.id).unwrap(),
+                    message_id: schemas::MessageId::parse("m", &message.id).unwrap(),
                     conversation: ConversationId::parse("c", &message.conversation).unwrap(),
                     sender: user(by),
                     recalled_at: Utc::now(),
@@ -471,7 +472,7 @@ async fn refused_events_stay_refused_on_a_replay() {
         offsets: [0; PARTITIONS as usize],
         events: Vec::new(),
     };
-    let direct = ConversationId::direct(&user(0), &user(1));
+    let direct = ConversationId::direct(&user(0), &user(1)).expect("two users");
     let team = group(0);
     log.append(Envelope::read_marked(ReadMarked {
         conversation: direct.clone(),
@@ -515,7 +516,7 @@ async fn refused_events_stay_refused_on_a_replay() {
     }));
     for n in 0..7 {
         log.append(Envelope::message_sent(MessageSent {
-            message_id: PostId::generate(),
+            message_id: schemas::MessageId::generate(),
             conversation: direct.clone(),
             sender: user(1),
             body: format!("m{n}"),

@@ -559,3 +559,47 @@ async fn pages_of_deleted_posts_never_stall_a_device_or_a_long_poll() {
     assert!(started.elapsed() < Duration::from_secs(5));
     stack.stop().await;
 }
+
+/// One sender's messages written back to back on one connection are stored in the order they were
+/// sent, as they are over sequential HTTP requests (the socket hands each to the producer as its
+/// frame arrives; only the wait for the broker's answer runs on its own). On a multi-threaded
+/// runtime like the reader binary's: on one thread, spawned tasks would run in order anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_pipelined_on_one_socket_are_stored_in_send_order() {
+    const MESSAGES: usize = 100;
+    let stack = Stack::start().await;
+    let reader = stack.reader.url("");
+    let mut alice = WsClient::connect(&reader, &stack.api.token_for("alice"), "phone", "")
+        .await
+        .unwrap();
+    hello(&mut alice).await;
+    for n in 0..MESSAGES {
+        alice
+            .send(&ClientFrame::Send {
+                request_id: Some(format!("r{n}")),
+                to: Some("bob".into()),
+                group: None,
+                body: format!("message {n:03}"),
+                client_msg_id: None,
+            })
+            .await;
+    }
+    let mut accepted = 0;
+    while accepted < MESSAGES {
+        match alice.next_data(WAIT).await {
+            Received::Frame(ServerFrame::Accepted { .. }) => accepted += 1,
+            Received::Frame(ServerFrame::Sync { .. }) => {}
+            other => panic!("expected accepted or sync, got {other:?}"),
+        }
+    }
+    stack.applied().await;
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT body FROM messages WHERE conversation_id = 'd:alice:bob' ORDER BY seq",
+    )
+    .fetch_all(&stack.db.pool)
+    .await
+    .unwrap();
+    let sent: Vec<String> = (0..MESSAGES).map(|n| format!("message {n:03}")).collect();
+    assert_eq!(stored, sent, "stored in send order");
+    stack.stop().await;
+}

@@ -1,0 +1,273 @@
+//! Groups: creation, and membership changes carried out as [`super::membership`] decides them —
+//! joins and additions, role changes, leaves and removals — with the member count, the members'
+//! conversation rows and the group's delivery mode kept up to date.
+
+use chrono::{DateTime, Utc};
+use schemas::{ConversationId, GroupCreated, MembershipChange, Role};
+
+use super::membership::{self, Actor, Decision, Request};
+use super::{ImOutcome, Refusal, Tx};
+use crate::policy::{next_mode_between, DeliveryMode, Policy};
+use crate::sourced::SourcedEvent;
+
+/// Creates a group with its owner as the first member; the same creation again is a duplicate,
+/// another one for a taken id is refused.
+pub(super) async fn apply_created(
+    tx: &mut Tx,
+    group: &GroupCreated,
+) -> Result<ImOutcome, sqlx::Error> {
+    let created = sqlx::query(
+        "INSERT INTO groups (group_id, name, group_type, description, owner, created_at, member_count)
+         VALUES ($1, $2, $3, $4, $5, $6, 1)
+         ON CONFLICT (group_id) DO NOTHING",
+    )
+    .bind(group.group.as_str())
+    .bind(&group.name)
+    .bind(group.group_type.as_deref())
+    .bind(group.description.as_deref())
+    .bind(group.owner.as_str())
+    .bind(group.created_at)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if created == 0 {
+        let (owner,): (String,) = sqlx::query_as("SELECT owner FROM groups WHERE group_id = $1")
+            .bind(group.group.as_str())
+            .fetch_one(&mut **tx)
+            .await?;
+        return Ok(if owner == group.owner.as_str() {
+            ImOutcome::duplicate()
+        } else {
+            ImOutcome::refused(Refusal::NotAllowed)
+        });
+    }
+    let conversation = ConversationId::group(&group.group);
+    sqlx::query(
+        "INSERT INTO conversations (conversation_id, kind, last_at) VALUES ($1, 'group', $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(conversation.as_str())
+    .bind(group.created_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO group_members (group_id, user_id, role, active, src_partition, src_offset)
+         VALUES ($1, $2, 'owner', true, -1, -1)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(group.group.as_str())
+    .bind(group.owner.as_str())
+    .execute(&mut **tx)
+    .await?;
+    join_conversation(tx, &conversation, group.owner.as_str(), group.created_at).await?;
+    Ok(ImOutcome::applied())
+}
+
+/// Makes `user` an active member of `conversation` from its current seq on: what was said before they
+/// joined is neither delivered nor unread.
+async fn join_conversation(
+    tx: &mut Tx,
+    conversation: &ConversationId,
+    user: &str,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO conversation_members
+             (user_id, conversation_id, from_seq, delivered_seq, read_seq, unread, active,
+              last_activity, derived)
+         SELECT $1, c.conversation_id, c.last_seq, c.last_seq, c.last_seq, 0, true, $3,
+                c.kind = 'group'
+         FROM conversations c WHERE c.conversation_id = $2
+         ON CONFLICT (user_id, conversation_id) DO UPDATE
+         SET from_seq = EXCLUDED.from_seq, delivered_seq = EXCLUDED.delivered_seq,
+             read_seq = EXCLUDED.read_seq, unread = 0, active = true,
+             last_activity = EXCLUDED.last_activity, derived = EXCLUDED.derived
+         WHERE NOT conversation_members.active",
+    )
+    .bind(user)
+    .bind(conversation.as_str())
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The active role of `user` in `group`, if they are a member.
+pub(super) async fn active_role(
+    tx: &mut Tx,
+    group: &str,
+    user: &str,
+) -> Result<Option<Role>, sqlx::Error> {
+    let role: Option<(String,)> = sqlx::query_as(
+        "SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2 AND active",
+    )
+    .bind(group)
+    .bind(user)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(role.map(|(role,)| match role.as_str() {
+        "owner" => Role::Owner,
+        "admin" => Role::Admin,
+        _ => Role::Member,
+    }))
+}
+
+/// A join, addition or role change (`Request::Add`), a leave or removal (`Request::Remove`) of an
+/// existing group, as [`membership::decide`] rules on it.
+pub(super) async fn apply_membership(
+    tx: &mut Tx,
+    policy: &Policy,
+    event: &SourcedEvent,
+    change: &MembershipChange,
+    request: Request,
+) -> Result<ImOutcome, sqlx::Error> {
+    let group = change.group.as_str();
+    let exists: Option<(bool,)> = sqlx::query_as("SELECT true FROM groups WHERE group_id = $1")
+        .bind(group)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if exists.is_none() {
+        return Ok(ImOutcome::refused(Refusal::NoSuchGroup));
+    }
+    let target = active_role(tx, group, change.user.as_str()).await?;
+    let actor = if change.by == change.user {
+        Actor::Themselves
+    } else {
+        Actor::Other(active_role(tx, group, change.by.as_str()).await?)
+    };
+    let conversation = ConversationId::group(&change.group);
+    match membership::decide(request, actor, target) {
+        Decision::Refused => return Ok(ImOutcome::refused(Refusal::NotAllowed)),
+        Decision::Unchanged => return Ok(ImOutcome::duplicate()),
+        Decision::Join(role) => {
+            set_member(tx, event, change, role).await?;
+            count_member(tx, group, 1).await?;
+            join_conversation(tx, &conversation, change.user.as_str(), event.envelope.ts).await?;
+            update_group_mode(tx, policy, &conversation, group).await?;
+        }
+        Decision::SetRole(role) => set_member(tx, event, change, role).await?,
+        Decision::Leave => {
+            deactivate_member(tx, event, change).await?;
+            count_member(tx, group, -1).await?;
+            leave_conversation(tx, &conversation, change.user.as_str()).await?;
+            update_group_mode(tx, policy, &conversation, group).await?;
+        }
+    }
+    Ok(ImOutcome::applied())
+}
+
+/// Makes the user an active member with `role` (the row names the event that last changed it).
+async fn set_member(
+    tx: &mut Tx,
+    event: &SourcedEvent,
+    change: &MembershipChange,
+    role: Role,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO group_members (group_id, user_id, role, active, src_partition, src_offset)
+         VALUES ($1, $2, $3, true, $4, $5)
+         ON CONFLICT (group_id, user_id) DO UPDATE
+         SET role = EXCLUDED.role, active = true, src_partition = EXCLUDED.src_partition,
+             src_offset = EXCLUDED.src_offset, updated_at = now()",
+    )
+    .bind(change.group.as_str())
+    .bind(change.user.as_str())
+    .bind(role.as_str())
+    .bind(event.partition)
+    .bind(event.offset)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Makes the user an inactive member (the row stays; it names the event that last changed it).
+async fn deactivate_member(
+    tx: &mut Tx,
+    event: &SourcedEvent,
+    change: &MembershipChange,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE group_members SET active = false, src_partition = $3, src_offset = $4,
+             updated_at = now()
+         WHERE group_id = $1 AND user_id = $2",
+    )
+    .bind(change.group.as_str())
+    .bind(change.user.as_str())
+    .bind(event.partition)
+    .bind(event.offset)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds `delta` (±1) to the group's member count.
+async fn count_member(tx: &mut Tx, group: &str, delta: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE groups SET member_count = member_count + $2 WHERE group_id = $1")
+        .bind(group)
+        .bind(delta)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A member who left keeps the conversation in their list, with nothing left to read. (A group
+/// member's delivered seq and activity are derived while active: they are fixed now.)
+async fn leave_conversation(
+    tx: &mut Tx,
+    conversation: &ConversationId,
+    user: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE conversation_members cm
+         SET active = false, unread = 0,
+             delivered_seq = CASE WHEN cm.derived THEN c.last_seq ELSE cm.delivered_seq END,
+             last_activity = CASE WHEN cm.derived
+                 THEN greatest(cm.last_activity, coalesce(c.last_at, cm.last_activity))
+                 ELSE cm.last_activity END
+         FROM conversations c
+         WHERE cm.user_id = $1 AND cm.conversation_id = $2
+           AND c.conversation_id = cm.conversation_id",
+    )
+    .bind(user)
+    .bind(conversation.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Switches a group between push (a message goes into every member's inbox) and pull (read diffusion:
+/// 2 rows per message, members find the conversation advanced in their sync scans) when its member
+/// count crosses the thresholds. Members' state is derived in both modes (`conversation_state`), so a
+/// switch changes nothing else.
+async fn update_group_mode(
+    tx: &mut Tx,
+    policy: &Policy,
+    conversation: &ConversationId,
+    group: &str,
+) -> Result<(), sqlx::Error> {
+    let (members, mode): (i64, String) = sqlx::query_as(
+        "SELECT g.member_count, c.mode FROM groups g, conversations c
+         WHERE g.group_id = $1 AND c.conversation_id = $2",
+    )
+    .bind(group)
+    .bind(conversation.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    let current = DeliveryMode::parse(&mode);
+    let next = next_mode_between(
+        current,
+        members,
+        policy.group_pull_above,
+        policy.group_push_below,
+    );
+    if next == current {
+        return Ok(());
+    }
+    sqlx::query("UPDATE conversations SET mode = $2 WHERE conversation_id = $1")
+        .bind(conversation.as_str())
+        .bind(next.as_str())
+        .execute(&mut **tx)
+        .await?;
+    tracing::info!(conversation = %conversation, members, mode = next.as_str(), "group delivery mode changed");
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! Messages: a new message takes the conversation's next seq, is stored once, counts as unread for the
+//! other person of a direct conversation (a group's counts are derived), and reaches the inboxes of the
+//! members it was written to — every active member in push mode, only the sender's own in pull mode.
+//! A message the sender may not send (not a member, no such group) is refused: recorded, and reported
+//! to the sender's devices alone.
+
+use chrono::{DateTime, Utc};
+use schemas::ids::ConversationKind;
+use schemas::{GroupId, MessageSent, UserId};
+
+use super::groups::active_role;
+use super::{ImOutcome, Refusal, Tx};
+use crate::policy::DeliveryMode;
+use crate::seq_lock::{SeqLock, SeqLockHeld};
+
+/// Applies a message: stored and delivered once, refused, or a duplicate of one seen before.
+pub(super) async fn apply(
+    tx: &mut Tx,
+    message: &MessageSent,
+    seq_lock: &mut SeqLock,
+) -> Result<ImOutcome, sqlx::Error> {
+    if is_known(tx, message.message_id.as_str()).await? || is_retried_send(tx, message).await? {
+        return Ok(ImOutcome::duplicate());
+    }
+    match message.conversation.kind() {
+        ConversationKind::Direct(a, b) => {
+            open_direct(
+                tx,
+                message.conversation.as_str(),
+                [a, b],
+                message.created_at,
+            )
+            .await?;
+        }
+        ConversationKind::Group(group) => {
+            if let Some(reason) = group_refusal(tx, &group, &message.sender).await? {
+                return refuse(tx, message, reason, seq_lock).await;
+            }
+        }
+    }
+    let (seq, mode) = store(tx, message).await?;
+    let held = seq_lock.acquire(tx).await?;
+    let entries = deliver(tx, message, seq, mode, held).await?;
+    Ok(ImOutcome {
+        applied: 1,
+        sync_entries: entries,
+        ..ImOutcome::default()
+    })
+}
+
+/// Whether this message id was applied, refused or aliased before (a redelivery or replay).
+async fn is_known(tx: &mut Tx, message_id: &str) -> Result<bool, sqlx::Error> {
+    let known: Option<(bool,)> = sqlx::query_as(
+        "SELECT true FROM messages WHERE message_id = $1
+         UNION ALL SELECT true FROM refused_messages WHERE message_id = $1
+         UNION ALL SELECT true FROM message_aliases WHERE alias_message_id = $1
+         LIMIT 1",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(known.is_some())
+}
+
+/// Whether the sender already sent this `client_msg_id` in the conversation (a retried request): then
+/// this message id becomes an alias of the first.
+async fn is_retried_send(tx: &mut Tx, message: &MessageSent) -> Result<bool, sqlx::Error> {
+    let Some(client_msg_id) = &message.client_msg_id else {
+        return Ok(false);
+    };
+    let first: Option<(String,)> = sqlx::query_as(
+        "SELECT message_id FROM messages
+         WHERE conversation_id = $1 AND sender = $2 AND client_msg_id = $3",
+    )
+    .bind(message.conversation.as_str())
+    .bind(message.sender.as_str())
+    .bind(client_msg_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((first,)) = first else {
+        return Ok(false);
+    };
+    sqlx::query(
+        "INSERT INTO message_aliases (alias_message_id, message_id) VALUES ($1, $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(message.message_id.as_str())
+    .bind(first)
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
+}
+
+/// A direct conversation exists from its first message on, with both people as members.
+async fn open_direct(
+    tx: &mut Tx,
+    conversation: &str,
+    people: [UserId; 2],
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO conversations (conversation_id, kind) VALUES ($1, 'direct')
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(conversation)
+    .execute(&mut **tx)
+    .await?;
+    for user in people {
+        sqlx::query(
+            "INSERT INTO conversation_members (user_id, conversation_id, last_activity)
+             VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(user.as_str())
+        .bind(conversation)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Why `sender` may not write to `group`, if they may not: it does not exist, or they are no member.
+async fn group_refusal(
+    tx: &mut Tx,
+    group: &GroupId,
+    sender: &UserId,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    let exists: Option<(bool,)> = sqlx::query_as("SELECT true FROM groups WHERE group_id = $1")
+        .bind(group.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(if exists.is_none() {
+        Some(Refusal::NoSuchGroup)
+    } else if active_role(tx, group.as_str(), sender.as_str())
+        .await?
+        .is_none()
+    {
+        Some(Refusal::NotMember)
+    } else {
+        None
+    })
+}
+
+/// Takes the conversation's next seq and stores the message under it; the sender has read everything
+/// up to their own message, and the other person of a direct conversation gets it counted. A group's
+/// members' counts are derived (`conversation_state`), so a group message touches no member row but
+/// the sender's. Returns the seq and the conversation's delivery mode.
+async fn store(tx: &mut Tx, message: &MessageSent) -> Result<(i64, DeliveryMode), sqlx::Error> {
+    let conversation = message.conversation.as_str();
+    let (seq, mode): (i64, String) = sqlx::query_as(
+        "UPDATE conversations SET last_seq = last_seq + 1, last_at = $2
+         WHERE conversation_id = $1 RETURNING last_seq, mode",
+    )
+    .bind(conversation)
+    .bind(message.created_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO messages (conversation_id, seq, message_id, sender, body, client_msg_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(conversation)
+    .bind(seq)
+    .bind(message.message_id.as_str())
+    .bind(message.sender.as_str())
+    .bind(&message.body)
+    .bind(message.client_msg_id.as_deref())
+    .bind(message.created_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE conversation_members
+         SET delivered_seq = $2,
+             last_activity = greatest(last_activity, $4),
+             read_seq = CASE WHEN user_id = $3 THEN $2 ELSE read_seq END,
+             unread = CASE WHEN user_id = $3 THEN 0 ELSE unread + 1 END
+         WHERE conversation_id = $1 AND active AND (NOT derived OR user_id = $3)",
+    )
+    .bind(conversation)
+    .bind(seq)
+    .bind(message.sender.as_str())
+    .bind(message.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok((seq, DeliveryMode::parse(&mode)))
+}
+
+/// Push: an inbox entry for every active member, the sender's own too. Pull (a large group, read
+/// diffusion): the sender's own entry only — 2 rows written whatever the group's size — and the
+/// conversation's new position tells the members' sync scans that it advanced. Returns the entries.
+async fn deliver(
+    tx: &mut Tx,
+    message: &MessageSent,
+    seq: i64,
+    mode: DeliveryMode,
+    held: SeqLockHeld<'_>,
+) -> Result<u64, sqlx::Error> {
+    let conversation = message.conversation.as_str();
+    advance_position(tx, conversation, held).await?;
+    let entries = sqlx::query(
+        "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, conv_seq, message_id)
+         SELECT m.user_id, nextval('sync_seq'), $2, 'message', $1, $3, $4
+         FROM (SELECT user_id FROM conversation_members
+               WHERE conversation_id = $1 AND active AND (NOT $5 OR user_id = $2)
+               ORDER BY user_id) AS m
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(conversation)
+    .bind(message.sender.as_str())
+    .bind(seq)
+    .bind(message.message_id.as_str())
+    .bind(mode == DeliveryMode::Pull)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(entries)
+}
+
+/// Gives a pull-mode conversation a new position in the sync order: every member's next sync scan from
+/// below it reports the conversation as advanced.
+pub(super) async fn advance_position(
+    tx: &mut Tx,
+    conversation: &str,
+    _held: SeqLockHeld<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE conversations SET last_position = nextval('sync_seq')
+         WHERE conversation_id = $1 AND mode = 'pull'",
+    )
+    .bind(conversation)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records a refused message and tells the sender's devices, through a `refused` entry in their sync
+/// timeline; nobody else sees anything.
+async fn refuse(
+    tx: &mut Tx,
+    message: &MessageSent,
+    reason: Refusal,
+    seq_lock: &mut SeqLock,
+) -> Result<ImOutcome, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO refused_messages (message_id, conversation_id, sender, reason)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(message.message_id.as_str())
+    .bind(message.conversation.as_str())
+    .bind(message.sender.as_str())
+    .bind(reason.label())
+    .execute(&mut **tx)
+    .await?;
+    let held = seq_lock.acquire(tx).await?;
+    let mut outcome = ImOutcome::refused(reason);
+    outcome.sync_entries = tell_sender(tx, message, held).await?;
+    Ok(outcome)
+}
+
+/// The `refused` entry in the sender's sync timeline; returns the entries written.
+async fn tell_sender(
+    tx: &mut Tx,
+    message: &MessageSent,
+    _held: SeqLockHeld<'_>,
+) -> Result<u64, sqlx::Error> {
+    let entries = sqlx::query(
+        "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, message_id)
+         VALUES ($1, nextval('sync_seq'), $1, 'refused', $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(message.sender.as_str())
+    .bind(message.conversation.as_str())
+    .bind(message.message_id.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(entries)
+}

@@ -1,0 +1,86 @@
+//! A user's own records, keyed (on Kafka and in [`crate::watermark`]) by the user id: the account a
+//! registration creates (`accounts`: the password hash logins check) and the profile (`users`: display
+//! name, age, gender, signature).
+//!
+//! The first registration of a user id wins; a later one (someone else trying the same id) changes
+//! nothing, and its sender's login keeps failing. A profile is replaced by every profile event that
+//! passes the watermark (an older one never does).
+
+use schemas::{AccountRegistered, ProfileUpdated};
+use sqlx::{Postgres, Transaction};
+
+use crate::outcome::ImOutcome;
+use crate::sourced::SourcedEvent;
+use crate::watermark;
+
+type Tx = Transaction<'static, Postgres>;
+
+/// The events of a user's own key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum UserEvent<'a> {
+    Registered(&'a AccountRegistered),
+    Profile(&'a ProfileUpdated),
+}
+
+/// Applies one of a user's own events (at most once: [`watermark`]).
+pub(crate) async fn apply(
+    tx: &mut Tx,
+    event: &SourcedEvent,
+    user_event: UserEvent<'_>,
+) -> Result<ImOutcome, sqlx::Error> {
+    if !watermark::advance(tx, event).await? {
+        return Ok(ImOutcome::duplicate());
+    }
+    match user_event {
+        UserEvent::Registered(account) => apply_account(tx, event, account).await,
+        UserEvent::Profile(profile) => apply_profile(tx, event, profile).await,
+    }
+}
+
+/// Creates the account unless the user id is taken.
+async fn apply_account(
+    tx: &mut Tx,
+    event: &SourcedEvent,
+    account: &AccountRegistered,
+) -> Result<ImOutcome, sqlx::Error> {
+    let written = sqlx::query(
+        "INSERT INTO accounts (user_id, password_hash, registered_at, src_partition, src_offset)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(account.user.as_str())
+    .bind(&account.password_hash)
+    .bind(event.envelope.ts)
+    .bind(event.partition)
+    .bind(event.offset)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(ImOutcome::applied_if(written > 0))
+}
+
+/// Replaces the profile (the row names the event that set it).
+async fn apply_profile(
+    tx: &mut Tx,
+    event: &SourcedEvent,
+    profile: &ProfileUpdated,
+) -> Result<ImOutcome, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (user_id, display_name, age, gender, signature, src_partition, src_offset)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (user_id) DO UPDATE
+         SET display_name = EXCLUDED.display_name, age = EXCLUDED.age, gender = EXCLUDED.gender,
+             signature = EXCLUDED.signature, src_partition = EXCLUDED.src_partition,
+             src_offset = EXCLUDED.src_offset, updated_at = now()",
+    )
+    .bind(profile.user.as_str())
+    .bind(&profile.display_name)
+    .bind(profile.age.map(|age| age as i16))
+    .bind(profile.gender.as_deref())
+    .bind(profile.signature.as_deref())
+    .bind(event.partition)
+    .bind(event.offset)
+    .execute(&mut **tx)
+    .await?;
+    Ok(ImOutcome::applied())
+}

@@ -1,0 +1,85 @@
+//! Sync timeline scanning: one page of a user's sync timeline after a seq, for `/sync`, its long
+//! poll, the WebSocket and the SSE stream.
+
+use httpkit::ApiError;
+use schemas::api::{AdvancedConversation, SyncPage};
+use sqlx::PgPool;
+
+use crate::db::ReadPool;
+use crate::failure::{database_error, read_error};
+use crate::queries;
+
+/// One page of a user's sync timeline after `after`: the entries, and the large groups that advanced
+/// within the scanned range. Shared by `/sync`, the long poll, the WebSocket and the SSE stream.
+///
+/// `snapshots` runs the two-statement snapshot (a scan that found nothing, or a user whose large group
+/// advanced): a transaction needs a connection of its own, which the shared page connections are not.
+pub(crate) async fn sync_page(
+    reads: &ReadPool,
+    snapshots: &PgPool,
+    user: &str,
+    after: i64,
+    limit: i64,
+) -> Result<SyncPage, ApiError> {
+    // Most users have no large group that advanced: then one statement is the whole page.
+    let (scan, in_large_group) = queries::sync_flagged(reads, user, after, limit)
+        .await
+        .map_err(read_error)?;
+    if !in_large_group {
+        return Ok(SyncPage {
+            last_seq: scan.last_scanned_seq.unwrap_or(after),
+            entries: scan.entries,
+            conversations: Vec::new(),
+            has_more: scan.has_more,
+        });
+    }
+    let user = user.to_owned();
+    // In a task of its own, to completion: a request that goes away must not cancel the transaction
+    // halfway (a cancelled `BEGIN` leaves the pooled connection inside a transaction; seen under wrk).
+    let pool = snapshots.clone();
+    let (scan, conversations) =
+        tokio::spawn(async move { snapshot_scan(&pool, &user, after, limit).await })
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "snapshot read task failed");
+                ApiError::internal()
+            })?
+            .map_err(database_error)?;
+    let last_position = conversations.iter().map(|c| c.position).max();
+    let last_seq = scan
+        .last_scanned_seq
+        .into_iter()
+        .chain(last_position)
+        .max()
+        .unwrap_or(after);
+    Ok(SyncPage {
+        entries: scan.entries,
+        conversations,
+        last_seq,
+        has_more: scan.has_more,
+    })
+}
+
+/// The scan and the large groups that advanced in its range, from one snapshot: a large group's
+/// position read after an entry committed that the scan did not see would move the cursor past that
+/// entry.
+async fn snapshot_scan(
+    pool: &PgPool,
+    user: &str,
+    after: i64,
+    limit: i64,
+) -> Result<(queries::SyncScan, Vec<AdvancedConversation>), sqlx::Error> {
+    let mut snapshot = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    let scan = queries::sync(&mut *snapshot, user, after, limit).await?;
+    // Large groups advanced within the scanned range; without more entries, up to now.
+    let upto = if scan.has_more {
+        scan.last_scanned_seq
+    } else {
+        None
+    };
+    let conversations = queries::advanced_conversations(&mut *snapshot, user, after, upto).await?;
+    snapshot.commit().await?;
+    Ok((scan, conversations))
+}
