@@ -20,6 +20,10 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub config: Config,
+    /// Check the configuration as the command would start with it (the form of every setting),
+    /// print the outcome and exit, without connecting to anything.
+    #[arg(long, global = true)]
+    pub check_config: bool,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

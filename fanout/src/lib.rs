@@ -30,8 +30,9 @@
 //! - [`im`]: a conversation's events — groups and membership, messages, recalls, read markers.
 //! - [`outcome`]: what a batch did, and why IM events were refused.
 //!
-//! Dependencies go one way, from the top of these lists down (`config` uses `policy` and
-//! `replay_args`; nothing below uses `config`'s parts but the running modules), never in a circle.
+//! Dependencies go one way: the running modules use the applying ones, never the reverse (the
+//! applying modules know nothing of Kafka clients or flags; `config` builds their [`policy::Policy`]),
+//! and no module uses this crate root, so there is no circle.
 
 pub mod applier;
 mod batches;
@@ -53,8 +54,8 @@ pub mod setup;
 pub mod sourced;
 pub mod store;
 pub mod topics;
-mod users;
-mod watermark;
+pub mod users;
+pub mod watermark;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,7 +71,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Cli, Command, Config, EventsCommand};
 use consumer::Worker;
 pub use error::BuildError;
-pub use setup::{create_topics, migrate};
+pub use setup::{check_config, create_topics, migrate};
 
 /// A built fanout worker with its operations server, not yet running.
 pub struct App {

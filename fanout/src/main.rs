@@ -8,6 +8,11 @@ use fanout::{Cli, Command, EventsCommand};
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = cli.config;
+    if cli.check_config {
+        fanout::check_config(&config).context("invalid configuration")?;
+        println!("fanout: configuration ok");
+        return Ok(());
+    }
     httpkit::init_tracing(config.log_json);
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => {

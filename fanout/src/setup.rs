@@ -1,5 +1,6 @@
 //! What a deployment does once before the workers start (and `fanout run` does first unless
-//! `--skip-setup`): create and migrate the database, create the topics.
+//! `--skip-setup`): create and migrate the database, create the topics; and the check of a
+//! configuration before any of it.
 
 use std::time::Duration;
 
@@ -42,5 +43,16 @@ pub async fn create_topics(config: &Config) -> Result<(), BuildError> {
         config.replication_factor,
     )
     .await?;
+    Ok(())
+}
+
+/// Checks what every command needs from the configuration before it connects anywhere: the delivery
+/// policy, the operator's Kafka properties and the database URL (the check mode of the binary, used
+/// on compose files).
+pub fn check_config(config: &Config) -> Result<(), BuildError> {
+    use secrecy::ExposeSecret;
+    config.policy().map_err(BuildError::Config)?;
+    config.kafka()?;
+    let _: sqlx::postgres::PgConnectOptions = config.database_url.expose_secret().parse()?;
     Ok(())
 }

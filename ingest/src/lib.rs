@@ -42,6 +42,14 @@ pub enum BuildError {
     TokenKey(#[from] authkit::KeyError),
 }
 
+/// Checks what [`App::build`] needs from the configuration before it connects anywhere: the token
+/// key and the operator's Kafka properties (the check mode of the binary, used on compose files).
+pub fn check_config(config: &Config) -> Result<(), BuildError> {
+    config.token.key()?;
+    config.kafka()?;
+    Ok(())
+}
+
 /// Browsers may call ingest from any origin (the web client is served by the reader, on another
 /// port). Safe because credentials are bearer tokens the page sends explicitly, never cookies: another
 /// site's page has no token to send.

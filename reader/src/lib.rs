@@ -81,6 +81,18 @@ pub struct App {
     sockets: TaskTracker,
 }
 
+/// Checks what [`App::build`] needs from the configuration before it connects anywhere: the token
+/// key, the operator's Kafka properties and a database URL both Postgres clients accept (the check
+/// mode of the binary, used on compose files).
+pub fn check_config(config: &Config) -> Result<(), BuildError> {
+    config.token.key()?;
+    config.kafka()?;
+    let url = config.database_url.expose_secret();
+    let _: PgConnectOptions = url.parse()?;
+    let _: tokio_postgres::Config = url.parse()?;
+    Ok(())
+}
+
 /// The reader's connections to Postgres: page reads, the pool for everything else, and the pool of
 /// the LISTEN connection (outside the request pool: a busy pool must not starve wake-ups).
 struct Connections {

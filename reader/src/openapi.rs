@@ -73,24 +73,4 @@ mod tests {
             panic!("{message}");
         }
     }
-
-    #[test]
-    fn documented_limits_are_the_enforced_ones() {
-        let document: serde_json::Value =
-            serde_json::from_str(&super::document_json()).expect("JSON");
-        for path in ["feed", "posts", "sync"] {
-            let parameters =
-                &document["paths"][format!("/v1/users/{{user}}/{path}")]["get"]["parameters"];
-            let limit = parameters
-                .as_array()
-                .and_then(|all| all.iter().find(|p| p["name"] == "limit"))
-                .unwrap_or_else(|| panic!("{path} documents no limit"));
-            assert_eq!(limit["schema"]["minimum"], 1, "{path}");
-            assert_eq!(
-                limit["schema"]["maximum"],
-                schemas::api::MAX_PAGE_LIMIT,
-                "{path}"
-            );
-        }
-    }
 }

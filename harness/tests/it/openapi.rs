@@ -122,3 +122,58 @@ async fn ingest_and_reader_answer_as_their_openapi_documents_say() {
     ingest.stop().await;
     reader.stop().await;
 }
+
+/// Every documented `limit` and `wait` of both services is the enforced one: utoipa's attributes take
+/// literals only, so the documents are walked against the constants in `schemas::api`.
+#[test]
+fn every_documented_limit_and_wait_is_the_enforced_one() {
+    use schemas::api::{DEFAULT_PAGE_LIMIT, MAX_BATCH_POSTS, MAX_PAGE_LIMIT, MAX_WAIT_SECS};
+    let mut limits = 0;
+    let mut waits = 0;
+    for document in [
+        ingest::openapi::document_json(),
+        reader::openapi::document_json(),
+    ] {
+        let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+        let paths = document["paths"].as_object().unwrap();
+        for (path, operations) in paths {
+            for (method, operation) in operations.as_object().unwrap() {
+                let parameters = operation["parameters"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for parameter in parameters {
+                    let at = format!("{method} {path} {}", parameter["name"]);
+                    let schema = &parameter["schema"];
+                    match parameter["name"].as_str() {
+                        Some("limit") => {
+                            limits += 1;
+                            assert_eq!(schema["minimum"], 1, "{at}");
+                            assert_eq!(schema["maximum"], MAX_PAGE_LIMIT, "{at}");
+                            let text = parameter["description"].as_str().unwrap_or_default();
+                            assert!(
+                                text.contains(&format!("{DEFAULT_PAGE_LIMIT} when not given")),
+                                "{at}: the default is {DEFAULT_PAGE_LIMIT}: {text}"
+                            );
+                        }
+                        Some("wait") => {
+                            waits += 1;
+                            assert_eq!(schema["minimum"], 0, "{at}");
+                            assert_eq!(schema["maximum"], MAX_WAIT_SECS, "{at}");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if let Some(batch) = document["components"]["schemas"]["BatchRequest"].as_object() {
+            assert_eq!(batch["properties"]["posts"]["maxItems"], MAX_BATCH_POSTS);
+        }
+    }
+    // feed, posts, sync, the contact list, members and history; the sync long poll.
+    assert_eq!(
+        (limits, waits),
+        (6, 1),
+        "every paged route documents its parameters"
+    );
+}
