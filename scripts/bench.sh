@@ -19,6 +19,6 @@ export FANLINE_TEST_DATABASE_URL="${FANLINE_TEST_DATABASE_URL:-postgres://root@1
 export RUST_LOG="${RUST_LOG:-info,sqlx::query=error}"
 cd "$FANLINE_ROOT"
 log "building fanline-limits (release)"
-cargo build --release -p harness --bin fanline-limits >&2
+cargo build --release -p bench --bin fanline-limits >&2
 log "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -r); Postgres $(psql "$FANLINE_TEST_DATABASE_URL" -Atc 'show server_version'); broker tansu $TANSU_VERSION"
 exec "$FANLINE_ROOT/target/release/fanline-limits" "$@"

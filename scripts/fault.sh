@@ -12,5 +12,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_postgres
 ensure_tansu
 cd "$FANLINE_ROOT"
-cargo build ${FANLINE_BUILD_FLAGS[@]+"${FANLINE_BUILD_FLAGS[@]}"} --bins -p ingest -p fanout -p reader -p harness >&2
+cargo build ${FANLINE_BUILD_FLAGS[@]+"${FANLINE_BUILD_FLAGS[@]}"} --bins -p ingest -p fanout -p reader -p faults >&2
 exec "$FANLINE_BIN/fanline-fault" --profile "$FANLINE_PROFILE" "$@"

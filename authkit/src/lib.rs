@@ -10,6 +10,11 @@
 //!   the routes marked [`QueryTokenAllowed`] (browsers' WebSocket and EventSource cannot set headers). Missing, malformed, forged or
 //!   expired → `401` JSON; a valid token acting for someone else → `403` JSON ([`Bearer::require`]).
 //! - [`LoginLimiter`]: login attempts per account and per address (the `governor` crate).
+//!
+//! # Layout
+//! - [`password`]: argon2id hashing and verification, rationed so logins cannot starve the runtime.
+//! - [`token`]: the signing key, access tokens and the [`Bearer`] extractor.
+//! - [`limiter`]: login and registration rate limits.
 
 mod limiter;
 mod password;

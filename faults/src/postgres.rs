@@ -43,7 +43,7 @@ impl PrivatePostgres {
             .arg("-u")
             .output()
             .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
-        let parent = std::env::temp_dir().join(crate::unique("fanline-postgres"));
+        let parent = std::env::temp_dir().join(harness::unique("fanline-postgres"));
         std::fs::create_dir_all(&parent)?;
         let postgres = PrivatePostgres {
             port,

@@ -1,24 +1,31 @@
-//! Test and benchmark harness: everything runs against the real broker and the real Postgres.
+//! Test support: everything runs against the real broker and the real Postgres. The integration
+//! tests (`tests/it`) use it, and so do the benches (`bench`) and the fault suite (`faults`).
 //!
 //! - [`TestDb`]: a fresh, migrated database per test, dropped afterwards.
 //! - [`TestTopic`]: a fresh events topic (and its dead-letter topic) per test.
 //! - [`spawn_ingest`], [`spawn_fanout`], [`spawn_reader`]: the real services on port 0 in this process,
 //!   each with its own metrics registry, stopped through their shutdown future.
-//! - [`TcpProxy`]: a TCP forwarder that can be cut, to take Postgres "down" for one service only.
-//! - [`Api`]: a small HTTP client for the public API.
-//! - [`fault`]: the fault suite (`scripts/fault.sh`), with [`postgres::PrivatePostgres`].
+//! - [`wait_until`]: polls a condition until a deadline; what tests wait with instead of sleeping.
+//!
+//! Binaries: `fanline-worker` and `fanline-reader`, a fanout worker and a reader in their own process,
+//! for the tests that kill them with SIGKILL (integration tests can only spawn binaries of their own
+//! package).
 //!
 //! Environment: `FANLINE_TEST_BROKERS` (default `127.0.0.1:9092`) and `FANLINE_TEST_DATABASE_URL`, an
 //! admin connection used to create and drop databases (default `postgres://root@127.0.0.1:5432/postgres`).
+//!
+//! # Layout
+//!
+//! - [`api`]: [`Api`], a small HTTP client for the public API.
+//! - [`broker`]: a private tansu broker, for tests that kill the broker.
+//! - [`proxy`]: [`TcpProxy`], a TCP forwarder that can be cut, to take Postgres "down" for one service.
+//! - [`stack`]: the whole pipeline in this process, for tests that act as a user would.
+//! - [`ws`]: a WebSocket client of the reader's `/v1/ws`.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod api;
-pub mod bench;
 pub mod broker;
-pub mod fault;
-pub mod postgres;
 pub mod proxy;
-pub mod seed;
 pub mod stack;
 pub mod ws;
 

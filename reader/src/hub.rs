@@ -220,7 +220,7 @@ impl Hub {
             else {
                 continue;
             };
-            if found.scan.has_more || found.in_large_group {
+            if found.scan.has_more || found.large_group_advanced {
                 slot.wake.send_modify(Wake::plain);
                 continue;
             }

@@ -187,13 +187,15 @@ pub const SYNC_SQL: &str = sync_sql!("$1", "$2", "$3");
 /// (Asking only "is the user in any group" sent every group member down the slow path: sync pages at
 /// 2,000/s instead of 4,000/s in `scripts/bench.sh`.)
 pub const SYNC_FLAGGED_SQL: &str = concat!(
-    "SELECT e.*, EXISTS (SELECT 1 FROM conversation_members cm
-                         JOIN conversations c ON c.conversation_id = cm.conversation_id
-                         WHERE cm.user_id = $1 AND cm.derived AND cm.active
-                           AND c.last_position > $2) AS in_large_group
-     FROM (",
+    // The flag comes from a row that always exists; the entries join it (none: one row of NULLs).
+    "SELECT f.large_group_advanced, e.*
+     FROM (SELECT EXISTS (SELECT 1 FROM conversation_members cm
+                          JOIN conversations c ON c.conversation_id = cm.conversation_id
+                          WHERE cm.user_id = $1 AND cm.derived AND cm.active
+                            AND c.last_position > $2) AS large_group_advanced) f
+     LEFT JOIN LATERAL (",
     sync_sql!("$1", "$2", "$3"),
-    ") e ORDER BY e.seq"
+    ") e ON true ORDER BY e.seq"
 );
 
 /// One scanned sync entry, by the column names of [`SYNC_SQL`].
@@ -233,12 +235,12 @@ impl SyncRow {
     }
 }
 
-/// A [`SyncRow`] with whether its user is in a large group ([`SYNC_BATCH_SQL`]).
+/// A [`SyncRow`] with whether one of its user's large groups advanced ([`SYNC_BATCH_SQL`]).
 #[derive(sqlx::FromRow)]
 struct FlaggedRow {
     #[sqlx(flatten)]
     row: SyncRow,
-    in_large_group: bool,
+    large_group_advanced: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -278,8 +280,8 @@ where
     Ok(scan_of(rows, limit))
 }
 
-/// A sync scan, and whether the user is in a large group (see [`SYNC_FLAGGED_SQL`]); `true` when the
-/// scan found nothing (the flag comes with the rows).
+/// A sync scan, and whether one of the user's large groups advanced after `after` (see
+/// [`SYNC_FLAGGED_SQL`]): then the page needs the large groups' positions too.
 pub async fn sync_flagged(
     reads: &ReadPool,
     user: &str,
@@ -289,15 +291,18 @@ pub async fn sync_flagged(
     let rows = reads
         .query(SYNC_FLAGGED_SQL, &[&user, &after, &(limit + 1)])
         .await?;
-    let in_large_group = match rows.first() {
-        Some(row) => row.try_get("in_large_group")?,
+    // The statement always returns a row (the flag's); without entries its entry columns are NULL.
+    let large_group_advanced = match rows.first() {
+        Some(row) => row.try_get("large_group_advanced")?,
         None => true,
     };
-    let rows = rows
-        .iter()
-        .map(SyncRow::from_read)
-        .collect::<Result<Vec<SyncRow>, tokio_postgres::Error>>()?;
-    Ok((scan_of(rows, limit), in_large_group))
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.try_get::<_, Option<i64>>("seq")?.is_some() {
+            entries.push(SyncRow::from_read(row)?);
+        }
+    }
+    Ok((scan_of(entries, limit), large_group_advanced))
 }
 
 /// [`SYNC_FLAGGED_SQL`] for many users at once, each from their own cursor: $1 users, $2 their
@@ -307,7 +312,7 @@ const SYNC_BATCH_SQL: &str = concat!(
                                     JOIN conversations c ON c.conversation_id = cm.conversation_id
                                     WHERE cm.user_id = w.user_id AND cm.derived AND cm.active
                                       AND c.last_position > w.after)
-                            AS in_large_group
+                            AS large_group_advanced
      FROM unnest($1::text[], $2::bigint[]) AS w (user_id, after)
      CROSS JOIN LATERAL (",
     sync_sql!("w.user_id", "w.after", "$3"),
@@ -318,7 +323,8 @@ const SYNC_BATCH_SQL: &str = concat!(
 pub struct BatchScan {
     pub user: String,
     pub scan: SyncScan,
-    pub in_large_group: bool,
+    /// One of the user's large groups advanced after their cursor.
+    pub large_group_advanced: bool,
 }
 
 /// The next page of each user's sync timeline after their cursor, in one statement. Users with
@@ -338,27 +344,27 @@ pub async fn sync_batch(
     let mut scans: Vec<BatchScan> = Vec::new();
     let mut current: Option<(String, bool, Vec<SyncRow>)> = None;
     for BatchRow { user_id, flagged } in rows {
-        let in_large_group = flagged.in_large_group;
+        let large_group_advanced = flagged.large_group_advanced;
         let row = flagged.row;
         match &mut current {
             Some((user, _, rows)) if *user == user_id => rows.push(row),
             _ => {
-                if let Some((user, in_large_group, rows)) = current.take() {
+                if let Some((user, large_group_advanced, rows)) = current.take() {
                     scans.push(BatchScan {
                         user,
                         scan: scan_of(rows, limit),
-                        in_large_group,
+                        large_group_advanced,
                     });
                 }
-                current = Some((user_id, in_large_group, vec![row]));
+                current = Some((user_id, large_group_advanced, vec![row]));
             }
         }
     }
-    if let Some((user, in_large_group, rows)) = current {
+    if let Some((user, large_group_advanced, rows)) = current {
         scans.push(BatchScan {
             user,
             scan: scan_of(rows, limit),
-            in_large_group,
+            large_group_advanced,
         });
     }
     Ok(scans)

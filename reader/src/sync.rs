@@ -22,10 +22,10 @@ pub(crate) async fn sync_page(
     limit: i64,
 ) -> Result<SyncPage, ApiError> {
     // Most users have no large group that advanced: then one statement is the whole page.
-    let (scan, in_large_group) = queries::sync_flagged(reads, user, after, limit)
+    let (scan, large_group_advanced) = queries::sync_flagged(reads, user, after, limit)
         .await
         .map_err(read_error)?;
-    if !in_large_group {
+    if !large_group_advanced {
         return Ok(SyncPage {
             last_seq: scan.last_scanned_seq.unwrap_or(after),
             entries: scan.entries,

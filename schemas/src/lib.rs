@@ -1,6 +1,11 @@
 //! Fanline's contracts, shared by every service and by anyone who produces events by hand.
 //!
 //! # Layout
+//! - [`api`]: the HTTP API's request and response bodies, page limits, long-poll waits and cursor
+//!   codecs.
+//! - [`requests`]: request → event conversions; each payload validates itself, for every entry point.
+//! - [`realtime`]: the WebSocket protocol's frames, frame limits and close codes.
+//! - [`committed`]: checking a generated document (JSON Schema, OpenAPI) against its committed copy.
 //! - [`ids`]: user ids, post ids and the limits on text fields, with the validation every service uses.
 //! - [`events`]: the versioned event envelope written to Kafka and its decoder, which tells a poison
 //!   event from an event of a newer version or unknown type.
@@ -9,7 +14,8 @@
 //! - [`MIGRATOR`]: the Postgres schema (store timelines, follow graph, sync timelines), and [`db`]:
 //!   what a failed Postgres call means (unavailable, refused data, or a bug).
 //!
-//! Architecture invariant: only this crate defines wire and table shapes.
+//! Architecture invariant: only this crate defines wire and table shapes, and the rules and limits
+//! that go with them.
 
 pub mod api;
 pub mod committed;

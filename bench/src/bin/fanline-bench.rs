@@ -6,7 +6,7 @@
 //! 2. fanout: starts one fanout worker on that backlog and reports how fast it drains it: events/s and
 //!    sync entries/s written (each post goes to `--followers` followers plus its author).
 //!
-//! `cargo run --release -p harness --bin fanline-bench -- --posts 20000 --followers 100`
+//! `cargo run --release -p bench --bin fanline-bench -- --posts 20000 --followers 100`
 //! Needs the broker and Postgres of `scripts/test.sh` (FANLINE_TEST_BROKERS, FANLINE_TEST_DATABASE_URL).
 #![allow(clippy::unwrap_used)]
 

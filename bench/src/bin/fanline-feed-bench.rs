@@ -1,17 +1,17 @@
 //! Large-audience bench: the cost of one post for a 100-follower (push) and a 100,000-follower (pull)
 //! author, and feed page latency (p50/p99 over HTTP) with 0, 10 and 100 pull sources.
 //!
-//! `cargo run --release -p harness --bin fanline-feed-bench`
+//! `cargo run --release -p bench --bin fanline-feed-bench`
 //! Needs Postgres as `scripts/test.sh` sets it up (FANLINE_TEST_DATABASE_URL); it makes its own database.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
 
+use bench::measure::percentile_ms;
+use bench::seed::{user, EventLog};
 use chrono::Utc;
 use clap::Parser;
 use fanout::store::Policy;
-use harness::bench::percentile_ms;
-use harness::seed::{user, EventLog};
 use harness::{spawn_reader, Api, TestDb};
 use schemas::{Envelope, PostCreated, PostId};
 

@@ -5,17 +5,17 @@
 //! 3. the contact list of a user with 1,000 conversations: p50/p99 over HTTP (first pages and deep
 //!    pages), `total_unread` included in every answer.
 //!
-//! `cargo run --release -p harness --bin fanline-im-bench`
+//! `cargo run --release -p bench --bin fanline-im-bench`
 //! Needs Postgres as `scripts/test.sh` sets it up (FANLINE_TEST_DATABASE_URL); it makes its own database.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
 
+use bench::measure::percentile_ms;
+use bench::seed::{count, seed_group, user, EventLog};
 use chrono::Utc;
 use clap::Parser;
 use fanout::store::{apply_batch, Policy, SourcedEvent};
-use harness::bench::percentile_ms;
-use harness::seed::{count, seed_group, user, EventLog};
 use harness::{spawn_reader, Api, TestDb};
 use schemas::{ConversationId, Envelope, FollowChange, GroupId, MessageSent, PostCreated, PostId};
 

@@ -17,12 +17,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
+use bench::measure::{self, Comparison, Latency, Rate, WrkRequest};
+use bench::seed::{count, seed_group, user, EventLog};
 use chrono::Utc;
 use clap::Parser;
 use fanout::store::{apply_batch, Policy};
 use futures::StreamExt;
-use harness::bench::{self, Comparison, Latency, Rate, WrkRequest};
-use harness::seed::{count, seed_group, user, EventLog};
 use harness::{spawn_fanout, spawn_ingest, unique, Api, TestDb, TestTopic};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::{
@@ -159,7 +159,7 @@ async fn fanout_comparison(args: &Args) -> anyhow::Result<Comparison> {
     .execute(&limit_db.pool)
     .await?
     .rows_affected();
-    let limit_seconds = bench::seconds_since(started);
+    let limit_seconds = measure::seconds_since(started);
     ensure!(
         inserted as f64 == rows,
         "the limit inserted {inserted} rows, not {rows}"
@@ -213,7 +213,7 @@ async fn fanout_comparison(args: &Args) -> anyhow::Result<Comparison> {
         ensure!(Instant::now() < deadline, "fanout did not drain the posts");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let fanline_seconds = bench::seconds_since(first_drawn.unwrap());
+    let fanline_seconds = measure::seconds_since(first_drawn.unwrap());
     fanout.stop().await;
     let written = count(&db.pool, "SELECT count(*) FROM sync_entries").await;
     ensure!(
@@ -264,7 +264,7 @@ async fn ingest_comparison(
             }
         })
         .collect();
-    let script = bench::wrk_script(dir, "ingest", &requests)?;
+    let script = measure::wrk_script(dir, "ingest", &requests)?;
 
     // The limit: the same events (as ingest serialises them), straight from one producer configured
     // exactly as ingest's, `ingest_connections` sends in flight like the HTTP clients.
@@ -302,13 +302,13 @@ async fn ingest_comparison(
                 .filter(|ok| futures::future::ready(*ok))
                 .count()
                 .await;
-            acknowledged as f64 / bench::seconds_since(started)
+            acknowledged as f64 / measure::seconds_since(started)
         }
     };
     // Alternating rounds; the raw producer's topic is the same one ingest writes to.
     let (mut fanline, mut limit) = (0.0, 0.0);
     for round in 0..args.rounds.max(1) {
-        fanline += bench::wrk(
+        fanline += measure::wrk(
             &ingest.url(""),
             &script,
             args.ingest_connections,
@@ -489,7 +489,7 @@ fn per_user_workload(
             name,
             &format!(
                 "\\set u random(1, {users})\n\\set rows 21\n{variables}{}",
-                bench::pgbench_statement(statement, parameters)
+                measure::pgbench_statement(statement, parameters)
             ),
         )?],
     })
@@ -533,7 +533,7 @@ fn page_workloads(users: usize, dir: &std::path::Path) -> anyhow::Result<Vec<Pag
             &format!(
                 "\\set before {}\n\\set rows 21\n{}",
                 i64::MAX,
-                bench::pgbench_statement(
+                measure::pgbench_statement(
                     reader::im::HISTORY_BEFORE_SQL,
                     &[":conversation", ":before", ":rows"]
                 )
@@ -582,7 +582,7 @@ async fn page_comparison(
             body: None,
         })
         .collect();
-    let script = bench::wrk_script(dir, workload.name, &requests)?;
+    let script = measure::wrk_script(dir, workload.name, &requests)?;
     // Alternating rounds of wrk and pgbench. pgbench runs with the clients' concurrency and with the
     // reader's own number of page connections (fewer backends can be faster on two cores: the reader's
     // pool would otherwise have an edge pgbench was not given); the faster is the limit.
@@ -595,7 +595,7 @@ async fn page_comparison(
     let mut limits = vec![0.0; levels.len()];
     for round in 0..args.rounds.max(1) {
         let warm_up = Args::warm_up(round);
-        fanline += bench::wrk(
+        fanline += measure::wrk(
             reader_url,
             &script,
             args.page_clients,
@@ -605,7 +605,7 @@ async fn page_comparison(
         .await?
         .per_second;
         for (clients, limit) in levels.iter().zip(limits.iter_mut()) {
-            *limit += bench::pgbench(&db.url, &workload.scripts, *clients, warm_up, args.slice())
+            *limit += measure::pgbench(&db.url, &workload.scripts, *clients, warm_up, args.slice())
                 .await?
                 .per_second;
         }
@@ -634,7 +634,7 @@ async fn page_comparison(
         .map(|(path, who)| (format!("{reader_url}{path}"), api.token_for(who)))
         .collect();
     let latency: Latency =
-        bench::open_loop(&absolute, fanline.per_second / 2.0, Duration::from_secs(5)).await?;
+        measure::open_loop(&absolute, fanline.per_second / 2.0, Duration::from_secs(5)).await?;
     Ok(Comparison {
         workload: format!(
             "{} page (limit 20), {} clients",
@@ -661,7 +661,7 @@ async fn http_alone(
     dir: &std::path::Path,
     connections: usize,
 ) -> anyhow::Result<f64> {
-    let script = bench::wrk_script(
+    let script = measure::wrk_script(
         dir,
         "healthz",
         &[WrkRequest {
@@ -671,7 +671,7 @@ async fn http_alone(
             body: None,
         }],
     )?;
-    let rate = bench::wrk(
+    let rate = measure::wrk(
         base_url,
         &script,
         connections,
@@ -821,7 +821,7 @@ async fn main() -> anyhow::Result<()> {
         let db = TestDb::create().await;
         let seeding = Instant::now();
         seed_pages(&db, args.users).await;
-        eprintln!("pages: seeded in {:.1} s", bench::seconds_since(seeding));
+        eprintln!("pages: seeded in {:.1} s", measure::seconds_since(seeding));
         let mut config = reader::Config::for_database(&db.url);
         if let Some(connections) = args.reader_connections {
             config.db_connections = connections;
@@ -869,7 +869,7 @@ async fn main() -> anyhow::Result<()> {
         facts = large_audiences(&args).await?;
     }
     let facts: Vec<(&str, String)> = ceilings.into_iter().chain(facts).collect();
-    bench::print_table(&rows, &facts);
+    measure::print_table(&rows, &facts);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -10,7 +10,8 @@
 //! Ingest and fanout run in this process; the reader in its own (so its memory is its own). The idle
 //! sockets stay open during 2 and 3. Load generator: this process (tokio-tungstenite clients, reqwest).
 //!
-//! `cargo build --release -p harness --bins && target/release/fanline-realtime-bench`
+//! `cargo build --release -p bench -p harness --bins && target/release/fanline-realtime-bench`
+//! (the reader process is harness's `fanline-reader`, found beside this binary).
 //! Needs the broker and Postgres of `scripts/test.sh` (FANLINE_TEST_BROKERS, FANLINE_TEST_DATABASE_URL).
 #![allow(clippy::unwrap_used)]
 
@@ -160,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
         .spawn()
         .map_err(|err| {
             anyhow::anyhow!(
-                "{}: {err} (build it: cargo build --release -p harness --bins)",
+                "{}: {err} (build it: cargo build --release -p harness --bin fanline-reader)",
                 reader_exe.display()
             )
         })?;

@@ -1,4 +1,4 @@
-//! The fault suite (see `harness::fault`): runs the stack with `scripts/up.sh --watch` on private
+//! The fault suite (see the `faults` crate): runs the stack with `scripts/up.sh --watch` on private
 //! ports, a private broker and Postgres cluster, posts and polls continuously, injects each fault for
 //! `--rounds` rounds and prints one table. Exits non-zero when anything acknowledged was lost or
 //! duplicated, a client gave up, or delivery took longer than `--max-stall-secs` to resume after the
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use harness::fault::{self, Fault};
+use faults::Fault;
 
 #[derive(Parser)]
 #[command(
@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default();
-    let (report, passed) = fault::run(fault::Options {
+    let (report, passed) = faults::run(faults::Options {
         root,
         state_dir: args.state_dir,
         profile: args.profile,

@@ -1,5 +1,5 @@
-//! A fanout worker in its own process, like `fanout run`: for the crash tests and the fault suite,
-//! which kill it with SIGKILL. (Integration tests can only spawn binaries of their own package.)
+//! A fanout worker in its own process, like `fanout run`: for the crash tests, which kill it
+//! with SIGKILL. (Integration tests can only spawn binaries of their own package.)
 
 use anyhow::Context;
 use clap::Parser;

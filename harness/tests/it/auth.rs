@@ -160,11 +160,17 @@ async fn every_protected_route_refuses_bad_tokens_and_other_users() {
     let alice = stack.api.token_for("alice");
     let forged = Api::with_token_key("", "", "someone-elses-key-that-is-long-enough-0123456789")
         .token_for("alice");
-    let expired = {
-        let key = authkit::TokenKey::from_secret(harness::TEST_TOKEN_KEY.as_bytes()).unwrap();
-        key.issue("alice", "s", Duration::ZERO)
-    };
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let key = authkit::TokenKey::from_secret(harness::TEST_TOKEN_KEY.as_bytes()).unwrap();
+    let expired = key.issue("alice", "s", Duration::ZERO);
+    // `exp` is in whole seconds and has passed only once the clock's second moves on.
+    wait_until(
+        "the zero-lifetime token to expire",
+        Duration::from_secs(5),
+        || async {
+            matches!(key.verify(&expired), Err(authkit::TokenError::Expired)).then_some(())
+        },
+    )
+    .await;
     let reads = [
         "/v1/users/bob/feed",
         "/v1/users/bob/sync",

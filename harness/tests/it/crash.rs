@@ -84,6 +84,15 @@ async fn joined(port: u16) {
     .await;
 }
 
+/// The partitions the worker on `port` has assigned, from its `/metrics`.
+async fn assigned_partitions(port: u16) -> Option<i64> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("fanline_fanout_assigned_partitions "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 async fn posts(db: &TestDb) -> i64 {
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM posts")
         .fetch_one(&db.pool)
@@ -193,7 +202,17 @@ async fn two_workers_applying() -> TwoWorkers {
     let peer = start_worker_on(&topic, &group, &db.url, None, peer_port);
     joined(peer_port).await;
     // Both members share the partitions (the rebalance completes) before the peer goes.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until(
+        "both workers own a share of the partitions",
+        Duration::from_secs(60),
+        || async {
+            let survivor = assigned_partitions(survivor_port).await?;
+            let peer = assigned_partitions(peer_port).await?;
+            (survivor > 0 && peer > 0 && survivor + peer == i64::from(topic.partitions))
+                .then_some(())
+        },
+    )
+    .await;
     for i in 1..20 {
         api.post(&format!("author{i}"), "both running", None).await;
     }
@@ -272,7 +291,10 @@ async fn ingest_and_fanout_carry_on_after_the_broker_is_killed() {
     let fanout = harness::spawn_fanout(fanout_config).await;
 
     let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
-    let unavailable = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // 503s seen per client: a client that saw one since the kill retries a post the dead broker
+    // cannot acknowledge, so it adds nothing to `acknowledged` until the broker is back.
+    let unavailable: Arc<Vec<std::sync::atomic::AtomicU64>> =
+        Arc::new((0..4).map(|_| Default::default()).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
         .map(|client| {
@@ -297,7 +319,8 @@ async fn ingest_and_fanout_carry_on_after_the_broker_is_killed() {
                             // unacknowledged post is the client's to retry, not lost.
                             503 if stop.load(Ordering::Acquire) => return,
                             503 => {
-                                unavailable.fetch_add(1, Ordering::Relaxed);
+                                unavailable[client].fetch_add(1, Ordering::Relaxed);
+                                // The client's retry pace, as a real client backs off.
                                 tokio::time::sleep(Duration::from_millis(200)).await;
                             }
                             other => panic!("unexpected {other}: {body}"),
@@ -310,13 +333,33 @@ async fn ingest_and_fanout_carry_on_after_the_broker_is_killed() {
         })
         .collect();
     let acked = || acknowledged.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failed = || -> Vec<u64> {
+        unavailable
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .collect()
+    };
+    wait_until("posts to be acknowledged", RECOVERY, || async {
+        (acked() >= 40).then_some(())
+    })
+    .await;
+    let failed_before_kill = failed();
     broker.kill().await;
-    // Answers already in flight when the broker died may still arrive; count from after them.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let killed = Instant::now();
+    // Answers already in flight when the broker died may still arrive; count from after them: once
+    // every client got a 503 since the kill, none can be acknowledged until the broker is back.
+    wait_until("every client to be refused", RECOVERY, || async {
+        failed()
+            .iter()
+            .zip(&failed_before_kill)
+            .all(|(now, before)| now > before)
+            .then_some(())
+    })
+    .await;
     let before_outage = acked();
-    // Long enough for queued messages to time out (produce timeout 2 s).
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Not a synchronisation point: the outage under test lasts 9 s, long enough for queued messages to
+    // time out (produce timeout 2 s), which is what wedged an idempotent producer on tansu.
+    tokio::time::sleep(Duration::from_secs(9).saturating_sub(killed.elapsed())).await;
     broker.restart().await;
     let back = Instant::now();
     wait_until("ingest to acknowledge again", RECOVERY, || async {
@@ -324,7 +367,11 @@ async fn ingest_and_fanout_carry_on_after_the_broker_is_killed() {
     })
     .await;
     let ingest_back = back.elapsed();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after_back = acked();
+    wait_until("posts to flow after the restart", RECOVERY, || async {
+        (acked() >= after_back + 40).then_some(())
+    })
+    .await;
     stop.store(true, Ordering::Release);
     for client in clients {
         tokio::time::timeout(Duration::from_secs(30), client)
@@ -370,7 +417,7 @@ async fn ingest_and_fanout_carry_on_after_the_broker_is_killed() {
          ingest acknowledged again {ingest_back:?} after the broker was back; all applied once",
         acknowledged.len(),
         before_outage,
-        unavailable.load(Ordering::Relaxed)
+        failed().iter().sum::<u64>() - failed_before_kill.iter().sum::<u64>()
     );
     fanout.stop().await;
     ingest.stop().await;

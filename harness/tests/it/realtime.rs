@@ -61,7 +61,15 @@ async fn a_long_poll_answers_when_an_entry_arrives_and_empty_when_the_wait_ends(
             (status, page, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The poll has subscribed (it reads after subscribing, so the send below wakes it).
+    wait_until("the long poll to wait", WAIT, || async {
+        (stack
+            .reader
+            .metric("fanline_reader_realtime_subscriptions", &[])
+            == 1.0)
+            .then_some(())
+    })
+    .await;
     let sent = Instant::now();
     stack.message("alice", "bob", "wake up").await;
     let (status, page, waited) = waiting.await.unwrap();
@@ -142,6 +150,7 @@ async fn a_device_resumes_from_its_ack_on_a_fresh_reader_after_a_sigkill() {
                     )
                     .await;
                 assert_eq!(status, 202, "{value}");
+                // Not a synchronisation point: a steady writer, so the reader is killed mid-stream.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -159,7 +168,16 @@ async fn a_device_resumes_from_its_ack_on_a_fresh_reader_after_a_sigkill() {
         }
     }
     // Let the last ack land, then kill the reader mid-stream.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("the last ack to be stored", WAIT, || async {
+        let stored: Option<(i64,)> = sqlx::query_as(
+            "SELECT acked_seq FROM device_cursors WHERE user_id = 'bob' AND device_id = 'phone'",
+        )
+        .fetch_optional(&stack.db.pool)
+        .await
+        .unwrap();
+        (stored == Some((acked,))).then_some(())
+    })
+    .await;
     first.kill().await.expect("SIGKILL the reader");
     drop(client);
     writer.await.unwrap();
@@ -280,7 +298,8 @@ async fn a_silent_client_is_closed_by_the_heartbeat_and_a_live_one_is_not() {
     assert_eq!(code, Some(close::HEARTBEAT_TIMEOUT));
     let silent_for = started.elapsed();
     assert!(silent_for < Duration::from_secs(6), "{silent_for:?}");
-    // Well past the silent client's end, the live one is still served.
+    // Well past the silent client's end, the live one is still served. Not a synchronisation point:
+    // two more heartbeat periods (1 s) must pass, in which a client that did not answer would be cut.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack.message("alice", "bob", "still there?").await;
     let (entries, _) = live.await.unwrap();
@@ -439,6 +458,56 @@ async fn a_client_that_does_not_read_is_cut_off_and_the_reader_keeps_serving() {
     stack.stop().await;
 }
 
+/// A client of `/v1/users/{user}/events` (server-sent events).
+struct EventStream {
+    response: reqwest::Response,
+    /// Received text not yet parsed into whole events.
+    text: String,
+}
+
+impl EventStream {
+    async fn open(url: &str, token: &str, last_event_id: Option<String>) -> EventStream {
+        let mut request = reqwest::Client::new().get(url).bearer_auth(token);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        EventStream {
+            response,
+            text: String::new(),
+        }
+    }
+
+    /// The entries of the next events, at least `count` of them.
+    async fn next(&mut self, count: usize) -> Vec<SyncEntry> {
+        let mut events = Vec::new();
+        while events.len() < count {
+            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
+                .await
+                .expect("an event in time")
+                .unwrap()
+                .expect("the stream goes on");
+            self.text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let id = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("id: "))
+                    .map(str::to_owned);
+                let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+                if let (Some(id), Some(data)) = (id, data) {
+                    let entry: SyncEntry = serde_json::from_str(data).unwrap();
+                    assert_eq!(id, entry.seq.to_string());
+                    events.push(entry);
+                }
+            }
+        }
+        events
+    }
+}
+
 #[tokio::test]
 async fn server_sent_events_resume_from_last_event_id() {
     let stack = Stack::start().await;
@@ -448,53 +517,17 @@ async fn server_sent_events_resume_from_last_event_id() {
     stack.applied().await;
     let token = stack.api.token_for("bob");
     let url = stack.reader.url("/v1/users/bob/events");
-    let read_events = |last_event_id: Option<String>, count: usize| {
-        let url = url.clone();
-        let token = token.clone();
-        async move {
-            let mut request = reqwest::Client::new().get(&url).bearer_auth(&token);
-            if let Some(id) = last_event_id {
-                request = request.header("last-event-id", id);
-            }
-            let mut response = request.send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            assert_eq!(response.headers()["content-type"], "text/event-stream");
-            let mut text = String::new();
-            let mut events = Vec::new();
-            while events.len() < count {
-                let chunk = tokio::time::timeout(WAIT, response.chunk())
-                    .await
-                    .expect("an event in time")
-                    .unwrap()
-                    .expect("the stream goes on");
-                text.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = text.find("\n\n") {
-                    let block: String = text.drain(..end + 2).collect();
-                    let id = block
-                        .lines()
-                        .find_map(|l| l.strip_prefix("id: "))
-                        .map(str::to_owned);
-                    let data = block.lines().find_map(|l| l.strip_prefix("data: "));
-                    if let (Some(id), Some(data)) = (id, data) {
-                        let entry: SyncEntry = serde_json::from_str(data).unwrap();
-                        assert_eq!(id, entry.seq.to_string());
-                        events.push(entry);
-                    }
-                }
-            }
-            events
-        }
-    };
-    let first = read_events(None, 3).await;
+    let first = EventStream::open(&url, &token, None).await.next(3).await;
     assert_eq!(
         first.iter().map(|e| e.body.as_str()).collect::<Vec<_>>(),
         ["m0", "m1", "m2"]
     );
     let resume = first[1].seq.to_string();
-    let live = tokio::spawn(read_events(Some(resume), 2));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The stream subscribes before it answers: once it is open and has caught up, m3 comes live.
+    let mut live = EventStream::open(&url, &token, Some(resume)).await;
+    let mut resumed = live.next(1).await;
     stack.message("alice", "bob", "m3").await;
-    let resumed = live.await.unwrap();
+    resumed.extend(live.next(1).await);
     assert_eq!(
         resumed.iter().map(|e| e.body.as_str()).collect::<Vec<_>>(),
         ["m2", "m3"]

@@ -180,6 +180,8 @@ async fn replay_from_a_timestamp_starts_at_the_first_later_event() {
     for i in 0..10 {
         api.post(&format!("early{}", i % 3), "early", None).await;
     }
+    // Not synchronisation points: the cut must fall strictly between the early and the late records'
+    // timestamps (milliseconds), so some time must pass on each side of it.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let cut = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -376,6 +378,7 @@ async fn a_replay_never_moves_a_group_past_events_it_has_not_applied() {
     let mut cut = chrono::Utc::now();
     for i in 0..10 {
         if i == 5 {
+            // Not synchronisation points: the cut falls strictly between two records' timestamps.
             tokio::time::sleep(Duration::from_millis(50)).await;
             cut = chrono::Utc::now();
             tokio::time::sleep(Duration::from_millis(50)).await;

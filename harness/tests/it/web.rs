@@ -112,6 +112,7 @@ impl Browser {
                 let error = self.text("#auth-error").await.unwrap_or_default();
                 panic!("timed out waiting for {what}: {css} shows {text:?} (auth error {error:?}); see target/screenshots/{name}.png");
             }
+            // The poll interval of this wait on a condition (harness's wait_until cannot screenshot).
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
