@@ -59,7 +59,7 @@ const PROTECTED: &[(&str, &str)] = &[
     ),
     (
         "enable.idempotence",
-        "an idempotent producer wedges tansu 0.6 after timeouts (see ARCHITECTURE.md Choices)",
+        "an idempotent producer wedges tansu 0.6 after timeouts (see docs/design.md, Broker workarounds)",
     ),
     (
         "max.in.flight.requests.per.connection",

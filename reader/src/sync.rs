@@ -12,8 +12,8 @@ use crate::queries;
 /// One page of a user's sync timeline after `after`: the entries, and the large groups that advanced
 /// within the scanned range. Shared by `/sync`, the long poll, the WebSocket and the SSE stream.
 ///
-/// `snapshots` runs the two-statement snapshot (a scan that found nothing, or a user whose large group
-/// advanced): a transaction needs a connection of its own, which the shared page connections are not.
+/// `snapshots` runs the two-statement snapshot (only when one of the user's large groups advanced after
+/// the cursor): a transaction needs a connection of its own, which the shared page connections are not.
 pub(crate) async fn sync_page(
     reads: &ReadPool,
     snapshots: &PgPool,
