@@ -124,17 +124,22 @@ async fn apply_posts(
     // DO NOTHING without a conflict target covers the post id (also a delete's tombstone) and
     // (author, message_id), also for two copies of one retried request inside this very batch. The
     // author's current mode is stamped on the post: it decides the delivery once and for all.
-    let inserted: Vec<(String, String, String)> = sqlx::query_as(
-        "INSERT INTO posts (post_id, author, body, message_id, created_at, delivery_mode)
-         SELECT t.post_id, t.author, t.body, t.message_id, t.created_at, coalesce(a.mode, 'push')
+    // A post its own author deleted before it arrived (a tombstone of the same author and id) is
+    // stored deleted: it keeps its id and idempotency key, so a retried copy stays a duplicate, and
+    // it is fanned out to nobody. Another author's tombstone of the id suppresses nothing.
+    let inserted: Vec<(String, String, String, bool)> = sqlx::query_as(
+        "INSERT INTO posts (post_id, author, body, message_id, created_at, delivery_mode, deleted_at)
+         SELECT t.post_id, t.author, CASE WHEN d.post_id IS NULL THEN t.body ELSE '' END,
+                t.message_id, t.created_at, coalesce(a.mode, 'push'), d.deleted_at
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
               WITH ORDINALITY AS t(post_id, author, body, message_id, created_at, ord)
          LEFT JOIN authors a ON a.author = t.author
+         LEFT JOIN post_tombstones d ON d.post_id = t.post_id AND d.author = t.author
          -- Kafka order decides which copy of a retried request is kept: the first. The join may
          -- reorder rows, so restore the input order before they are inserted.
          ORDER BY t.ord
          ON CONFLICT DO NOTHING
-         RETURNING post_id, author, delivery_mode",
+         RETURNING post_id, author, delivery_mode, deleted_at IS NOT NULL",
     )
     .bind(&post_ids)
     .bind(&authors)
@@ -152,6 +157,11 @@ async fn apply_posts(
     if outcome.posts_duplicate > 0 && message_ids.iter().any(Option::is_some) {
         record_aliases(tx, &post_ids, &authors, &message_ids).await?;
     }
+    let inserted: Vec<(String, String, String)> = inserted
+        .into_iter()
+        .filter(|(_, _, _, deleted)| !deleted)
+        .map(|(post_id, author, mode, _)| (post_id, author, mode))
+        .collect();
     if inserted.is_empty() {
         return Ok(outcome);
     }
@@ -396,8 +406,9 @@ async fn take_posts_out(
     Ok(result.rows_affected())
 }
 
-/// Tombstones a post (the id may be a retried duplicate's alias). A delete for a post not applied yet
-/// leaves a tombstone, so the create is dropped whenever it arrives.
+/// Tombstones a post (the id may be a retried duplicate's alias) of the deleting author. A delete for a
+/// post not applied yet leaves a tombstone of that author, so that author's create is stored deleted
+/// whenever it arrives; it cannot touch another author's post of the same id.
 async fn apply_delete(
     tx: &mut Transaction<'static, Postgres>,
     event: &SourcedEvent,
@@ -419,10 +430,12 @@ async fn apply_delete(
     .await?
     .rows_affected();
     if deleted == 0 {
-        // Already deleted, another author's post (ignored), or not applied yet (tombstone).
+        // Already deleted or another author's post: nothing to do. Not applied yet: a tombstone of
+        // this author, which suppresses only this author's post of this id when it arrives.
         sqlx::query(
-            "INSERT INTO posts (post_id, author, body, created_at, deleted_at)
-             VALUES ($1, $2, '', $3, now())
+            "INSERT INTO post_tombstones (post_id, author, deleted_at)
+             SELECT $1, $2, $3
+             WHERE NOT EXISTS (SELECT 1 FROM posts WHERE post_id = $1)
              ON CONFLICT DO NOTHING",
         )
         .bind(&post_id)

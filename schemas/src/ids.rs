@@ -362,16 +362,30 @@ impl JsonSchema for TimelineKey {
 }
 
 /// A ULID that strictly increases within this process, also within one millisecond (a plain ULID's
-/// random part would order same-millisecond ids at random).
+/// random part would order same-millisecond ids at random), and that nobody can guess from an id
+/// they were given: within a millisecond the random part grows by a fresh random step of up to 2^40,
+/// not by one (issue 19: with +1 steps, an attacker who posted learned the ids of the next posts).
 fn next_ulid() -> String {
-    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
-    let mut guard = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
-    guard
-        .get_or_insert_with(ulid::Generator::new)
-        .generate()
-        // Overflow needs 2^80 ids in one millisecond; fall back to a plain ULID all the same.
-        .unwrap_or_else(|_| ulid::Ulid::new())
-        .to_string()
+    /// (millisecond, random part) of the last id.
+    static LAST: Mutex<Option<(u64, u128)>> = Mutex::new(None);
+    const RANDOM_BITS: u32 = 80;
+    const STEP_BITS: u32 = 40;
+    let fresh = ulid::Ulid::new();
+    let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+    let (ms, random) = match *last {
+        // The same millisecond, or a clock that stepped back: stay above the last id.
+        Some((last_ms, last_random)) if fresh.timestamp_ms() <= last_ms => {
+            let step = 1 + (fresh.random() & ((1u128 << STEP_BITS) - 1));
+            match last_random.checked_add(step) {
+                Some(random) if random < 1u128 << RANDOM_BITS => (last_ms, random),
+                // 2^40 ids in one millisecond: borrow the next millisecond.
+                _ => (last_ms + 1, fresh.random()),
+            }
+        }
+        _ => (fresh.timestamp_ms(), fresh.random()),
+    };
+    *last = Some((ms, random));
+    ulid::Ulid::from_parts(ms, random).to_string()
 }
 
 /// An id that is a canonical (upper-case) ULID, so that ids sort by creation time; with its JSON
@@ -511,6 +525,20 @@ mod tests {
             ids.windows(2).all(|w| w[0] < w[1]),
             "ids from one process increase"
         );
+        // Consecutive ids are not neighbours: knowing one tells nothing about the next (issue 19).
+        let steps: Vec<u128> = ids
+            .windows(2)
+            .map(|w| {
+                let (a, b) = (
+                    ulid::Ulid::from_string(w[0].as_str()),
+                    ulid::Ulid::from_string(w[1].as_str()),
+                );
+                let (a, b) = (a.unwrap(), b.unwrap());
+                b.0 - a.0
+            })
+            .collect();
+        let small = steps.iter().filter(|&&step| step < 1 << 20).count();
+        assert!(small < 5, "{small} of 999 steps were below 2^20");
         let first = &ids[0];
         assert!(PostId::parse("post_id", first.as_str()).is_ok());
         assert!(PostId::parse("post_id", &first.as_str().to_lowercase()).is_err());

@@ -208,6 +208,42 @@ async fn an_author_above_the_threshold_costs_constant_writes_per_post() {
 }
 
 #[tokio::test]
+async fn another_authors_delete_before_the_create_suppresses_nothing() {
+    // Issue 19's attack: mallory deletes ids she guesses for alice's posts before fanout applies
+    // them (her delete is on her own partition, so it can come first). The post must appear, and
+    // mallory's own post of that id, were she to send one, stays hers to delete.
+    let db = TestDb::create().await;
+    let policy = Policy::default();
+    let victim = post("alice", Some("v1"));
+    let guessed = PostId::parse("post_id", &post_id(&victim)).unwrap();
+    let attack = Envelope::post_deleted(PostDeleted {
+        post_id: guessed,
+        author: user("mallory"),
+    });
+    apply_batch(
+        &db.pool,
+        &policy,
+        &[at(0, 0, follow("bob", "alice")), at(1, 0, attack)],
+    )
+    .await
+    .unwrap();
+    let outcome = apply_batch(&db.pool, &policy, &[at(0, 1, victim)])
+        .await
+        .unwrap();
+    assert_eq!(outcome.posts_created, 1);
+    let feed = reader::queries::feed(&db.reads, "bob", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(feed.entries.len(), 1, "alice's post reached bob");
+    let (tombstones,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM post_tombstones WHERE author = 'mallory'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(tombstones, 1, "the tombstone is mallory's");
+}
+
+#[tokio::test]
 async fn a_delete_removes_the_post_everywhere_and_survives_a_late_create() {
     let db = TestDb::create().await;
     let policy = Policy::default();
