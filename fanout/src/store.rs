@@ -121,8 +121,8 @@ async fn apply_posts(
     let message_ids: Vec<Option<&str>> = posts.iter().map(|p| p.message_id.as_deref()).collect();
     let created_at: Vec<DateTime<Utc>> = posts.iter().map(|p| p.created_at).collect();
 
-    // DO NOTHING without a conflict target covers the post id (also a delete's tombstone) and
-    // (author, message_id), also for two copies of one retried request inside this very batch. The
+    // DO NOTHING without a conflict target covers the post id (a post applied before, also one
+    // stored deleted) and (author, message_id), also for two copies of one retried request inside this very batch. The
     // author's current mode is stamped on the post: it decides the delivery once and for all.
     // A post its own author deleted before it arrived (a tombstone of the same author and id) is
     // stored deleted: it keeps its id and idempotency key, so a retried copy stays a duplicate, and

@@ -292,6 +292,7 @@ pub async fn sync_flagged(
         .query(SYNC_FLAGGED_SQL, &[&user, &after, &(limit + 1)])
         .await?;
     // The statement always returns a row (the flag's); without entries its entry columns are NULL.
+    // Were there none, the snapshot path is the safe answer.
     let large_group_advanced = match rows.first() {
         Some(row) => row.try_get("large_group_advanced")?,
         None => true,

@@ -529,12 +529,8 @@ mod tests {
         let steps: Vec<u128> = ids
             .windows(2)
             .map(|w| {
-                let (a, b) = (
-                    ulid::Ulid::from_string(w[0].as_str()),
-                    ulid::Ulid::from_string(w[1].as_str()),
-                );
-                let (a, b) = (a.unwrap(), b.unwrap());
-                b.0 - a.0
+                let value = |id: &PostId| ulid::Ulid::from_string(id.as_str()).unwrap().0;
+                value(&w[1]) - value(&w[0])
             })
             .collect();
         let small = steps.iter().filter(|&&step| step < 1 << 20).count();
