@@ -18,7 +18,8 @@ case "$FANLINE_PROFILE" in
   debug) FANLINE_BUILD_FLAGS=() ;;
   *) printf '[fanline] error: FANLINE_PROFILE must be release or debug, not %s\n' "$FANLINE_PROFILE" >&2; exit 1 ;;
 esac
-FANLINE_BIN="$FANLINE_ROOT/target/$FANLINE_PROFILE"
+# FANLINE_BIN_DIR: prebuilt binaries to run instead (up.sh then builds nothing).
+FANLINE_BIN="${FANLINE_BIN_DIR:-$FANLINE_ROOT/target/$FANLINE_PROFILE}"
 
 log() { printf '[fanline] %s\n' "$*" >&2; }
 die() { printf '[fanline] error: %s\n' "$*" >&2; exit 1; }

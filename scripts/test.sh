@@ -22,7 +22,9 @@ fi
 # The whole suite (no filter given) ends with a short fault suite: one round of every fault against a
 # private stack from scripts/up.sh --watch, on the debug build the tests already compiled. The full
 # run is scripts/fault.sh (README, "Crash recovery").
+# Then the black-box security suite (scripts/security.sh) against a private stack of the same build.
 if [ "$#" -eq 0 ]; then
   FANLINE_PROFILE=debug "$FANLINE_ROOT/scripts/fault.sh" --rounds 1 --authors 2 --followers 10 \
     --devices 2 --settle-secs 2
+  FANLINE_PROFILE=debug "$FANLINE_ROOT/scripts/security.sh"
 fi

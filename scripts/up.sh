@@ -19,8 +19,10 @@ export FANLINE_DATABASE_URL="${FANLINE_DATABASE_URL:-postgres://root@127.0.0.1:5
 ensure_postgres
 start_broker
 cd "$FANLINE_ROOT"
-log "building the services ($FANLINE_PROFILE)"
-cargo build ${FANLINE_BUILD_FLAGS[@]+"${FANLINE_BUILD_FLAGS[@]}"} --bins -p ingest -p fanout -p reader >&2
+if [ -z "${FANLINE_BIN_DIR:-}" ]; then
+  log "building the services ($FANLINE_PROFILE)"
+  cargo build ${FANLINE_BUILD_FLAGS[@]+"${FANLINE_BUILD_FLAGS[@]}"} --bins -p ingest -p fanout -p reader >&2
+fi
 "$FANLINE_BIN/fanout" migrate
 "$FANLINE_BIN/fanout" create-topics
 mkdir -p "$FANLINE_STATE/logs"
@@ -111,6 +113,7 @@ Fanline is running.
   web     http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}/   (the chat client: register, log in, chat)
   ingest  http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}   (POST /v1/accounts, /v1/posts, /v1/messages, /v1/groups; PUT|DELETE /v1/users/{user}/following/{target}; /openapi.json)
   reader  http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}   (POST /v1/sessions; GET /v1/users/{user}/feed|sync|posts|conversations|events, /v1/conversations/{id}/messages, /v1/ws; /openapi.json)
+  metrics http://${FANLINE_INGEST_OPS_LISTEN:-127.0.0.1:9080}/metrics (ingest), http://${FANLINE_READER_OPS_LISTEN:-127.0.0.1:9081}/metrics (reader): operations ports, not public
   fanout  http://$fanout_listen   (/metrics, /readyz; $fanout_workers worker(s))
   lag     http://${FANLINE_LAG_EXPORTER_LISTEN:-127.0.0.1:8083}   (/metrics: the group's lag, also while fanout is down)
   broker  $FANLINE_KAFKA_BROKERS (tansu $TANSU_VERSION)    database $(redact_url "$FANLINE_DATABASE_URL")

@@ -20,7 +20,7 @@ mod limiter;
 mod password;
 mod token;
 
-pub use limiter::{AddressLimiter, LoginLimiter, LoginQuota};
+pub use limiter::{AddressLimiter, LoginLimiter, LoginQuota, Refusal};
 pub use password::{
     hash_password, hash_password_rationed, validate_password, verify_password,
     verify_password_rationed, HashingError, PasswordError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,

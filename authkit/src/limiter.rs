@@ -1,45 +1,61 @@
-//! Login attempts, limited per account and per client address, so that neither guessing one account's
-//! password from many addresses nor many accounts' passwords from one address goes fast.
+//! Login and registration attempts, limited so that guessing goes slowly and an attacker cannot turn
+//! the limits against an account's owner.
+//!
+//! A login attempt passes three budgets (the `governor` crate, GCRA):
+//! - **per client address** (all accounts): one address cannot spray many accounts;
+//! - **per account and address pair**: one address cannot guess one account quickly — and an attacker
+//!   exhausting it exhausts only their own pair, never the owner's;
+//! - **per account, failed attempts from anywhere**, slow (an hour's budget): bounds guessing spread
+//!   over many addresses. When it is spent, only addresses the account has an open session from (a
+//!   known device, checked by the caller) may still try. This is OWASP's "device cookie" answer to
+//!   lockout attacks with an address instead of a cookie; Synapse's `rc_login.failed_attempts`, by
+//!   contrast, locks the account for everyone — the attack issue 19 reproduced.
+//!
+//! Client addresses are keys as [`httpkit::client::limit_key`] makes them (IPv6 per /64).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use httpkit::client::limit_key;
 
-/// Attempts per minute (also the burst) for each key.
+/// The budgets of [`LoginLimiter`].
 #[derive(Debug, Clone, Copy)]
 pub struct LoginQuota {
-    pub per_account_per_minute: u32,
+    /// Attempts per minute (also the burst) from one client address, at any accounts.
     pub per_address_per_minute: u32,
+    /// Attempts per minute (also the burst) at one account from one client address.
+    pub per_account_address_per_minute: u32,
+    /// Failed attempts per hour (also the burst) at one account from all addresses together.
+    pub failures_per_account_per_hour: u32,
+}
+
+/// Why an attempt may not go ahead now, and how long until it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// This address (or this address at this account) tried too often.
+    Address(Duration),
+    /// The account's failure budget is spent; only its known addresses may try.
+    Account(Duration),
 }
 
 pub struct LoginLimiter {
-    by_account: DefaultKeyedRateLimiter<String>,
     by_address: AddressLimiter,
+    by_pair: DefaultKeyedRateLimiter<(String, IpAddr)>,
+    failures: DefaultKeyedRateLimiter<String>,
+    /// Accounts whose failure budget is spent, until when: governor cannot tell without spending.
+    spent_until: Mutex<HashMap<String, Instant>>,
 }
 
-/// Attempts per client address: an IPv4 address, or an IPv6 /64 (one host usually owns a whole /64,
-/// so single IPv6 addresses would be a free supply of fresh budgets).
+/// Attempts per client address.
 pub struct AddressLimiter {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     checks: AtomicU64,
-}
-
-fn address_key(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-    }
 }
 
 impl AddressLimiter {
@@ -59,8 +75,13 @@ impl AddressLimiter {
         }
         let now = DefaultClock::default().now();
         self.limiter
-            .check_key(&address_key(address))
+            .check_key(&limit_key(address))
             .map_err(|not_until| not_until.wait_time_from(now))
+    }
+
+    /// Whether this check is one of the periodic clean-ups (other limiters follow its rhythm).
+    fn cleaning_now(&self) -> bool {
+        self.checks.load(Ordering::Relaxed) % 1024 == 1023
     }
 }
 
@@ -68,25 +89,55 @@ fn per_minute(attempts: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(attempts.max(1)).unwrap_or(NonZeroU32::MIN))
 }
 
+fn per_hour(attempts: u32) -> Quota {
+    Quota::per_hour(NonZeroU32::new(attempts.max(1)).unwrap_or(NonZeroU32::MIN))
+}
+
 impl LoginLimiter {
     pub fn new(quota: LoginQuota) -> Self {
         LoginLimiter {
-            by_account: RateLimiter::keyed(per_minute(quota.per_account_per_minute)),
             by_address: AddressLimiter::per_minute(quota.per_address_per_minute),
+            by_pair: RateLimiter::keyed(per_minute(quota.per_account_address_per_minute)),
+            failures: RateLimiter::keyed(per_hour(quota.failures_per_account_per_hour)),
+            spent_until: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Ok` when this attempt may go ahead, `Err(wait)` with how long until the next one may.
-    pub fn check(&self, account: &str, address: IpAddr) -> Result<(), Duration> {
-        self.by_address.check(address)?;
-        // Quiet accounts are forgotten now and then (the address limiter counts the checks).
-        if self.by_address.checks.load(Ordering::Relaxed) % 1024 == 1023 {
-            self.by_account.retain_recent();
+    /// Spends this attempt from the address's and the pair's budgets. `Ok(account_spent)`: the
+    /// attempt may go ahead — if `account_spent`, only from an address the account knows.
+    pub fn check(&self, account: &str, address: IpAddr) -> Result<bool, Refusal> {
+        self.by_address.check(address).map_err(Refusal::Address)?;
+        if self.by_address.cleaning_now() {
+            self.by_pair.retain_recent();
+            self.failures.retain_recent();
+            let now = Instant::now();
+            self.spent().retain(|_, until| *until > now);
         }
         let now = DefaultClock::default().now();
-        self.by_account
-            .check_key(&account.to_owned())
-            .map_err(|not_until| not_until.wait_time_from(now))
+        self.by_pair
+            .check_key(&(account.to_owned(), limit_key(address)))
+            .map_err(|not_until| Refusal::Address(not_until.wait_time_from(now)))?;
+        Ok(self.account_spent(account).is_some())
+    }
+
+    /// How long the account's failure budget stays spent, if it is.
+    pub fn account_spent(&self, account: &str) -> Option<Duration> {
+        let until = *self.spent().get(account)?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// Counts a wrong password against the account's budget.
+    pub fn failed(&self, account: &str) {
+        let now = DefaultClock::default().now();
+        if let Err(not_until) = self.failures.check_key(&account.to_owned()) {
+            let wait = not_until.wait_time_from(now);
+            self.spent()
+                .insert(account.to_owned(), Instant::now() + wait);
+        }
+    }
+
+    fn spent(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.spent_until.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -94,27 +145,52 @@ impl LoginLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn each_account_and_each_address_has_its_own_budget() {
-        let limiter = LoginLimiter::new(LoginQuota {
-            per_account_per_minute: 3,
+    fn limiter() -> LoginLimiter {
+        LoginLimiter::new(LoginQuota {
             per_address_per_minute: 5,
-        });
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
+            per_account_address_per_minute: 3,
+            failures_per_account_per_hour: 4,
+        })
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn one_address_guessing_an_account_does_not_touch_the_owners_address() {
+        let limiter = limiter();
+        let (attacker, owner) = (ip("192.0.2.66"), ip("198.51.100.7"));
         for _ in 0..3 {
-            assert!(limiter.check("alice", a).is_ok());
+            assert_eq!(limiter.check("alice", attacker), Ok(false));
+            limiter.failed("alice");
         }
-        let wait = limiter.check("alice", b).unwrap_err();
-        assert!(
-            wait > Duration::ZERO && wait <= Duration::from_secs(20),
-            "{wait:?}"
-        );
-        assert!(limiter.check("bob", a).is_ok());
-        // Address a has used 4 + 1 (the refused alice attempt from b counted against b, not a).
-        assert!(limiter.check("carol", a).is_ok());
-        assert!(limiter.check("dave", a).is_err());
-        assert!(limiter.check("dave", b).is_ok());
+        assert!(matches!(
+            limiter.check("alice", attacker),
+            Err(Refusal::Address(_))
+        ));
+        assert_eq!(limiter.check("alice", owner), Ok(false));
+        // The attacker's address still has room for other accounts, up to its own budget.
+        assert_eq!(limiter.check("bob", attacker), Ok(false));
+        assert!(matches!(
+            limiter.check("carol", attacker),
+            Err(Refusal::Address(_))
+        ));
+    }
+
+    #[test]
+    fn spent_failures_of_an_account_are_reported_until_they_refill() {
+        let limiter = limiter();
+        for n in 0..5 {
+            let address = ip(&format!("192.0.2.{n}"));
+            assert_eq!(limiter.check("alice", address), Ok(false));
+            limiter.failed("alice");
+        }
+        let wait = limiter.account_spent("alice").expect("spent");
+        // 4 an hour: one failure back every 15 minutes.
+        assert!(wait > Duration::from_secs(14 * 60) && wait <= Duration::from_secs(15 * 60));
+        assert_eq!(limiter.check("alice", ip("198.51.100.7")), Ok(true));
+        assert_eq!(limiter.account_spent("bob"), None);
     }
 
     #[test]
@@ -127,10 +203,5 @@ mod tests {
         assert!(limiter.check(same_64).is_ok());
         assert!(limiter.check(one).is_err());
         assert!(limiter.check(other_64).is_ok());
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        let v4: IpAddr = "10.0.0.1".parse().unwrap();
-        assert!(limiter.check(mapped).is_ok());
-        assert!(limiter.check(v4).is_ok());
-        assert!(limiter.check(v4).is_err());
     }
 }

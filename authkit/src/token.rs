@@ -6,10 +6,12 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use hmac::{Hmac, Mac};
 use httpkit::ApiError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use schemas::UserId;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 /// Shortest accepted signing key, in bytes (HS256 wants at least the hash's 32 bytes).
 pub const MIN_KEY_BYTES: usize = 32;
@@ -81,6 +83,8 @@ pub struct TokenKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// HMAC-SHA256 keyed with the same secret, for refresh-token secrets ([`TokenKey::refresh_secret`]).
+    refresh: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -97,11 +101,29 @@ impl TokenKey {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        let refresh = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| KeyError(secret.len()))?;
         Ok(TokenKey {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            refresh,
         })
+    }
+
+    /// The secret of refresh token number `generation` of `session`: HMAC-SHA256 of both under the
+    /// stack's key (a prefix keeps it apart from token signatures). Only the key's holder can make
+    /// one, so a well-formed old token proves it was issued — its reuse is theft, not a guess — and
+    /// the database holds no secret (only the current one's SHA-256).
+    pub fn refresh_secret(&self, session: &str, generation: i64) -> String {
+        let mut mac = self.refresh.clone();
+        mac.update(b"fanline refresh token\0");
+        mac.update(session.as_bytes());
+        mac.update(b"\0");
+        mac.update(&generation.to_be_bytes());
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            mac.finalize().into_bytes(),
+        )
     }
 
     /// A token for `user` in session `session`, valid for `ttl` from now.

@@ -141,9 +141,9 @@ impl App {
             owned.clone(),
             health.clone(),
         );
+        // Fanout has only an operations port: `/metrics` is served here.
         let router = httpkit::with_common_layers(
-            axum::Router::new(),
-            registry,
+            httpkit::metrics_route(registry),
             http_metrics,
             readiness,
             16 * 1024,
@@ -201,6 +201,7 @@ impl App {
         let server = tokio::spawn(httpkit::serve(
             self.listener,
             self.router,
+            httpkit::ServeLimits::default(),
             cancel.clone().cancelled_owned(),
         ));
         shutdown.await;
@@ -287,9 +288,9 @@ impl LagExporter {
                 }
             })
         };
+        // Fanout has only an operations port: `/metrics` is served here.
         let router = httpkit::with_common_layers(
-            axum::Router::new(),
-            registry,
+            httpkit::metrics_route(registry),
             http_metrics,
             readiness,
             16 * 1024,
@@ -322,7 +323,13 @@ impl LagExporter {
             self.interval,
             cancel.clone(),
         ));
-        let result = httpkit::serve(self.listener, self.router, shutdown).await;
+        let result = httpkit::serve(
+            self.listener,
+            self.router,
+            httpkit::ServeLimits::default(),
+            shutdown,
+        )
+        .await;
         cancel.cancel();
         let _ = lag.await;
         result

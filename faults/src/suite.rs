@@ -299,6 +299,9 @@ impl Stack {
             ("FANLINE_DATABASE_URL", self.postgres.url("fanline")),
             ("FANLINE_INGEST_LISTEN", address(0)),
             ("FANLINE_READER_LISTEN", address(1)),
+            // Operations ports (metrics) beside them, clear of fanout workers' 2 + 10·(k−1).
+            ("FANLINE_INGEST_OPS_LISTEN", address(5)),
+            ("FANLINE_READER_OPS_LISTEN", address(6)),
             ("FANLINE_FANOUT_LISTEN", address(2)),
             ("FANLINE_LAG_EXPORTER_LISTEN", address(3)),
             ("FANLINE_FANOUT_WORKERS", self.workers.to_string()),

@@ -311,6 +311,8 @@ where
 /// A service running in this process.
 pub struct Running {
     pub port: u16,
+    /// The operations port (`/metrics`): ingest's and reader's own, fanout's only port.
+    pub ops_port: u16,
     pub registry: prometheus::Registry,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
@@ -319,6 +321,10 @@ pub struct Running {
 impl Running {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ops_port)
     }
 
     /// Sends the shutdown signal and waits for the service to drain.
@@ -364,7 +370,11 @@ impl Running {
 /// What a service's `run` is given as its shutdown signal.
 type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-fn running<F>(port: u16, registry: prometheus::Registry, run: impl FnOnce(Shutdown) -> F) -> Running
+fn running<F>(
+    (port, ops_port): (u16, u16),
+    registry: prometheus::Registry,
+    run: impl FnOnce(Shutdown) -> F,
+) -> Running
 where
     F: Future<Output = std::io::Result<()>> + Send + 'static,
 {
@@ -375,6 +385,7 @@ where
     let task = tokio::spawn(run(shutdown));
     Running {
         port,
+        ops_port,
         registry,
         stop: Some(stop),
         task,
@@ -392,8 +403,8 @@ pub async fn spawn_ingest(mut config: ingest::Config) -> Running {
     }
     let registry = prometheus::Registry::new();
     let app = ingest::App::build(&config, registry.clone()).await.unwrap();
-    let port = app.port();
-    running(port, registry, |shutdown| app.run(shutdown))
+    let (port, ops_port) = (app.port(), app.ops_port());
+    running((port, ops_port), registry, |shutdown| app.run(shutdown))
 }
 
 pub async fn spawn_reader(database_url: &str) -> Running {
@@ -407,8 +418,8 @@ pub async fn spawn_reader_with(mut config: reader::Config) -> Running {
     }
     let registry = prometheus::Registry::new();
     let app = reader::App::build(&config, registry.clone()).await.unwrap();
-    let port = app.port();
-    running(port, registry, |shutdown| app.run(shutdown))
+    let (port, ops_port) = (app.port(), app.ops_port());
+    running((port, ops_port), registry, |shutdown| app.run(shutdown))
 }
 
 /// A fanout configuration for a test topic, group and database.
@@ -430,14 +441,14 @@ pub async fn spawn_lag_exporter(config: fanout::Config) -> Running {
         .await
         .unwrap();
     let port = app.port();
-    running(port, registry, |shutdown| app.run(shutdown))
+    running((port, port), registry, |shutdown| app.run(shutdown))
 }
 
 pub async fn spawn_fanout(config: fanout::Config) -> Running {
     let registry = prometheus::Registry::new();
     let app = fanout::App::build(&config, registry.clone()).await.unwrap();
     let port = app.port();
-    running(port, registry, |shutdown| app.run(shutdown))
+    running((port, port), registry, |shutdown| app.run(shutdown))
 }
 
 #[cfg(test)]

@@ -43,12 +43,28 @@ where
             let status = rejection.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(status, "request body is too large")
+            } else if caused_by_body_timeout(&rejection) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body was not received in time",
+                )
             } else {
                 ApiError::new(status, "could not read the request body")
             }
         })?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+fn caused_by_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<crate::server::BodyTimeout>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Parses a JSON object into `T`, naming the path of the first field that does not fit.

@@ -7,18 +7,25 @@
 //! - [`extract`]: a JSON body extractor whose errors name the offending field, and query helpers.
 //! - [`metrics`]: request counters and latency histograms by route and status, and the `/metrics` handler.
 //! - [`openapi`]: rendering and checking a service's OpenAPI document, and the error answers routes share.
-//! - [`serve`]: the common middleware stack, `/healthz`, `/readyz`, graceful shutdown and tracing set-up.
+//! - [`stack`]: the common middleware stack (security headers included), `/healthz`, `/readyz`, the
+//!   operations port's `/metrics`, the shutdown signal and tracing set-up.
+//! - [`server`]: the connection loop — header and body deadlines, connection caps, graceful drain.
+//! - [`client`]: the client's address, from the connection or a trusted proxy's header.
 
+pub mod client;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
-pub mod serve;
+pub mod server;
+pub mod stack;
 
+pub use client::{ClientAddress, ProxyNet, TrustedProxies};
 pub use error::ApiError;
 pub use extract::{parse_value, JsonBody, QueryParams};
 pub use metrics::HttpMetrics;
-pub use serve::{
-    bind, init_tracing, json_document, serve, shutdown_signal, with_common_layers, BindError,
-    Readiness,
+pub use server::{serve, HttpArgs, ServeLimits};
+pub use stack::{
+    bind, init_tracing, json_document, metrics_route, shutdown_signal, with_common_layers,
+    BindError, Readiness,
 };

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 /// The default of every flag: the clap attributes and [`Config::for_brokers`] both read them.
 pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const OPS_LISTEN: &str = "127.0.0.1:9080";
     pub const PRODUCE_TIMEOUT_MS: u64 = 5000;
     pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
     pub const BATCH_BODY_LIMIT_BYTES: usize = 4 * 1024 * 1024;
@@ -21,6 +22,14 @@ pub struct Config {
     /// Address the HTTP API listens on (port 0 picks a free port).
     #[arg(long, env = "FANLINE_INGEST_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
+
+    /// Address of the operations port: `/metrics`, `/healthz`, `/readyz`. Keep it off the public
+    /// network (Prometheus scrapes it); the public port serves no `/metrics`.
+    #[arg(long, env = "FANLINE_INGEST_OPS_LISTEN", default_value = defaults::OPS_LISTEN)]
+    pub ops_listen: SocketAddr,
+
+    #[command(flatten)]
+    pub http: httpkit::HttpArgs,
 
     /// Kafka bootstrap servers, comma-separated host:port.
     #[arg(long, env = "FANLINE_KAFKA_BROKERS", default_value = schemas::DEFAULT_BROKERS)]
@@ -72,6 +81,8 @@ impl Config {
     pub fn for_brokers(brokers: &str, topic: &str) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: httpkit::HttpArgs::default(),
             brokers: brokers.to_owned(),
             topic: topic.to_owned(),
             produce_timeout_ms: defaults::PRODUCE_TIMEOUT_MS,

@@ -66,6 +66,10 @@ fn cors() -> tower_http::cors::CorsLayer {
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// The operations port: `/metrics`, `/healthz`, `/readyz`.
+    ops_listener: TcpListener,
+    ops_router: axum::Router,
+    limits: httpkit::ServeLimits,
     producer: Arc<EventProducer>,
 }
 
@@ -104,17 +108,26 @@ impl App {
                             ),
                         ))),
                 ),
-            registry,
-            http_metrics,
-            readiness,
+            http_metrics.clone(),
+            readiness.clone(),
             config.body_limit_bytes,
         )
         // Outermost, so that preflight requests are answered before the 405 fallback sees them.
         .layer(cors());
+        let ops_router = httpkit::with_common_layers(
+            httpkit::metrics_route(registry),
+            http_metrics,
+            readiness,
+            0,
+        );
         let listener = httpkit::bind(config.listen).await?;
+        let ops_listener = httpkit::bind(config.ops_listen).await?;
         Ok(App {
             listener,
             router,
+            ops_listener,
+            ops_router,
+            limits: config.http.limits(),
             producer,
         })
     }
@@ -123,13 +136,34 @@ impl App {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The operations port (`/metrics`).
+    pub fn ops_port(&self) -> u16 {
+        self.ops_listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(0)
+    }
+
     /// Serves until `shutdown` completes, lets in-flight requests finish, then flushes the producer so
     /// that nothing queued is purged on exit.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let result = httpkit::serve(self.listener, self.router, shutdown).await;
+        let stopped = tokio_util::sync::CancellationToken::new();
+        let ops_stopped = stopped.clone();
+        let ops = tokio::spawn(httpkit::serve(
+            self.ops_listener,
+            self.ops_router,
+            httpkit::ServeLimits::default(),
+            async move { ops_stopped.cancelled().await },
+        ));
+        let shutdown = async move {
+            shutdown.await;
+            stopped.cancel();
+        };
+        let result = httpkit::serve(self.listener, self.router, self.limits, shutdown).await;
+        let _ = ops.await;
         self.producer.flush().await;
         result
     }

@@ -1,12 +1,11 @@
 //! The write API. Every handler validates, builds one event and answers `202` only after the broker
 //! acknowledged it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use authkit::Bearer;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, put};
@@ -58,14 +57,14 @@ pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Ro
 pub async fn register(
     State(producer): State<Arc<EventProducer>>,
     Extension(limiter): Extension<Arc<authkit::AddressLimiter>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: httpkit::ClientAddress,
     JsonBody(request): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     let user = UserId::parse("user", &request.user)?;
     authkit::validate_password(&request.password)
         .map_err(|message| ApiError::bad_field("password", message))?;
-    if let Err(wait) = limiter.check(peer.ip()) {
-        tracing::warn!(address = %peer.ip(), "registration rate-limited");
+    if let Err(wait) = limiter.check(client.0) {
+        tracing::warn!(address = %client.0, "registration rate-limited");
         return Ok(httpkit::error::too_many_requests(
             "too many registrations from this address: wait and try again",
             wait,

@@ -7,12 +7,18 @@ use secrecy::SecretString;
 /// The default of every flag: the clap attributes and [`Config::for_database`] both read them.
 pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1:8081";
+    pub const OPS_LISTEN: &str = "127.0.0.1:9081";
     pub const DB_CONNECTIONS: u32 = 16;
     pub const QUERY_TIMEOUT_MS: u64 = 3000;
     pub const ACCESS_TOKEN_SECS: u64 = 15 * 60;
     pub const REFRESH_TOKEN_SECS: u64 = 30 * 24 * 3600;
-    pub const LOGIN_PER_ACCOUNT_PER_MINUTE: u32 = 10;
     pub const LOGIN_PER_ADDRESS_PER_MINUTE: u32 = 60;
+    pub const LOGIN_PER_ACCOUNT_ADDRESS_PER_MINUTE: u32 = 10;
+    pub const LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR: u32 = 100;
+    pub const STREAMS_PER_USER: usize = 16;
+    pub const STREAMS_PER_ADDRESS: usize = 256;
+    pub const LONG_POLLS_PER_USER: usize = 8;
+    pub const LONG_POLLS_PER_ADDRESS: usize = 256;
     pub const PRODUCE_TIMEOUT_MS: u64 = 5000;
     pub const WS_HEARTBEAT_SECS: u64 = 15;
     pub const WS_MAX_MISSED: u32 = 2;
@@ -32,6 +38,14 @@ pub struct Config {
     /// Address the HTTP API listens on (port 0 picks a free port).
     #[arg(long, env = "FANLINE_READER_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
+
+    /// Address of the operations port: `/metrics`, `/healthz`, `/readyz`. Keep it off the public
+    /// network (Prometheus scrapes it); the public port serves no `/metrics`.
+    #[arg(long, env = "FANLINE_READER_OPS_LISTEN", default_value = defaults::OPS_LISTEN)]
+    pub ops_listen: SocketAddr,
+
+    #[command(flatten)]
+    pub http: httpkit::HttpArgs,
 
     /// Postgres connection URL.
     #[arg(
@@ -62,13 +76,44 @@ pub struct Config {
     #[arg(long, env = "FANLINE_REFRESH_TOKEN_SECS", default_value_t = defaults::REFRESH_TOKEN_SECS)]
     pub refresh_token_secs: u64,
 
-    /// Login attempts per minute for one account (from any address).
-    #[arg(long, env = "FANLINE_LOGIN_PER_ACCOUNT_PER_MINUTE", default_value_t = defaults::LOGIN_PER_ACCOUNT_PER_MINUTE)]
-    pub login_per_account_per_minute: u32,
-
     /// Login attempts per minute from one client address (for any accounts).
     #[arg(long, env = "FANLINE_LOGIN_PER_ADDRESS_PER_MINUTE", default_value_t = defaults::LOGIN_PER_ADDRESS_PER_MINUTE)]
     pub login_per_address_per_minute: u32,
+
+    /// Login attempts per minute at one account from one client address.
+    #[arg(long, env = "FANLINE_LOGIN_PER_ACCOUNT_ADDRESS_PER_MINUTE", default_value_t = defaults::LOGIN_PER_ACCOUNT_ADDRESS_PER_MINUTE)]
+    pub login_per_account_address_per_minute: u32,
+
+    /// Failed logins per hour at one account from all addresses together; past it, only addresses
+    /// the account has an open session from may try.
+    #[arg(long, env = "FANLINE_LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR", default_value_t = defaults::LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR)]
+    pub login_failures_per_account_per_hour: u32,
+
+    /// Open WebSockets and event streams of one user at most (429 past it).
+    #[arg(long, env = "FANLINE_STREAMS_PER_USER", default_value_t = defaults::STREAMS_PER_USER)]
+    pub streams_per_user: usize,
+
+    /// Open WebSockets and event streams from one client address at most (429 past it).
+    #[arg(long, env = "FANLINE_STREAMS_PER_ADDRESS", default_value_t = defaults::STREAMS_PER_ADDRESS)]
+    pub streams_per_address: usize,
+
+    /// Waiting long polls of one user at most (429 past it).
+    #[arg(long, env = "FANLINE_LONG_POLLS_PER_USER", default_value_t = defaults::LONG_POLLS_PER_USER)]
+    pub long_polls_per_user: usize,
+
+    /// Waiting long polls from one client address at most (429 past it).
+    #[arg(long, env = "FANLINE_LONG_POLLS_PER_ADDRESS", default_value_t = defaults::LONG_POLLS_PER_ADDRESS)]
+    pub long_polls_per_address: usize,
+
+    /// Origins (e.g. https://chat.example.com) whose pages may open WebSockets, comma-separated;
+    /// `*` allows any. The reader's own origin is always allowed, and clients that send no `Origin`
+    /// (not browsers) are not affected.
+    #[arg(
+        long = "ws-allowed-origin",
+        env = "FANLINE_WS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub ws_allowed_origins: Vec<String>,
 
     /// Kafka bootstrap servers: messages and read markers sent over a WebSocket are appended here,
     /// exactly as ingest appends them.
@@ -169,6 +214,8 @@ impl Config {
     pub fn for_database(database_url: &str) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: httpkit::HttpArgs::default(),
             database_url: SecretString::from(database_url.to_owned()),
             db_connections: defaults::DB_CONNECTIONS,
             query_timeout_ms: defaults::QUERY_TIMEOUT_MS,
@@ -176,8 +223,14 @@ impl Config {
             token: authkit::TokenKeyArg::default(),
             access_token_secs: defaults::ACCESS_TOKEN_SECS,
             refresh_token_secs: defaults::REFRESH_TOKEN_SECS,
-            login_per_account_per_minute: defaults::LOGIN_PER_ACCOUNT_PER_MINUTE,
             login_per_address_per_minute: defaults::LOGIN_PER_ADDRESS_PER_MINUTE,
+            login_per_account_address_per_minute: defaults::LOGIN_PER_ACCOUNT_ADDRESS_PER_MINUTE,
+            login_failures_per_account_per_hour: defaults::LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR,
+            streams_per_user: defaults::STREAMS_PER_USER,
+            streams_per_address: defaults::STREAMS_PER_ADDRESS,
+            long_polls_per_user: defaults::LONG_POLLS_PER_USER,
+            long_polls_per_address: defaults::LONG_POLLS_PER_ADDRESS,
+            ws_allowed_origins: Vec::new(),
             brokers: schemas::DEFAULT_BROKERS.to_owned(),
             topic: schemas::DEFAULT_EVENTS_TOPIC.to_owned(),
             produce_timeout_ms: defaults::PRODUCE_TIMEOUT_MS,

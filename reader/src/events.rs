@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use httpkit::openapi::{BadRequest, Forbidden, NoSuchRoute, Unauthorized};
+use httpkit::openapi::{BadRequest, Forbidden, NoSuchRoute, TooManyRequests, Unauthorized};
 use httpkit::{ApiError, QueryParams};
 use schemas::UserId;
 
@@ -40,13 +40,14 @@ const PAGE: i64 = 100;
     ),
     responses(
         (status = 200, description = "An event stream (`text/event-stream`)."),
-        BadRequest, Unauthorized, Forbidden, NoSuchRoute,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, TooManyRequests,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn stream(
     bearer: Bearer,
     State(realtime): State<Arc<Realtime>>,
+    client: httpkit::ClientAddress,
     Path(user): Path<String>,
     headers: HeaderMap,
     params: QueryParams,
@@ -64,6 +65,18 @@ pub async fn stream(
             })?,
         None => params.int_in("after", 0, i64::MAX)?.unwrap_or(0),
     };
+    let slot = match realtime.caps.enter(user.as_str(), client) {
+        Ok(slot) => slot,
+        Err(full) => return Ok(full.into_response()),
+    };
+    let session = realtime
+        .hub
+        .sessions
+        .watch(&realtime.pool, &bearer.claims.sid)
+        .await;
+    if session.has_ended() {
+        return Err(crate::socket::session_ended());
+    }
     let subscription = realtime.hub.subscribe(user.as_str());
     let expires_in = (bearer.claims.exp - chrono::Utc::now().timestamp()).max(0) as u64;
     let state = StreamState {
@@ -74,6 +87,8 @@ pub async fn stream(
         pending: VecDeque::new(),
         subscription,
         behind: true,
+        _slot: slot,
+        session,
     };
     let events = futures::stream::unfold(state, |mut state| async move {
         let event = state.next().await?;
@@ -94,6 +109,10 @@ struct StreamState {
     pending: VecDeque<Event>,
     subscription: crate::hub::Subscription,
     behind: bool,
+    /// The stream's place under the caps, held while it is open.
+    _slot: crate::caps::Slot,
+    /// The stream ends with its session.
+    session: crate::session_ends::SessionWatch,
 }
 
 impl StreamState {
@@ -104,6 +123,7 @@ impl StreamState {
                 return Some(event);
             }
             if self.realtime.shutdown.is_cancelled()
+                || self.session.has_ended()
                 || tokio::time::Instant::now() >= self.expires_at
             {
                 return None;
@@ -134,6 +154,7 @@ impl StreamState {
             tokio::select! {
                 () = self.subscription.woken() => self.behind = true,
                 () = self.realtime.shutdown.cancelled() => return None,
+                () = self.session.ended() => return None,
                 () = tokio::time::sleep_until(self.expires_at) => return None,
             }
         }

@@ -11,6 +11,8 @@
 //! that user reported as caught up, and hands the page along with the wake-up ([`Batch`]); a connection
 //! whose cursor is exactly the batch's start uses it, any other reads for itself. Notifications sent
 //! while the listening connection was down are lost, so after every (re)connect everyone is woken.
+//!
+//! The same channel carries session ends (`s:<session id>`, see [`crate::session_ends`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +37,8 @@ impl Wake {
 /// Per-user wake-up senders, shared by the listener task and the connections.
 pub struct Hub {
     users: Mutex<HashMap<String, Slot>>,
+    /// The sessions of open connections, ended when a notification (or a sweep) says so.
+    pub sessions: Arc<crate::session_ends::SessionEnds>,
     listening: AtomicBool,
     metrics: HubMetrics,
 }
@@ -118,6 +122,7 @@ impl Hub {
         registry.register(Box::new(reconnects.clone()))?;
         Ok(Arc::new(Hub {
             users: Mutex::new(HashMap::new()),
+            sessions: Arc::default(),
             listening: AtomicBool::new(false),
             metrics: HubMetrics {
                 subscribers,
@@ -252,9 +257,12 @@ impl Hub {
         let mut groups: Vec<&str> = Vec::new();
         let mut notified: Vec<&str> = Vec::new();
         for item in payload.split(',') {
-            match item.strip_prefix("g:") {
-                None => notified.push(item),
-                Some(group) => groups.push(group),
+            if let Some(group) = item.strip_prefix("g:") {
+                groups.push(group);
+            } else if let Some(session) = item.strip_prefix("s:") {
+                self.sessions.end(session);
+            } else {
+                notified.push(item);
             }
         }
         self.wake_with_batches(pool, &notified).await;
@@ -308,6 +316,7 @@ impl Hub {
             self.metrics.reconnects.inc();
             tracing::info!(channel = CHANNEL, "listening for sync wake-ups");
             self.wake_all();
+            self.sessions.sweep(&pool).await;
             loop {
                 match listener.try_recv().await {
                     Ok(Some(notification)) => {
@@ -324,6 +333,7 @@ impl Hub {
                     Ok(None) => {
                         self.metrics.reconnects.inc();
                         self.wake_all();
+                        self.sessions.sweep(&pool).await;
                     }
                     Err(err) => {
                         self.listening.store(false, Ordering::Release);

@@ -16,12 +16,15 @@
 //! - [`im`]: the HTTP handlers of contact lists, histories, profiles, groups and members.
 //! - [`sessions`]: login, refresh and logout, and the cleanup of ended sessions.
 //! - [`hub`]: the process's one LISTEN connection, fanned out to waiting requests and sockets.
-//! - [`realtime`]: what the WebSocket and SSE routes share (settings, producer, metrics).
+//! - [`session_ends`]: a revoked session closes the sockets and streams opened under it.
+//! - [`caps`]: open sockets, streams and long polls per user and per client address.
+//! - [`realtime`]: what the WebSocket and SSE routes share (settings, producer, caps, origins, metrics).
 //! - [`socket`]: `GET /v1/ws`, a device's realtime connection.
 //! - [`events`]: `GET /v1/users/{user}/events`, the SSE stream.
 //! - [`web`]: the web chat client, served at `/`.
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
+pub mod caps;
 pub mod config;
 pub mod db;
 pub mod events;
@@ -33,6 +36,7 @@ pub mod params;
 pub mod queries;
 pub mod realtime;
 pub mod routes;
+pub mod session_ends;
 pub mod sessions;
 pub mod socket;
 pub mod sync;
@@ -72,6 +76,10 @@ pub enum BuildError {
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// The operations port: `/metrics`, `/healthz`, `/readyz`.
+    ops_listener: TcpListener,
+    ops_router: axum::Router,
+    limits: httpkit::ServeLimits,
     hub: Arc<hub::Hub>,
     pool: sqlx::PgPool,
     producer: kafkakit::EventProducer,
@@ -164,8 +172,9 @@ fn sessions(
         pool: pool.clone(),
         key,
         limiter: authkit::LoginLimiter::new(authkit::LoginQuota {
-            per_account_per_minute: config.login_per_account_per_minute,
             per_address_per_minute: config.login_per_address_per_minute,
+            per_account_address_per_minute: config.login_per_account_address_per_minute,
+            failures_per_account_per_hour: config.login_failures_per_account_per_hour,
         }),
         policy: sessions::SessionPolicy {
             access_ttl: Duration::from_secs(config.access_token_secs),
@@ -207,12 +216,23 @@ impl App {
             shutdown: shutdown.clone(),
             tasks: sockets.clone(),
             metrics: realtime::SocketMetrics::new(&registry)?,
+            caps: caps::Caps::new(
+                "sockets and event streams",
+                config.streams_per_user,
+                config.streams_per_address,
+            ),
+            origins: realtime::OriginPolicy::new(&config.ws_allowed_origins),
         });
         let api = routes::router(routes::ReadState {
             reads: connections.reads.clone(),
             pool: connections.pool.clone(),
             hub: hub.clone(),
             shutdown: shutdown.clone(),
+            long_polls: caps::Caps::new(
+                "long polls",
+                config.long_polls_per_user,
+                config.long_polls_per_address,
+            ),
         })
         .merge(im::router(im::ImState {
             pool: connections.pool.clone(),
@@ -230,11 +250,21 @@ impl App {
             "/openapi.json",
             httpkit::json_document(openapi::document_json()),
         );
-        let router = httpkit::with_common_layers(api, registry, http_metrics, readiness, 16 * 1024);
+        let ops_router = httpkit::with_common_layers(
+            httpkit::metrics_route(registry),
+            http_metrics.clone(),
+            readiness.clone(),
+            0,
+        );
+        let router = httpkit::with_common_layers(api, http_metrics, readiness, 16 * 1024);
         let listener = httpkit::bind(config.listen).await?;
+        let ops_listener = httpkit::bind(config.ops_listen).await?;
         Ok(App {
             listener,
             router,
+            ops_listener,
+            ops_router,
+            limits: config.http.limits(),
             hub,
             pool: connections.listen,
             producer,
@@ -245,6 +275,14 @@ impl App {
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The operations port (`/metrics`).
+    pub fn ops_port(&self) -> u16 {
+        self.ops_listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(0)
     }
 
     pub async fn run(
@@ -258,7 +296,15 @@ impl App {
             shutdown.await;
             ending.cancel();
         };
-        let result = httpkit::serve(self.listener, self.router, shutdown).await;
+        let ops_stopped = self.shutdown.clone();
+        let ops = tokio::spawn(httpkit::serve(
+            self.ops_listener,
+            self.ops_router,
+            httpkit::ServeLimits::default(),
+            async move { ops_stopped.cancelled().await },
+        ));
+        let result = httpkit::serve(self.listener, self.router, self.limits, shutdown).await;
+        let _ = ops.await;
         // Sockets saw the cancellation too: let them send their close frames (1001).
         self.sockets.close();
         let _ = tokio::time::timeout(Duration::from_secs(3), self.sockets.wait()).await;

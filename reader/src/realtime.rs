@@ -1,5 +1,5 @@
 //! What the realtime routes (WebSocket, SSE) share: connections, the wake-up hub, the producer of
-//! socket sends, the socket settings and metrics.
+//! socket sends, the socket settings, caps, the origins allowed to open sockets, and metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,56 @@ pub struct Realtime {
     /// The open sockets, so that shutdown can let them send their close frames.
     pub tasks: TaskTracker,
     pub metrics: SocketMetrics,
+    /// Open WebSockets and event streams per user and address.
+    pub caps: Arc<crate::caps::Caps>,
+    pub origins: OriginPolicy,
+}
+
+/// Which pages may open a WebSocket. A browser lets any page open a socket to any host and sends
+/// its token along if the page has one; only the `Origin` header tells whose page it is
+/// (cross-site WebSocket hijacking). Streams need no such check: without CORS headers a browser
+/// does not let another origin's page read an event stream.
+#[derive(Debug, Clone, Default)]
+pub struct OriginPolicy {
+    /// Allowed origins, lower case, without a trailing slash.
+    allowed: Vec<String>,
+    any: bool,
+}
+
+impl OriginPolicy {
+    pub fn new(allowed: &[String]) -> Self {
+        let allowed: Vec<String> = allowed
+            .iter()
+            .map(|origin| origin.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|origin| !origin.is_empty())
+            .collect();
+        OriginPolicy {
+            any: allowed.iter().any(|origin| origin == "*"),
+            allowed,
+        }
+    }
+
+    /// Whether a request with these headers may open a socket: no `Origin` (not a browser), the
+    /// reader's own origin (the same host and port as `Host`), or a configured one.
+    pub fn permits(&self, headers: &axum::http::HeaderMap) -> bool {
+        use axum::http::header;
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        if self.any || self.allowed.contains(&origin) {
+            return true;
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let origin_host = origin.split_once("://").map(|(_, host)| host);
+        matches!((origin_host, host), (Some(origin_host), Some(host)) if origin_host == host)
+    }
 }
 
 #[derive(Clone)]
@@ -54,5 +104,33 @@ impl SocketMetrics {
         registry.register(Box::new(open.clone()))?;
         registry.register(Box::new(closed.clone()))?;
         Ok(SocketMetrics { open, closed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert("host", HeaderValue::from_str(host).unwrap());
+        if let Some(origin) = origin {
+            map.insert("origin", HeaderValue::from_str(origin).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn sockets_open_from_the_readers_own_page_configured_origins_and_non_browsers() {
+        let policy = OriginPolicy::new(&["https://Chat.Example.com/".to_owned()]);
+        assert!(policy.permits(&headers(None, "127.0.0.1:8081")));
+        assert!(policy.permits(&headers(Some("http://127.0.0.1:8081"), "127.0.0.1:8081")));
+        assert!(policy.permits(&headers(Some("https://chat.example.com"), "reader:8081")));
+        assert!(!policy.permits(&headers(Some("https://evil.example"), "127.0.0.1:8081")));
+        assert!(!policy.permits(&headers(Some("http://127.0.0.1:9999"), "127.0.0.1:8081")));
+        assert!(!policy.permits(&headers(Some("null"), "127.0.0.1:8081")));
+        let any = OriginPolicy::new(&["*".to_owned()]);
+        assert!(any.permits(&headers(Some("https://evil.example"), "127.0.0.1:8081")));
     }
 }

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use authkit::Bearer;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use httpkit::openapi::{
-    BadRequest, Forbidden, InternalError, NoSuchRoute, Unauthorized, Unavailable,
+    BadRequest, Forbidden, InternalError, NoSuchRoute, TooManyRequests, Unauthorized, Unavailable,
 };
-use httpkit::{ApiError, QueryParams};
+use httpkit::{ApiError, ClientAddress, QueryParams};
 use schemas::api::{FeedPage, SyncPage, MAX_WAIT_SECS};
 use schemas::UserId;
 use sqlx::PgPool;
@@ -31,6 +32,8 @@ pub struct ReadState {
     pub hub: Arc<Hub>,
     /// Cancelled when the server stops: a long poll then answers at once.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Waiting long polls per user and address.
+    pub long_polls: Arc<crate::caps::Caps>,
 }
 
 impl axum::extract::FromRef<ReadState> for ReadPool {
@@ -123,16 +126,17 @@ pub async fn posts(
     ),
     responses(
         (status = 200, description = "Entries after `after`, ascending seq (empty when a long poll's wait ended without news).", body = SyncPage),
-        BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, TooManyRequests, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn sync(
     bearer: Bearer,
     State(state): State<ReadState>,
+    client: ClientAddress,
     Path(user): Path<String>,
     params: QueryParams,
-) -> Result<Json<SyncPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = UserId::parse("user", &user)?;
     bearer.require_user("user", &user)?;
     let limit = page_limit(&params)?;
@@ -141,8 +145,12 @@ pub async fn sync(
     if wait == 0 {
         return sync_page(&state.reads, &state.pool, user.as_str(), after, limit)
             .await
-            .map(Json);
+            .map(|page| Json(page).into_response());
     }
+    let _slot = match state.long_polls.enter(user.as_str(), client) {
+        Ok(slot) => slot,
+        Err(full) => return Ok(full.into_response()),
+    };
     // Subscribe before the first read: an entry committed between the read and the wait still wakes.
     let mut subscription = state.hub.subscribe(user.as_str());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
@@ -150,12 +158,12 @@ pub async fn sync(
         let page = sync_page(&state.reads, &state.pool, user.as_str(), after, limit).await?;
         // Anything that moves the cursor answers, also a page of skipped (deleted) entries.
         if page.last_seq > after {
-            return Ok(Json(page));
+            return Ok(Json(page).into_response());
         }
         tokio::select! {
             () = subscription.woken() => {}
-            () = tokio::time::sleep_until(deadline) => return Ok(Json(page)),
-            () = state.shutdown.cancelled() => return Ok(Json(page)),
+            () = tokio::time::sleep_until(deadline) => return Ok(Json(page).into_response()),
+            () = state.shutdown.cancelled() => return Ok(Json(page).into_response()),
         }
     }
 }

@@ -2,36 +2,35 @@
 //!
 //! An access token is a short-lived signed token (default 15 minutes) that ingest and reader check
 //! without a database. A login also creates a *session*: a row holding the SHA-256 of a refresh token
-//! (default lifetime 30 days). `POST /v1/sessions/refresh` trades a refresh token for a new access token
-//! and a new refresh token (the old one stops working). A refresh token used a second time means two
-//! parties hold the session (one stole it): the session is revoked for both.
-//! Logout revokes the session: its refresh token stops working at once, and its access tokens end with
-//! their short lifetime — that window is the price of checking tokens without a database, and why
-//! access tokens are short.
+//! (default lifetime 30 days) and its generation. `POST /v1/sessions/refresh` trades a refresh token
+//! for a new access token and a new refresh token of the next generation (the old one stops working).
+//! A refresh token of an older generation used again means two parties hold the session (one stole
+//! it): the session is revoked for both.
+//! Logout (`DELETE /v1/sessions/current`) revokes the session, "log out everywhere"
+//! (`DELETE /v1/sessions`) every session of the user: refresh tokens stop working at once, the
+//! sessions' WebSockets and event streams close ([`crate::session_ends`]), and access tokens end
+//! with their short lifetime — that window (for plain HTTP requests) is the price of checking tokens
+//! without a database, and why access tokens are short.
 //!
 //! The session table is the reader's own state, not a timeline: it is never replayed from Kafka
 //! (replaying would resurrect revoked sessions), so the reader writes it directly.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use httpkit::openapi::{BadRequest, BodyRejected, TooManyRequests, Unauthorized, Unavailable};
-use httpkit::{ApiError, JsonBody};
-use rand::RngCore;
+use httpkit::{ApiError, ClientAddress, JsonBody};
 use schemas::api::{Credentials, RefreshRequest, SessionTokens};
 use schemas::UserId;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use authkit::{Bearer, LoginLimiter, TokenKey};
+use authkit::{Bearer, LoginLimiter, Refusal, TokenKey};
 
 use crate::failure::database_error;
 
@@ -54,6 +53,7 @@ pub fn router(sessions: Arc<Sessions>) -> Router {
         .route("/v1/sessions", post(login))
         .route("/v1/sessions/refresh", post(refresh))
         .route("/v1/sessions/current", delete(logout))
+        .route("/v1/sessions", delete(logout_everywhere))
         .with_state(sessions)
 }
 
@@ -80,16 +80,65 @@ async fn password_matches(stored: Option<String>, password: String) -> Result<bo
         })
 }
 
-/// The refresh token is `SESSION.SECRET`; the session row keeps SHA-256(SECRET).
-fn new_refresh_secret() -> (String, Vec<u8>) {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let secret = URL_SAFE_NO_PAD.encode(bytes);
+/// A refresh token as sent: `SESSION.GENERATION.SECRET`, or `SESSION.SECRET` from before
+/// generations (a random secret; generation 0).
+struct RefreshToken<'a> {
+    session: &'a str,
+    /// `None` for a two-part token.
+    generation: Option<i64>,
+    secret: &'a str,
+}
+
+impl<'a> RefreshToken<'a> {
+    fn parse(token: &'a str) -> Option<Self> {
+        let mut parts = token.split('.');
+        let (session, second, third) = (parts.next()?, parts.next()?, parts.next());
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(match third {
+            None => RefreshToken {
+                session,
+                generation: None,
+                secret: second,
+            },
+            Some(secret) => RefreshToken {
+                session,
+                generation: Some(second.parse().ok().filter(|g: &i64| *g >= 0)?),
+                secret,
+            },
+        })
+    }
+
+    fn hash(&self) -> Vec<u8> {
+        Sha256::digest(self.secret.as_bytes()).to_vec()
+    }
+
+    /// Whether the key made this token (a genuine one of its generation, current or not).
+    fn is_genuine(&self, key: &TokenKey) -> bool {
+        let Some(generation) = self.generation else {
+            return false;
+        };
+        let expected = key.refresh_secret(self.session, generation);
+        // Constant time: the comparison must not tell how much of a guess was right.
+        expected.len() == self.secret.len()
+            && expected
+                .bytes()
+                .zip(self.secret.bytes())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
+}
+
+/// Refresh token `generation` of a session and the SHA-256 its row keeps.
+fn refresh_secret(key: &TokenKey, session_id: &str, generation: i64) -> (String, Vec<u8>) {
+    let secret = key.refresh_secret(session_id, generation);
     let hash = Sha256::digest(secret.as_bytes()).to_vec();
     (secret, hash)
 }
 
-fn tokens(sessions: &Sessions, user: &str, session_id: &str, secret: &str) -> SessionTokens {
+fn tokens(sessions: &Sessions, user: &str, session_id: &str, generation: i64) -> SessionTokens {
+    let (secret, _) = refresh_secret(&sessions.key, session_id, generation);
     SessionTokens {
         user: user.to_owned(),
         session_id: session_id.to_owned(),
@@ -97,7 +146,7 @@ fn tokens(sessions: &Sessions, user: &str, session_id: &str, secret: &str) -> Se
             .key
             .issue(user, session_id, sessions.policy.access_ttl),
         expires_in: sessions.policy.access_ttl.as_secs(),
-        refresh_token: format!("{session_id}.{secret}"),
+        refresh_token: format!("{session_id}.{generation}.{secret}"),
         refresh_expires_in: sessions.policy.refresh_ttl.as_secs(),
     }
 }
@@ -105,8 +154,9 @@ fn tokens(sessions: &Sessions, user: &str, session_id: &str, secret: &str) -> Se
 /// Log in.
 ///
 /// Checks the password and opens a session: a short-lived access token for `Authorization: Bearer`
-/// (ingest and reader) and a refresh token. Attempts are limited per account and per client address
-/// (`429` with `Retry-After`). An account registered a moment ago logs in once fanout applied it.
+/// (ingest and reader) and a refresh token. Attempts are limited per client address, per account and
+/// address, and — failures only — per account (`429` with `Retry-After`; see README "Accounts and
+/// tokens"). An account registered a moment ago logs in once fanout applied it.
 #[utoipa::path(
     post, path = "/v1/sessions", tag = "sessions",
     request_body = Credentials,
@@ -118,16 +168,12 @@ fn tokens(sessions: &Sessions, user: &str, session_id: &str, secret: &str) -> Se
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn login(
     State(sessions): State<Arc<Sessions>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddress,
     JsonBody(request): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     let user = UserId::parse("user", &request.user)?;
-    if let Err(wait) = sessions.limiter.check(user.as_str(), peer.ip()) {
-        tracing::warn!(user = %user, address = %peer.ip(), "login rate-limited");
-        return Ok(httpkit::error::too_many_requests(
-            "too many login attempts: wait and try again",
-            wait,
-        ));
+    if let Err(refused) = admit(&sessions, &user, client).await? {
+        return Ok(refused);
     }
     let stored: Option<String> =
         sqlx::query_scalar("SELECT password_hash FROM accounts WHERE user_id = $1")
@@ -136,29 +182,82 @@ pub async fn login(
             .await
             .map_err(database_error)?;
     if !password_matches(stored, request.password).await? {
-        tracing::info!(user = %user, "login refused");
+        sessions.limiter.failed(user.as_str());
+        tracing::info!(user = %user, address = %client.0, "login refused");
         return Err(wrong_credentials());
     }
     let session_id = ulid::Ulid::new().to_string();
-    let (secret, hash) = new_refresh_secret();
+    let (_, hash) = refresh_secret(&sessions.key, &session_id, 0);
     sqlx::query(
-        "INSERT INTO sessions (session_id, user_id, refresh_hash, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        "INSERT INTO sessions (session_id, user_id, refresh_hash, expires_at, login_address)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5::inet)",
     )
     .bind(&session_id)
     .bind(user.as_str())
     .bind(hash)
     .bind(sessions.policy.refresh_ttl.as_secs_f64())
+    .bind(client.limit_key().to_string())
     .execute(&sessions.pool)
     .await
     .map_err(database_error)?;
     tracing::info!(user = %user, session = %session_id, "logged in");
-    Ok(Json(tokens(&sessions, user.as_str(), &session_id, &secret)).into_response())
+    Ok(Json(tokens(&sessions, user.as_str(), &session_id, 0)).into_response())
+}
+
+/// Whether this login attempt may check a password: `Ok(Err(429))` when a budget is spent.
+async fn admit(
+    sessions: &Sessions,
+    user: &UserId,
+    client: ClientAddress,
+) -> Result<Result<(), Response>, ApiError> {
+    let refused = |message: &str, wait| Ok(Err(httpkit::error::too_many_requests(message, wait)));
+    match sessions.limiter.check(user.as_str(), client.0) {
+        Err(Refusal::Address(wait)) => {
+            tracing::warn!(user = %user, address = %client.0, "login rate-limited");
+            refused(
+                "too many login attempts from this address: wait and try again",
+                wait,
+            )
+        }
+        Err(Refusal::Account(wait)) => refused("too many failed logins for this account", wait),
+        Ok(false) => Ok(Ok(())),
+        // Guessed at from many addresses: only the account's known devices may go on.
+        Ok(true) if known_address(sessions, user, client).await? => Ok(Ok(())),
+        Ok(true) => {
+            let wait = sessions
+                .limiter
+                .account_spent(user.as_str())
+                .unwrap_or(Duration::from_secs(60));
+            tracing::warn!(user = %user, address = %client.0, "login refused: account's failure budget spent");
+            refused(
+                "too many failed logins for this account: wait, or log in from a device that has logged in before",
+                wait,
+            )
+        }
+    }
+}
+
+/// Whether the account has a live session opened from this client address.
+async fn known_address(
+    sessions: &Sessions,
+    user: &UserId,
+    client: ClientAddress,
+) -> Result<bool, ApiError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND login_address = $2::inet
+                        AND revoked_at IS NULL AND expires_at > now())",
+    )
+    .bind(user.as_str())
+    .bind(client.limit_key().to_string())
+    .fetch_one(&sessions.pool)
+    .await
+    .map_err(database_error)
 }
 
 /// Refresh.
 ///
-/// Trades a refresh token for a new access token and a new refresh token; the one sent stops working.
+/// Trades a refresh token for a new access token and a refresh token of the next generation; the one
+/// sent stops working. Sending an older generation again revokes the session (it was copied).
 #[utoipa::path(
     post, path = "/v1/sessions/refresh", tag = "sessions",
     request_body = RefreshRequest,
@@ -172,49 +271,81 @@ pub async fn refresh(
     State(sessions): State<Arc<Sessions>>,
     JsonBody(request): JsonBody<RefreshRequest>,
 ) -> Result<Json<SessionTokens>, ApiError> {
-    let (session_id, secret) = request
-        .refresh_token
-        .split_once('.')
-        .ok_or_else(bad_refresh_token)?;
-    let old_hash = Sha256::digest(secret.as_bytes()).to_vec();
-    let (new_secret, new_hash) = new_refresh_secret();
+    let token = RefreshToken::parse(&request.refresh_token).ok_or_else(bad_refresh_token)?;
+    let generation = token.generation.unwrap_or(0);
+    let next = generation.checked_add(1).ok_or_else(bad_refresh_token)?;
+    let (_, new_hash) = refresh_secret(&sessions.key, token.session, next);
     // Compare-and-swap: of two concurrent refreshes with one token, one wins.
     let user: Option<String> = sqlx::query_scalar(
-        "UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = $3, refreshed_at = now()
-         WHERE session_id = $1 AND refresh_hash = $2 AND revoked_at IS NULL AND expires_at > now()
+        "UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = $3, generation = $5,
+                             refreshed_at = now()
+         WHERE session_id = $1 AND refresh_hash = $2 AND generation = $4
+           AND revoked_at IS NULL AND expires_at > now()
          RETURNING user_id",
     )
-    .bind(session_id)
-    .bind(&old_hash)
+    .bind(token.session)
+    .bind(token.hash())
     .bind(new_hash)
+    .bind(generation)
+    .bind(next)
     .fetch_optional(&sessions.pool)
     .await
     .map_err(database_error)?;
-    let Some(user) = user else {
-        // The token before the current one, used again: whoever refreshed first and whoever holds
-        // this copy are two parties, one of them a thief. End the session for both.
-        let reused: Option<String> = sqlx::query_scalar(
-            "UPDATE sessions SET revoked_at = now()
-             WHERE session_id = $1 AND previous_hash = $2 AND revoked_at IS NULL
-             RETURNING user_id",
-        )
-        .bind(session_id)
-        .bind(&old_hash)
+    match user {
+        Some(user) => Ok(Json(tokens(&sessions, &user, token.session, next))),
+        None => {
+            revoke_if_reused(&sessions, &token).await?;
+            Err(bad_refresh_token())
+        }
+    }
+}
+
+/// A refresh token that is not the current one: if it is a genuine older one (or, for two-part
+/// tokens, the one just before the current), two parties hold the session — end it for both.
+async fn revoke_if_reused(sessions: &Sessions, token: &RefreshToken<'_>) -> Result<(), ApiError> {
+    let reused: Option<String> = if token.is_genuine(&sessions.key) {
+        sqlx::query_scalar(&revoke_notifying(
+            "session_id = $1 AND generation > $2 AND revoked_at IS NULL",
+        ))
+        .bind(token.session)
+        .bind(token.generation.unwrap_or(0))
         .fetch_optional(&sessions.pool)
         .await
-        .map_err(database_error)?;
-        if let Some(user) = reused {
-            tracing::warn!(user = %user, session = %session_id, "refresh token used twice: session revoked");
-        }
-        return Err(bad_refresh_token());
-    };
-    Ok(Json(tokens(&sessions, &user, session_id, &new_secret)))
+    } else if token.generation.is_none() {
+        sqlx::query_scalar(&revoke_notifying(
+            "session_id = $1 AND previous_hash = $2 AND revoked_at IS NULL",
+        ))
+        .bind(token.session)
+        .bind(token.hash())
+        .fetch_optional(&sessions.pool)
+        .await
+    } else {
+        return Ok(());
+    }
+    .map_err(database_error)?;
+    if let Some(user) = reused {
+        tracing::warn!(user = %user, session = %token.session, "an old refresh token was used again: session revoked");
+    }
+    Ok(())
+}
+
+/// `UPDATE sessions SET revoked_at = now() WHERE <condition>`, notifying each revoked session's end
+/// (`s:<id>` on the hub's channel, delivered at commit to every reader) and returning its user.
+fn revoke_notifying(condition: &str) -> String {
+    format!(
+        "WITH ended AS (
+             UPDATE sessions SET revoked_at = now() WHERE {condition}
+             RETURNING session_id, user_id)
+         SELECT user_id FROM ended, LATERAL pg_notify('{channel}', 's:' || session_id)",
+        channel = crate::hub::CHANNEL
+    )
 }
 
 /// Log out.
 ///
-/// Revokes the token's session: its refresh token stops working now; access tokens already issued
-/// end with their lifetime (at most `expires_in` of the login, 15 minutes by default).
+/// Revokes the token's session: its refresh token stops working and its WebSockets and event streams
+/// close now; access tokens already issued end with their lifetime (at most `expires_in` of the
+/// login, 15 minutes by default).
 #[utoipa::path(
     delete, path = "/v1/sessions/current", tag = "sessions",
     responses(
@@ -227,16 +358,41 @@ pub async fn logout(
     bearer: Bearer,
     State(sessions): State<Arc<Sessions>>,
 ) -> Result<StatusCode, ApiError> {
-    sqlx::query(
-        "UPDATE sessions SET revoked_at = now()
-         WHERE session_id = $1 AND user_id = $2 AND revoked_at IS NULL",
-    )
+    let _: Vec<String> = sqlx::query_scalar(&revoke_notifying(
+        "session_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    ))
     .bind(&bearer.claims.sid)
     .bind(bearer.user())
-    .execute(&sessions.pool)
+    .fetch_all(&sessions.pool)
     .await
     .map_err(database_error)?;
     tracing::info!(user = %bearer.user(), session = %bearer.claims.sid, "logged out");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Log out everywhere.
+///
+/// Revokes every session of the token's user, this one included: refresh tokens stop working and
+/// WebSockets and event streams close now, on every device.
+#[utoipa::path(
+    delete, path = "/v1/sessions", tag = "sessions",
+    responses(
+        (status = 204, description = "Every session of the user is revoked."),
+        Unauthorized, Unavailable,
+    )
+)]
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn logout_everywhere(
+    bearer: Bearer,
+    State(sessions): State<Arc<Sessions>>,
+) -> Result<StatusCode, ApiError> {
+    let ended: Vec<String> =
+        sqlx::query_scalar(&revoke_notifying("user_id = $1 AND revoked_at IS NULL"))
+            .bind(bearer.user())
+            .fetch_all(&sessions.pool)
+            .await
+            .map_err(database_error)?;
+    tracing::info!(user = %bearer.user(), sessions = ended.len(), "logged out everywhere");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -24,9 +24,10 @@ use std::time::Duration;
 use authkit::Bearer;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
-use httpkit::{ApiError, QueryParams};
+use httpkit::{ApiError, ClientAddress, QueryParams};
 use kafkakit::Pending;
 use schemas::api::{ReadRequest, SendMessageRequest};
 use schemas::realtime::{close, ClientFrame, ServerFrame, BUFFER_BYTES, MAX_FRAME_BYTES};
@@ -37,7 +38,24 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::realtime::Realtime;
+use crate::session_ends::SessionWatch;
 use crate::sync::sync_page;
+
+/// Whether a read failed on a frame or message over the size limit (tungstenite stops reading it).
+fn too_large(err: &axum::Error) -> bool {
+    matches!(
+        std::error::Error::source(err).and_then(|e| e.downcast_ref::<tungstenite::Error>()),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
+/// `401` for a token whose session was revoked (logout, reuse): its holder must log in again.
+pub(crate) fn session_ended() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "the session has ended: log in again",
+    )
+}
 
 /// Entries per `sync` frame.
 const FRAME_ENTRIES: i64 = 100;
@@ -59,13 +77,16 @@ const MAX_IN_FLIGHT: usize = 32;
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol."),
-        httpkit::openapi::BadRequest, httpkit::openapi::Unauthorized,
+        httpkit::openapi::BadRequest, httpkit::openapi::Unauthorized, httpkit::openapi::Forbidden,
+        httpkit::openapi::TooManyRequests,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn connect(
     bearer: Bearer,
     State(realtime): State<Arc<Realtime>>,
+    client: ClientAddress,
+    headers: HeaderMap,
     params: QueryParams,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -74,6 +95,25 @@ pub async fn connect(
         .ok_or_else(|| ApiError::bad_field("device", "required: the device's id"))?;
     let device = DeviceId::parse("device", device)?.to_string();
     let after = params.int_in("after", 0, i64::MAX)?;
+    if !realtime.origins.permits(&headers) {
+        tracing::warn!(origin = ?headers.get(header::ORIGIN), "socket refused: origin not allowed");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this page's origin may not open sockets here (FANLINE_WS_ALLOWED_ORIGINS)",
+        ));
+    }
+    let slot = match realtime.caps.enter(bearer.user(), client) {
+        Ok(slot) => slot,
+        Err(full) => return Ok(full.into_response()),
+    };
+    let session = realtime
+        .hub
+        .sessions
+        .watch(&realtime.pool, &bearer.claims.sid)
+        .await;
+    if session.has_ended() {
+        return Err(session_ended());
+    }
     // Small buffers: an idle connection should cost kilobytes, not tungstenite's 128 KiB defaults.
     // Frames larger than the buffer still work; the buffer only grows while one is in flight.
     Ok(upgrade
@@ -86,8 +126,9 @@ pub async fn connect(
             let tasks = realtime.tasks.clone();
             tasks.track_future(async move {
                 realtime.metrics.open.inc();
-                let reason = serve(&realtime, bearer, device, after, socket).await;
+                let reason = serve(&realtime, bearer, &session, device, after, socket).await;
                 realtime.metrics.open.dec();
+                drop((slot, session));
                 realtime
                     .metrics
                     .closed
@@ -103,6 +144,8 @@ enum End {
     ClientClosed,
     HeartbeatTimeout,
     TokenExpired,
+    SessionEnded,
+    FrameTooLarge,
     SlowConsumer,
     ShuttingDown,
     DatabaseUnavailable,
@@ -114,6 +157,8 @@ impl End {
             End::ClientClosed => "client_closed",
             End::HeartbeatTimeout => "heartbeat_timeout",
             End::TokenExpired => "token_expired",
+            End::SessionEnded => "session_ended",
+            End::FrameTooLarge => "frame_too_large",
             End::SlowConsumer => "slow_consumer",
             End::ShuttingDown => "shutting_down",
             End::DatabaseUnavailable => "database_unavailable",
@@ -125,6 +170,8 @@ impl End {
             End::ClientClosed => None,
             End::HeartbeatTimeout => Some((close::HEARTBEAT_TIMEOUT, "heartbeat timeout")),
             End::TokenExpired => Some((close::TOKEN_EXPIRED, "token expired")),
+            End::SessionEnded => Some((close::SESSION_ENDED, "session ended: log in again")),
+            End::FrameTooLarge => Some((1009, "frame larger than 64 KiB")),
             End::SlowConsumer => Some((close::SLOW_CONSUMER, "slow consumer")),
             End::ShuttingDown => Some((1001, "the server is shutting down")),
             End::DatabaseUnavailable => Some((1013, "database unavailable, try again later")),
@@ -206,6 +253,7 @@ fn error_frame(request_id: Option<String>, err: &ApiError) -> ServerFrame {
 async fn serve(
     realtime: &Realtime,
     bearer: Bearer,
+    session: &SessionWatch,
     device: String,
     after: Option<i64>,
     socket: WebSocket,
@@ -265,7 +313,7 @@ async fn serve(
                 in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             };
             connection
-                .run(&mut incoming, &mut subscription, &bearer, &stalled)
+                .run(&mut incoming, &mut subscription, &bearer, session, &stalled)
                 .await
         }
         Err(err) => {
@@ -308,6 +356,7 @@ impl Connection<'_> {
         incoming: &mut futures::stream::SplitStream<WebSocket>,
         subscription: &mut crate::hub::Subscription,
         bearer: &Bearer,
+        session: &SessionWatch,
         stalled: &CancellationToken,
     ) -> End {
         let settings = self.realtime.settings;
@@ -351,6 +400,7 @@ impl Connection<'_> {
                             self.outbox.push(&error_frame(None, &ApiError::bad_field("type", "frames are JSON text")));
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Err(err)) if too_large(&err) => return End::FrameTooLarge,
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return End::ClientClosed,
                     }
                 }
@@ -368,6 +418,7 @@ impl Connection<'_> {
                     self.outbox.push(&ServerFrame::Ping);
                 }
                 () = &mut expiry => return End::TokenExpired,
+                () = session.ended() => return End::SessionEnded,
                 () = self.realtime.shutdown.cancelled() => return End::ShuttingDown,
                 () = self.outbox.overflowed.cancelled() => return End::SlowConsumer,
                 () = stalled.cancelled() => return End::SlowConsumer,

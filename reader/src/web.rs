@@ -2,7 +2,7 @@
 //! on may be offline, so nothing is fetched from a CDN. `/config.json` tells the page where ingest is
 //! (its writes go there; ingest answers CORS requests).
 
-use axum::http::header;
+use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -11,16 +11,37 @@ const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const APP_CSS: &str = include_str!("../web/app.css");
 
+/// The page's Content-Security-Policy: its own scripts and styles only (none inline), requests to
+/// itself (sockets included: `'self'` covers ws/wss of the same host) and to ingest, no framing.
+fn content_security_policy(public_ingest_url: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self' {public_ingest_url}; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'"
+    )
+}
+
 pub fn router(public_ingest_url: String) -> Router {
+    let policy = HeaderValue::from_str(&content_security_policy(&public_ingest_url))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
     let config = serde_json::json!({ "ingest_url": public_ingest_url });
     Router::new()
         .route(
             "/",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                    INDEX_HTML,
-                )
+            get(move || {
+                let policy = policy.clone();
+                async move {
+                    (
+                        [
+                            (
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("text/html; charset=utf-8"),
+                            ),
+                            (header::CONTENT_SECURITY_POLICY, policy),
+                        ],
+                        INDEX_HTML,
+                    )
+                }
             }),
         )
         .route(

@@ -25,6 +25,8 @@ pub mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
     /// The access token expired: reconnect with a fresh one (the device resumes from its last ack).
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The session was revoked (logout, log out everywhere, a refresh token used twice): log in again.
+    pub const SESSION_ENDED: u16 = 4002;
     /// The client did not read fast enough: its outgoing buffer was full or a write stalled.
     pub const SLOW_CONSUMER: u16 = 4008;
 }

@@ -35,6 +35,20 @@ async fn login(stack: &Stack, user: &str, password: &str) -> (StatusCode, Value)
     (status, value)
 }
 
+/// Registers `user` with the password "correct horse" and waits until it logs in.
+async fn register(stack: &Stack, user: &str) {
+    let url = stack.ingest.url("/v1/accounts");
+    let credentials = json!({"user": user, "password": "correct horse"});
+    let (status, _, value) = call(Method::POST, &url, None, Some(credentials)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{value}");
+    wait_until(
+        "the registration applied",
+        Duration::from_secs(30),
+        || async { (login(stack, user, "correct horse").await.0 == StatusCode::OK).then_some(()) },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn register_log_in_refresh_and_log_out() {
     let stack = Stack::start().await;
@@ -151,6 +165,64 @@ async fn register_log_in_refresh_and_log_out() {
         refresh_with(again["refresh_token"].clone()).await,
         StatusCode::UNAUTHORIZED
     );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_of_any_older_generation_revoke_the_session_and_forgeries_do_not() {
+    let stack = Stack::start().await;
+    register(&stack, "alice").await;
+    let refresh_url = stack.reader.url("/v1/sessions/refresh");
+    let refresh = |token: Value| {
+        let url = refresh_url.clone();
+        async move {
+            let (status, _, value) = call(
+                Method::POST,
+                &url,
+                None,
+                Some(json!({"refresh_token": token})),
+            )
+            .await;
+            (status, value)
+        }
+    };
+    let (_, first) = login(&stack, "alice", "correct horse").await;
+    let (status, second) = refresh(first["refresh_token"].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let (status, third) = refresh(second["refresh_token"].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    // A forged token of an old generation (right session, made-up secret) is refused and revokes
+    // nothing: the session id alone must not let anyone end a session.
+    let session = third["session_id"].as_str().unwrap();
+    let forged = json!(format!(
+        "{session}.0.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    ));
+    assert_eq!(refresh(forged).await.0, StatusCode::UNAUTHORIZED);
+    let (status, fourth) = refresh(third["refresh_token"].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{fourth}");
+    // The first token, two rotations old (issue 19, finding 6: only the one just before the current
+    // was recognised): the session is revoked, the current token dies with it.
+    assert_eq!(
+        refresh(first["refresh_token"].clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        refresh(fourth["refresh_token"].clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Log out everywhere: every session of the user ends, this one included.
+    let (_, one) = login(&stack, "alice", "correct horse").await;
+    let (_, two) = login(&stack, "alice", "correct horse").await;
+    let url = stack.reader.url("/v1/sessions");
+    let token = one["access_token"].as_str().unwrap();
+    let (status, _, _) = call(Method::DELETE, &url, Some(token), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for session in [one, two] {
+        assert_eq!(
+            refresh(session["refresh_token"].clone()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
     stack.stop().await;
 }
 
@@ -329,9 +401,9 @@ async fn every_protected_route_refuses_bad_tokens_and_other_users() {
 }
 
 #[tokio::test]
-async fn login_attempts_are_limited_per_account_and_per_address() {
+async fn login_attempts_are_limited_per_account_and_address_and_per_address() {
     let stack = Stack::start_with(|config| {
-        config.login_per_account_per_minute = 3;
+        config.login_per_account_address_per_minute = 3;
         config.login_per_address_per_minute = 5;
     })
     .await;

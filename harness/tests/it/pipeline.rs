@@ -148,13 +148,16 @@ async fn posts_flow_to_followers_feeds_and_sync_timelines() {
         ) >= 1.0
     );
     for service in [&p.ingest, &p.reader] {
-        let text = reqwest::get(service.url("/metrics"))
+        let text = reqwest::get(service.ops_url("/metrics"))
             .await
             .unwrap()
             .text()
             .await
             .unwrap();
         assert!(text.contains("fanline_http_requests_total"), "{text}");
+        // Not on the public port (issue 19, finding 7).
+        let public = reqwest::get(service.url("/metrics")).await.unwrap();
+        assert_eq!(public.status(), 404);
     }
     let text = reqwest::get(fanout.url("/metrics"))
         .await

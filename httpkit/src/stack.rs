@@ -1,12 +1,13 @@
-//! The middleware stack, operations routes and server loop every Fanline HTTP service shares.
+//! The middleware stack and health routes every Fanline HTTP port shares, the operations routes
+//! (`/metrics`) that only the operations port serves, shutdown and tracing set-up.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
@@ -42,23 +43,16 @@ impl Readiness {
     }
 }
 
-/// Adds `/metrics`, `/healthz` and `/readyz`, the JSON error fallbacks, request metrics, tracing, the
-/// body limit and panic catching to a service's router.
+/// Adds `/healthz` and `/readyz`, the JSON error fallbacks, request metrics, tracing, the body limit,
+/// panic catching and the security headers to a service's router. `/metrics` is not among them: it
+/// belongs on the operations port ([`metrics_route`]), not on a public one.
 pub fn with_common_layers(
     router: Router,
-    registry: Registry,
     metrics: HttpMetrics,
     readiness: Readiness,
     body_limit_bytes: usize,
 ) -> Router {
     router
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move { crate::metrics::render(&registry) }
-            }),
-        )
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -72,9 +66,10 @@ pub fn with_common_layers(
                         Ok(()) => {
                             axum::Json(serde_json::json!({"status": "ready"})).into_response()
                         }
+                        // The reason goes to the log only: dependency errors are internals.
                         Err(reason) => {
                             tracing::warn!(%reason, "not ready");
-                            ApiError::unavailable(format!("not ready: {reason}")).into_response()
+                            ApiError::unavailable("not ready").into_response()
                         }
                     }
                 }
@@ -103,8 +98,44 @@ pub fn with_common_layers(
                     ApiError::internal().into_response()
                 }))
                 .layer(DefaultBodyLimit::max(body_limit_bytes))
-                .layer(middleware::from_fn(json_error_bodies)),
+                .layer(middleware::from_fn(json_error_bodies))
+                .layer(middleware::from_fn(security_headers)),
         )
+}
+
+/// `GET /metrics` in Prometheus' text format, for the operations port only: metrics name routes,
+/// volumes and failures an outsider has no business reading.
+pub fn metrics_route(registry: Registry) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move { crate::metrics::render(&registry) }
+        }),
+    )
+}
+
+/// The API's answers are JSON for programs: no sniffing, no framing, no referrer, no active content.
+/// A page (the reader's web client) sets its own `Content-Security-Policy`, which is kept.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    response
 }
 
 /// `GET` of a JSON document fixed at start, such as a service's `/openapi.json`.
@@ -146,44 +177,6 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, BindError> 
     TcpListener::bind(addr)
         .await
         .map_err(|source| BindError { addr, source })
-}
-
-/// How long in-flight requests may take to finish after the shutdown signal; a client that stopped
-/// reading a stream must not hold the process up forever.
-pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests finish, for
-/// at most [`DRAIN_LIMIT`].
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (fired, signalled) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        let _ = fired.send(());
-    };
-    // Handlers that need the client's address (login rate limits) read it from `ConnectInfo`.
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .into_future();
-    let drain_limit = async move {
-        match signalled.await {
-            Ok(()) => tokio::time::sleep(DRAIN_LIMIT).await,
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        result = server => result,
-        () = drain_limit => {
-            tracing::warn!("requests still open {DRAIN_LIMIT:?} after the shutdown signal; closing them");
-            Ok(())
-        }
-    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -1,0 +1,468 @@
+#!/usr/bin/env python3
+"""The black-box security suite: attacks from issue 19 (and the checks that held) against a running
+stack, through its public ports only, with the real register and login flow. Standard library only.
+
+    scripts/security.py --ingest http://127.0.0.1:28080 --reader http://127.0.0.1:28081
+
+scripts/security.sh starts a private stack and runs it (as scripts/test.sh does). The stack must trust
+127.0.0.2 as a reverse proxy (FANLINE_TRUSTED_PROXIES) and may run with smaller login budgets for
+speed (see security.sh); the other limits are the defaults. Each check prints PASS or FAIL with the
+finding it covers; the last line counts them, and the exit code is non-zero on any failure.
+"""
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+PASSWORD = "correct horse battery"
+
+
+class Http:
+    """One request per connection, from a chosen source address (loopback range)."""
+
+    def __init__(self, base, source="127.0.0.1"):
+        url = urllib.parse.urlsplit(base)
+        self.host, self.port, self.source = url.hostname, url.port, source
+
+    def call(self, method, path, body=None, token=None, headers=None, timeout=30):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout,
+                                          source_address=(self.source, 0))
+        all_headers = dict(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+            all_headers.setdefault("content-type", "application/json")
+        if token:
+            all_headers["authorization"] = f"Bearer {token}"
+        try:
+            conn.request(method, path, body=data, headers=all_headers)
+            response = conn.getresponse()
+            raw = response.read()
+            try:
+                value = json.loads(raw) if raw else None
+            except ValueError:
+                value = raw.decode(errors="replace")
+            return response.status, dict((k.lower(), v) for k, v in response.getheaders()), value
+        finally:
+            conn.close()
+
+
+class Suite:
+    def __init__(self, ingest, reader):
+        self.ingest, self.reader = ingest, reader
+        self.passed, self.failed = 0, 0
+        self.run_id = uuid.uuid4().hex[:8]
+        self.sources = 0
+
+    def fresh_source(self):
+        """A loopback address of its own, so that no check spends another's login budgets."""
+        self.sources += 1
+        return f"127.1.{self.sources // 250}.{self.sources % 250 + 1}"
+
+    def check(self, finding, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print(f"PASS  [{finding}] {name}", flush=True)
+        else:
+            self.failed += 1
+            print(f"FAIL  [{finding}] {name}: {detail}", flush=True)
+
+    def user(self, name):
+        return f"{name}{self.run_id}"
+
+    def register(self, *names):
+        for name in names:
+            status, _, value = Http(self.ingest, self.fresh_source()).call(
+                "POST", "/v1/accounts", {"user": name, "password": PASSWORD})
+            assert status == 202, (status, value)
+        deadline = time.time() + 60
+        for name in names:
+            # Whether fanout applied it: a session row proves nothing here, so wait for a login.
+            while True:
+                status, _, value = self.login(name)
+                if status == 200:
+                    break
+                assert time.time() < deadline, f"{name} never logged in: {status} {value}"
+                time.sleep(0.3)
+
+    def login(self, name, source=None, password=PASSWORD, forwarded=None):
+        source = source or self.fresh_source()
+        headers = {"x-forwarded-for": forwarded} if forwarded else None
+        return Http(self.reader, source).call("POST", "/v1/sessions",
+                                              {"user": name, "password": password},
+                                              headers=headers)
+
+
+def ulid_int(text):
+    value = 0
+    for char in text:
+        value = value * 32 + CROCKFORD.index(char)
+    return value
+
+
+# --- WebSocket, just enough of RFC 6455 ----------------------------------------------------------
+
+def ws_connect(base, path, origin=None, source="127.0.0.9"):
+    url = urllib.parse.urlsplit(base)
+    sock = socket.create_connection((url.hostname, url.port), timeout=10,
+                                    source_address=(source, 0))
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [f"GET {path} HTTP/1.1", f"Host: {url.hostname}:{url.port}", "Upgrade: websocket",
+             "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+    if origin:
+        lines.append(f"Origin: {origin}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    return sock, status, head
+
+
+def ws_send_header(sock, opcode, length):
+    mask = os.urandom(4)
+    if length < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+    elif length < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+    sock.sendall(header + mask)
+    return mask
+
+
+def ws_read_frame(sock):
+    """(opcode, payload) of the next frame, or (None, b"") when the connection ended."""
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+    try:
+        first, second = exactly(2)
+        length = second & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", exactly(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", exactly(8))[0]
+        return first & 0x0F, exactly(length)
+    except (ConnectionError, OSError):
+        return None, b""
+
+
+def ws_close_code(sock, seconds):
+    """The close code the server sends within `seconds` (skipping other frames), or None."""
+    sock.settimeout(seconds)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        opcode, payload = ws_read_frame(sock)
+        if opcode is None:
+            return None
+        if opcode == 8:
+            return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+    return None
+
+
+# --- the checks ----------------------------------------------------------------------------------
+
+def ids_are_unpredictable(suite):
+    """Finding 1: ids minted in one millisecond differed by +1, so the next post's id was known."""
+    name = suite.user("idmaker")
+    suite.register(name)
+    _, _, tokens = suite.login(name)
+    posts = [{"author": name, "body": f"p{i}"} for i in range(200)]
+    status, _, value = Http(suite.ingest, "127.0.0.9").call(
+        "POST", "/v1/posts/batch", {"posts": posts}, token=tokens["access_token"])
+    ids = [ulid_int(r["post_id"]) for r in value["results"] if r.get("post_id")]
+    same_ms = [(a, b) for a, b in zip(ids, ids[1:]) if a >> 80 == b >> 80]
+    close = [1 for a, b in same_ms if 0 < b - a < 2 ** 20]
+    suite.check(1, "post ids minted in one millisecond do not tell the next",
+                status == 200 and len(same_ms) > 10 and len(close) < len(same_ms) // 10,
+                f"{len(close)} of {len(same_ms)} same-millisecond steps below 2^20")
+
+
+def guessing_does_not_lock_the_owner_out(suite):
+    """Finding 3: ten wrong passwords from anywhere locked the owner out for a minute."""
+    owner = suite.user("owner")
+    suite.register(owner)
+    # The owner's device logs in once from its own address: a known address from now on.
+    status, _, _ = suite.login(owner, source="127.0.0.40")
+    refused_at = None
+    for attempt in range(30):
+        status, headers, _ = suite.login(owner, source="127.0.0.66", password="wrong guess")
+        if status == 429:
+            refused_at = attempt
+            break
+    suite.check(3, "a guessing address is refused after its own budget",
+                refused_at is not None and "retry-after" in headers, f"last status {status}")
+    status, _, value = suite.login(owner, source="127.0.0.41")
+    suite.check(3, "the owner logs in from another address meanwhile", status == 200,
+                f"{status} {value}")
+    # Guesses spread over many addresses (through the trusted proxy) spend the account's slow budget;
+    # then new addresses wait, the owner's known device does not.
+    for n in range(12):
+        suite.login(owner, source="127.0.0.2", password="wrong guess", forwarded=f"198.51.100.{n}")
+    status, _, _ = suite.login(owner, source="127.0.0.2", forwarded="203.0.113.77")
+    suite.check(3, "after many addresses' failures, an unknown address waits", status == 429,
+                f"status {status}")
+    status, _, value = suite.login(owner, source="127.0.0.40")
+    suite.check(3, "the owner's known device still logs in", status == 200, f"{status} {value}")
+
+
+def forwarded_for_is_believed_from_trusted_proxies_only(suite):
+    """Finding 8: behind a proxy all clients shared one budget; a client must not pick its own."""
+    name = suite.user("spoof")
+    suite.register(name)
+    statuses = [suite.login(name, source="127.0.0.70", password="wrong",
+                            forwarded=f"192.0.2.{n}")[0] for n in range(12)]
+    suite.check(8, "X-Forwarded-For from an untrusted client is ignored", 429 in statuses,
+                f"{statuses}")
+    # More attempts than one address may make in a minute (60), each from another client.
+    statuses = [suite.login(suite.user(f"nobody{n}"), source="127.0.0.2", password="wrong",
+                            forwarded=f"192.0.2.{n + 1}")[0] for n in range(64)]
+    suite.check(8, "a trusted proxy's clients each get their own budget", 429 not in statuses,
+                f"{statuses.count(429)} of {len(statuses)} refused")
+
+
+def slow_clients_are_cut_off(suite):
+    """Finding 4: partial headers or bodies held connections for 70 s and more."""
+    url = urllib.parse.urlsplit(suite.reader)
+    results = {}
+
+    def slow_headers():
+        sock = socket.create_connection((url.hostname, url.port), source_address=("127.0.0.80", 0))
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        sock.settimeout(30)
+        start = time.time()
+        try:
+            data = sock.recv(100)
+            results["headers"] = (time.time() - start, data)
+        except OSError as err:
+            results["headers"] = (time.time() - start, err)
+
+    def slow_body():
+        sock = socket.create_connection((url.hostname, url.port), source_address=("127.0.0.81", 0))
+        sock.sendall(b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 400\r\n\r\n{\"user\":")
+        sock.settimeout(30)
+        start = time.time()
+        try:
+            # Trickle a byte every second: a per-read timeout would never fire.
+            data = b""
+            while time.time() - start < 30:
+                sock.sendall(b" ")
+                try:
+                    sock.settimeout(1)
+                    data = sock.recv(200)
+                    if data:
+                        break
+                except socket.timeout:
+                    continue
+            results["body"] = (time.time() - start, data)
+        except OSError as err:
+            results["body"] = (time.time() - start, err)
+
+    threads = [threading.Thread(target=slow_headers), threading.Thread(target=slow_body)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed, data = results["headers"]
+    suite.check(4, "a connection sending half a header is closed", elapsed < 20 and not data,
+                f"after {elapsed:.1f} s: {data!r}")
+    elapsed, data = results["body"]
+    suite.check(4, "a body trickled byte by byte is cut off (408)",
+                elapsed < 20 and isinstance(data, bytes) and b" 408 " in data[:20],
+                f"after {elapsed:.1f} s: {data!r}")
+    # Idle connections from one address: past the cap, new ones are closed at once.
+    socks = []
+    for _ in range(300):
+        try:
+            socks.append(socket.create_connection((url.hostname, url.port),
+                                                  source_address=("127.0.0.82", 0)))
+        except OSError:
+            break
+    time.sleep(1)
+    closed = 0
+    for sock in socks:
+        sock.setblocking(False)
+        try:
+            if sock.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    for sock in socks:
+        sock.close()
+    suite.check(4, "one address holds at most its connection cap", closed >= 300 - 256,
+                f"{closed} of {len(socks)} closed")
+
+
+def sockets_are_capped_and_frames_bounded(suite):
+    """Finding 5: 16 MiB frames were buffered; one user opened 1,000 sockets and 100 long polls."""
+    name = suite.user("sockets")
+    suite.register(name)
+    _, _, tokens = suite.login(name)
+    token = tokens["access_token"]
+    path = f"/v1/ws?device=d1&access_token={token}"
+    sock, status, _ = ws_connect(suite.reader, path)
+    sock.settimeout(10)
+    ws_read_frame(sock)  # hello
+    ws_send_header(sock, 1, 16 * 1024 * 1024)
+    code = None
+    try:
+        for _ in range(256):
+            sock.sendall(b"x" * 65536)
+    except OSError:
+        pass
+    code = ws_close_code(sock, 5)
+    sock.close()
+    suite.check(5, "a frame past 64 KiB ends the socket (1009) before it is buffered",
+                status == 101 and code == 1009, f"status {status}, close {code}")
+    opened, statuses = [], []
+    for n in range(20):
+        sock, status, _ = ws_connect(suite.reader, f"/v1/ws?device=c{n}&access_token={token}")
+        statuses.append(status)
+        opened.append(sock)
+    suite.check(5, "one user's open sockets are capped (429)",
+                statuses.count(101) <= 16 and 429 in statuses, f"{statuses}")
+    for sock in opened:
+        sock.close()
+    time.sleep(0.5)
+    results = []
+
+    def long_poll():
+        status, _, _ = Http(suite.reader, "127.0.0.9").call(
+            "GET", f"/v1/users/{name}/sync?after=999999999&wait=5", token=token)
+        results.append(status)
+
+    threads = [threading.Thread(target=long_poll) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    suite.check(5, "one user's waiting long polls are capped (429)",
+                results.count(200) <= 8 and 429 in results, f"{sorted(results)}")
+
+
+def sessions_end_their_sockets(suite):
+    """Finding 6: a socket outlived logout; a refresh token two rotations old did not revoke."""
+    name = suite.user("session")
+    suite.register(name)
+    _, _, tokens = suite.login(name)
+    sock, status, _ = ws_connect(suite.reader,
+                                 f"/v1/ws?device=d1&access_token={tokens['access_token']}")
+    sock.settimeout(10)
+    ws_read_frame(sock)
+    logout, _, _ = Http(suite.reader, "127.0.0.9").call(
+        "DELETE", "/v1/sessions/current", token=tokens["access_token"])
+    code = ws_close_code(sock, 10)
+    sock.close()
+    suite.check(6, "logout closes the session's socket (4002)", status == 101 and code == 4002,
+                f"logout {logout}, close {code}")
+    _, status, _ = ws_connect(suite.reader,
+                              f"/v1/ws?device=d2&access_token={tokens['access_token']}")
+    suite.check(6, "a logged-out session's token opens no new socket", status == 401,
+                f"status {status}")
+
+    def refresh(token):
+        return Http(suite.reader, "127.0.0.9").call("POST", "/v1/sessions/refresh",
+                                                    {"refresh_token": token})
+
+    _, _, first = suite.login(name)
+    _, _, second = refresh(first["refresh_token"])
+    _, _, third = refresh(second["refresh_token"])
+    reuse, _, _ = refresh(first["refresh_token"])
+    current, _, _ = refresh(third["refresh_token"])
+    suite.check(6, "a refresh token two rotations old revokes the session",
+                reuse == 401 and current == 401, f"reuse {reuse}, current afterwards {current}")
+
+
+def nothing_internal_is_exposed(suite):
+    """Finding 7: /metrics on public ports, no security headers, sockets from any Origin."""
+    for label, base in (("ingest", suite.ingest), ("reader", suite.reader)):
+        status, _, _ = Http(base).call("GET", "/metrics")
+        suite.check(7, f"{label}'s public port serves no /metrics", status == 404, f"{status}")
+    status, headers, _ = Http(suite.reader).call("GET", "/")
+    wanted = ("content-security-policy", "x-frame-options", "x-content-type-options",
+              "referrer-policy")
+    missing = [h for h in wanted if h not in headers]
+    suite.check(7, "the web page sends its security headers", status == 200 and not missing,
+                f"missing {missing}")
+    csp = headers.get("content-security-policy", "")
+    suite.check(7, "the page may not be framed", "frame-ancestors 'none'" in csp, csp)
+    name = suite.user("origin")
+    suite.register(name)
+    _, _, tokens = suite.login(name)
+    path = f"/v1/ws?device=d1&access_token={tokens['access_token']}"
+    _, status, _ = ws_connect(suite.reader, path, origin="https://evil.example")
+    suite.check(7, "a foreign page's WebSocket is refused (403)", status == 403, f"{status}")
+    url = urllib.parse.urlsplit(suite.reader)
+    _, status, _ = ws_connect(suite.reader, path, origin=f"http://{url.hostname}:{url.port}")
+    suite.check(7, "the reader's own page opens its socket", status == 101, f"{status}")
+
+
+def what_held_still_holds(suite):
+    """Checks that held in issue 19's audit: tokens, per-route subjects, SQL text, body limits."""
+    a, b = suite.user("alice"), suite.user("bob")
+    suite.register(a, b)
+    _, _, tokens = suite.login(a)
+    reader = Http(suite.reader)
+    status, _, _ = reader.call("GET", f"/v1/users/{a}/sync")
+    suite.check("held", "no token: 401", status == 401, f"{status}")
+    status, _, _ = reader.call("GET", f"/v1/users/{b}/sync", token=tokens["access_token"])
+    suite.check("held", "another user's inbox: 403", status == 403, f"{status}")
+    status, _, value = reader.call("GET", "/v1/users/x'%20OR%201=1--/sync",
+                                   token=tokens["access_token"])
+    suite.check("held", "SQL text in an id: 400 naming the field",
+                status == 400 and isinstance(value, dict) and value.get("field") == "user",
+                f"{status} {value}")
+    status, _, _ = Http(suite.ingest).call("POST", "/v1/posts", b"{" + b" " * 2_000_000 + b"}",
+                                           token=tokens["access_token"],
+                                           headers={"content-type": "application/json"})
+    suite.check("held", "a 2 MB body: 413", status == 413, f"{status}")
+
+
+CHECKS = [ids_are_unpredictable, guessing_does_not_lock_the_owner_out,
+          forwarded_for_is_believed_from_trusted_proxies_only, slow_clients_are_cut_off,
+          sockets_are_capped_and_frames_bounded, sessions_end_their_sockets,
+          nothing_internal_is_exposed, what_held_still_holds]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ingest", required=True)
+    parser.add_argument("--reader", required=True)
+    parser.add_argument("--only", help="run the checks whose function name contains this")
+    args = parser.parse_args()
+    suite = Suite(args.ingest, args.reader)
+    for check in CHECKS:
+        if args.only and args.only not in check.__name__:
+            continue
+        try:
+            check(suite)
+        except Exception as err:  # a check that crashes is a failed check, not a crashed suite
+            suite.check("-", check.__name__, False, f"{type(err).__name__}: {err}")
+    print(f"security: {suite.passed} passed, {suite.failed} failed")
+    return 1 if suite.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
