@@ -65,18 +65,10 @@ pub async fn stream(
             })?,
         None => params.int_in("after", 0, i64::MAX)?.unwrap_or(0),
     };
-    let slot = match realtime.caps.enter(user.as_str(), client) {
-        Ok(slot) => slot,
-        Err(full) => return Ok(full.into_response()),
+    let admitted = match realtime.admit(&bearer, client).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return Ok(refused),
     };
-    let session = realtime
-        .hub
-        .sessions
-        .watch(&realtime.pool, &bearer.claims.sid)
-        .await;
-    if session.has_ended() {
-        return Err(crate::socket::session_ended());
-    }
     let subscription = realtime.hub.subscribe(user.as_str());
     let expires_in = (bearer.claims.exp - chrono::Utc::now().timestamp()).max(0) as u64;
     let state = StreamState {
@@ -87,8 +79,7 @@ pub async fn stream(
         pending: VecDeque::new(),
         subscription,
         behind: true,
-        _slot: slot,
-        session,
+        admitted,
     };
     let events = futures::stream::unfold(state, |mut state| async move {
         let event = state.next().await?;
@@ -109,10 +100,8 @@ struct StreamState {
     pending: VecDeque<Event>,
     subscription: crate::hub::Subscription,
     behind: bool,
-    /// The stream's place under the caps, held while it is open.
-    _slot: crate::caps::Slot,
-    /// The stream ends with its session.
-    session: crate::session_ends::SessionWatch,
+    /// The stream's place under the caps, held while it is open; it ends with its session.
+    admitted: crate::realtime::Admitted,
 }
 
 impl StreamState {
@@ -123,7 +112,7 @@ impl StreamState {
                 return Some(event);
             }
             if self.realtime.shutdown.is_cancelled()
-                || self.session.has_ended()
+                || self.admitted.session.has_ended()
                 || tokio::time::Instant::now() >= self.expires_at
             {
                 return None;
@@ -154,7 +143,7 @@ impl StreamState {
             tokio::select! {
                 () = self.subscription.woken() => self.behind = true,
                 () = self.realtime.shutdown.cancelled() => return None,
-                () = self.session.ended() => return None,
+                () = self.admitted.session.ended() => return None,
                 () = tokio::time::sleep_until(self.expires_at) => return None,
             }
         }

@@ -35,6 +35,41 @@ pub struct Realtime {
     pub origins: OriginPolicy,
 }
 
+/// What an open socket or stream holds: its place under the caps and the watch on its session.
+pub struct Admitted {
+    pub slot: crate::caps::Slot,
+    pub session: crate::session_ends::SessionWatch,
+}
+
+impl Realtime {
+    /// Admits one more socket or stream of the token's user: `429` past the caps, `401` when the
+    /// token's session has ended.
+    pub async fn admit(
+        &self,
+        bearer: &authkit::Bearer,
+        client: httpkit::ClientAddress,
+    ) -> Result<Admitted, axum::response::Response> {
+        use axum::response::IntoResponse;
+        let slot = self
+            .caps
+            .enter(bearer.user(), client)
+            .map_err(IntoResponse::into_response)?;
+        let session = self
+            .hub
+            .sessions
+            .watch(&self.pool, &bearer.claims.sid)
+            .await;
+        if session.has_ended() {
+            return Err(httpkit::ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "the session has ended: log in again",
+            )
+            .into_response());
+        }
+        Ok(Admitted { slot, session })
+    }
+}
+
 /// Which pages may open a WebSocket. A browser lets any page open a socket to any host and sends
 /// its token along if the page has one; only the `Origin` header tells whose page it is
 /// (cross-site WebSocket hijacking). Streams need no such check: without CORS headers a browser

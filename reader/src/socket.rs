@@ -25,7 +25,7 @@ use authkit::Bearer;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use httpkit::{ApiError, ClientAddress, QueryParams};
 use kafkakit::Pending;
@@ -46,14 +46,6 @@ fn too_large(err: &axum::Error) -> bool {
     matches!(
         std::error::Error::source(err).and_then(|e| e.downcast_ref::<tungstenite::Error>()),
         Some(tungstenite::Error::Capacity(_))
-    )
-}
-
-/// `401` for a token whose session was revoked (logout, reuse): its holder must log in again.
-pub(crate) fn session_ended() -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "the session has ended: log in again",
     )
 }
 
@@ -102,18 +94,10 @@ pub async fn connect(
             "this page's origin may not open sockets here (FANLINE_WS_ALLOWED_ORIGINS)",
         ));
     }
-    let slot = match realtime.caps.enter(bearer.user(), client) {
-        Ok(slot) => slot,
-        Err(full) => return Ok(full.into_response()),
+    let admitted = match realtime.admit(&bearer, client).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return Ok(refused),
     };
-    let session = realtime
-        .hub
-        .sessions
-        .watch(&realtime.pool, &bearer.claims.sid)
-        .await;
-    if session.has_ended() {
-        return Err(session_ended());
-    }
     // Small buffers: an idle connection should cost kilobytes, not tungstenite's 128 KiB defaults.
     // Frames larger than the buffer still work; the buffer only grows while one is in flight.
     Ok(upgrade
@@ -126,9 +110,10 @@ pub async fn connect(
             let tasks = realtime.tasks.clone();
             tasks.track_future(async move {
                 realtime.metrics.open.inc();
-                let reason = serve(&realtime, bearer, &session, device, after, socket).await;
+                let reason =
+                    serve(&realtime, bearer, &admitted.session, device, after, socket).await;
                 realtime.metrics.open.dec();
-                drop((slot, session));
+                drop(admitted);
                 realtime
                     .metrics
                     .closed
