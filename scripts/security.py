@@ -395,6 +395,29 @@ def sessions_end_their_sockets(suite):
                 reuse == 401 and current == 401, f"reuse {reuse}, current afterwards {current}")
 
 
+def a_password_change_ends_the_other_sessions(suite):
+    """Finding 8: there was no password change, so a thief's session could not be ended by it."""
+    name = suite.user("changer")
+    suite.register(name)
+    _, _, mine = suite.login(name)
+    _, _, thief = suite.login(name)
+    sock, status, _ = ws_connect(suite.reader,
+                                 f"/v1/ws?device=t1&access_token={thief['access_token']}")
+    sock.settimeout(10)
+    ws_read_frame(sock)
+    change, _, value = Http(suite.reader, "127.0.0.9").call(
+        "PUT", f"/v1/accounts/{name}/password",
+        {"current_password": PASSWORD, "new_password": "a brand new secret"},
+        token=mine["access_token"])
+    code = ws_close_code(sock, 10)
+    sock.close()
+    refreshed, _, _ = Http(suite.reader, "127.0.0.9").call(
+        "POST", "/v1/sessions/refresh", {"refresh_token": thief["refresh_token"]})
+    suite.check(8, "a password change closes the other sessions' sockets and refresh tokens",
+                change == 202 and code == 4002 and refreshed == 401,
+                f"change {change} {value}, close {code}, refresh {refreshed}")
+
+
 def nothing_internal_is_exposed(suite):
     """Finding 7: /metrics on public ports, no security headers, sockets from any Origin."""
     for label, base in (("ingest", suite.ingest), ("reader", suite.reader)):
@@ -443,6 +466,7 @@ def what_held_still_holds(suite):
 CHECKS = [ids_are_unpredictable, guessing_does_not_lock_the_owner_out,
           forwarded_for_is_believed_from_trusted_proxies_only, slow_clients_are_cut_off,
           sockets_are_capped_and_frames_bounded, sessions_end_their_sockets,
+          a_password_change_ends_the_other_sessions,
           nothing_internal_is_exposed, what_held_still_holds]
 
 

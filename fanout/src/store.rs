@@ -94,6 +94,9 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
             Event::AccountRegistered(account) => {
                 runs.push(Run::User(event, UserEvent::Registered(account)));
             }
+            Event::PasswordChanged(change) => {
+                runs.push(Run::User(event, UserEvent::PasswordChanged(change)));
+            }
             Event::ProfileUpdated(profile) => {
                 runs.push(Run::User(event, UserEvent::Profile(profile)));
             }

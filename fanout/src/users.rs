@@ -3,10 +3,11 @@
 //! name, age, gender, signature).
 //!
 //! The first registration of a user id wins; a later one (someone else trying the same id) changes
-//! nothing, and its sender's login keeps failing. A profile is replaced by every profile event that
+//! nothing, and its sender's login keeps failing. A password change replaces the hash of an existing
+//! account (it follows the registration on the user's partition, so a replay applies both in order). A profile is replaced by every profile event that
 //! passes the watermark (an older one never does).
 
-use schemas::{AccountRegistered, ProfileUpdated};
+use schemas::{AccountRegistered, PasswordChanged, ProfileUpdated};
 use sqlx::{Postgres, Transaction};
 
 use crate::outcome::ImOutcome;
@@ -19,6 +20,7 @@ type Tx = Transaction<'static, Postgres>;
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum UserEvent<'a> {
     Registered(&'a AccountRegistered),
+    PasswordChanged(&'a PasswordChanged),
     Profile(&'a ProfileUpdated),
 }
 
@@ -33,6 +35,7 @@ pub(crate) async fn apply(
     }
     match user_event {
         UserEvent::Registered(account) => apply_account(tx, event, account).await,
+        UserEvent::PasswordChanged(change) => apply_password(tx, event, change).await,
         UserEvent::Profile(profile) => apply_profile(tx, event, profile).await,
     }
 }
@@ -51,6 +54,26 @@ async fn apply_account(
     .bind(account.user.as_str())
     .bind(&account.password_hash)
     .bind(event.envelope.ts)
+    .bind(event.partition)
+    .bind(event.offset)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(ImOutcome::applied_if(written > 0))
+}
+
+/// Replaces the password hash of the account (none: nothing to change).
+async fn apply_password(
+    tx: &mut Tx,
+    event: &SourcedEvent,
+    change: &PasswordChanged,
+) -> Result<ImOutcome, sqlx::Error> {
+    let written = sqlx::query(
+        "UPDATE accounts SET password_hash = $2, src_partition = $3, src_offset = $4
+         WHERE user_id = $1",
+    )
+    .bind(change.user.as_str())
+    .bind(&change.password_hash)
     .bind(event.partition)
     .bind(event.offset)
     .execute(&mut **tx)

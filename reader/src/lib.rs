@@ -15,6 +15,7 @@
 //! - [`routes`]: the HTTP handlers of feeds, store timelines and sync scans.
 //! - [`im`]: the HTTP handlers of contact lists, histories, profiles, groups and members.
 //! - [`sessions`]: login, refresh and logout, and the cleanup of ended sessions.
+//! - [`accounts`]: password change (checked here, appended as an event, other sessions revoked).
 //! - [`hub`]: the process's one LISTEN connection, fanned out to waiting requests and sockets.
 //! - [`session_ends`]: a revoked session closes the sockets and streams opened under it.
 //! - [`caps`]: open sockets, streams and long polls per user and per client address.
@@ -24,6 +25,7 @@
 //! - [`web`]: the web chat client, served at `/`.
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
+pub mod accounts;
 pub mod caps;
 pub mod config;
 pub mod db;
@@ -166,10 +168,12 @@ impl Connections {
 fn sessions(
     config: &Config,
     pool: &sqlx::PgPool,
+    producer: &kafkakit::EventProducer,
     key: Arc<authkit::TokenKey>,
 ) -> sessions::Sessions {
     sessions::Sessions {
         pool: pool.clone(),
+        producer: producer.clone(),
         key,
         limiter: authkit::LoginLimiter::new(authkit::LoginQuota {
             per_address_per_minute: config.login_per_address_per_minute,
@@ -241,6 +245,7 @@ impl App {
         .merge(sessions::router(Arc::new(sessions(
             config,
             &connections.pool,
+            &producer,
             token_key.clone(),
         ))))
         .merge(realtime_routes(realtime))

@@ -16,6 +16,8 @@ use utoipa::OpenApi;
         crate::sessions::login,
         crate::sessions::refresh,
         crate::sessions::logout,
+        crate::sessions::logout_everywhere,
+        crate::accounts::change_password,
         crate::routes::feed,
         crate::routes::sync,
         crate::routes::posts,

@@ -43,6 +43,8 @@ pub struct SessionPolicy {
 
 pub struct Sessions {
     pub pool: PgPool,
+    /// Password changes are appended to the topic like every write.
+    pub producer: kafkakit::EventProducer,
     pub key: Arc<TokenKey>,
     pub limiter: LoginLimiter,
     pub policy: SessionPolicy,
@@ -54,6 +56,10 @@ pub fn router(sessions: Arc<Sessions>) -> Router {
         .route("/v1/sessions/refresh", post(refresh))
         .route("/v1/sessions/current", delete(logout))
         .route("/v1/sessions", delete(logout_everywhere))
+        .route(
+            "/v1/accounts/{user}/password",
+            axum::routing::put(crate::accounts::change_password),
+        )
         .with_state(sessions)
 }
 
@@ -68,7 +74,10 @@ fn bad_refresh_token() -> ApiError {
     )
 }
 
-async fn password_matches(stored: Option<String>, password: String) -> Result<bool, ApiError> {
+pub(crate) async fn password_matches(
+    stored: Option<String>,
+    password: String,
+) -> Result<bool, ApiError> {
     authkit::verify_password_rationed(stored, password)
         .await
         .map_err(|err| match err {
@@ -205,7 +214,7 @@ pub async fn login(
 }
 
 /// Whether this login attempt may check a password: `Ok(Err(429))` when a budget is spent.
-async fn admit(
+pub(crate) async fn admit(
     sessions: &Sessions,
     user: &UserId,
     client: ClientAddress,
@@ -331,7 +340,7 @@ async fn revoke_if_reused(sessions: &Sessions, token: &RefreshToken<'_>) -> Resu
 
 /// `UPDATE sessions SET revoked_at = now() WHERE <condition>`, notifying each revoked session's end
 /// (`s:<id>` on the hub's channel, delivered at commit to every reader) and returning its user.
-fn revoke_notifying(condition: &str) -> String {
+pub(crate) fn revoke_notifying(condition: &str) -> String {
     format!(
         "WITH ended AS (
              UPDATE sessions SET revoked_at = now() WHERE {condition}

@@ -110,6 +110,23 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// Body of `PUT /v1/accounts/{user}/password`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PasswordChange {
+    /// The password now: a stolen access token alone must not take the account over.
+    pub current_password: String,
+    /// 8 characters to 256 bytes.
+    #[schema(min_length = 8, max_length = 256)]
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for PasswordChange {
+    // Neither password may reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordChange { .. }")
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     // The password must never reach a log line, even through a debug print.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

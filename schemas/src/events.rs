@@ -39,6 +39,7 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "message_recalled",
     "read_marked",
     "account_registered",
+    "password_changed",
 ];
 
 /// One event on the topic.
@@ -87,6 +88,8 @@ pub enum Event {
     ReadMarked(ReadMarked),
     /// Someone registered an account; the first registration of a user id wins.
     AccountRegistered(AccountRegistered),
+    /// An account's owner set a new password (after giving the current one).
+    PasswordChanged(PasswordChanged),
 }
 
 /// Longest display name, group name, in characters.
@@ -119,6 +122,26 @@ pub struct AccountRegistered {
     pub user: UserId,
     /// An argon2id PHC string (`$argon2id$v=19$...`).
     pub password_hash: String,
+}
+
+/// Payload of `password_changed` (keyed by the user, in order with the registration). The new
+/// password is already an argon2id hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PasswordChanged {
+    pub user: UserId,
+    /// An argon2id PHC string (`$argon2id$v=19$...`).
+    pub password_hash: String,
+}
+
+/// Whether `hash` is a plausible argon2id PHC string (what registrations and changes carry).
+fn check_password_hash(hash: &str) -> Result<(), ValidationError> {
+    if !hash.starts_with("$argon2id$") || hash.len() > 512 {
+        return Err(ValidationError::new(
+            "payload.password_hash",
+            "must be an argon2id PHC string",
+        ));
+    }
+    Ok(())
 }
 
 /// A member's role in a group: the owner (one, the creator), admins (may add and remove members) and
@@ -446,6 +469,11 @@ impl Envelope {
         Self::wrap((&account.user).into(), Event::AccountRegistered(account))
     }
 
+    /// A new `password_changed` event, keyed by the user (after the registration).
+    pub fn password_changed(change: PasswordChanged) -> Self {
+        Self::wrap((&change.user).into(), Event::PasswordChanged(change))
+    }
+
     /// The event type as spelled on the wire.
     pub fn event_type(&self) -> &'static str {
         match self.event {
@@ -461,6 +489,7 @@ impl Envelope {
             Event::MessageRecalled(_) => "message_recalled",
             Event::ReadMarked(_) => "read_marked",
             Event::AccountRegistered(_) => "account_registered",
+            Event::PasswordChanged(_) => "password_changed",
         }
     }
 
@@ -536,14 +565,11 @@ impl Envelope {
             }
             Event::AccountRegistered(account) => {
                 self.expect_key(account.user.as_str(), "payload.user")?;
-                if !account.password_hash.starts_with("$argon2id$")
-                    || account.password_hash.len() > 512
-                {
-                    return Err(ValidationError::new(
-                        "payload.password_hash",
-                        "must be an argon2id PHC string",
-                    ));
-                }
+                check_password_hash(&account.password_hash)?;
+            }
+            Event::PasswordChanged(change) => {
+                self.expect_key(change.user.as_str(), "payload.user")?;
+                check_password_hash(&change.password_hash)?;
             }
         }
         Ok(())

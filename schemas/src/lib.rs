@@ -28,8 +28,8 @@ pub mod requests;
 
 pub use events::{
     AccountRegistered, DecodeError, Envelope, Event, FollowChange, GroupCreated, MembershipChange,
-    MessageRecalled, MessageSent, PostCreated, PostDeleted, ProfileUpdated, ReadMarked, Role,
-    ENVELOPE_VERSION,
+    MessageRecalled, MessageSent, PasswordChanged, PostCreated, PostDeleted, ProfileUpdated,
+    ReadMarked, Role, ENVELOPE_VERSION,
 };
 pub use ids::{
     ConversationId, DeviceId, GroupId, MessageId, PostId, TimelineKey, UserId, ValidationError,

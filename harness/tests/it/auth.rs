@@ -169,8 +169,13 @@ async fn register_log_in_refresh_and_log_out() {
 }
 
 #[tokio::test]
-async fn refresh_tokens_of_any_older_generation_revoke_the_session_and_forgeries_do_not() {
-    let stack = Stack::start().await;
+async fn refresh_reuse_password_change_and_logging_out_everywhere_end_sessions() {
+    // Many logins of one account from one address here: the budgets are another test's subject.
+    let stack = Stack::start_with(|config| {
+        config.login_per_account_address_per_minute = 1000;
+        config.login_per_address_per_minute = 1000;
+    })
+    .await;
     register(&stack, "alice").await;
     let refresh_url = stack.reader.url("/v1/sessions/refresh");
     let refresh = |token: Value| {
@@ -210,9 +215,50 @@ async fn refresh_tokens_of_any_older_generation_revoke_the_session_and_forgeries
         refresh(fourth["refresh_token"].clone()).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // A password change needs the current password, keeps the session that made it and ends the others.
+    let (_, keeper) = login(&stack, "alice", "correct horse").await;
+    let (_, other) = login(&stack, "alice", "correct horse").await;
+    let url = stack.reader.url("/v1/accounts/alice/password");
+    let token = keeper["access_token"].as_str().unwrap();
+    let wrong = json!({"current_password": "not it at all", "new_password": "battery staple"});
+    let (status, _, value) = call(Method::PUT, &url, Some(token), Some(wrong)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    assert_eq!(value["field"], "current_password");
+    let right = json!({"current_password": "correct horse", "new_password": "battery staple"});
+    let (status, _, value) = call(Method::PUT, &url, Some(token), Some(right)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{value}");
+    assert_eq!(
+        refresh(other["refresh_token"].clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, kept) = refresh(keeper["refresh_token"].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{kept}");
+    wait_until(
+        "the new password applied",
+        Duration::from_secs(30),
+        || async {
+            (login(&stack, "alice", "battery staple").await.0 == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        login(&stack, "alice", "correct horse").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Someone else's password: 403 naming the user, before any password is looked at.
+    let (status, _, value) = call(
+        Method::PUT,
+        &stack.reader.url("/v1/accounts/bob/password"),
+        Some(token),
+        Some(json!({"current_password": "x", "new_password": "long enough"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{value}");
+    assert_eq!(value["field"], "user");
+
     // Log out everywhere: every session of the user ends, this one included.
-    let (_, one) = login(&stack, "alice", "correct horse").await;
-    let (_, two) = login(&stack, "alice", "correct horse").await;
+    let (_, one) = login(&stack, "alice", "battery staple").await;
+    let (_, two) = login(&stack, "alice", "battery staple").await;
     let url = stack.reader.url("/v1/sessions");
     let token = one["access_token"].as_str().unwrap();
     let (status, _, _) = call(Method::DELETE, &url, Some(token), None).await;

@@ -1,0 +1,108 @@
+//! `PUT /v1/accounts/{user}/password`: the owner changes the password.
+//!
+//! The reader takes it, not ingest: the current password must be checked against the stored hash (a
+//! stolen access token alone must not take the account over), and ingest keeps no database. The new
+//! hash goes through Kafka as a `password_changed` event like every write (fanout applies it; a replay
+//! applies it again in order after the registration). Then every other session of the user is revoked
+//! at once — sessions are the reader's own state, not replayed — and their sockets close.
+
+use std::sync::Arc;
+
+use authkit::Bearer;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use httpkit::openapi::{
+    BadRequest, BodyRejected, Forbidden, TooManyRequests, Unauthorized, Unavailable,
+};
+use httpkit::{ApiError, ClientAddress, JsonBody};
+use schemas::api::{Accepted, PasswordChange};
+use schemas::{Envelope, PasswordChanged, UserId};
+
+use crate::failure::database_error;
+use crate::sessions::{admit, password_matches, revoke_notifying, Sessions};
+
+fn hashing_error(err: authkit::HashingError) -> ApiError {
+    match err {
+        authkit::HashingError::Busy => ApiError::unavailable("too many password changes at once"),
+        authkit::HashingError::Failed(_) => {
+            tracing::error!(error = %err, "password hashing failed");
+            ApiError::internal()
+        }
+    }
+}
+
+/// Change password.
+///
+/// Checks `current_password`, appends a `password_changed` event with the new password's argon2id
+/// hash and revokes every other session of the user (their refresh tokens stop working, their sockets
+/// close). The new password logs in once fanout applied the event, well under a second later; the
+/// session that made the change stays. Wrong current passwords count against the login budgets.
+#[utoipa::path(
+    put, path = "/v1/accounts/{user}/password", tag = "sessions",
+    params(("user" = schemas::UserId, Path, description = "Whose password: the token's own user.")),
+    request_body = PasswordChange,
+    responses(
+        (status = 202, description = "Appended; other sessions revoked.", body = Accepted),
+        BadRequest, Unauthorized, Forbidden, BodyRejected, TooManyRequests, Unavailable,
+    )
+)]
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn change_password(
+    bearer: Bearer,
+    State(sessions): State<Arc<Sessions>>,
+    client: ClientAddress,
+    Path(user): Path<String>,
+    JsonBody(request): JsonBody<PasswordChange>,
+) -> Result<Response, ApiError> {
+    let user = UserId::parse("user", &user)?;
+    bearer.require_user("user", &user)?;
+    authkit::validate_password(&request.new_password)
+        .map_err(|message| ApiError::bad_field("new_password", message))?;
+    if let Err(refused) = admit(&sessions, &user, client).await? {
+        return Ok(refused);
+    }
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM accounts WHERE user_id = $1")
+            .bind(user.as_str())
+            .fetch_optional(&sessions.pool)
+            .await
+            .map_err(database_error)?;
+    if !password_matches(stored, request.current_password).await? {
+        sessions.limiter.failed(user.as_str());
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: "not the account's current password".into(),
+            field: Some("current_password".into()),
+        });
+    }
+    let password_hash = authkit::hash_password_rationed(request.new_password)
+        .await
+        .map_err(hashing_error)?;
+    // Other sessions first: if the broker then fails, they were revoked for nothing (they log in
+    // again), never left open after a change that happened.
+    let ended: Vec<String> = sqlx::query_scalar(&revoke_notifying(
+        "user_id = $1 AND session_id <> $2 AND revoked_at IS NULL",
+    ))
+    .bind(user.as_str())
+    .bind(&bearer.claims.sid)
+    .fetch_all(&sessions.pool)
+    .await
+    .map_err(database_error)?;
+    let envelope = Envelope::password_changed(PasswordChanged {
+        user: user.clone(),
+        password_hash,
+    });
+    let ack = sessions.producer.send(&envelope).await?;
+    tracing::info!(user = %user, revoked = ended.len(), "password changed");
+    let body = Accepted {
+        post_id: None,
+        message_id: None,
+        conversation_id: None,
+        event_id: envelope.id.clone(),
+        partition: ack.partition,
+        offset: ack.offset,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
