@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -61,6 +62,7 @@ class Suite:
     def __init__(self, ingest, reader):
         self.ingest, self.reader = ingest, reader
         self.passed, self.failed = 0, 0
+        self.binaries = None
         self.run_id = uuid.uuid4().hex[:8]
         self.sources = 0
 
@@ -418,6 +420,24 @@ def a_password_change_ends_the_other_sessions(suite):
                 f"change {change} {value}, close {code}, refresh {refreshed}")
 
 
+def ids_and_keys_follow_the_rules(suite):
+    """Finding 8: `Alice` registered beside `alice`; a 32-character repetitive key passed."""
+    name = suite.user("casey")
+    suite.register(name)
+    status, _, value = Http(suite.ingest, suite.fresh_source()).call(
+        "POST", "/v1/accounts", {"user": name.capitalize(), "password": PASSWORD})
+    suite.check(8, "an id differing only by case gets no account (400 naming user)",
+                status == 400 and isinstance(value, dict) and value.get("field") == "user",
+                f"{status} {value}")
+    if suite.binaries:
+        env = dict(os.environ, FANLINE_TOKEN_KEY="ab" * 20)
+        result = subprocess.run([os.path.join(suite.binaries, "reader"), "--check-config"],
+                                env=env, capture_output=True, text=True)
+        suite.check(8, "a repetitive 40-byte token key is refused at start",
+                    result.returncode != 0 and "not random" in result.stderr,
+                    f"exit {result.returncode}: {result.stderr.strip()[:200]}")
+
+
 def nothing_internal_is_exposed(suite):
     """Finding 7: /metrics on public ports, no security headers, sockets from any Origin."""
     for label, base in (("ingest", suite.ingest), ("reader", suite.reader)):
@@ -466,7 +486,7 @@ def what_held_still_holds(suite):
 CHECKS = [ids_are_unpredictable, guessing_does_not_lock_the_owner_out,
           forwarded_for_is_believed_from_trusted_proxies_only, slow_clients_are_cut_off,
           sockets_are_capped_and_frames_bounded, sessions_end_their_sockets,
-          a_password_change_ends_the_other_sessions,
+          a_password_change_ends_the_other_sessions, ids_and_keys_follow_the_rules,
           nothing_internal_is_exposed, what_held_still_holds]
 
 
@@ -475,8 +495,10 @@ def main():
     parser.add_argument("--ingest", required=True)
     parser.add_argument("--reader", required=True)
     parser.add_argument("--only", help="run the checks whose function name contains this")
+    parser.add_argument("--binaries", help="the folder of the services' binaries (start-up checks)")
     args = parser.parse_args()
     suite = Suite(args.ingest, args.reader)
+    suite.binaries = args.binaries
     for check in CHECKS:
         if args.only and args.only not in check.__name__:
             continue

@@ -25,4 +25,4 @@ rm -rf "$FANLINE_STATE_DIR"
 trap '"$FANLINE_ROOT/scripts/down.sh" >&2 || true' EXIT
 "$FANLINE_ROOT/scripts/up.sh" >&2
 python3 "$FANLINE_ROOT/scripts/security.py" --ingest "http://$FANLINE_INGEST_LISTEN" \
-  --reader "http://$FANLINE_READER_LISTEN" "$@"
+  --reader "http://$FANLINE_READER_LISTEN" --binaries "$FANLINE_BIN" "$@"

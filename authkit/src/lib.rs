@@ -26,5 +26,6 @@ pub use password::{
     verify_password_rationed, HashingError, PasswordError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
 };
 pub use token::{
-    Bearer, Claims, KeyError, QueryTokenAllowed, TokenError, TokenKey, TokenKeyArg, MIN_KEY_BYTES,
+    Bearer, Claims, KeyError, QueryTokenAllowed, TokenError, TokenKey, TokenKeyArg,
+    MIN_DISTINCT_KEY_BYTES, MIN_KEY_BYTES,
 };

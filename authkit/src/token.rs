@@ -17,8 +17,32 @@ use sha2::Sha256;
 pub const MIN_KEY_BYTES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
-#[error("the token signing key must be at least {MIN_KEY_BYTES} bytes long (got {0}); generate one with `openssl rand -base64 48`")]
-pub struct KeyError(usize);
+#[error("the token signing key {0}; generate one with `openssl rand -base64 48`")]
+pub struct KeyError(String);
+
+/// Fewest different byte values a key may have: a random 32-byte key (or its base64) has about 25,
+/// a key typed as a word or a pattern ("aaaa…", "passwordpassword…") far fewer.
+pub const MIN_DISTINCT_KEY_BYTES: usize = 16;
+
+/// Refuses keys too short, or so repetitive that they cannot be random.
+fn check_key(secret: &[u8]) -> Result<(), KeyError> {
+    if secret.len() < MIN_KEY_BYTES {
+        return Err(KeyError(format!(
+            "must be at least {MIN_KEY_BYTES} bytes long (got {})",
+            secret.len()
+        )));
+    }
+    let distinct = secret
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if distinct < MIN_DISTINCT_KEY_BYTES {
+        return Err(KeyError(format!(
+            "is not random: {distinct} different bytes, at least {MIN_DISTINCT_KEY_BYTES} wanted"
+        )));
+    }
+    Ok(())
+}
 
 /// Why a token was refused; every variant is a `401`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,13 +119,12 @@ impl std::fmt::Debug for TokenKey {
 
 impl TokenKey {
     pub fn from_secret(secret: &[u8]) -> Result<TokenKey, KeyError> {
-        if secret.len() < MIN_KEY_BYTES {
-            return Err(KeyError(secret.len()));
-        }
+        check_key(secret)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let refresh = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| KeyError(secret.len()))?;
+        let refresh = Hmac::<Sha256>::new_from_slice(secret)
+            .map_err(|err| KeyError(format!("cannot key HMAC: {err}")))?;
         Ok(TokenKey {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -235,12 +258,24 @@ mod tests {
     use super::*;
 
     fn key(byte: u8) -> TokenKey {
-        TokenKey::from_secret(&[byte; 32]).unwrap()
+        let secret: Vec<u8> = (0..32u8)
+            .map(|i| i.wrapping_mul(7).wrapping_add(byte))
+            .collect();
+        TokenKey::from_secret(&secret).unwrap()
     }
 
     #[test]
-    fn short_keys_are_refused() {
+    fn short_and_repetitive_keys_are_refused() {
         assert!(TokenKey::from_secret(b"too short").is_err());
+        // Long enough, but typed, not drawn (issue 19, finding 8: 32 ASCII characters passed).
+        for weak in [
+            &b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"[..],
+            b"passwordpasswordpasswordpassword",
+        ] {
+            let err = TokenKey::from_secret(weak).unwrap_err().to_string();
+            assert!(err.contains("not random"), "{err}");
+        }
+        assert!(TokenKey::from_secret(b"hQ3v9Zr1Lx0pW8eT5yKc2NbU7mJ4sAdF").is_ok());
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub async fn register(
     JsonBody(request): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     let user = UserId::parse("user", &request.user)?;
+    user.check_registrable("user")?;
     authkit::validate_password(&request.password)
         .map_err(|message| ApiError::bad_field("password", message))?;
     if let Err(wait) = limiter.check(client.0) {

@@ -49,6 +49,8 @@ fn too_large(err: &axum::Error) -> bool {
     )
 }
 
+/// Device cursors kept per user; a new device past it forgets the least recently seen one.
+const MAX_DEVICES_PER_USER: i64 = 100;
 /// Entries per `sync` frame.
 const FRAME_ENTRIES: i64 = 100;
 /// Sends and read markers of one connection waiting for the broker at once. The next client frame is
@@ -213,17 +215,32 @@ async fn load_ack(pool: &PgPool, user: &str, device: &str) -> Result<i64, sqlx::
 }
 
 async fn store_ack(pool: &PgPool, user: &str, device: &str, seq: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let inserted: bool = sqlx::query_scalar(
         "INSERT INTO device_cursors (user_id, device_id, acked_seq) VALUES ($1, $2, $3)
          ON CONFLICT (user_id, device_id) DO UPDATE
-         SET acked_seq = GREATEST(device_cursors.acked_seq, EXCLUDED.acked_seq), updated_at = now()",
+         SET acked_seq = GREATEST(device_cursors.acked_seq, EXCLUDED.acked_seq), updated_at = now()
+         RETURNING xmax = 0",
     )
     .bind(user)
     .bind(device)
     .bind(seq)
-    .execute(pool)
-    .await
-    .map(|_| ())
+    .fetch_one(pool)
+    .await?;
+    if inserted {
+        // A new device: keep the user's most recently seen ones only, so device ids a client makes
+        // up cannot grow the table without bound (issue 19, finding 8). A forgotten device resumes
+        // from the start, or from `after`.
+        sqlx::query(
+            "DELETE FROM device_cursors WHERE user_id = $1 AND device_id NOT IN (
+                 SELECT device_id FROM device_cursors WHERE user_id = $1
+                 ORDER BY updated_at DESC, device_id LIMIT $2)",
+        )
+        .bind(user)
+        .bind(MAX_DEVICES_PER_USER)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
 }
 
 fn error_frame(request_id: Option<String>, err: &ApiError) -> ServerFrame {

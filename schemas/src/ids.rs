@@ -113,6 +113,20 @@ impl UserId {
         }
         Ok(Self(raw.to_owned()))
     }
+
+    /// The rule for ids that get a new account: lowercase only, as Matrix requires of new user ids.
+    /// Ids are compared byte for byte everywhere; without this, `Alice` could register beside `alice`
+    /// and pass for her. Only ASCII is allowed at all, so there are no Unicode look-alikes; ids that
+    /// existed before the rule keep their case (issue 19, finding 8).
+    pub fn check_registrable(&self, field: &'static str) -> Result<(), ValidationError> {
+        if self.0.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(ValidationError::new(
+                field,
+                "must be lowercase for a new account (ids that differ only by case would be two users)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl JsonSchema for UserId {
@@ -505,6 +519,16 @@ pub fn validate_message_id(field: &'static str, id: &str) -> Result<(), Validati
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn new_accounts_need_lowercase_ids() {
+        let upper = UserId::parse("user", "Alice").unwrap();
+        assert_eq!(upper.check_registrable("user").unwrap_err().field, "user");
+        assert!(UserId::parse("user", "alice_1.x-y")
+            .unwrap()
+            .check_registrable("user")
+            .is_ok());
+    }
+
     use super::*;
 
     #[test]

@@ -60,6 +60,8 @@ async fn register_log_in_refresh_and_log_out() {
     for (body, field) in [
         (json!({"user": "a b", "password": "long enough"}), "user"),
         (json!({"user": "bob", "password": "short"}), "password"),
+        // Lowercase only: `Alice` beside `alice` would pass for her (issue 19, finding 8).
+        (json!({"user": "Alice", "password": "long enough"}), "user"),
     ] {
         let (status, _, value) = call(Method::POST, &register, None, Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");

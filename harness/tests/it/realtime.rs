@@ -637,3 +637,45 @@ async fn messages_pipelined_on_one_socket_are_stored_in_send_order() {
     assert_eq!(stored, sent, "stored in send order");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_keeps_the_cursors_of_their_hundred_most_recent_devices_only() {
+    let stack = Stack::start().await;
+    stack.message("alice", "bob", "m0").await;
+    stack.applied().await;
+    let token = stack.api.token_for("bob");
+    let reader = stack.reader.url("");
+    // 101 made-up device ids, one after the other, each acking the one entry.
+    for n in 0..101 {
+        let mut client = WsClient::connect(&reader, &token, &format!("d{n}"), "")
+            .await
+            .unwrap();
+        assert_eq!(hello(&mut client).await, 0);
+        let (_, last_seq) = next_sync(&mut client).await;
+        client.send(&ClientFrame::Ack { seq: last_seq }).await;
+        let (db, device) = (&stack.db.pool, format!("d{n}"));
+        harness::wait_until("the ack stored", Duration::from_secs(10), || async {
+            let stored: Option<i64> = sqlx::query_scalar(
+                "SELECT acked_seq FROM device_cursors WHERE user_id = 'bob' AND device_id = $1",
+            )
+            .bind(&device)
+            .fetch_optional(db)
+            .await
+            .unwrap();
+            stored.map(|_| ())
+        })
+        .await;
+        client.close().await;
+    }
+    let devices: Vec<String> = sqlx::query_scalar(
+        "SELECT device_id FROM device_cursors WHERE user_id = 'bob' ORDER BY updated_at",
+    )
+    .fetch_all(&stack.db.pool)
+    .await
+    .unwrap();
+    // Issue 19, finding 8: unbounded before. The oldest device is the one forgotten.
+    assert_eq!(devices.len(), 100);
+    assert!(!devices.contains(&"d0".to_owned()));
+    assert!(devices.contains(&"d100".to_owned()));
+    stack.stop().await;
+}
