@@ -23,6 +23,15 @@ use schemas::{Envelope, PasswordChanged, UserId};
 use crate::failure::database_error;
 use crate::sessions::{admit, password_matches, revoke_notifying, Sessions};
 
+pub fn router(sessions: Arc<Sessions>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/v1/accounts/{user}/password",
+            axum::routing::put(change_password),
+        )
+        .with_state(sessions)
+}
+
 fn hashing_error(err: authkit::HashingError) -> ApiError {
     match err {
         authkit::HashingError::Busy => ApiError::unavailable("too many password changes at once"),

@@ -227,6 +227,12 @@ impl App {
             ),
             origins: realtime::OriginPolicy::new(&config.ws_allowed_origins),
         });
+        let session_state = Arc::new(sessions(
+            config,
+            &connections.pool,
+            &producer,
+            token_key.clone(),
+        ));
         let api = routes::router(routes::ReadState {
             reads: connections.reads.clone(),
             pool: connections.pool.clone(),
@@ -242,12 +248,8 @@ impl App {
             pool: connections.pool.clone(),
             reads: connections.reads,
         }))
-        .merge(sessions::router(Arc::new(sessions(
-            config,
-            &connections.pool,
-            &producer,
-            token_key.clone(),
-        ))))
+        .merge(sessions::router(session_state.clone()))
+        .merge(accounts::router(session_state))
         .merge(realtime_routes(realtime))
         .layer(axum::Extension(token_key))
         .merge(web::router(config.public_ingest_url.clone()))

@@ -56,10 +56,6 @@ pub fn router(sessions: Arc<Sessions>) -> Router {
         .route("/v1/sessions/refresh", post(refresh))
         .route("/v1/sessions/current", delete(logout))
         .route("/v1/sessions", delete(logout_everywhere))
-        .route(
-            "/v1/accounts/{user}/password",
-            axum::routing::put(crate::accounts::change_password),
-        )
         .with_state(sessions)
 }
 
