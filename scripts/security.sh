@@ -24,5 +24,8 @@ psql -h 127.0.0.1 -U root -d postgres -qc 'DROP DATABASE IF EXISTS fanline_secur
 rm -rf "$FANLINE_STATE_DIR"
 trap '"$FANLINE_ROOT/scripts/down.sh" >&2 || true' EXIT
 "$FANLINE_ROOT/scripts/up.sh" >&2
+# The operator's key, for the checks that use operator tools (claim codes, the raw producer).
+FANLINE_TOKEN_KEY="$(cat "$FANLINE_STATE_DIR/token.key")"
+export FANLINE_TOKEN_KEY
 python3 "$FANLINE_ROOT/scripts/security.py" --ingest "http://$FANLINE_INGEST_LISTEN" \
   --reader "http://$FANLINE_READER_LISTEN" --binaries "$FANLINE_BIN" "$@"

@@ -15,17 +15,20 @@
 //! - [`password`]: argon2id hashing and verification, rationed so logins cannot starve the runtime.
 //! - [`token`]: the signing key, access tokens and the [`Bearer`] extractor.
 //! - [`limiter`]: login and registration rate limits.
+//! - [`directory`]: which ids have accounts (writes to ids nobody owns are refused at the edge).
 
+mod directory;
 mod limiter;
 mod password;
 mod token;
 
+pub use directory::{AccountDirectory, IdStatus};
 pub use limiter::{AddressLimiter, LoginLimiter, LoginQuota, Refusal};
 pub use password::{
     hash_password, hash_password_rationed, validate_password, verify_password,
     verify_password_rationed, HashingError, PasswordError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
 };
 pub use token::{
-    Bearer, Claims, KeyError, QueryTokenAllowed, TokenError, TokenKey, TokenKeyArg,
-    MIN_DISTINCT_KEY_BYTES, MIN_KEY_BYTES,
+    constant_time_eq, Bearer, Claims, KeyError, QueryTokenAllowed, TokenError, TokenKey,
+    TokenKeyArg, MIN_DISTINCT_KEY_BYTES, MIN_KEY_BYTES,
 };

@@ -133,6 +133,24 @@ impl TokenKey {
         })
     }
 
+    /// The code an operator gives the owner of an id that holds data but has no account, so that
+    /// they (and nobody else) can register it: HMAC-SHA256 of the id under the stack's key (`ingest
+    /// --claim-code USER` prints it). Stateless, like every check ingest makes.
+    pub fn claim_code(&self, user: &str) -> String {
+        let mut mac = self.refresh.clone();
+        mac.update(b"fanline claim code\0");
+        mac.update(user.as_bytes());
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            mac.finalize().into_bytes(),
+        )
+    }
+
+    /// Whether `code` is the claim code of `user`.
+    pub fn is_claim_code(&self, user: &str, code: &str) -> bool {
+        constant_time_eq(self.claim_code(user).as_bytes(), code.as_bytes())
+    }
+
     /// The secret of refresh token number `generation` of `session`: HMAC-SHA256 of both under the
     /// stack's key (a prefix keeps it apart from token signatures). Only the key's holder can make
     /// one, so a well-formed old token proves it was issued — its reuse is theft, not a guess — and
@@ -253,6 +271,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
     }
 }
 
+/// Compares two secrets without telling, by its time, how much of a guess was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +285,15 @@ mod tests {
             .map(|i| i.wrapping_mul(7).wrapping_add(byte))
             .collect();
         TokenKey::from_secret(&secret).unwrap()
+    }
+
+    #[test]
+    fn claim_codes_are_per_user_and_per_key() {
+        let code = key(1).claim_code("carol");
+        assert!(key(1).is_claim_code("carol", &code));
+        assert!(!key(1).is_claim_code("dave", &code));
+        assert!(!key(2).is_claim_code("carol", &code));
+        assert!(!key(1).is_claim_code("carol", ""));
     }
 
     #[test]

@@ -306,6 +306,12 @@ impl Stack {
             ("FANLINE_LAG_EXPORTER_LISTEN", address(3)),
             ("FANLINE_FANOUT_WORKERS", self.workers.to_string()),
             ("FANLINE_TOKEN_KEY", token_key().0.clone()),
+            // The authors register first (follows need accounts); registration limits are not
+            // this suite's subject.
+            (
+                "FANLINE_REGISTER_PER_ADDRESS_PER_MINUTE",
+                "10000".to_owned(),
+            ),
         ]
     }
 
@@ -545,6 +551,7 @@ async fn drive(stack: &mut Stack) -> anyhow::Result<(String, bool)> {
     let followers: Vec<String> = (0..stack.options.followers)
         .map(|f| format!("fault-follower-{f}"))
         .collect();
+    register_all(stack, &authors).await?;
     follow_all(stack, &authors, &followers).await?;
 
     let client = reqwest::Client::builder()
@@ -656,20 +663,47 @@ fn progress(line: String) {
     eprintln!("[fault] {line}");
 }
 
-/// Every follower follows every author. Follow changes are keyed by the author, like the author's
-/// posts: every post acknowledged after these is ordered after them, no wait needed.
+/// Registers every author: ids without an account cannot be followed.
+async fn register_all(stack: &Stack, authors: &[String]) -> anyhow::Result<()> {
+    for author in authors {
+        let response = stack
+            .http
+            .post(format!("{}/v1/accounts", stack.ingest()))
+            .json(&serde_json::json!({"user": author, "password": "fault suite author"}))
+            .send()
+            .await?;
+        // 409: registered by an earlier run on the same state directory.
+        let status = response.status();
+        if status != reqwest::StatusCode::ACCEPTED && status != reqwest::StatusCode::CONFLICT {
+            bail!("register {author}: {status}");
+        }
+    }
+    Ok(())
+}
+
+/// Every follower follows every author (once fanout applied the author's registration: until then
+/// ingest answers 404). Follow changes are keyed by the author, like the author's posts: every post
+/// acknowledged after these is ordered after them, no wait needed.
 async fn follow_all(stack: &Stack, authors: &[String], followers: &[String]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
     for follower in followers {
         for author in authors {
             let url = format!("{}/v1/users/{follower}/following/{author}", stack.ingest());
-            let response = stack
-                .http
-                .put(&url)
-                .bearer_auth(bearer(follower))
-                .send()
-                .await?;
-            if response.status() != reqwest::StatusCode::ACCEPTED {
-                bail!("follow {follower} → {author}: {}", response.status());
+            loop {
+                let response = stack
+                    .http
+                    .put(&url)
+                    .bearer_auth(bearer(follower))
+                    .send()
+                    .await?;
+                match response.status() {
+                    reqwest::StatusCode::ACCEPTED => break,
+                    reqwest::StatusCode::NOT_FOUND if Instant::now() < deadline => {
+                        // The registration is not applied yet: a client's retry pace.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    status => bail!("follow {follower} → {author}: {status}"),
+                }
             }
         }
     }

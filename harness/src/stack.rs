@@ -40,12 +40,16 @@ impl Stack {
         let db = TestDb::create().await;
         let topic = TestTopic::create(4).await;
         let group = unique("fanout");
-        let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
         let mut reader_config = reader::Config::for_database(&db.url);
         reader_config.brokers = brokers();
         reader_config.topic = topic.name.clone();
-        reader_config.public_ingest_url = ingest.url("");
         configure(&mut reader_config);
+        // A reader that requires accounts gets an ingest that does too (the production default).
+        let mut ingest_config = ingest::Config::for_brokers(&brokers(), &topic.name);
+        ingest_config.accounts_required = reader_config.accounts_required;
+        ingest_config.database_url = reader_config.database_url.clone();
+        let ingest = spawn_ingest(ingest_config).await;
+        reader_config.public_ingest_url = ingest.url("");
         let reader = spawn_reader_with(reader_config.clone()).await;
         let mut fanout_settings = fanout_config(&topic, &group, &db.url);
         configure_fanout(&mut fanout_settings);

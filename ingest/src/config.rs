@@ -68,6 +68,23 @@ pub struct Config {
     #[arg(long, env = "FANLINE_REGISTER_PER_ADDRESS_PER_MINUTE", default_value_t = defaults::REGISTER_PER_ADDRESS_PER_MINUTE)]
     pub register_per_address_per_minute: u32,
 
+    /// Postgres connection URL, read-only and for one question: whether an id has an account
+    /// (messages, follows and group additions to ids nobody owns are refused; registrations of ids
+    /// that hold data need a claim code).
+    #[arg(
+        long,
+        env = "FANLINE_DATABASE_URL",
+        default_value = schemas::DEFAULT_DATABASE_URL,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub database_url: secrecy::SecretString,
+
+    /// Refuse writes addressed to ids without an account (the default). `false` restores the old,
+    /// unsafe behaviour for embedding and tests that never register their users.
+    #[arg(long, env = "FANLINE_ACCOUNTS_REQUIRED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub accounts_required: bool,
+
     #[command(flatten)]
     pub token: authkit::TokenKeyArg,
 
@@ -92,7 +109,26 @@ impl Config {
             log_json: false,
             token: authkit::TokenKeyArg::default(),
             register_per_address_per_minute: defaults::REGISTER_PER_ADDRESS_PER_MINUTE,
+            database_url: secrecy::SecretString::from(schemas::DEFAULT_DATABASE_URL.to_owned()),
+            // Tests and embedding mint tokens for users they never register.
+            accounts_required: false,
         }
+    }
+
+    /// The account directory: reading `database_url` lazily (ingest starts while Postgres is down),
+    /// or switched off.
+    pub fn account_directory(&self) -> Result<authkit::AccountDirectory, sqlx::Error> {
+        use secrecy::ExposeSecret;
+        if !self.accounts_required {
+            return Ok(authkit::AccountDirectory::disabled());
+        }
+        let options: sqlx::postgres::PgConnectOptions =
+            self.database_url.expose_secret().parse()?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy_with(options.options([("statement_timeout", "2000ms")]));
+        Ok(authkit::AccountDirectory::new(pool))
     }
 
     /// The event producer's name, topic and acknowledgement timeout.

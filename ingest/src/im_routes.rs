@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, put};
+use axum::Extension;
 use axum::{Json, Router};
 use chrono::Utc;
 use httpkit::openapi::{
@@ -67,6 +68,7 @@ async fn append(
     request_body = SendMessageRequest,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
+        (status = 404, description = "`to` has no account.", body = schemas::api::ErrorBody),
         BadRequest, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
@@ -74,10 +76,14 @@ async fn append(
 pub async fn send_message(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(directory): Extension<Arc<authkit::AccountDirectory>>,
     JsonBody(request): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
     let message = request.into_event()?;
     bearer.require_user("from", &message.sender)?;
+    if let Some(recipient) = message.conversation.other_party(&message.sender) {
+        directory.require("to", &recipient).await?;
+    }
     let (id, conversation) = (message.message_id.clone(), message.conversation.clone());
     let envelope = Envelope::message_sent(message);
     append(&producer, &envelope, Some(&id), Some(&conversation)).await
@@ -249,7 +255,8 @@ fn require_actor(
 /// Appends a `member_added` event on the group's key, so that the member receives the group's messages
 /// from this point on (not before: a new member reads from their join). Without `by` the user joins
 /// (groups are open); with `by`, an owner or admin adds them; `role=admin` (by the owner) makes an
-/// admin, also of a member. Refused by fanout when `by` may not.
+/// admin, also of a member. Refused by fanout when `by` may not. `404` naming `user` when it has no
+/// account.
 #[utoipa::path(
     put, path = "/v1/groups/{group}/members/{user}", tag = "groups",
     params(
@@ -267,11 +274,13 @@ fn require_actor(
 pub async fn add_member(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(directory): Extension<Arc<authkit::AccountDirectory>>,
     Path((group, user)): Path<(String, String)>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
     let change = membership(&group, &user, &params, true)?;
     require_actor(&bearer, &params, &change)?;
+    directory.require("user", &change.user).await?;
     let conversation = ConversationId::group(&change.group);
     append(
         &producer,

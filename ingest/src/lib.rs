@@ -40,13 +40,17 @@ pub enum BuildError {
     KafkaProperty(#[from] kafkakit::PropertyError),
     #[error("FANLINE_TOKEN_KEY: {0}")]
     TokenKey(#[from] authkit::KeyError),
+    #[error("FANLINE_DATABASE_URL: {0}")]
+    DatabaseUrl(#[from] sqlx::Error),
 }
 
 /// Checks what [`App::build`] needs from the configuration before it connects anywhere: the token
-/// key and the operator's Kafka properties (the check mode of the binary, used on compose files).
+/// key, the operator's Kafka properties and the database URL of the account directory (the check
+/// mode of the binary, used on compose files).
 pub fn check_config(config: &Config) -> Result<(), BuildError> {
     config.token.key()?;
     config.kafka()?;
+    config.account_directory()?;
     Ok(())
 }
 
@@ -102,6 +106,7 @@ impl App {
                 .layer(
                     tower::ServiceBuilder::new()
                         .layer(axum::Extension(token_key))
+                        .layer(axum::Extension(Arc::new(config.account_directory()?)))
                         .layer(axum::Extension(Arc::new(
                             authkit::AddressLimiter::per_minute(
                                 config.register_per_address_per_minute,

@@ -15,6 +15,10 @@ struct Cli {
     /// print the outcome and exit, without connecting to anything.
     #[arg(long)]
     check_config: bool,
+    /// Print the claim code of USER and exit: the operator gives it to the owner of an id that holds
+    /// data from before it had an account, who registers with it (README "Accounts and tokens").
+    #[arg(long, value_name = "USER")]
+    claim_code: Option<String>,
 }
 
 #[tokio::main]
@@ -22,7 +26,14 @@ async fn main() -> anyhow::Result<()> {
     let Cli {
         config,
         check_config,
+        claim_code,
     } = Cli::parse();
+    if let Some(user) = claim_code {
+        let user = schemas::UserId::parse("user", &user).context("--claim-code")?;
+        let key = config.token.key().context("FANLINE_TOKEN_KEY")?;
+        println!("{}", key.claim_code(user.as_str()));
+        return Ok(());
+    }
     if check_config {
         ingest::check_config(&config).context("invalid configuration")?;
         println!("ingest: configuration ok");

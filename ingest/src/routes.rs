@@ -16,7 +16,7 @@ use httpkit::openapi::{
 };
 use httpkit::{ApiError, JsonBody, QueryParams};
 use schemas::api::{
-    Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest, Credentials,
+    Accepted, BatchItemResult, BatchRequest, BatchResponse, CreatePostRequest, Registration,
     MAX_BATCH_POSTS,
 };
 use schemas::{AccountRegistered, Envelope, FollowChange, PostDeleted, PostId, UserId};
@@ -43,13 +43,16 @@ pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Ro
 ///
 /// Hashes the password (argon2id) and appends an `account_registered` event keyed by the user; the
 /// account can log in (`POST /v1/sessions` at the reader) once fanout applied it, typically well under
-/// a second later. The first registration of an id wins: a later one for a taken id is accepted here
-/// (ingest keeps no state) but changes nothing, and its password never logs in.
+/// a second later. New ids are lowercase. A taken id: `409`, unless its registration is still on its
+/// way to fanout — then the first one wins and a later one's password never logs in. An id without an
+/// account that holds data from before (posts, messages, followers): `409` unless `claim_code` is the
+/// one an operator issued for it.
 #[utoipa::path(
     post, path = "/v1/accounts", tag = "accounts",
-    request_body = Credentials,
+    request_body = Registration,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
+        (status = 409, description = "The id is taken, or holds data and needs a claim code.", body = schemas::api::ErrorBody),
         BadRequest, BodyRejected, TooManyRequests, Unavailable,
     )
 )]
@@ -57,11 +60,14 @@ pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Ro
 pub async fn register(
     State(producer): State<Arc<EventProducer>>,
     Extension(limiter): Extension<Arc<authkit::AddressLimiter>>,
+    Extension(directory): Extension<Arc<authkit::AccountDirectory>>,
+    Extension(key): Extension<Arc<authkit::TokenKey>>,
     client: httpkit::ClientAddress,
-    JsonBody(request): JsonBody<Credentials>,
+    JsonBody(request): JsonBody<Registration>,
 ) -> Result<Response, ApiError> {
     let user = UserId::parse("user", &request.user)?;
     user.check_registrable("user")?;
+    check_claim(&directory, &key, &user, request.claim_code.as_deref()).await?;
     authkit::validate_password(&request.password)
         .map_err(|message| ApiError::bad_field("password", message))?;
     if let Err(wait) = limiter.check(client.0) {
@@ -86,6 +92,34 @@ pub async fn register(
     });
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))
+}
+
+/// Who may register `user`: anyone when the id is free; nobody when it has an account; for an id
+/// that holds data without an account (squatting it would take over its inbox), only the bearer of
+/// its claim code.
+async fn check_claim(
+    directory: &authkit::AccountDirectory,
+    key: &authkit::TokenKey,
+    user: &UserId,
+    claim_code: Option<&str>,
+) -> Result<(), ApiError> {
+    let conflict = |message: &'static str, field: &'static str| ApiError {
+        status: StatusCode::CONFLICT,
+        message: message.into(),
+        field: Some(field.into()),
+    };
+    match directory.status(user).await? {
+        authkit::IdStatus::Free => Ok(()),
+        authkit::IdStatus::Account => Err(conflict("this id is taken", "user")),
+        authkit::IdStatus::HoldsData => match claim_code {
+            Some(code) if key.is_claim_code(user.as_str(), code) => Ok(()),
+            Some(_) => Err(conflict("not the claim code of this id", "claim_code")),
+            None => Err(conflict(
+                "this id holds data from before it had an account: ask the operator for its claim code",
+                "claim_code",
+            )),
+        },
+    }
 }
 
 fn accepted(envelope: &Envelope, post_id: Option<&PostId>, ack: Acknowledged) -> Response {
@@ -241,7 +275,8 @@ pub async fn delete_post(
 
 /// Follow.
 ///
-/// Appends a `followed` event on the followee's key: `user` follows `target`.
+/// Appends a `followed` event on the followee's key: `user` follows `target`. `404` naming `target`
+/// when it has no account.
 #[utoipa::path(
     put, path = "/v1/users/{user}/following/{target}", tag = "follows",
     params(
@@ -257,10 +292,12 @@ pub async fn delete_post(
 pub async fn follow(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(directory): Extension<Arc<authkit::AccountDirectory>>,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let change = FollowChange::from_path(&user, &target)?;
     bearer.require_user("user", &change.follower)?;
+    directory.require("target", &change.followee).await?;
     let envelope = Envelope::followed(change);
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))

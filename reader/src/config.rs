@@ -115,6 +115,11 @@ pub struct Config {
     )]
     pub ws_allowed_origins: Vec<String>,
 
+    /// Refuse socket messages to ids without an account, as ingest does (the default). `false` only
+    /// for embedding and tests that never register their users.
+    #[arg(long, env = "FANLINE_ACCOUNTS_REQUIRED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub accounts_required: bool,
+
     /// Kafka bootstrap servers: messages and read markers sent over a WebSocket are appended here,
     /// exactly as ingest appends them.
     #[arg(long, env = "FANLINE_KAFKA_BROKERS", default_value = schemas::DEFAULT_BROKERS)]
@@ -231,6 +236,8 @@ impl Config {
             long_polls_per_user: defaults::LONG_POLLS_PER_USER,
             long_polls_per_address: defaults::LONG_POLLS_PER_ADDRESS,
             ws_allowed_origins: Vec::new(),
+            // Tests and embedding mint tokens for users they never register.
+            accounts_required: false,
             brokers: schemas::DEFAULT_BROKERS.to_owned(),
             topic: schemas::DEFAULT_EVENTS_TOPIC.to_owned(),
             produce_timeout_ms: defaults::PRODUCE_TIMEOUT_MS,

@@ -226,6 +226,11 @@ impl App {
                 config.streams_per_address,
             ),
             origins: realtime::OriginPolicy::new(&config.ws_allowed_origins),
+            directory: Arc::new(if config.accounts_required {
+                authkit::AccountDirectory::new(connections.pool.clone())
+            } else {
+                authkit::AccountDirectory::disabled()
+            }),
         });
         let session_state = Arc::new(sessions(
             config,

@@ -33,6 +33,8 @@ pub struct Realtime {
     /// Open WebSockets and event streams per user and address.
     pub caps: Arc<crate::caps::Caps>,
     pub origins: OriginPolicy,
+    /// 1:1 messages sent over a socket go to ids with accounts only, as at ingest.
+    pub directory: Arc<authkit::AccountDirectory>,
 }
 
 /// What an open socket or stream holds: its place under the caps and the watch on its session.

@@ -125,13 +125,7 @@ impl<'a> RefreshToken<'a> {
             return false;
         };
         let expected = key.refresh_secret(self.session, generation);
-        // Constant time: the comparison must not tell how much of a guess was right.
-        expected.len() == self.secret.len()
-            && expected
-                .bytes()
-                .zip(self.secret.bytes())
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
+        authkit::constant_time_eq(expected.as_bytes(), self.secret.as_bytes())
     }
 }
 

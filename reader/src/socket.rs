@@ -31,7 +31,7 @@ use httpkit::{ApiError, ClientAddress, QueryParams};
 use kafkakit::Pending;
 use schemas::api::{ReadRequest, SendMessageRequest};
 use schemas::realtime::{close, ClientFrame, ServerFrame, BUFFER_BYTES, MAX_FRAME_BYTES};
-use schemas::{DeviceId, Envelope};
+use schemas::{DeviceId, Envelope, UserId};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
@@ -428,6 +428,15 @@ impl Connection<'_> {
         }
     }
 
+    /// A 1:1 message's recipient must have an account, as at ingest ([`authkit::AccountDirectory`]).
+    async fn recipient_has_account(&self, message: &schemas::MessageSent) -> Result<(), ApiError> {
+        let me = UserId::parse("from", self.user)?;
+        match message.conversation.other_party(&me) {
+            Some(recipient) => self.realtime.directory.require("to", &recipient).await,
+            None => Ok(()),
+        }
+    }
+
     fn can_take(&self, batch: &crate::hub::Batch) -> bool {
         batch.after == self.sent_upto
             && self.unacked.len() + batch.entries.len() <= self.realtime.settings.window as usize
@@ -510,7 +519,11 @@ impl Connection<'_> {
                     body,
                     client_msg_id,
                 };
-                match request.into_event() {
+                let checked = match request.into_event() {
+                    Ok(message) => self.recipient_has_account(&message).await.map(|()| message),
+                    Err(err) => Err(err.into()),
+                };
+                match checked {
                     Ok(message) => {
                         let answer = ServerFrame::Accepted {
                             request_id: request_id.clone(),
@@ -520,7 +533,7 @@ impl Connection<'_> {
                         self.produce(request_id, Envelope::message_sent(message), answer)
                             .await;
                     }
-                    Err(err) => self.outbox.push(&error_frame(request_id, &err.into())),
+                    Err(err) => self.outbox.push(&error_frame(request_id, &err)),
                 }
             }
             ClientFrame::Read {

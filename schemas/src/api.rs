@@ -100,7 +100,7 @@ pub struct ProfileRequest {
     pub signature: Option<String>,
 }
 
-/// Body of `POST /v1/accounts` (register) and `POST /v1/sessions` (log in).
+/// Body of `POST /v1/sessions` (log in).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Credentials {
     #[schema(value_type = crate::UserId)]
@@ -108,6 +108,31 @@ pub struct Credentials {
     /// 8 characters to 256 bytes.
     #[schema(min_length = 8, max_length = 256)]
     pub password: String,
+}
+
+/// Body of `POST /v1/accounts` (register).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Registration {
+    /// Lowercase `[a-z0-9_.-]`, 1 to 64 characters.
+    #[schema(value_type = crate::UserId)]
+    pub user: String,
+    /// 8 characters to 256 bytes.
+    #[schema(min_length = 8, max_length = 256)]
+    pub password: String,
+    /// Needed only for an id that holds data from before it had an account; an operator gives it
+    /// to the id's owner (`ingest --claim-code USER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub claim_code: Option<String>,
+}
+
+impl std::fmt::Debug for Registration {
+    // The password must never reach a log line, nor the claim code.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Body of `PUT /v1/accounts/{user}/password`.

@@ -283,6 +283,14 @@ impl ConversationId {
         }
     }
 
+    /// In a 1:1 conversation, the user who is not `me` (`None` for groups).
+    pub fn other_party(&self, me: &UserId) -> Option<UserId> {
+        match self.kind() {
+            ConversationKind::Direct(a, b) => Some(if &a == me { b } else { a }),
+            ConversationKind::Group(_) => None,
+        }
+    }
+
     pub fn kind(&self) -> ConversationKind {
         let parts: Vec<&str> = self.0.split(':').collect();
         match parts.as_slice() {

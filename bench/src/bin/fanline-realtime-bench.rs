@@ -152,6 +152,8 @@ async fn main() -> anyhow::Result<()> {
         .env("FANLINE_EVENTS_TOPIC", &topic.name)
         .env("FANLINE_READER_LISTEN", format!("127.0.0.1:{port}"))
         .env("FANLINE_READER_OPS_LISTEN", "127.0.0.1:0")
+        // Its users get tokens, not accounts.
+        .env("FANLINE_ACCOUNTS_REQUIRED", "false")
         .env("RUST_LOG", "warn")
         .env(
             "FANLINE_READER_DB_CONNECTIONS",

@@ -479,3 +479,128 @@ async fn login_attempts_are_limited_per_account_and_address_and_per_address() {
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn writes_to_ids_without_an_account_are_refused_and_held_ids_need_their_claim_code() {
+    let stack = Stack::start_with(|config| config.accounts_required = true).await;
+    register(&stack, "alice").await;
+    let as_alice = stack.api.as_user("alice");
+    let ingest = |path: &str| stack.ingest.url(path);
+    let send = |method: Method, path: String, body: Value| {
+        let api = as_alice.clone();
+        async move {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            api.raw(method, &path, Some(&bytes), Some("application/json"))
+                .await
+        }
+    };
+    // Issue 19, finding 2: a message to `carol` before Carol registered was read by whoever
+    // registered `carol` first. Now every write addressed to an id nobody owns is refused.
+    let message = json!({"from": "alice", "to": "carol", "body": "for carol only"});
+    let (status, value) = send(Method::POST, ingest("/v1/messages"), message.clone()).await;
+    assert_eq!(
+        (status, value["field"].as_str()),
+        (StatusCode::NOT_FOUND, Some("to")),
+        "{value}"
+    );
+    let (status, value) = send(
+        Method::PUT,
+        ingest("/v1/users/alice/following/carol"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (status, value["field"].as_str()),
+        (StatusCode::NOT_FOUND, Some("target")),
+        "{value}"
+    );
+    let group = json!({"group": "club", "owner": "alice", "name": "Club"});
+    assert_eq!(
+        send(Method::POST, ingest("/v1/groups"), group).await.0,
+        StatusCode::ACCEPTED
+    );
+    let (status, value) = send(
+        Method::PUT,
+        ingest("/v1/groups/club/members/carol?by=alice"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (status, value["field"].as_str()),
+        (StatusCode::NOT_FOUND, Some("user")),
+        "{value}"
+    );
+    // Over a socket too.
+    let token = stack.api.token_for("alice");
+    let mut socket = harness::ws::WsClient::connect(&stack.reader.url(""), &token, "d1", "")
+        .await
+        .unwrap();
+    socket
+        .send(&schemas::realtime::ClientFrame::Send {
+            request_id: Some("r1".to_owned()),
+            to: Some("carol".to_owned()),
+            group: None,
+            body: "for carol only".to_owned(),
+            client_msg_id: None,
+        })
+        .await;
+    let answer = loop {
+        match socket.next(Duration::from_secs(10)).await {
+            harness::ws::Received::Frame(schemas::realtime::ServerFrame::Error {
+                status,
+                field,
+                ..
+            }) => break (status, field),
+            harness::ws::Received::Frame(_) => continue,
+            harness::ws::Received::Closed(code) => panic!("closed ({code:?}) instead of answering"),
+            harness::ws::Received::Nothing => panic!("no answer to the send"),
+        }
+    };
+    assert_eq!(answer, (404, Some("to".to_owned())));
+    socket.close().await;
+    // Once Carol registers, she gets messages.
+    register(&stack, "carol").await;
+    assert_eq!(
+        send(Method::POST, ingest("/v1/messages"), message).await.0,
+        StatusCode::ACCEPTED
+    );
+
+    // `dave` holds data from before accounts (an author whose tokens predate them): registering the
+    // id needs the claim code an operator issues, so nobody else takes his timeline over.
+    stack.api.post("dave", "from before accounts", None).await;
+    stack.applied().await;
+    let url = ingest("/v1/accounts");
+    let attempt = |claim: Option<String>| {
+        let mut body = json!({"user": "dave", "password": "correct horse"});
+        if let Some(code) = claim {
+            body["claim_code"] = json!(code);
+        }
+        let url = url.clone();
+        async move { call(Method::POST, &url, None, Some(body)).await }
+    };
+    let (status, _, value) = attempt(None).await;
+    assert_eq!(
+        (status, value["field"].as_str()),
+        (StatusCode::CONFLICT, Some("claim_code")),
+        "{value}"
+    );
+    let (status, _, value) = attempt(Some("not-the-code".to_owned())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{value}");
+    let key = authkit::TokenKey::from_secret(harness::TEST_TOKEN_KEY.as_bytes()).unwrap();
+    let (status, _, value) = attempt(Some(key.claim_code("dave"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{value}");
+    // A taken id: 409 at once.
+    let (status, _, value) = call(
+        Method::POST,
+        &url,
+        None,
+        Some(json!({"user": "alice", "password": "another one"})),
+    )
+    .await;
+    assert_eq!(
+        (status, value["field"].as_str()),
+        (StatusCode::CONFLICT, Some("user")),
+        "{value}"
+    );
+    stack.stop().await;
+}

@@ -110,6 +110,8 @@ fn start_reader(config: &reader::Config, port: u16) -> Child {
         .env("FANLINE_EVENTS_TOPIC", &config.topic)
         .env("FANLINE_READER_LISTEN", format!("127.0.0.1:{port}"))
         .env("FANLINE_READER_OPS_LISTEN", "127.0.0.1:0")
+        // Its users get tokens, not accounts.
+        .env("FANLINE_ACCOUNTS_REQUIRED", "false")
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
