@@ -21,7 +21,7 @@ use schemas::api::{Accepted, PasswordChange};
 use schemas::{Envelope, PasswordChanged, UserId};
 
 use crate::failure::database_error;
-use crate::sessions::{admit, password_matches, revoke_notifying, Sessions};
+use crate::sessions::{admit, is_password, revoke_notifying, Sessions};
 
 pub fn router(sessions: Arc<Sessions>) -> axum::Router {
     axum::Router::new()
@@ -72,14 +72,7 @@ pub async fn change_password(
     if let Err(refused) = admit(&sessions, &user, client).await? {
         return Ok(refused);
     }
-    let stored: Option<String> =
-        sqlx::query_scalar("SELECT password_hash FROM accounts WHERE user_id = $1")
-            .bind(user.as_str())
-            .fetch_optional(&sessions.pool)
-            .await
-            .map_err(database_error)?;
-    if !password_matches(stored, request.current_password).await? {
-        sessions.limiter.failed(user.as_str());
+    if !is_password(&sessions, &user, request.current_password).await? {
         return Err(ApiError {
             status: StatusCode::FORBIDDEN,
             message: "not the account's current password".into(),

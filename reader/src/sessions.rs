@@ -70,10 +70,27 @@ fn bad_refresh_token() -> ApiError {
     )
 }
 
-pub(crate) async fn password_matches(
-    stored: Option<String>,
+/// Whether `password` is the account's (an unknown account takes as long and says no); a wrong one
+/// counts against the account's failure budget.
+pub(crate) async fn is_password(
+    sessions: &Sessions,
+    user: &UserId,
     password: String,
 ) -> Result<bool, ApiError> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM accounts WHERE user_id = $1")
+            .bind(user.as_str())
+            .fetch_optional(&sessions.pool)
+            .await
+            .map_err(database_error)?;
+    let matches = password_matches(stored, password).await?;
+    if !matches {
+        sessions.limiter.failed(user.as_str());
+    }
+    Ok(matches)
+}
+
+async fn password_matches(stored: Option<String>, password: String) -> Result<bool, ApiError> {
     authkit::verify_password_rationed(stored, password)
         .await
         .map_err(|err| match err {
@@ -174,14 +191,7 @@ pub async fn login(
     if let Err(refused) = admit(&sessions, &user, client).await? {
         return Ok(refused);
     }
-    let stored: Option<String> =
-        sqlx::query_scalar("SELECT password_hash FROM accounts WHERE user_id = $1")
-            .bind(user.as_str())
-            .fetch_optional(&sessions.pool)
-            .await
-            .map_err(database_error)?;
-    if !password_matches(stored, request.password).await? {
-        sessions.limiter.failed(user.as_str());
+    if !is_password(&sessions, &user, request.password).await? {
         tracing::info!(user = %user, address = %client.0, "login refused");
         return Err(wrong_credentials());
     }
