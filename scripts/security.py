@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The black-box security suite: attacks from issue 19 (and the checks that held) against a running
-stack, through its public ports only, with the real register and login flow. Standard library only.
+"""The black-box security suite: attacks from issue 19 (and the checks that held, and issue 20's write
+limits) against a running stack, through its public ports only, with the real register and login flow.
+Standard library only.
 
     scripts/security.py --ingest http://127.0.0.1:28080 --reader http://127.0.0.1:28081
 
@@ -486,6 +487,31 @@ def ids_and_keys_follow_the_rules(suite):
                     f"exit {result.returncode}: {result.stderr.strip()[:200]}")
 
 
+def writes_are_limited_per_user(suite):
+    """Issue 20: one token sent 200 direct messages in 0.4 s, all 202 (the victim's unread reached 200)."""
+    sender, victim = suite.user("spammer"), suite.user("victim")
+    suite.register(sender, victim)
+    _, _, tokens = suite.login(sender)
+    results = []
+
+    def burst(n):
+        status, headers, _ = Http(suite.ingest, "127.0.0.9").call(
+            "POST", "/v1/messages", {"from": sender, "to": victim, "body": f"spam {n}"},
+            token=tokens["access_token"])
+        results.append((status, headers.get("retry-after")))
+
+    threads = [threading.Thread(target=burst, args=(n,)) for n in range(60)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    accepted = sum(1 for status, _ in results if status == 202)
+    limited = [after for status, after in results if status == 429]
+    suite.check(20, "a burst of 60 direct messages is cut at the user's budget (429 + Retry-After)",
+                0 < accepted <= 40 and limited and all(limited),
+                f"{accepted} accepted, {len(limited)} limited")
+
+
 def nothing_internal_is_exposed(suite):
     """Finding 7: /metrics on public ports, no security headers, sockets from any Origin."""
     for label, base in (("ingest", suite.ingest), ("reader", suite.reader)):
@@ -536,6 +562,7 @@ CHECKS = [ids_are_unpredictable, ids_nobody_owns_cannot_be_squatted,
           forwarded_for_is_believed_from_trusted_proxies_only, slow_clients_are_cut_off,
           sockets_are_capped_and_frames_bounded, sessions_end_their_sockets,
           a_password_change_ends_the_other_sessions, ids_and_keys_follow_the_rules,
+          writes_are_limited_per_user,
           nothing_internal_is_exposed, what_held_still_holds]
 
 

@@ -14,7 +14,7 @@
 //! # Layout
 //! - [`password`]: argon2id hashing and verification, rationed so logins cannot starve the runtime.
 //! - [`token`]: the signing key, access tokens and the [`Bearer`] extractor.
-//! - [`limiter`]: login and registration rate limits.
+//! - [`limiter`]: login and registration rate limits, per-user write budgets.
 //! - [`directory`]: which ids have accounts (writes to ids nobody owns are refused at the edge).
 
 mod directory;
@@ -23,7 +23,10 @@ mod password;
 mod token;
 
 pub use directory::{AccountDirectory, IdStatus};
-pub use limiter::{AddressLimiter, LoginLimiter, LoginQuota, Refusal};
+pub use limiter::{
+    AddressLimiter, LoginLimiter, LoginQuota, Refusal, WriteKind, WriteLimiter, WriteQuota,
+    WriteQuotaArgs,
+};
 pub use password::{
     hash_password, hash_password_rationed, validate_password, verify_password,
     verify_password_rationed, HashingError, PasswordError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,

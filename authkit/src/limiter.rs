@@ -12,6 +12,8 @@
 //!   contrast, locks the account for everyone — the attack issue 19 reproduced.
 //!
 //! Client addresses are keys as [`httpkit::client::limit_key`] makes them (IPv6 per /64).
+//!
+//! Writes have per-user budgets too ([`WriteLimiter`]): posts, messages, follows, group changes.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -89,6 +91,12 @@ fn per_minute(attempts: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(attempts.max(1)).unwrap_or(NonZeroU32::MIN))
 }
 
+/// `per_minute` a minute, at most a quarter of it (15 seconds' worth) at once.
+fn quarter_burst(per_minute: u32) -> Quota {
+    let burst = NonZeroU32::new((per_minute / 4).max(1)).unwrap_or(NonZeroU32::MIN);
+    self::per_minute(per_minute).allow_burst(burst)
+}
+
 fn per_hour(attempts: u32) -> Quota {
     Quota::per_hour(NonZeroU32::new(attempts.max(1)).unwrap_or(NonZeroU32::MIN))
 }
@@ -138,6 +146,166 @@ impl LoginLimiter {
 
     fn spent(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
         self.spent_until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The writes that have a per-user budget (issue 20: one token sent 200 direct messages in 0.4 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Posts and post deletions (a batch counts each post).
+    Post,
+    /// Messages and recalls, over HTTP or a socket.
+    Message,
+    /// Follows and unfollows.
+    Follow,
+    /// Group creations and membership changes.
+    Group,
+}
+
+impl WriteKind {
+    const ALL: [WriteKind; 4] = [
+        WriteKind::Post,
+        WriteKind::Message,
+        WriteKind::Follow,
+        WriteKind::Group,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            WriteKind::Post => "posts",
+            WriteKind::Message => "messages",
+            WriteKind::Follow => "follows",
+            WriteKind::Group => "group changes",
+        }
+    }
+}
+
+/// Writes per minute and user of each kind; a quarter of a minute's budget may be spent at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteQuota {
+    pub posts: u32,
+    pub messages: u32,
+    pub follows: u32,
+    pub groups: u32,
+}
+
+/// The write budgets' flags (ingest's and reader's).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WriteQuotaArgs {
+    /// Posts and post deletions per minute and user (a batch counts each post); a quarter of it at once.
+    #[arg(long, env = "FANLINE_WRITES_PER_MINUTE_POSTS", default_value_t = 2400)]
+    pub writes_per_minute_posts: u32,
+    /// Messages and recalls per minute and user (HTTP and sockets); a quarter of it at once.
+    #[arg(
+        long,
+        env = "FANLINE_WRITES_PER_MINUTE_MESSAGES",
+        default_value_t = 120
+    )]
+    pub writes_per_minute_messages: u32,
+    /// Follows and unfollows per minute and user; a quarter of it at once.
+    #[arg(long, env = "FANLINE_WRITES_PER_MINUTE_FOLLOWS", default_value_t = 120)]
+    pub writes_per_minute_follows: u32,
+    /// Group creations and membership changes per minute and user; a quarter of it at once.
+    #[arg(long, env = "FANLINE_WRITES_PER_MINUTE_GROUPS", default_value_t = 120)]
+    pub writes_per_minute_groups: u32,
+}
+
+impl WriteQuotaArgs {
+    pub fn quota(&self) -> WriteQuota {
+        WriteQuota {
+            posts: self.writes_per_minute_posts,
+            messages: self.writes_per_minute_messages,
+            follows: self.writes_per_minute_follows,
+            groups: self.writes_per_minute_groups,
+        }
+    }
+
+    /// No budget worth the name: for tests and benchmarks that measure everything else.
+    pub fn unlimited() -> Self {
+        WriteQuotaArgs {
+            writes_per_minute_posts: u32::MAX,
+            writes_per_minute_messages: u32::MAX,
+            writes_per_minute_follows: u32::MAX,
+            writes_per_minute_groups: u32::MAX,
+        }
+    }
+}
+
+/// Per-user token buckets for writes (GCRA, `governor`), one per [`WriteKind`], in this process: n
+/// instances of a service allow n budgets (the bound is per instance, which is what protects it).
+pub struct WriteLimiter {
+    buckets: Vec<DefaultKeyedRateLimiter<String>>,
+    limited: prometheus::IntCounterVec,
+    checks: AtomicU64,
+}
+
+impl WriteLimiter {
+    /// Registers `fanline_<service>_writes_limited_total{kind}`.
+    pub fn new(
+        quota: WriteQuota,
+        registry: &prometheus::Registry,
+        service: &str,
+    ) -> Result<Self, prometheus::Error> {
+        let limited = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                format!("fanline_{service}_writes_limited_total"),
+                "Writes refused (429) because the user's budget of their kind was spent.",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(limited.clone()))?;
+        let per_kind = |kind| match kind {
+            WriteKind::Post => quota.posts,
+            WriteKind::Message => quota.messages,
+            WriteKind::Follow => quota.follows,
+            WriteKind::Group => quota.groups,
+        };
+        Ok(WriteLimiter {
+            buckets: WriteKind::ALL
+                .iter()
+                .map(|kind| RateLimiter::keyed(quarter_burst(per_kind(*kind))))
+                .collect(),
+            limited,
+            checks: AtomicU64::new(0),
+        })
+    }
+
+    /// Spends `count` writes of `kind` from `user`'s budget: `Err(wait)` when it does not hold them
+    /// (more than the burst at once never passes: a minute is the answer).
+    pub fn check(&self, kind: WriteKind, user: &str, count: u32) -> Result<(), Duration> {
+        let index = WriteKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let bucket = &self.buckets[index];
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            self.buckets.iter().for_each(|b| b.retain_recent());
+        }
+        let now = DefaultClock::default().now();
+        let count = NonZeroU32::new(count.max(1)).unwrap_or(NonZeroU32::MIN);
+        let refused = match bucket.check_key_n(&user.to_owned(), count) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(not_until)) => not_until.wait_time_from(now),
+            Err(_) => Duration::from_secs(60),
+        };
+        self.limited.with_label_values(&[kind.label()]).inc();
+        Err(refused)
+    }
+
+    /// [`WriteLimiter::check`] as an HTTP answer: `429` with `Retry-After` naming the budget.
+    pub fn admit(
+        &self,
+        kind: WriteKind,
+        user: &str,
+        count: u32,
+    ) -> Result<(), axum::response::Response> {
+        self.check(kind, user, count).map_err(|wait| {
+            tracing::info!(user, kind = kind.label(), "write rate-limited");
+            httpkit::error::too_many_requests(
+                &format!(
+                    "too many {} from this user: wait and try again",
+                    kind.label()
+                ),
+                wait,
+            )
+        })
     }
 }
 
@@ -191,6 +359,34 @@ mod tests {
         assert!(wait > Duration::from_secs(14 * 60) && wait <= Duration::from_secs(15 * 60));
         assert_eq!(limiter.check("alice", ip("198.51.100.7")), Ok(true));
         assert_eq!(limiter.account_spent("bob"), None);
+    }
+
+    #[test]
+    fn each_user_and_kind_has_its_own_write_budget() {
+        let registry = prometheus::Registry::new();
+        let quota = WriteQuota {
+            posts: 20,
+            messages: 12,
+            follows: 8,
+            groups: 8,
+        };
+        let limiter = WriteLimiter::new(quota, &registry, "test").unwrap();
+        for _ in 0..3 {
+            assert!(limiter.check(WriteKind::Message, "alice", 1).is_ok());
+        }
+        let wait = limiter.check(WriteKind::Message, "alice", 1).unwrap_err();
+        // 12 a minute: one back every 5 s.
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(5),
+            "{wait:?}"
+        );
+        assert!(limiter.check(WriteKind::Message, "bob", 1).is_ok());
+        assert!(limiter.check(WriteKind::Post, "alice", 5).is_ok());
+        assert!(limiter.check(WriteKind::Post, "alice", 1).is_err());
+        // More than the burst (a quarter of the minute's budget) at once can never pass.
+        assert!(limiter.check(WriteKind::Follow, "carol", 3).is_err());
+        assert!(limiter.check(WriteKind::Follow, "carol", 2).is_ok());
+        assert_eq!(limiter.limited.with_label_values(&["messages"]).get(), 1);
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Config {
     #[command(flatten)]
     pub http: httpkit::HttpArgs,
 
+    #[command(flatten)]
+    pub writes: authkit::WriteQuotaArgs,
+
     /// Kafka bootstrap servers, comma-separated host:port.
     #[arg(long, env = "FANLINE_KAFKA_BROKERS", default_value = schemas::DEFAULT_BROKERS)]
     pub brokers: String,
@@ -100,6 +103,8 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ops_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: httpkit::HttpArgs::default(),
+            // Tests and benchmarks measure everything but the write budgets (their own test sets them).
+            writes: authkit::WriteQuotaArgs::unlimited(),
             brokers: brokers.to_owned(),
             topic: topic.to_owned(),
             produce_timeout_ms: defaults::PRODUCE_TIMEOUT_MS,

@@ -14,7 +14,7 @@ use axum::Extension;
 use axum::{Json, Router};
 use chrono::Utc;
 use httpkit::openapi::{
-    BadRequest, BodyRejected, Forbidden, NoSuchRoute, Unauthorized, Unavailable,
+    BadRequest, BodyRejected, Forbidden, NoSuchRoute, TooManyRequests, Unauthorized, Unavailable,
 };
 use httpkit::{ApiError, JsonBody, QueryParams};
 use schemas::api::{Accepted, CreateGroupRequest, ProfileRequest, ReadRequest, SendMessageRequest};
@@ -69,18 +69,22 @@ async fn append(
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
         (status = 404, description = "`to` has no account.", body = schemas::api::ErrorBody),
-        BadRequest, Unauthorized, Forbidden, BodyRejected, Unavailable,
+        BadRequest, TooManyRequests, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn send_message(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     Extension(directory): Extension<Arc<authkit::AccountDirectory>>,
     JsonBody(request): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
     let message = request.into_event()?;
     bearer.require_user("from", &message.sender)?;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Message, bearer.user(), 1) {
+        return Ok(limited);
+    }
     if let Some(recipient) = message.conversation.other_party(&message.sender) {
         directory.require("to", &recipient).await?;
     }
@@ -104,13 +108,14 @@ pub async fn send_message(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
+        BadRequest, TooManyRequests, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn recall_message(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     Path(message_id): Path<String>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -120,6 +125,9 @@ pub async fn recall_message(
         .ok_or_else(|| ApiError::bad_field("from", "required: the message's sender"))?;
     let sender = UserId::parse("from", sender)?;
     bearer.require_user("from", &sender)?;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Message, bearer.user(), 1) {
+        return Ok(limited);
+    }
     let conversation = params.get("conversation").ok_or_else(|| {
         ApiError::bad_field("conversation", "required: the message's conversation")
     })?;
@@ -198,17 +206,21 @@ pub async fn update_profile(
     request_body = CreateGroupRequest,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, Unauthorized, Forbidden, BodyRejected, Unavailable,
+        BadRequest, TooManyRequests, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_group(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     JsonBody(request): JsonBody<CreateGroupRequest>,
 ) -> Result<Response, ApiError> {
     let group = request.into_event()?;
     bearer.require_user("owner", &group.owner)?;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Group, bearer.user(), 1) {
+        return Ok(limited);
+    }
     let conversation = ConversationId::group(&group.group);
     append(
         &producer,
@@ -267,19 +279,23 @@ fn require_actor(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
+        BadRequest, TooManyRequests, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn add_member(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     Extension(directory): Extension<Arc<authkit::AccountDirectory>>,
     Path((group, user)): Path<(String, String)>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
     let change = membership(&group, &user, &params, true)?;
     require_actor(&bearer, &params, &change)?;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Group, bearer.user(), 1) {
+        return Ok(limited);
+    }
     directory.require("user", &change.user).await?;
     let conversation = ConversationId::group(&change.group);
     append(
@@ -305,18 +321,22 @@ pub async fn add_member(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
+        BadRequest, TooManyRequests, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn remove_member(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     Path((group, user)): Path<(String, String)>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
     let change = membership(&group, &user, &params, false)?;
     require_actor(&bearer, &params, &change)?;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Group, bearer.user(), 1) {
+        return Ok(limited);
+    }
     let conversation = ConversationId::group(&change.group);
     append(
         &producer,

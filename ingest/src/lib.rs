@@ -107,6 +107,11 @@ impl App {
                     tower::ServiceBuilder::new()
                         .layer(axum::Extension(token_key))
                         .layer(axum::Extension(Arc::new(config.account_directory()?)))
+                        .layer(axum::Extension(Arc::new(authkit::WriteLimiter::new(
+                            config.writes.quota(),
+                            &registry,
+                            "ingest",
+                        )?)))
                         .layer(axum::Extension(Arc::new(
                             authkit::AddressLimiter::per_minute(
                                 config.register_per_address_per_minute,

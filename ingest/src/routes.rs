@@ -143,17 +143,21 @@ fn accepted(envelope: &Envelope, post_id: Option<&PostId>, ack: Acknowledged) ->
     request_body = CreatePostRequest,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, Unauthorized, Forbidden, BodyRejected, Unavailable,
+        BadRequest, TooManyRequests, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_post(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     JsonBody(request): JsonBody<CreatePostRequest>,
 ) -> Result<Response, ApiError> {
     let post = request.into_event()?;
     bearer.require_user("author", &post.author)?;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), 1) {
+        return Ok(limited);
+    }
     let post_id = post.post_id.clone();
     let envelope = Envelope::post_created(post);
     let ack = producer.send(&envelope).await?;
@@ -169,20 +173,26 @@ pub async fn create_post(
     request_body = BatchRequest,
     responses(
         (status = 200, description = "One result per item, in request order.", body = BatchResponse),
-        BadRequest, Unauthorized, BodyRejected,
+        BadRequest, TooManyRequests, Unauthorized, BodyRejected,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_posts(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     JsonBody(request): JsonBody<BatchRequest>,
-) -> Result<Json<BatchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     if request.posts.is_empty() || request.posts.len() > MAX_BATCH_POSTS {
         return Err(ApiError::bad_field(
             "posts",
             format!("must hold 1 to {MAX_BATCH_POSTS} posts"),
         ));
+    }
+    // Every item counts (each must be the token's user's own post).
+    let count = request.posts.len() as u32;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), count) {
+        return Ok(limited);
     }
     let sends = request.posts.into_iter().enumerate().map(|(index, item)| {
         let producer = producer.clone();
@@ -225,7 +235,7 @@ pub async fn create_posts(
         }
     });
     let results = futures::future::join_all(sends).await;
-    Ok(Json(BatchResponse { results }))
+    Ok(Json(BatchResponse { results }).into_response())
 }
 
 fn failed(err: ApiError) -> BatchItemResult {
@@ -252,13 +262,14 @@ fn failed(err: ApiError) -> BatchItemResult {
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
+        BadRequest, TooManyRequests, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn delete_post(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     Path(post_id): Path<String>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -268,6 +279,9 @@ pub async fn delete_post(
         .ok_or_else(|| ApiError::bad_field("author", "required: the post's author"))?;
     let author = UserId::parse("author", author)?;
     bearer.require_user("author", &author)?;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), 1) {
+        return Ok(limited);
+    }
     let envelope = Envelope::post_deleted(PostDeleted { post_id, author });
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))
@@ -285,18 +299,22 @@ pub async fn delete_post(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
+        BadRequest, TooManyRequests, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn follow(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     Extension(directory): Extension<Arc<authkit::AccountDirectory>>,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let change = FollowChange::from_path(&user, &target)?;
     bearer.require_user("user", &change.follower)?;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Follow, bearer.user(), 1) {
+        return Ok(limited);
+    }
     directory.require("target", &change.followee).await?;
     let envelope = Envelope::followed(change);
     let ack = producer.send(&envelope).await?;
@@ -314,17 +332,21 @@ pub async fn follow(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
-        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
+        BadRequest, TooManyRequests, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn unfollow(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let change = FollowChange::from_path(&user, &target)?;
     bearer.require_user("user", &change.follower)?;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Follow, bearer.user(), 1) {
+        return Ok(limited);
+    }
     let envelope = Envelope::unfollowed(change);
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))

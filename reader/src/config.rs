@@ -47,6 +47,10 @@ pub struct Config {
     #[command(flatten)]
     pub http: httpkit::HttpArgs,
 
+    /// Socket sends share the message budget's flags with ingest (each process has its own buckets).
+    #[command(flatten)]
+    pub writes: authkit::WriteQuotaArgs,
+
     /// Postgres connection URL.
     #[arg(
         long,
@@ -221,6 +225,8 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ops_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: httpkit::HttpArgs::default(),
+            // Tests and benchmarks measure everything but the write budgets (their own test sets them).
+            writes: authkit::WriteQuotaArgs::unlimited(),
             database_url: SecretString::from(database_url.to_owned()),
             db_connections: defaults::DB_CONNECTIONS,
             query_timeout_ms: defaults::QUERY_TIMEOUT_MS,

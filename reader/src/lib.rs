@@ -231,6 +231,7 @@ impl App {
             } else {
                 authkit::AccountDirectory::disabled()
             }),
+            writes: authkit::WriteLimiter::new(config.writes.quota(), &registry, "reader")?,
         });
         let session_state = Arc::new(sessions(
             config,

@@ -35,6 +35,8 @@ pub struct Realtime {
     pub origins: OriginPolicy,
     /// 1:1 messages sent over a socket go to ids with accounts only, as at ingest.
     pub directory: Arc<authkit::AccountDirectory>,
+    /// Messages sent over a socket spend the user's message budget, as at ingest.
+    pub writes: authkit::WriteLimiter,
 }
 
 /// What an open socket or stream holds: its place under the caps and the watch on its session.

@@ -428,9 +428,23 @@ impl Connection<'_> {
         }
     }
 
-    /// A 1:1 message's recipient must have an account, as at ingest ([`authkit::AccountDirectory`]).
-    async fn recipient_has_account(&self, message: &schemas::MessageSent) -> Result<(), ApiError> {
+    /// A message spends the user's budget, and a 1:1 message's recipient must have an account, as at
+    /// ingest ([`authkit::WriteLimiter`], [`authkit::AccountDirectory`]).
+    async fn may_send(&self, message: &schemas::MessageSent) -> Result<(), ApiError> {
         let me = UserId::parse("from", self.user)?;
+        if let Err(wait) = self
+            .realtime
+            .writes
+            .check(authkit::WriteKind::Message, self.user, 1)
+        {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many messages from this user: try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
         match message.conversation.other_party(&me) {
             Some(recipient) => self.realtime.directory.require("to", &recipient).await,
             None => Ok(()),
@@ -520,7 +534,7 @@ impl Connection<'_> {
                     client_msg_id,
                 };
                 let checked = match request.into_event() {
-                    Ok(message) => self.recipient_has_account(&message).await.map(|()| message),
+                    Ok(message) => self.may_send(&message).await.map(|()| message),
                     Err(err) => Err(err.into()),
                 };
                 match checked {

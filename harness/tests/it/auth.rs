@@ -604,3 +604,77 @@ async fn writes_to_ids_without_an_account_are_refused_and_held_ids_need_their_cl
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn writes_beyond_a_users_budget_get_429_over_http_and_sockets() {
+    // 8 messages a minute: 2 at once, then one every 7.5 s.
+    let stack = Stack::start_with(|config| config.writes.writes_per_minute_messages = 8).await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for n in 0..4 {
+        let message = json!({"from": "alice", "to": "bob", "body": format!("m{n}")});
+        let url = stack.ingest.url("/v1/messages");
+        let token = stack.api.token_for("alice");
+        let (status, headers, _) = call(Method::POST, &url, Some(&token), Some(message)).await;
+        statuses.push(status.as_u16());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = headers.get("retry-after").cloned();
+        }
+    }
+    // Issue 20: one token sent 200 direct messages in 0.4 s, all 202.
+    assert_eq!(statuses, [202, 202, 429, 429]);
+    let wait: u64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=8).contains(&wait), "{wait}");
+    // Another user, another budget; a post is another kind.
+    let token = stack.api.token_for("carol");
+    let url = stack.ingest.url("/v1/messages");
+    let message = json!({"from": "carol", "to": "bob", "body": "hi"});
+    assert_eq!(
+        call(Method::POST, &url, Some(&token), Some(message))
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+    stack.api.post("alice", "a post", None).await;
+    // The socket's sends spend the same kind of budget (this reader's own buckets).
+    let mut socket = harness::ws::WsClient::connect(
+        &stack.reader.url(""),
+        &stack.api.token_for("dave"),
+        "d1",
+        "",
+    )
+    .await
+    .unwrap();
+    let mut answers = Vec::new();
+    for n in 0..3 {
+        socket
+            .send(&schemas::realtime::ClientFrame::Send {
+                request_id: Some(format!("r{n}")),
+                to: Some("bob".to_owned()),
+                group: None,
+                body: format!("s{n}"),
+                client_msg_id: None,
+            })
+            .await;
+    }
+    while answers.len() < 3 {
+        match socket.next(Duration::from_secs(10)).await {
+            harness::ws::Received::Frame(schemas::realtime::ServerFrame::Accepted { .. }) => {
+                answers.push(202)
+            }
+            harness::ws::Received::Frame(schemas::realtime::ServerFrame::Error {
+                status, ..
+            }) => answers.push(status),
+            harness::ws::Received::Frame(_) => {}
+            other => panic!(
+                "the socket stopped answering: {}",
+                matches!(other, harness::ws::Received::Nothing)
+            ),
+        }
+    }
+    // Accepted answers wait for the broker, refusals do not: compare as a set.
+    answers.sort_unstable();
+    assert_eq!(answers, [202, 202, 429]);
+    socket.close().await;
+    stack.stop().await;
+}
