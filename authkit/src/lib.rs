@@ -24,8 +24,8 @@ mod token;
 
 pub use directory::{AccountDirectory, IdStatus};
 pub use limiter::{
-    AddressLimiter, LoginLimiter, LoginQuota, Refusal, WriteKind, WriteLimiter, WriteQuota,
-    WriteQuotaArgs,
+    AddressLimiter, Limited, LoginLimiter, LoginQuota, Refusal, WriteKind, WriteLimiter,
+    WriteQuota, WriteQuotaArgs,
 };
 pub use password::{
     hash_password, hash_password_rationed, validate_password, verify_password,

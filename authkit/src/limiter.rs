@@ -289,23 +289,31 @@ impl WriteLimiter {
         Err(refused)
     }
 
-    /// [`WriteLimiter::check`] as an HTTP answer: `429` with `Retry-After` naming the budget.
-    pub fn admit(
-        &self,
-        kind: WriteKind,
-        user: &str,
-        count: u32,
-    ) -> Result<(), axum::response::Response> {
+    /// [`WriteLimiter::check`] for an HTTP handler: [`Limited`] answers `429` with `Retry-After`.
+    pub fn admit(&self, kind: WriteKind, user: &str, count: u32) -> Result<(), Limited> {
         self.check(kind, user, count).map_err(|wait| {
             tracing::info!(user, kind = kind.label(), "write rate-limited");
-            httpkit::error::too_many_requests(
-                &format!(
-                    "too many {} from this user: wait and try again",
-                    kind.label()
-                ),
-                wait,
-            )
+            Limited { kind, wait }
         })
+    }
+}
+
+/// A write over its user's budget.
+#[derive(Debug, Clone, Copy)]
+pub struct Limited {
+    pub kind: WriteKind,
+    pub wait: Duration,
+}
+
+impl axum::response::IntoResponse for Limited {
+    fn into_response(self) -> axum::response::Response {
+        httpkit::error::too_many_requests(
+            &format!(
+                "too many {} from this user: wait and try again",
+                self.kind.label()
+            ),
+            self.wait,
+        )
     }
 }
 

@@ -83,7 +83,7 @@ pub async fn send_message(
     let message = request.into_event()?;
     bearer.require_user("from", &message.sender)?;
     if let Err(limited) = writes.admit(authkit::WriteKind::Message, bearer.user(), 1) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     if let Some(recipient) = message.conversation.other_party(&message.sender) {
         directory.require("to", &recipient).await?;
@@ -126,7 +126,7 @@ pub async fn recall_message(
     let sender = UserId::parse("from", sender)?;
     bearer.require_user("from", &sender)?;
     if let Err(limited) = writes.admit(authkit::WriteKind::Message, bearer.user(), 1) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     let conversation = params.get("conversation").ok_or_else(|| {
         ApiError::bad_field("conversation", "required: the message's conversation")
@@ -219,7 +219,7 @@ pub async fn create_group(
     let group = request.into_event()?;
     bearer.require_user("owner", &group.owner)?;
     if let Err(limited) = writes.admit(authkit::WriteKind::Group, bearer.user(), 1) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     let conversation = ConversationId::group(&group.group);
     append(
@@ -294,7 +294,7 @@ pub async fn add_member(
     let change = membership(&group, &user, &params, true)?;
     require_actor(&bearer, &params, &change)?;
     if let Err(limited) = writes.admit(authkit::WriteKind::Group, bearer.user(), 1) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     directory.require("user", &change.user).await?;
     let conversation = ConversationId::group(&change.group);
@@ -335,7 +335,7 @@ pub async fn remove_member(
     let change = membership(&group, &user, &params, false)?;
     require_actor(&bearer, &params, &change)?;
     if let Err(limited) = writes.admit(authkit::WriteKind::Group, bearer.user(), 1) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     let conversation = ConversationId::group(&change.group);
     append(

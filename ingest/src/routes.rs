@@ -156,7 +156,7 @@ pub async fn create_post(
     let post = request.into_event()?;
     bearer.require_user("author", &post.author)?;
     if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), 1) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     let post_id = post.post_id.clone();
     let envelope = Envelope::post_created(post);
@@ -192,7 +192,7 @@ pub async fn create_posts(
     // Every item counts (each must be the token's user's own post).
     let count = request.posts.len() as u32;
     if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), count) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     let sends = request.posts.into_iter().enumerate().map(|(index, item)| {
         let producer = producer.clone();
@@ -280,7 +280,7 @@ pub async fn delete_post(
     let author = UserId::parse("author", author)?;
     bearer.require_user("author", &author)?;
     if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), 1) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     let envelope = Envelope::post_deleted(PostDeleted { post_id, author });
     let ack = producer.send(&envelope).await?;
@@ -313,7 +313,7 @@ pub async fn follow(
     let change = FollowChange::from_path(&user, &target)?;
     bearer.require_user("user", &change.follower)?;
     if let Err(limited) = writes.admit(authkit::WriteKind::Follow, bearer.user(), 1) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     directory.require("target", &change.followee).await?;
     let envelope = Envelope::followed(change);
@@ -345,7 +345,7 @@ pub async fn unfollow(
     let change = FollowChange::from_path(&user, &target)?;
     bearer.require_user("user", &change.follower)?;
     if let Err(limited) = writes.admit(authkit::WriteKind::Follow, bearer.user(), 1) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     let envelope = Envelope::unfollowed(change);
     let ack = producer.send(&envelope).await?;
