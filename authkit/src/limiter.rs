@@ -235,6 +235,7 @@ impl WriteQuotaArgs {
 /// instances of a service allow n budgets (the bound is per instance, which is what protects it).
 pub struct WriteLimiter {
     buckets: Vec<DefaultKeyedRateLimiter<String>>,
+    quota: WriteQuota,
     limited: prometheus::IntCounterVec,
     checks: AtomicU64,
 }
@@ -261,6 +262,7 @@ impl WriteLimiter {
             WriteKind::Group => quota.groups,
         };
         Ok(WriteLimiter {
+            quota,
             buckets: WriteKind::ALL
                 .iter()
                 .map(|kind| RateLimiter::keyed(quarter_burst(per_kind(*kind))))
@@ -287,6 +289,18 @@ impl WriteLimiter {
         };
         self.limited.with_label_values(&[kind.label()]).inc();
         Err(refused)
+    }
+
+    /// The most writes of `kind` one request may make at once (a quarter of the minute's budget): a
+    /// request for more could never pass, so it is a bad request, not a wait.
+    pub fn burst(&self, kind: WriteKind) -> u32 {
+        let per_minute = match kind {
+            WriteKind::Post => self.quota.posts,
+            WriteKind::Message => self.quota.messages,
+            WriteKind::Follow => self.quota.follows,
+            WriteKind::Group => self.quota.groups,
+        };
+        (per_minute / 4).max(1)
     }
 
     /// [`WriteLimiter::check`] for an HTTP handler: [`Limited`] answers `429` with `Retry-After`.

@@ -67,7 +67,6 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     let user = UserId::parse("user", &request.user)?;
     user.check_registrable("user")?;
-    check_claim(&directory, &key, &user, request.claim_code.as_deref()).await?;
     authkit::validate_password(&request.password)
         .map_err(|message| ApiError::bad_field("password", message))?;
     if let Err(wait) = limiter.check(client.0) {
@@ -77,6 +76,8 @@ pub async fn register(
             wait,
         ));
     }
+    // After the address's budget: the lookup answers which ids exist, and costs a query.
+    check_claim(&directory, &key, &user, request.claim_code.as_deref()).await?;
     let password_hash = authkit::hash_password_rationed(request.password)
         .await
         .map_err(|err| match err {
@@ -191,6 +192,13 @@ pub async fn create_posts(
     }
     // Every item counts (each must be the token's user's own post).
     let count = request.posts.len() as u32;
+    let burst = writes.burst(authkit::WriteKind::Post);
+    if count > burst {
+        return Err(ApiError::bad_field(
+            "posts",
+            format!("this server's write budget allows at most {burst} posts at once"),
+        ));
+    }
     if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), count) {
         return Ok(limited.into_response());
     }

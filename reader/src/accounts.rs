@@ -7,6 +7,7 @@
 //! at once — sessions are the reader's own state, not replayed — and their sockets close.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use authkit::Bearer;
 use axum::extract::{Path, State};
@@ -40,6 +41,42 @@ fn hashing_error(err: authkit::HashingError) -> ApiError {
             ApiError::internal()
         }
     }
+}
+
+/// Polls (every 250 ms, for at most two minutes) until the account's row comes from the change's
+/// position or a later one, then revokes the other sessions once more: those opened with the old
+/// password meanwhile. A reader that stops before leaves them (the owner can log out everywhere).
+async fn revoke_when_applied(
+    sessions: Arc<Sessions>,
+    user: UserId,
+    keep: String,
+    (partition, offset): (i32, i64),
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while tokio::time::Instant::now() < deadline {
+        // A poll interval, not a synchronisation: fanout tells the reader nothing directly.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let applied: Result<bool, sqlx::Error> = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM accounts
+                            WHERE user_id = $1 AND src_partition = $2 AND src_offset >= $3)",
+        )
+        .bind(user.as_str())
+        .bind(partition)
+        .bind(offset)
+        .fetch_one(&sessions.pool)
+        .await;
+        if matches!(applied, Ok(true)) {
+            let _ = sqlx::query_scalar::<_, String>(&revoke_notifying(
+                "user_id = $1 AND session_id <> $2 AND revoked_at IS NULL",
+            ))
+            .bind(user.as_str())
+            .bind(&keep)
+            .fetch_all(&sessions.pool)
+            .await;
+            return;
+        }
+    }
+    tracing::warn!(user = %user, "password change not applied within two minutes");
 }
 
 /// Change password.
@@ -97,6 +134,13 @@ pub async fn change_password(
         password_hash,
     });
     let ack = sessions.producer.send(&envelope).await?;
+    // Until fanout applied the change, the old password still logs in: revoke again once it has.
+    tokio::spawn(revoke_when_applied(
+        sessions.clone(),
+        user.clone(),
+        bearer.claims.sid.clone(),
+        (ack.partition, ack.offset),
+    ));
     tracing::info!(user = %user, revoked = ended.len(), "password changed");
     let body = Accepted {
         post_id: None,

@@ -284,7 +284,9 @@ pub async fn refresh(
     let generation = token.generation.unwrap_or(0);
     let next = generation.checked_add(1).ok_or_else(bad_refresh_token)?;
     let (_, new_hash) = refresh_secret(&sessions.key, token.session, next);
-    // Compare-and-swap: of two concurrent refreshes with one token, one wins.
+    // Compare-and-swap: of two concurrent refreshes with one token, one wins — and the other is a
+    // reuse, which revokes the session: clients refresh one at a time (across tabs too). A grace
+    // interval (Auth0's "reuse interval") would let a thief racing the owner pass; not taken.
     let user: Option<String> = sqlx::query_scalar(
         "UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = $3, generation = $5,
                              refreshed_at = now()
@@ -300,13 +302,11 @@ pub async fn refresh(
     .fetch_optional(&sessions.pool)
     .await
     .map_err(database_error)?;
-    match user {
-        Some(user) => Ok(Json(tokens(&sessions, &user, token.session, next))),
-        None => {
-            revoke_if_reused(&sessions, &token).await?;
-            Err(bad_refresh_token())
-        }
+    if let Some(user) = user {
+        return Ok(Json(tokens(&sessions, &user, token.session, next)));
     }
+    revoke_if_reused(&sessions, &token).await?;
+    Err(bad_refresh_token())
 }
 
 /// A refresh token that is not the current one: if it is a genuine older one (or, for two-part

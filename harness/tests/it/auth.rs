@@ -229,6 +229,20 @@ async fn refresh_reuse_password_change_and_logging_out_everywhere_end_sessions()
     let right = json!({"current_password": "correct horse", "new_password": "battery staple"});
     let (status, _, value) = call(Method::PUT, &url, Some(token), Some(right)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{value}");
+    // The old password may still log in until fanout applied the change; such a session is revoked
+    // once it has (the reader watches for the change's position in the account's row).
+    let (status, late) = login(&stack, "alice", "correct horse").await;
+    if status == StatusCode::OK {
+        wait_until(
+            "the late session revoked",
+            Duration::from_secs(30),
+            || async {
+                (refresh(late["refresh_token"].clone()).await.0 == StatusCode::UNAUTHORIZED)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
     assert_eq!(
         refresh(other["refresh_token"].clone()).await.0,
         StatusCode::UNAUTHORIZED
@@ -608,7 +622,11 @@ async fn writes_to_ids_without_an_account_are_refused_and_held_ids_need_their_cl
 #[tokio::test]
 async fn writes_beyond_a_users_budget_get_429_over_http_and_sockets() {
     // 8 messages a minute: 2 at once, then one every 7.5 s.
-    let stack = Stack::start_with(|config| config.writes.writes_per_minute_messages = 8).await;
+    let stack = Stack::start_with(|config| {
+        config.writes.writes_per_minute_messages = 8;
+        config.writes.writes_per_minute_posts = 8;
+    })
+    .await;
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for n in 0..4 {
@@ -676,5 +694,23 @@ async fn writes_beyond_a_users_budget_get_429_over_http_and_sockets() {
     answers.sort_unstable();
     assert_eq!(answers, [202, 202, 429]);
     socket.close().await;
+    // A batch larger than the burst could never pass: 400, not a wait.
+    let posts: Vec<Value> = (0..3)
+        .map(|n| json!({"author": "erin", "body": format!("p{n}")}))
+        .collect();
+    let url = stack.ingest.url("/v1/posts/batch");
+    let token = stack.api.token_for("erin");
+    let (status, _, value) = call(
+        Method::POST,
+        &url,
+        Some(&token),
+        Some(json!({"posts": posts})),
+    )
+    .await;
+    assert_eq!(
+        (status, value["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("posts")),
+        "{value}"
+    );
     stack.stop().await;
 }
