@@ -91,9 +91,14 @@ fn per_minute(attempts: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(attempts.max(1)).unwrap_or(NonZeroU32::MIN))
 }
 
-/// `per_minute` a minute, at most a quarter of it (15 seconds' worth) at once.
+/// A quarter of a minute's budget (15 seconds' worth), at least one.
+fn burst(per_minute: u32) -> u32 {
+    (per_minute / 4).max(1)
+}
+
+/// `per_minute` a minute, at most [`burst`] of it at once.
 fn quarter_burst(per_minute: u32) -> Quota {
-    let burst = NonZeroU32::new((per_minute / 4).max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst(per_minute)).unwrap_or(NonZeroU32::MIN);
     self::per_minute(per_minute).allow_burst(burst)
 }
 
@@ -231,6 +236,17 @@ impl WriteQuotaArgs {
     }
 }
 
+impl WriteQuota {
+    pub fn per_minute(self, kind: WriteKind) -> u32 {
+        match kind {
+            WriteKind::Post => self.posts,
+            WriteKind::Message => self.messages,
+            WriteKind::Follow => self.follows,
+            WriteKind::Group => self.groups,
+        }
+    }
+}
+
 /// Per-user token buckets for writes (GCRA, `governor`), one per [`WriteKind`], in this process: n
 /// instances of a service allow n budgets (the bound is per instance, which is what protects it).
 pub struct WriteLimiter {
@@ -255,17 +271,11 @@ impl WriteLimiter {
             &["kind"],
         )?;
         registry.register(Box::new(limited.clone()))?;
-        let per_kind = |kind| match kind {
-            WriteKind::Post => quota.posts,
-            WriteKind::Message => quota.messages,
-            WriteKind::Follow => quota.follows,
-            WriteKind::Group => quota.groups,
-        };
         Ok(WriteLimiter {
             quota,
             buckets: WriteKind::ALL
                 .iter()
-                .map(|kind| RateLimiter::keyed(quarter_burst(per_kind(*kind))))
+                .map(|kind| RateLimiter::keyed(quarter_burst(quota.per_minute(*kind))))
                 .collect(),
             limited,
             checks: AtomicU64::new(0),
@@ -294,13 +304,7 @@ impl WriteLimiter {
     /// The most writes of `kind` one request may make at once (a quarter of the minute's budget): a
     /// request for more could never pass, so it is a bad request, not a wait.
     pub fn burst(&self, kind: WriteKind) -> u32 {
-        let per_minute = match kind {
-            WriteKind::Post => self.quota.posts,
-            WriteKind::Message => self.quota.messages,
-            WriteKind::Follow => self.quota.follows,
-            WriteKind::Group => self.quota.groups,
-        };
-        (per_minute / 4).max(1)
+        burst(self.quota.per_minute(kind))
     }
 
     /// [`WriteLimiter::check`] for an HTTP handler: [`Limited`] answers `429` with `Retry-After`.
