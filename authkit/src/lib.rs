@@ -16,9 +16,11 @@
 //! - [`token`]: the signing key, access tokens and the [`Bearer`] extractor.
 //! - [`limiter`]: login and registration rate limits, per-user write budgets.
 //! - [`directory`]: which ids have accounts (writes to ids nobody owns are refused at the edge).
+//! - [`moderation`]: the deployment's operators, and the accounts they disabled (polled).
 
 mod directory;
 mod limiter;
+mod moderation;
 mod password;
 mod token;
 
@@ -27,6 +29,7 @@ pub use limiter::{
     AddressLimiter, Limited, LoginLimiter, LoginQuota, Refusal, WriteKind, WriteLimiter,
     WriteQuota, WriteQuotaArgs,
 };
+pub use moderation::{DisabledAccounts, ModerationArgs, Operators, DISABLED_POLL_MS};
 pub use password::{
     hash_password, hash_password_rationed, validate_password, verify_password,
     verify_password_rationed, HashingError, PasswordError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,

@@ -269,6 +269,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
         };
         let token = Bearer::token_of(parts).map_err(|err| unauthorized(&err))?;
         let claims = key.verify(&token).map_err(|err| unauthorized(&err))?;
+        if let Some(disabled) = parts.extensions.get::<Arc<crate::DisabledAccounts>>() {
+            disabled.check(&claims.sub)?;
+        }
         Ok(Bearer { claims })
     }
 }

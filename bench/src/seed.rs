@@ -90,6 +90,8 @@ pub async fn seed_group(
         name: name.to_owned(),
         group_type: None,
         description: None,
+        join_rule: None,
+        history: None,
         created_at: Utc::now(),
     }));
     let seed = async {

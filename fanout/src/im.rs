@@ -33,19 +33,29 @@
 //! conversation as advanced through its `last_position` ([`groups`]).
 //!
 //! # Layout
-//! - [`groups`]: group creation, joins, leaves, removals and role changes, the push/pull switch.
+//! - [`groups`]: group creation, joins, invitations, requests, leaves, removals and role changes, the
+//!   push/pull switch.
 //! - [`membership`]: who may change whose membership — the permission matrix, pure.
+//! - [`settings`]: a group's settings, owner transfer and dissolution.
+//! - [`mutes`]: muted conversations and muted group members.
+//! - [`blocks`]: blocks between users (their direct messages).
 //! - [`messages`]: messages, their refusals, delivery into inboxes.
-//! - [`recalls`]: recalls within the recall window.
+//! - [`recalls`]: recalls within the recall window, and operators' removals.
 //! - [`reads`]: read markers.
 
+mod blocks;
 mod groups;
 mod membership;
 mod messages;
+mod mutes;
 mod reads;
 mod recalls;
+mod settings;
 
-use schemas::{GroupCreated, MembershipChange, MessageRecalled, MessageSent, ReadMarked};
+use schemas::{
+    BlockChange, ConversationMute, GroupCreated, GroupDissolved, GroupUpdated, MemberMute,
+    MembershipChange, MessageRecalled, MessageRemoved, MessageSent, ReadMarked,
+};
 use sqlx::{Postgres, Transaction};
 
 pub use crate::outcome::{ImOutcome, Refusal};
@@ -66,6 +76,15 @@ pub(crate) enum ImEvent<'a> {
     Message(&'a MessageSent),
     Recall(&'a MessageRecalled),
     Read(&'a ReadMarked),
+    GroupUpdated(&'a GroupUpdated),
+    GroupDissolved(&'a GroupDissolved),
+    MemberMuted(&'a MemberMute),
+    /// A block (true) or its lifting.
+    Block(&'a BlockChange, bool),
+    /// A conversation muted (true) or unmuted.
+    ConversationMute(&'a ConversationMute, bool),
+    /// An operator removed a message.
+    Removed(&'a MessageRemoved),
 }
 
 /// Applies one IM event (at most once: [`watermark`]).
@@ -83,13 +102,27 @@ pub(crate) async fn apply(
         ImEvent::GroupCreated(group) => groups::apply_created(tx, group).await,
         ImEvent::MemberAdded(change) => {
             let request = Request::Add { role: change.role };
-            groups::apply_membership(tx, policy, event, change, request).await
+            groups::apply_membership(tx, policy, event, change, request, seq_lock).await
         }
         ImEvent::MemberRemoved(change) => {
-            groups::apply_membership(tx, policy, event, change, Request::Remove).await
+            groups::apply_membership(tx, policy, event, change, Request::Remove, seq_lock).await
         }
         ImEvent::Message(message) => messages::apply(tx, message, seq_lock).await,
-        ImEvent::Recall(recall) => recalls::apply(tx, policy, recall, seq_lock).await,
+        ImEvent::Recall(recall) => recalls::apply(tx, policy, recall, false, seq_lock).await,
+        ImEvent::Removed(removed) => {
+            let recall = MessageRecalled {
+                message_id: removed.message_id.clone(),
+                conversation: removed.conversation.clone(),
+                sender: removed.by.clone(),
+                recalled_at: removed.removed_at,
+            };
+            recalls::apply(tx, policy, &recall, true, seq_lock).await
+        }
         ImEvent::Read(read) => reads::apply(tx, read).await,
+        ImEvent::GroupUpdated(update) => settings::apply_updated(tx, event, update).await,
+        ImEvent::GroupDissolved(dissolved) => settings::apply_dissolved(tx, event, dissolved).await,
+        ImEvent::MemberMuted(mute) => mutes::apply_member(tx, mute).await,
+        ImEvent::Block(change, blocked) => blocks::apply(tx, event, change, blocked).await,
+        ImEvent::ConversationMute(mute, muted) => mutes::apply_conversation(tx, mute, muted).await,
     }
 }

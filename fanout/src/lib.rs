@@ -26,7 +26,8 @@
 //! - [`policy`]: push or pull delivery, follow backfill, the recall window — pure rules.
 //! - [`seq_lock`]: the lock every sync seq is drawn under, and the token that proves it is held.
 //! - [`watermark`]: one effect per IM event — the per-key applied position.
-//! - [`users`]: a user's own events — accounts and profiles.
+//! - [`users`]: a user's own events — accounts and profiles, and the moderation records on a user's key.
+//! - [`moderation`]: reports and disabled accounts.
 //! - [`im`]: a conversation's events — groups and membership, messages, recalls, read markers.
 //! - [`outcome`]: what a batch did, and why IM events were refused.
 //!
@@ -44,6 +45,7 @@ pub mod events_cli;
 pub mod im;
 pub mod lag;
 pub mod metrics;
+pub mod moderation;
 pub mod outcome;
 pub mod policy;
 pub mod progress;

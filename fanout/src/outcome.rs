@@ -62,15 +62,21 @@ pub enum Refusal {
     RecallWindow,
     /// A recall by someone else than the sender, or of a message that does not exist.
     NoSuchMessage,
+    /// A direct message between two users one of whom blocked the other.
+    Blocked,
+    /// A group message from a member an owner or admin muted.
+    Muted,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::NotMember,
         Refusal::NoSuchGroup,
         Refusal::NotAllowed,
         Refusal::RecallWindow,
         Refusal::NoSuchMessage,
+        Refusal::Blocked,
+        Refusal::Muted,
     ];
 
     pub fn label(self) -> &'static str {
@@ -80,6 +86,8 @@ impl Refusal {
             Refusal::NotAllowed => "not_allowed",
             Refusal::RecallWindow => "recall_window",
             Refusal::NoSuchMessage => "no_such_message",
+            Refusal::Blocked => "blocked",
+            Refusal::Muted => "muted",
         }
     }
 }
@@ -92,7 +100,7 @@ pub struct ImOutcome {
     /// Already applied (redelivery, replay, retried request) or changing nothing.
     pub duplicate: u64,
     /// Refused, by [`Refusal`] in [`Refusal::ALL`] order.
-    pub refused: [u64; 5],
+    pub refused: [u64; Refusal::ALL.len()],
     /// Sync entries written (messages, recalls, refusals).
     pub sync_entries: u64,
 }

@@ -47,10 +47,9 @@ pub async fn apply_batch(
             Run::Posts(posts) => {
                 outcome.add(apply_posts(&mut tx, &posts, &mut seq_lock).await?);
             }
-            Run::Follow(event, change, active) => {
-                outcome.add(
-                    apply_follow(&mut tx, policy, event, change, active, &mut seq_lock).await?,
-                );
+            Run::Follow(event, change, edge) => {
+                outcome
+                    .add(apply_follow(&mut tx, policy, event, &change, edge, &mut seq_lock).await?);
             }
             Run::Delete(event, delete) => {
                 outcome.add(apply_delete(&mut tx, event, delete).await?);
@@ -72,7 +71,7 @@ pub async fn apply_batch(
 
 enum Run<'a> {
     Posts(Vec<&'a PostCreated>),
-    Follow(&'a SourcedEvent, &'a FollowChange, bool),
+    Follow(&'a SourcedEvent, FollowChange, EdgeChange),
     Delete(&'a SourcedEvent, &'a PostDeleted),
     /// A user's own event (account, profile), applied on its own ([`crate::users`]).
     User(&'a SourcedEvent, UserEvent<'a>),
@@ -88,8 +87,28 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
                 Some(Run::Posts(posts)) => posts.push(post),
                 _ => runs.push(Run::Posts(vec![post])),
             },
-            Event::Followed(change) => runs.push(Run::Follow(event, change, true)),
-            Event::Unfollowed(change) => runs.push(Run::Follow(event, change, false)),
+            Event::Followed(change) => {
+                runs.push(Run::Follow(event, change.clone(), EdgeChange::Follow));
+            }
+            Event::Unfollowed(change) => {
+                runs.push(Run::Follow(event, change.clone(), EdgeChange::Unfollow));
+            }
+            Event::FollowBlocked(edge) | Event::FollowUnblocked(edge) => {
+                let blocked = matches!(event.envelope.event, Event::FollowBlocked(_));
+                let by_follower = edge.by == edge.follower;
+                let change = FollowChange {
+                    follower: edge.follower.clone(),
+                    followee: edge.followee.clone(),
+                };
+                runs.push(Run::Follow(
+                    event,
+                    change,
+                    EdgeChange::Block {
+                        by_follower,
+                        blocked,
+                    },
+                ));
+            }
             Event::PostDeleted(delete) => runs.push(Run::Delete(event, delete)),
             Event::AccountRegistered(account) => {
                 runs.push(Run::User(event, UserEvent::Registered(account)));
@@ -108,6 +127,36 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
             Event::MessageSent(message) => runs.push(Run::Im(event, ImEvent::Message(message))),
             Event::MessageRecalled(recall) => runs.push(Run::Im(event, ImEvent::Recall(recall))),
             Event::ReadMarked(read) => runs.push(Run::Im(event, ImEvent::Read(read))),
+            Event::GroupUpdated(update) => {
+                runs.push(Run::Im(event, ImEvent::GroupUpdated(update)));
+            }
+            Event::GroupDissolved(dissolved) => {
+                runs.push(Run::Im(event, ImEvent::GroupDissolved(dissolved)));
+            }
+            Event::MemberMuted(mute) => runs.push(Run::Im(event, ImEvent::MemberMuted(mute))),
+            Event::UserBlocked(change) => runs.push(Run::Im(event, ImEvent::Block(change, true))),
+            Event::UserUnblocked(change) => {
+                runs.push(Run::Im(event, ImEvent::Block(change, false)));
+            }
+            Event::ConversationMuted(mute) => {
+                runs.push(Run::Im(event, ImEvent::ConversationMute(mute, true)));
+            }
+            Event::ConversationUnmuted(mute) => {
+                runs.push(Run::Im(event, ImEvent::ConversationMute(mute, false)));
+            }
+            Event::MessageRemoved(removed) => {
+                runs.push(Run::Im(event, ImEvent::Removed(removed)));
+            }
+            Event::AccountDisabled(change) => {
+                runs.push(Run::User(event, UserEvent::Disabled(change, true)));
+            }
+            Event::AccountEnabled(change) => {
+                runs.push(Run::User(event, UserEvent::Disabled(change, false)));
+            }
+            Event::ReportFiled(report) => runs.push(Run::User(event, UserEvent::Report(report))),
+            Event::ReportResolved(resolved) => {
+                runs.push(Run::User(event, UserEvent::ReportResolved(resolved)));
+            }
         }
     }
     runs
@@ -264,25 +313,40 @@ async fn write_sync_entries(
     Ok((own, written.saturating_sub(own)))
 }
 
+/// What an event does to a follow edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EdgeChange {
+    Follow,
+    Unfollow,
+    /// A block between the two users (by the follower or the followee) is set or lifted: while one
+    /// stands the edge is inactive and a follow changes nothing; lifting one restores nothing.
+    Block {
+        by_follower: bool,
+        blocked: bool,
+    },
+}
+
 /// Sets a follow edge unless the edge was last set by a later event of the same partition. When the
 /// edge really changes, it keeps the followee's follower count and delivery mode up to date and brings
-/// the followee's recent pushed posts into the follower's inbox (follow) or takes them out (unfollow).
+/// the followee's recent pushed posts into the follower's inbox (follow) or takes them out (unfollow,
+/// block).
 async fn apply_follow(
     tx: &mut Transaction<'static, Postgres>,
     policy: &Policy,
     event: &SourcedEvent,
     change: &FollowChange,
-    active: bool,
+    edge: EdgeChange,
     seq_lock: &mut SeqLock,
 ) -> Result<ApplyOutcome, sqlx::Error> {
     let mut outcome = ApplyOutcome::default();
-    let Some(was_active) = set_edge(tx, event, change, active).await? else {
+    let Some((was_active, active)) = set_edge(tx, event, change, edge).await? else {
         outcome.follow_changes_stale = 1;
         return Ok(outcome);
     };
     outcome.follow_changes_applied = 1;
     if was_active == active {
-        // Follow of a followed user, or unfollow of an unfollowed one: nothing else changes.
+        // Follow of a followed user, unfollow of an unfollowed one, a follow across a block: nothing
+        // else changes.
         return Ok(outcome);
     }
     if count_follower(tx, policy, change, active).await? {
@@ -298,24 +362,43 @@ async fn apply_follow(
     Ok(outcome)
 }
 
-/// Sets the edge to `active` unless it was last set by a later event; `None` for such a stale event,
-/// otherwise whether the edge was active before.
+/// Applies `edge` to the edge unless it was last set by a later event; `None` for such a stale event,
+/// otherwise whether the edge was active before and is now.
 async fn set_edge(
     tx: &mut Transaction<'static, Postgres>,
     event: &SourcedEvent,
     change: &FollowChange,
-    active: bool,
-) -> Result<Option<bool>, sqlx::Error> {
+    edge: EdgeChange,
+) -> Result<Option<(bool, bool)>, sqlx::Error> {
+    // $3: the activity asked for (none: a block's change keeps it, but a standing block forces it
+    // off); $6, $7: the block flags set (none: kept).
+    let (want, by_follower, by_followee) = match edge {
+        EdgeChange::Follow => (Some(true), None, None),
+        EdgeChange::Unfollow => (Some(false), None, None),
+        EdgeChange::Block {
+            by_follower: true,
+            blocked,
+        } => (None, Some(blocked), None),
+        EdgeChange::Block { blocked, .. } => (None, None, Some(blocked)),
+    };
     // Events of one edge share a key (the followee) and so a partition, where offsets order them. An
     // event from another partition means the topic was repartitioned or replaced: it is newer.
     let (was_active, now_active): (Option<bool>, Option<bool>) = sqlx::query_as(
         "WITH previous AS (
              SELECT active FROM follows WHERE followee = $1 AND follower = $2
          ), updated AS (
-             INSERT INTO follows (followee, follower, active, src_partition, src_offset)
-             VALUES ($1, $2, $3, $4, $5)
+             INSERT INTO follows (followee, follower, active, src_partition, src_offset,
+                                  blocked_by_follower, blocked_by_followee)
+             VALUES ($1, $2, coalesce($3, false) AND NOT coalesce($6, false)
+                             AND NOT coalesce($7, false),
+                     $4, $5, coalesce($6, false), coalesce($7, false))
              ON CONFLICT (followee, follower) DO UPDATE
-             SET active = EXCLUDED.active, src_partition = EXCLUDED.src_partition,
+             SET blocked_by_follower = coalesce($6, follows.blocked_by_follower),
+                 blocked_by_followee = coalesce($7, follows.blocked_by_followee),
+                 active = coalesce($3, follows.active)
+                          AND NOT coalesce($6, follows.blocked_by_follower)
+                          AND NOT coalesce($7, follows.blocked_by_followee),
+                 src_partition = EXCLUDED.src_partition,
                  src_offset = EXCLUDED.src_offset, updated_at = now()
              WHERE follows.src_partition <> EXCLUDED.src_partition
                 OR follows.src_offset < EXCLUDED.src_offset
@@ -325,12 +408,14 @@ async fn set_edge(
     )
     .bind(change.followee.as_str())
     .bind(change.follower.as_str())
-    .bind(active)
+    .bind(want)
     .bind(event.partition)
     .bind(event.offset)
+    .bind(by_follower)
+    .bind(by_followee)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(now_active.map(|_| was_active.unwrap_or(false)))
+    Ok(now_active.map(|now| (was_active.unwrap_or(false), now)))
 }
 
 /// Counts the follower in (or out) and switches the followee's delivery mode when the count crossed a

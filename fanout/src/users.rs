@@ -1,15 +1,19 @@
 //! A user's own records, keyed (on Kafka and in [`crate::watermark`]) by the user id: the account a
 //! registration creates (`accounts`: the password hash logins check) and the profile (`users`: display
-//! name, age, gender, signature).
+//! name, age, gender, signature); and the moderation records keyed by a user ([`crate::moderation`]).
 //!
 //! The first registration of a user id wins; a later one (someone else trying the same id) changes
 //! nothing, and its sender's login keeps failing. A password change replaces the hash of an existing
 //! account (it follows the registration on the user's partition, so a replay applies both in order). A profile is replaced by every profile event that
 //! passes the watermark (an older one never does).
 
-use schemas::{AccountRegistered, PasswordChanged, ProfileUpdated};
+use schemas::{
+    AccountModeration, AccountRegistered, PasswordChanged, ProfileUpdated, ReportFiled,
+    ReportResolved,
+};
 use sqlx::{Postgres, Transaction};
 
+use crate::moderation;
 use crate::outcome::ImOutcome;
 use crate::sourced::SourcedEvent;
 use crate::watermark;
@@ -22,6 +26,12 @@ pub(crate) enum UserEvent<'a> {
     Registered(&'a AccountRegistered),
     PasswordChanged(&'a PasswordChanged),
     Profile(&'a ProfileUpdated),
+    /// An operator disabled (true) or re-enabled the account.
+    Disabled(&'a AccountModeration, bool),
+    /// The user reported something.
+    Report(&'a ReportFiled),
+    /// The user, an operator, resolved a report.
+    ReportResolved(&'a ReportResolved),
 }
 
 /// Applies one of a user's own events (at most once: [`watermark`]).
@@ -37,6 +47,11 @@ pub(crate) async fn apply(
         UserEvent::Registered(account) => apply_account(tx, event, account).await,
         UserEvent::PasswordChanged(change) => apply_password(tx, event, change).await,
         UserEvent::Profile(profile) => apply_profile(tx, event, profile).await,
+        UserEvent::Disabled(change, disabled) => {
+            moderation::apply_disabled(tx, event, change, disabled).await
+        }
+        UserEvent::Report(report) => moderation::apply_report(tx, report).await,
+        UserEvent::ReportResolved(resolved) => moderation::apply_resolved(tx, resolved).await,
     }
 }
 

@@ -49,6 +49,7 @@ impl Stack {
         ingest_config.accounts_required = reader_config.accounts_required;
         ingest_config.database_url = reader_config.database_url.clone();
         ingest_config.writes = reader_config.writes.clone();
+        ingest_config.moderation = reader_config.moderation.clone();
         let ingest = spawn_ingest(ingest_config).await;
         reader_config.public_ingest_url = ingest.url("");
         let reader = spawn_reader_with(reader_config.clone()).await;

@@ -91,6 +91,9 @@ pub struct Config {
     #[command(flatten)]
     pub token: authkit::TokenKeyArg,
 
+    #[command(flatten)]
+    pub moderation: authkit::ModerationArgs,
+
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "FANLINE_LOG_JSON")]
     pub log_json: bool,
@@ -117,23 +120,28 @@ impl Config {
             database_url: secrecy::SecretString::from(schemas::DEFAULT_DATABASE_URL.to_owned()),
             // Tests and embedding mint tokens for users they never register.
             accounts_required: false,
+            moderation: authkit::ModerationArgs::off(),
         }
+    }
+
+    /// A small pool on `database_url`, connecting lazily (ingest starts while Postgres is down).
+    pub fn read_pool(&self) -> Result<sqlx::PgPool, sqlx::Error> {
+        use secrecy::ExposeSecret;
+        let options: sqlx::postgres::PgConnectOptions =
+            self.database_url.expose_secret().parse()?;
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy_with(options.options([("statement_timeout", "2000ms")])))
     }
 
     /// The account directory: reading `database_url` lazily (ingest starts while Postgres is down),
     /// or switched off.
     pub fn account_directory(&self) -> Result<authkit::AccountDirectory, sqlx::Error> {
-        use secrecy::ExposeSecret;
         if !self.accounts_required {
             return Ok(authkit::AccountDirectory::disabled());
         }
-        let options: sqlx::postgres::PgConnectOptions =
-            self.database_url.expose_secret().parse()?;
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(std::time::Duration::from_secs(2))
-            .connect_lazy_with(options.options([("statement_timeout", "2000ms")]));
-        Ok(authkit::AccountDirectory::new(pool))
+        Ok(authkit::AccountDirectory::new(self.read_pool()?))
     }
 
     /// The event producer's name, topic and acknowledgement timeout.

@@ -1,7 +1,8 @@
 //! The IM write API: messages, recalls, read markers, profiles, groups and membership. Like every write,
 //! each handler validates what it can see, appends one event keyed by its conversation (or user) and
 //! answers `202` only after the broker acknowledged it. Membership is not known here (ingest keeps no
-//! state): fanout checks it and refuses what a non-member or an unauthorised user asked for.
+//! state): fanout checks it and refuses what a non-member or an unauthorised user asked for, by the
+//! group's join rule (`fanout/src/im/membership.rs`).
 
 use std::sync::Arc;
 
@@ -39,7 +40,7 @@ pub fn router(producer: Arc<EventProducer>) -> Router {
         .with_state(producer)
 }
 
-async fn append(
+pub(crate) async fn append(
     producer: &EventProducer,
     envelope: &Envelope,
     message_id: Option<&MessageId>,
@@ -47,6 +48,7 @@ async fn append(
 ) -> Result<Response, ApiError> {
     let ack = producer.send(envelope).await?;
     let body = Accepted {
+        report_id: None,
         post_id: None,
         message_id: message_id.map(|id| id.as_str().to_owned()),
         conversation_id: conversation.map(|c| c.as_str().to_owned()),
@@ -262,13 +264,15 @@ fn require_actor(
     bearer.require_user(field, &change.by)
 }
 
-/// Join or add a member.
+/// Join, add, invite, accept or ask.
 ///
-/// Appends a `member_added` event on the group's key, so that the member receives the group's messages
-/// from this point on (not before: a new member reads from their join). Without `by` the user joins
-/// (groups are open); with `by`, an owner or admin adds them; `role=admin` (by the owner) makes an
-/// admin, also of a member. Refused by fanout when `by` may not. `404` naming `user` when it has no
-/// account.
+/// Appends a `member_added` event on the group's key; fanout decides what it does by the group's join
+/// rule. Without `by` the user joins: an `open` group takes them, an invitation is accepted, and in an
+/// `approval` group the join becomes a request (an `invite` group refuses it). With `by`, an owner or
+/// admin adds them: directly in an open group, accepting their request, and otherwise as an invitation
+/// the user accepts by joining (nobody enters a private group without consenting). `role=admin` (by the
+/// owner) makes an admin, also of a member. A new member receives the group's messages from here on.
+/// `404` naming `user` when it has no account.
 #[utoipa::path(
     put, path = "/v1/groups/{group}/members/{user}", tag = "groups",
     params(
@@ -307,11 +311,12 @@ pub async fn add_member(
     .await
 }
 
-/// Leave or remove a member.
+/// Leave, remove, decline or revoke.
 ///
 /// Appends a `member_removed` event on the group's key: the member receives nothing written after it;
-/// the conversation stays in their list, inactive, with nothing unread. Without `by` the user leaves;
-/// with `by`, an owner (anyone but themselves) or an admin (members only) removes them.
+/// the conversation stays in their list, inactive, with nothing unread. Without `by` the user leaves
+/// (or declines their invitation, or withdraws their request); with `by`, an owner (anyone but
+/// themselves) or an admin (members only) removes them, or revokes an invitation, or declines a request.
 #[utoipa::path(
     delete, path = "/v1/groups/{group}/members/{user}", tag = "groups",
     params(

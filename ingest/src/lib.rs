@@ -8,6 +8,8 @@
 //! - [`config`]: command-line flags and environment variables.
 //! - [`routes`]: the HTTP handlers of posts, follows and accounts.
 //! - [`im_routes`]: the HTTP handlers of messages, read markers, profiles and groups.
+//! - [`moderation_routes`]: reports, and the operators' routes (`/v1/admin/…`).
+//! - [`safety_routes`]: the HTTP handlers of group settings, mutes and blocks.
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 //!
 //! The producer is [`kafkakit::EventProducer`]; request rules and request → event conversions are
@@ -15,8 +17,10 @@
 
 pub mod config;
 pub mod im_routes;
+pub mod moderation_routes;
 pub mod openapi;
 pub mod routes;
+pub mod safety_routes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -61,7 +65,13 @@ fn cors() -> tower_http::cors::CorsLayer {
     use axum::http::{header, Method};
     tower_http::cors::CorsLayer::new()
         .allow_origin(tower_http::cors::Any)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(600))
 }
@@ -75,11 +85,22 @@ pub struct App {
     ops_router: axum::Router,
     limits: httpkit::ServeLimits,
     producer: Arc<EventProducer>,
+    /// The disabled accounts and where and how often to poll them (none: never).
+    disabled: Option<(
+        Arc<authkit::DisabledAccounts>,
+        sqlx::PgPool,
+        std::time::Duration,
+    )>,
 }
 
 impl App {
     pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
         let token_key = Arc::new(config.token.key()?);
+        let disabled = Arc::new(authkit::DisabledAccounts::default());
+        let poll = match config.moderation.disabled_poll() {
+            Some(interval) => Some((config.read_pool()?, interval)),
+            None => None,
+        };
         let metrics =
             kafkakit::ProduceMetrics::new(&registry, "ingest", httpkit::metrics::LATENCY_BUCKETS)?;
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
@@ -98,6 +119,8 @@ impl App {
         let router = httpkit::with_common_layers(
             routes::router(producer.clone(), config.batch_body_limit_bytes)
                 .merge(im_routes::router(producer.clone()))
+                .merge(safety_routes::router(producer.clone()))
+                .merge(moderation_routes::router(producer.clone()))
                 .route(
                     "/openapi.json",
                     httpkit::json_document(openapi::document_json()),
@@ -106,6 +129,8 @@ impl App {
                 .layer(
                     tower::ServiceBuilder::new()
                         .layer(axum::Extension(token_key))
+                        .layer(axum::Extension(disabled.clone()))
+                        .layer(axum::Extension(Arc::new(config.moderation.operators())))
                         .layer(axum::Extension(Arc::new(config.account_directory()?)))
                         .layer(axum::Extension(Arc::new(authkit::WriteLimiter::new(
                             config.writes.quota(),
@@ -139,6 +164,7 @@ impl App {
             ops_router,
             limits: config.http.limits(),
             producer,
+            disabled: poll.map(|(pool, interval)| (disabled, pool, interval)),
         })
     }
 
@@ -162,6 +188,9 @@ impl App {
     ) -> std::io::Result<()> {
         let stopped = tokio_util::sync::CancellationToken::new();
         let ops_stopped = stopped.clone();
+        let poller = self.disabled.map(|(disabled, pool, interval)| {
+            tokio::spawn(disabled.keep_polling(pool, interval, |_| async {}))
+        });
         let ops = tokio::spawn(httpkit::serve(
             self.ops_listener,
             self.ops_router,
@@ -173,6 +202,9 @@ impl App {
             stopped.cancel();
         };
         let result = httpkit::serve(self.listener, self.router, self.limits, shutdown).await;
+        if let Some(poller) = poller {
+            poller.abort();
+        }
         let _ = ops.await;
         self.producer.flush().await;
         result

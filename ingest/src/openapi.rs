@@ -26,6 +26,21 @@ use utoipa::OpenApi;
         crate::im_routes::create_group,
         crate::im_routes::add_member,
         crate::im_routes::remove_member,
+        crate::safety_routes::update_group,
+        crate::safety_routes::dissolve_group,
+        crate::safety_routes::mute_member,
+        crate::safety_routes::unmute_member,
+        crate::safety_routes::block,
+        crate::safety_routes::unblock,
+        crate::safety_routes::mute_conversation,
+        crate::safety_routes::unmute_conversation,
+        crate::moderation_routes::report,
+        crate::moderation_routes::resolve,
+        crate::moderation_routes::disable,
+        crate::moderation_routes::enable,
+        crate::moderation_routes::remove_post,
+        crate::moderation_routes::remove_message,
+        crate::moderation_routes::dissolve_group,
     ),
     // Parameters and the shared error responses (httpkit::openapi) refer to these; utoipa collects only
     // the schemas that request and response bodies of the operations reach.
@@ -41,8 +56,9 @@ use utoipa::OpenApi;
         (name = "posts", description = "Store timelines: posting and deleting."),
         (name = "follows", description = "The follow graph."),
         (name = "messages", description = "1:1 and group messages, recalls and read markers."),
-        (name = "users", description = "Profiles."),
-        (name = "groups", description = "Groups and their members."),
+        (name = "users", description = "Profiles and blocks."),
+        (name = "groups", description = "Groups: members, invitations and requests, settings, mutes."),
+        (name = "moderation", description = "Reports, and the operators' routes (`FANLINE_OPERATORS`)."),
     )
 )]
 struct IngestApi;

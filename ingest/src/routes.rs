@@ -125,6 +125,7 @@ async fn check_claim(
 
 fn accepted(envelope: &Envelope, post_id: Option<&PostId>, ack: Acknowledged) -> Response {
     let body = Accepted {
+        report_id: None,
         post_id: post_id.map(|id| id.as_str().to_owned()),
         message_id: None,
         conversation_id: None,

@@ -143,6 +143,7 @@ pub async fn change_password(
     ));
     tracing::info!(user = %user, revoked = ended.len(), "password changed");
     let body = Accepted {
+        report_id: None,
         post_id: None,
         message_id: None,
         conversation_id: None,

@@ -173,6 +173,9 @@ pub struct Config {
     #[command(flatten)]
     pub token: authkit::TokenKeyArg,
 
+    #[command(flatten)]
+    pub moderation: authkit::ModerationArgs,
+
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "FANLINE_LOG_JSON")]
     pub log_json: bool,
@@ -232,6 +235,7 @@ impl Config {
             query_timeout_ms: defaults::QUERY_TIMEOUT_MS,
             log_json: false,
             token: authkit::TokenKeyArg::default(),
+            moderation: authkit::ModerationArgs::off(),
             access_token_secs: defaults::ACCESS_TOKEN_SECS,
             refresh_token_secs: defaults::REFRESH_TOKEN_SECS,
             login_per_address_per_minute: defaults::LOGIN_PER_ADDRESS_PER_MINUTE,

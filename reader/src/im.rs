@@ -1,5 +1,5 @@
-//! The IM read API: contact lists with unread counts, conversation histories, profiles, groups and
-//! their members. One index-driven query per page (see the indexes in
+//! The IM read API: contact lists with unread counts, conversation histories and profiles (groups
+//! are [`crate::groups`]). One index-driven query per page (see the indexes in
 //! `schemas/migrations/20261125000001_im.sql`).
 
 use authkit::Bearer;
@@ -13,12 +13,11 @@ use httpkit::openapi::{
 };
 use httpkit::{ApiError, QueryParams};
 use schemas::api::{
-    decode_conversation_cursor, decode_member_cursor, encode_conversation_cursor,
-    encode_member_cursor, ConversationPage, ConversationSummary, Group, LastMessage, Member,
-    MemberPage, Message, MessagePage, Profile, PREVIEW_CHARS,
+    decode_conversation_cursor, encode_conversation_cursor, ConversationPage, ConversationSummary,
+    LastMessage, Message, MessagePage, Profile, PREVIEW_CHARS,
 };
 use schemas::ids::ConversationKind;
-use schemas::{ConversationId, GroupId, UserId};
+use schemas::{ConversationId, UserId};
 use sqlx::PgPool;
 
 use crate::db::ReadPool;
@@ -26,34 +25,36 @@ use crate::failure::{database_error, read_error};
 use crate::params::{cursor_param, page_limit};
 
 /// `403` unless the caller is one of a direct conversation's two users or an active member of the
-/// group (a former member's history access ended when they left).
+/// group (a former member's history access ended when they left). Returns the seq the caller's
+/// history starts after: 0, or, in a group whose history visibility is `joined`, the conversation's
+/// seq when they (last) joined.
 pub(crate) async fn require_participant(
     pool: &PgPool,
     bearer: &Bearer,
     conversation: &ConversationId,
-) -> Result<(), ApiError> {
+) -> Result<i64, ApiError> {
     let caller = UserId::parse("token", bearer.user())?;
-    let allowed = match conversation.kind() {
-        ConversationKind::Direct(..) => conversation.is_direct_between(&caller),
-        ConversationKind::Group(group) => sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM group_members
-                            WHERE group_id = $1 AND user_id = $2 AND active)",
+    let floor = match conversation.kind() {
+        ConversationKind::Direct(..) => conversation.is_direct_between(&caller).then_some(0),
+        ConversationKind::Group(group) => sqlx::query_scalar::<_, i64>(
+            "SELECT CASE WHEN g.history = 'shared' THEN 0 ELSE cm.from_seq END
+             FROM group_members gm
+             JOIN groups g ON g.group_id = gm.group_id
+             JOIN conversation_members cm ON cm.user_id = gm.user_id AND cm.conversation_id = $3
+             WHERE gm.group_id = $1 AND gm.user_id = $2 AND gm.active",
         )
         .bind(group.as_str())
         .bind(caller.as_str())
-        .fetch_one(pool)
+        .bind(conversation.as_str())
+        .fetch_optional(pool)
         .await
         .map_err(database_error)?,
     };
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            message: "only the conversation's members may read it".into(),
-            field: Some("conversation".into()),
-        })
-    }
+    floor.ok_or_else(|| ApiError {
+        status: StatusCode::FORBIDDEN,
+        message: "only the conversation's members may read it".into(),
+        field: Some("conversation".into()),
+    })
 }
 
 /// The IM routes' state: sqlx's pool for the occasional reads, [`ReadPool`] for the pages.
@@ -80,8 +81,6 @@ pub fn router(state: ImState) -> Router {
         .route("/v1/users/{user}", get(profile))
         .route("/v1/users/{user}/conversations", get(conversations))
         .route("/v1/conversations/{conversation}/messages", get(messages))
-        .route("/v1/groups/{group}", get(group))
-        .route("/v1/groups/{group}/members", get(members))
         .with_state(state)
 }
 
@@ -123,119 +122,20 @@ pub async fn profile(
     }))
 }
 
-/// Group.
-#[utoipa::path(
-    get, path = "/v1/groups/{group}", tag = "groups",
-    params(("group" = schemas::GroupId, Path, description = "The group.")),
-    responses(
-        (status = 200, description = "The group.", body = Group),
-        (status = 404, description = "No such group.", body = schemas::api::ErrorBody),
-        BadRequest, Unauthorized, InternalError, Unavailable,
-    )
-)]
-#[tracing::instrument(level = "debug", skip_all)]
-pub async fn group(
-    _bearer: Bearer,
-    State(pool): State<PgPool>,
-    Path(group): Path<String>,
-) -> Result<Json<Group>, ApiError> {
-    let group = GroupId::parse("group", &group)?;
-    type Row = (
-        String,
-        Option<String>,
-        Option<String>,
-        String,
-        i64,
-        DateTime<Utc>,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT name, group_type, description, owner, member_count, created_at
-         FROM groups WHERE group_id = $1",
-    )
-    .bind(group.as_str())
-    .fetch_optional(&pool)
-    .await
-    .map_err(database_error)?;
-    let (name, group_type, description, owner, member_count, created_at) =
-        row.ok_or_else(|| not_found("group"))?;
-    Ok(Json(Group {
-        conversation_id: ConversationId::group(&group).to_string(),
-        group: group.to_string(),
-        name,
-        group_type,
-        description,
-        owner,
-        member_count,
-        created_at,
-    }))
-}
-
-/// Group members.
-///
-/// The active members by user id.
-#[utoipa::path(
-    get, path = "/v1/groups/{group}/members", tag = "groups",
-    params(
-        ("group" = schemas::GroupId, Path, description = "The group."),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size, 20 when not given."),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page."),
-    ),
-    responses(
-        (status = 200, description = "A page of members.", body = MemberPage),
-        BadRequest, Unauthorized, Forbidden, NoSuchRoute, InternalError, Unavailable,
-    )
-)]
-#[tracing::instrument(level = "debug", skip_all)]
-pub async fn members(
-    _bearer: Bearer,
-    State(pool): State<PgPool>,
-    Path(group): Path<String>,
-    params: QueryParams,
-) -> Result<Json<MemberPage>, ApiError> {
-    let group = GroupId::parse("group", &group)?;
-    let limit = page_limit(&params)?;
-    let after = cursor_param(&params, decode_member_cursor)?;
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT user_id, role FROM group_members
-         WHERE group_id = $1 AND active AND user_id > coalesce($2, '')
-         ORDER BY user_id LIMIT $3",
-    )
-    .bind(group.as_str())
-    .bind(after)
-    .bind(limit + 1)
-    .fetch_all(&pool)
-    .await
-    .map_err(database_error)?;
-    let mut members: Vec<Member> = rows
-        .into_iter()
-        .map(|(user, role)| Member { user, role })
-        .collect();
-    let has_more = members.len() as i64 > limit;
-    members.truncate(limit as usize);
-    let next_cursor = match members.last() {
-        Some(last) if has_more => Some(encode_member_cursor(&last.user)),
-        _ => None,
-    };
-    Ok(Json(MemberPage {
-        members,
-        next_cursor,
-    }))
-}
-
-/// A user's total unread count ($1 user): the stored counters of their direct conversations plus the
+/// A user's total unread count ($1 user), muted conversations left out: the stored counters of their direct conversations plus the
 /// derived ones of their groups, each row found through the user's own index range (the derived state
 /// per row through `LATERAL … LIMIT 1`, so that missing statistics cannot turn it into a scan of all
 /// conversations; tested by `plans.rs`).
 macro_rules! total_unread_sql {
     () => {
         "(SELECT coalesce(sum(cm.unread), 0) FROM conversation_members cm
-          WHERE cm.user_id = $1 AND NOT cm.derived)
+          WHERE cm.user_id = $1 AND NOT cm.derived AND NOT cm.muted)
          + (SELECT coalesce(sum(s.unread), 0) FROM conversation_members cm
             CROSS JOIN LATERAL (
                 SELECT unread FROM conversation_state s
                 WHERE s.user_id = cm.user_id AND s.conversation_id = cm.conversation_id LIMIT 1
             ) s
-            WHERE cm.user_id = $1 AND cm.derived)"
+            WHERE cm.user_id = $1 AND cm.derived AND NOT cm.muted)"
     };
 }
 
@@ -271,6 +171,7 @@ fn conversation_summary(
         last_activity: row.try_get(6)?,
         peer: row.try_get(7)?,
         name: row.try_get(8)?,
+        muted: row.try_get(15)?,
     })
 }
 
@@ -311,7 +212,7 @@ pub const CONVERSATIONS_SQL: &str = concat!(
                 m.message_id, m.sender, m.created_at, m.recalled_at IS NOT NULL, left(m.body, $5),
                 (",
     total_unread_sql!(),
-    ")::bigint
+    ")::bigint, s.muted
          FROM (SELECT * FROM page ORDER BY activity DESC, conversation_id DESC LIMIT $4) p
          JOIN conversation_state s ON s.user_id = $1 AND s.conversation_id = p.conversation_id
          JOIN conversations c ON c.conversation_id = p.conversation_id
@@ -334,16 +235,18 @@ pub const CONVERSATIONS_SQL: &str = concat!(
          ORDER BY p.activity DESC, p.conversation_id DESC"
 );
 
-/// A history page scrolling back: $1 conversation, $2 seq bound (exclusive), $3 rows wanted.
+/// A history page scrolling back: $1 conversation, $2 seq bound (exclusive), $3 rows wanted, $4 the
+/// seq the reader's history starts after.
 pub const HISTORY_BEFORE_SQL: &str =
     "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL
-     FROM messages WHERE conversation_id = $1 AND seq < $2
+     FROM messages WHERE conversation_id = $1 AND seq < $2 AND seq > $4
      ORDER BY seq DESC LIMIT $3";
 
-/// A history page catching up: $1 conversation, $2 seq bound (exclusive), $3 rows wanted.
+/// A history page catching up: $1 conversation, $2 seq bound (exclusive), $3 rows wanted, $4 the seq
+/// the reader's history starts after.
 pub const HISTORY_AFTER_SQL: &str =
     "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL
-     FROM messages WHERE conversation_id = $1 AND seq > $2
+     FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq > $4
      ORDER BY seq LIMIT $3";
 
 /// Contact list.
@@ -423,7 +326,8 @@ pub async fn conversations(
 ///
 /// Messages in ascending seq: the latest `limit` without `before`/`after`; the ones just before seq
 /// `before` (scrolling back); or the ones just after seq `after` (catching up). Recalled messages stay
-/// as tombstones (empty body), so seqs have no holes.
+/// as tombstones (empty body), so seqs have no holes. In a group whose history visibility is `joined`
+/// a member's history starts after the seq at which they (last) joined.
 #[utoipa::path(
     get, path = "/v1/conversations/{conversation}/messages", tag = "messages",
     params(
@@ -447,7 +351,7 @@ pub async fn messages(
 ) -> Result<Json<MessagePage>, ApiError> {
     let conversation = ConversationId::parse("conversation", &conversation)?;
     let limit = page_limit(&params)?;
-    require_participant(&pool, &bearer, &conversation).await?;
+    let floor = require_participant(&pool, &bearer, &conversation).await?;
     let before = params.int_in("before", 1, i64::MAX)?;
     let after = params.int_in("after", 0, i64::MAX)?;
     let (sql, bound) = match (before, after) {
@@ -461,7 +365,7 @@ pub async fn messages(
         (before, None) => (HISTORY_BEFORE_SQL, before.unwrap_or(i64::MAX)),
     };
     let mut rows = reads
-        .query(sql, &[&conversation.as_str(), &bound, &(limit + 1)])
+        .query(sql, &[&conversation.as_str(), &bound, &(limit + 1), &floor])
         .await
         .map_err(read_error)?
         .iter()

@@ -13,7 +13,10 @@
 //! - [`queries`]: the SQL behind each page.
 //! - [`sync`]: one page of a user's sync timeline, shared by `/sync`, long polls, sockets and SSE.
 //! - [`routes`]: the HTTP handlers of feeds, store timelines and sync scans.
-//! - [`im`]: the HTTP handlers of contact lists, histories, profiles, groups and members.
+//! - [`im`]: the HTTP handlers of contact lists, histories and profiles.
+//! - [`groups`]: groups as their users may see them: cards, members, invitations and requests.
+//! - [`blocks`]: the users a user blocked.
+//! - [`moderation`]: the operators' queue of reports.
 //! - [`sessions`]: login, refresh and logout, and the cleanup of ended sessions.
 //! - [`accounts`]: password change (checked here, appended as an event, other sessions revoked).
 //! - [`hub`]: the process's one LISTEN connection, fanned out to waiting requests and sockets.
@@ -26,13 +29,16 @@
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
 pub mod accounts;
+pub mod blocks;
 pub mod caps;
 pub mod config;
 pub mod db;
 pub mod events;
 pub mod failure;
+pub mod groups;
 pub mod hub;
 pub mod im;
+pub mod moderation;
 pub mod openapi;
 pub mod params;
 pub mod queries;
@@ -89,6 +95,8 @@ pub struct App {
     /// that the graceful shutdown does not wait for them.
     shutdown: CancellationToken,
     sockets: TaskTracker,
+    /// The disabled accounts the API refuses, and how often they are polled (none: never).
+    disabled: Option<(Arc<authkit::DisabledAccounts>, Duration)>,
 }
 
 /// Checks what [`App::build`] needs from the configuration before it connects anywhere: the token
@@ -187,6 +195,22 @@ fn sessions(
     }
 }
 
+/// Which ids have accounts, when the configuration requires them.
+fn directory(config: &Config, pool: &sqlx::PgPool) -> authkit::AccountDirectory {
+    if config.accounts_required {
+        authkit::AccountDirectory::new(pool.clone())
+    } else {
+        authkit::AccountDirectory::disabled()
+    }
+}
+
+/// Groups, blocks and the moderation queue: reads that check who may see them.
+fn safety_routes(pool: &sqlx::PgPool) -> axum::Router {
+    groups::router(pool.clone())
+        .merge(blocks::router(pool.clone()))
+        .merge(moderation::router(pool.clone()))
+}
+
 /// The WebSocket and SSE routes; tokens may come in the URL here (browsers cannot set headers).
 fn realtime_routes(realtime: Arc<realtime::Realtime>) -> axum::Router {
     axum::Router::new()
@@ -202,6 +226,7 @@ fn realtime_routes(realtime: Arc<realtime::Realtime>) -> axum::Router {
 impl App {
     pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
         let token_key = Arc::new(config.token.key()?);
+        let disabled = Arc::new(authkit::DisabledAccounts::default());
         let connections = Connections::open(config)?;
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
         let hub = hub::Hub::new(&registry)?;
@@ -226,11 +251,7 @@ impl App {
                 config.streams_per_address,
             ),
             origins: realtime::OriginPolicy::new(&config.ws_allowed_origins),
-            directory: Arc::new(if config.accounts_required {
-                authkit::AccountDirectory::new(connections.pool.clone())
-            } else {
-                authkit::AccountDirectory::disabled()
-            }),
+            directory: Arc::new(directory(config, &connections.pool)),
             writes: authkit::WriteLimiter::new(config.writes.quota(), &registry, "reader")?,
         });
         let session_state = Arc::new(sessions(
@@ -254,10 +275,13 @@ impl App {
             pool: connections.pool.clone(),
             reads: connections.reads,
         }))
+        .merge(safety_routes(&connections.pool))
         .merge(sessions::router(session_state.clone()))
         .merge(accounts::router(session_state))
         .merge(realtime_routes(realtime))
         .layer(axum::Extension(token_key))
+        .layer(axum::Extension(disabled.clone()))
+        .layer(axum::Extension(Arc::new(config.moderation.operators())))
         .merge(web::router(config.public_ingest_url.clone()))
         .route(
             "/openapi.json",
@@ -283,6 +307,10 @@ impl App {
             producer,
             shutdown,
             sockets,
+            disabled: config
+                .moderation
+                .disabled_poll()
+                .map(|every| (disabled, every)),
         })
     }
 
@@ -304,6 +332,15 @@ impl App {
     ) -> std::io::Result<()> {
         let listening = tokio::spawn(self.hub.clone().run_listener(self.pool.clone()));
         let cleaning = tokio::spawn(sessions::clean_up_periodically(self.pool.clone()));
+        let polling = self.disabled.clone().map(|(disabled, every)| {
+            let pool = self.pool.clone();
+            tokio::spawn(
+                disabled.keep_polling(self.pool.clone(), every, move |users| {
+                    let pool = pool.clone();
+                    async move { sessions::end_sessions_of(&pool, users).await }
+                }),
+            )
+        });
         let ending = self.shutdown.clone();
         let shutdown = async move {
             shutdown.await;
@@ -323,6 +360,9 @@ impl App {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.sockets.wait()).await;
         listening.abort();
         cleaning.abort();
+        if let Some(polling) = polling {
+            polling.abort();
+        }
         self.producer.flush().await;
         result
     }

@@ -255,6 +255,7 @@ fn sync_kind(kind: &str) -> SyncKind {
         "message" => SyncKind::Message,
         "recall" => SyncKind::Recall,
         "refused" => SyncKind::Refused,
+        "invitation" => SyncKind::Invitation,
         _ => SyncKind::Post,
     }
 }

@@ -178,6 +178,7 @@ fn tokens(sessions: &Sessions, user: &str, session_id: &str, generation: i64) ->
     request_body = Credentials,
     responses(
         (status = 200, description = "Logged in.", body = SessionTokens),
+        (status = 403, description = "An operator disabled the account.", body = schemas::api::ErrorBody),
         BadRequest, Unauthorized, BodyRejected, TooManyRequests, Unavailable,
     )
 )]
@@ -194,6 +195,14 @@ pub async fn login(
     if !is_password(&sessions, &user, request.password).await? {
         tracing::info!(user = %user, address = %client.0, "login refused");
         return Err(wrong_credentials());
+    }
+    if is_disabled(&sessions.pool, &user).await? {
+        tracing::info!(user = %user, "login refused: the account is disabled");
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: "this account is disabled".into(),
+            field: Some("user".into()),
+        });
     }
     let session_id = ulid::Ulid::new().to_string();
     let (_, hash) = refresh_secret(&sessions.key, &session_id, 0);
@@ -292,6 +301,7 @@ pub async fn refresh(
                              refreshed_at = now()
          WHERE session_id = $1 AND refresh_hash = $2 AND generation = $4
            AND revoked_at IS NULL AND expires_at > now()
+           AND NOT EXISTS (SELECT 1 FROM disabled_accounts d WHERE d.user_id = sessions.user_id)
          RETURNING user_id",
     )
     .bind(token.session)
@@ -307,6 +317,33 @@ pub async fn refresh(
     }
     revoke_if_reused(&sessions, &token).await?;
     Err(bad_refresh_token())
+}
+
+/// Whether an operator disabled the account (asked at login, which is rare, rather than of the
+/// polled set: exact, whatever the poll interval).
+async fn is_disabled(pool: &PgPool, user: &UserId) -> Result<bool, ApiError> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM disabled_accounts WHERE user_id = $1)")
+        .bind(user.as_str())
+        .fetch_one(pool)
+        .await
+        .map_err(database_error)
+}
+
+/// Ends every session of accounts an operator disabled (their sockets and streams close on every
+/// reader); called by the poller of disabled accounts.
+pub(crate) async fn end_sessions_of(pool: &PgPool, users: Vec<String>) {
+    let ended: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(&revoke_notifying(
+        "user_id = ANY($1) AND revoked_at IS NULL",
+    ))
+    .bind(&users)
+    .fetch_all(pool)
+    .await;
+    match ended {
+        Ok(ended) => {
+            tracing::info!(sessions = ended.len(), accounts = ?users, "sessions of disabled accounts ended")
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot end the sessions of disabled accounts"),
+    }
 }
 
 /// A refresh token that is not the current one: if it is a genuine older one (or, for two-part

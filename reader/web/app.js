@@ -26,6 +26,8 @@
     pending: new Map(), // request_id -> {frame, msg, tries}
     convs: [],
     convEls: new Map(),
+    blocked: new Set(), // users this user blocked
+    invitations: [],
     convGen: 0,
     convTimer: 0,
     stores: new Map(), // conversation id -> {msgs: Map key->msg, byMid: Map, loaded, hasMore}
@@ -387,6 +389,7 @@
       else if (e.kind === 'message') applyMessage(e);
       else if (e.kind === 'recall') applyRecall(e);
       else if (e.kind === 'refused') applyRefused(e);
+      else if (e.kind === 'invitation') scheduleConvs(0); // the contact list's refresh lists invitations
       if (e.conversation_id && e.conversation_id === S.open) openTouched = true;
     }
     for (const c of f.conversations || []) {
@@ -637,10 +640,12 @@
     $('#group-panel').hidden = !(id && isGroup(id));
     $('#chat-error').textContent = '';
     $('#members').replaceChildren();
+    $('#member-note').textContent = '';
     if (!id) { $('#messages').replaceChildren(); return; }
     const summary = S.convs.find((c) => c.conversation_id === id);
     const name = summary && summary.name && summary.name !== titleOf(id) ? ` (${summary.name})` : '';
     $('#chat-title').textContent = isGroup(id) ? `Group ${titleOf(id)}${name}` : `Chat with ${titleOf(id)}${name}`;
+    renderChatActions();
   }
 
   function openConversation(id) {
@@ -703,9 +708,105 @@
       S.convs = page.conversations || [];
       setText($('#total-unread'), String(page.total_unread || 0));
       renderConversations();
+      const [invited, blocks] = await Promise.all([
+        api('GET', `/v1/users/${enc(me())}/invitations?limit=50`),
+        api('GET', `/v1/users/${enc(me())}/blocks?limit=200`),
+      ]);
+      if (gen !== S.convGen || !S.session) return;
+      S.invitations = (invited.pending || []).filter((p) => p.kind === 'invitation');
+      S.blocked = new Set((blocks.blocked || []).map((b) => b.user));
+      renderInvitations();
+      renderChatActions();
     } catch (e) {
       if (gen === S.convGen && S.session) $('#side-error').textContent = errText(e);
     }
+  }
+
+  // ---------------------------------------------------------------- invitations, mute, block
+  function renderInvitations() {
+    const ul = $('#invitations');
+    $('#invitations-panel').hidden = S.invitations.length === 0;
+    ul.replaceChildren(...S.invitations.map((p) => {
+      const li = document.createElement('li');
+      li.dataset.group = p.group;
+      const text = document.createElement('span');
+      text.textContent = `${p.name || p.group} — from ${p.by}`;
+      const accept = document.createElement('button');
+      accept.type = 'button';
+      accept.className = 'small accept';
+      accept.textContent = 'Accept';
+      const decline = document.createElement('button');
+      decline.type = 'button';
+      decline.className = 'small secondary decline';
+      decline.textContent = 'Decline';
+      li.append(text, accept, decline);
+      return li;
+    }));
+  }
+
+  // Accepting is a join (PUT), declining a removal (DELETE) of oneself; fanout applies either a moment
+  // later, so the lists are fetched again after it.
+  async function answerInvitation(group, accept) {
+    try {
+      await api(accept ? 'PUT' : 'DELETE', `/v1/groups/${enc(group)}/members/${enc(me())}`, undefined, { ingest: true });
+      S.invitations = S.invitations.filter((p) => p.group !== group);
+      renderInvitations();
+      if (accept) openConversation(`g:${group}`);
+      for (const ms of [300, 1200]) setTimeout(() => scheduleConvs(0), ms);
+    } catch (e) {
+      $('#side-error').textContent = errText(e);
+    }
+  }
+
+  function renderChatActions() {
+    const id = S.open;
+    if (!id) return;
+    const summary = S.convs.find((c) => c.conversation_id === id);
+    const muted = !!(summary && summary.muted);
+    const mute = $('#chat-mute');
+    setText(mute, muted ? 'Unmute' : 'Mute');
+    mute.setAttribute('aria-pressed', String(muted));
+    mute.disabled = !summary;
+    const block = $('#chat-block');
+    block.hidden = isGroup(id);
+    if (!isGroup(id)) {
+      const blocked = S.blocked.has(peerOf(id));
+      setText(block, blocked ? 'Unblock' : 'Block');
+      block.setAttribute('aria-pressed', String(blocked));
+    }
+  }
+
+  async function toggle(button, call, after) {
+    $(button).disabled = true;
+    try {
+      await call();
+      after();
+      for (const ms of [300, 1200]) setTimeout(() => scheduleConvs(0), ms);
+    } catch (e) {
+      $('#chat-error').textContent = errText(e);
+    } finally {
+      $(button).disabled = false;
+    }
+  }
+
+  function toggleMute() {
+    const id = S.open;
+    const summary = id && S.convs.find((c) => c.conversation_id === id);
+    if (!summary) return null;
+    const muted = !summary.muted;
+    return toggle('#chat-mute',
+      () => api(muted ? 'PUT' : 'DELETE', `/v1/users/${enc(me())}/conversations/${enc(id)}/mute`, undefined, { ingest: true }),
+      () => { summary.muted = muted; renderChatActions(); });
+  }
+
+  function toggleBlock() {
+    const id = S.open;
+    if (!id || isGroup(id)) return null;
+    const peer = peerOf(id);
+    const blocked = !S.blocked.has(peer);
+    return toggle('#chat-block',
+      () => api(blocked ? 'PUT' : 'DELETE', `/v1/users/${enc(me())}/blocks/${enc(peer)}`, undefined, { ingest: true }),
+      () => { if (blocked) S.blocked.add(peer); else S.blocked.delete(peer); renderChatActions(); });
   }
 
   function convEl(id) {
@@ -738,12 +839,14 @@
       badge.hidden = n <= 0;
       if (n > 0) badge.setAttribute('aria-label', `${n} unread`); else badge.removeAttribute('aria-label');
       li.classList.toggle('inactive', c.active === false);
+      li.classList.toggle('muted-conv', !!c.muted);
       const want = prev ? prev.nextSibling : ul.firstChild;
       if (want !== li) ul.insertBefore(li, want);
       prev = li;
     }
     for (const [id, li] of S.convEls) if (!seen.has(id)) { li.remove(); S.convEls.delete(id); }
     markCurrent();
+    renderChatActions();
   }
 
   function markCurrent() {
@@ -815,6 +918,9 @@
       () => api('PUT', `/v1/groups/${enc(group)}/members/${enc(user)}?by=${enc(me())}`, undefined, { ingest: true }),
       () => {
         $('#member-user').value = '';
+        // In an open group the user is added; in a private one (the default) invited: they appear
+        // among the members once they accept.
+        $('#member-note').textContent = `Invited ${user}: listed once they accept.`;
         for (const ms of [500, 1500]) setTimeout(() => { if (S.open === id) loadMembers(group); }, ms);
       });
   }
@@ -897,6 +1003,13 @@
   onSubmit('#new-chat-form', openDirect);
   onSubmit('#group-form', createGroup);
   onSubmit('#member-form', addMember);
+  $('#chat-mute').addEventListener('click', toggleMute);
+  $('#chat-block').addEventListener('click', toggleBlock);
+  $('#invitations').addEventListener('click', (ev) => {
+    const button = ev.target.closest('button');
+    const li = ev.target.closest('li[data-group]');
+    if (button && li) answerInvitation(li.dataset.group, button.classList.contains('accept'));
+  });
   onSubmit('#composer', sendMessage);
   onSubmit('#follow-form', follow);
   onSubmit('#post-form', post);

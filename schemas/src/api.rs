@@ -52,6 +52,10 @@ pub struct Accepted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::ConversationId>, nullable = false)]
     pub conversation_id: Option<String>,
+    /// Id of the report (reports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub report_id: Option<String>,
     /// Id of the event appended to the log.
     pub event_id: String,
     /// Where the broker stored the event, for tracing it through the pipeline.
@@ -215,6 +219,124 @@ pub struct CreateGroupRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 1000, nullable = false)]
     pub description: Option<String>,
+    /// Who may join: `invite` (the default), `approval` or `open`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub join_rule: Option<crate::JoinRule>,
+    /// How much history members read: `joined` (from their join on, the default) or `shared`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub history: Option<crate::HistoryVisibility>,
+}
+
+/// Body of `PATCH /v1/groups/{group}`: the settings to change (at least one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGroupRequest {
+    /// Who changes them: the owner, or an admin (not `owner`).
+    #[schema(value_type = crate::UserId)]
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000, nullable = false)]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub join_rule: Option<crate::JoinRule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub history: Option<crate::HistoryVisibility>,
+    /// Hand the group to this active member (owner only; the old owner becomes an admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::UserId>, nullable = false)]
+    pub owner: Option<String>,
+}
+
+/// Body of `POST /v1/reports`: what is reported and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    /// Who reports (the caller).
+    #[schema(value_type = crate::UserId)]
+    pub reporter: String,
+    pub kind: crate::ReportKind,
+    /// The message id, post id, user id or group id.
+    pub subject: String,
+    /// The message's conversation (kind `message`) or the post's author (kind `post`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub context: Option<String>,
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: String,
+}
+
+/// Body of `PUT /v1/admin/reports/{report_id}`: how an operator resolved a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveReportRequest {
+    #[schema(min_length = 1, max_length = 1000)]
+    pub resolution: String,
+}
+
+/// Body of `PUT /v1/admin/accounts/{user}/disabled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableAccountRequest {
+    /// Why, for the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000, nullable = false)]
+    pub reason: Option<String>,
+}
+
+/// One report in the moderation queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReportItem {
+    pub report_id: String,
+    pub reporter: String,
+    /// message, post, user or group.
+    pub kind: String,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub context: Option<String>,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+    /// The reported message's or post's text, as it is now (empty once removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub resolved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub resolution: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/admin/reports`: oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReportPage {
+    pub reports: Vec<ReportItem>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
+}
+
+/// Body of `PUT /v1/groups/{group}/mutes/{user}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MuteMemberRequest {
+    /// Who mutes: the owner, or an admin (members only).
+    #[schema(value_type = crate::UserId)]
+    pub by: String,
+    /// Until when (at most a year ahead); messages written before then are refused with `muted`.
+    pub until: DateTime<Utc>,
 }
 
 /// Body of `PUT /v1/users/{user}/conversations/{conversation}/read`.
@@ -256,6 +378,9 @@ pub enum SyncKind {
     Recall,
     /// A message the user sent was refused (e.g. not a member of the group); it reached nobody.
     Refused,
+    /// A group invited the user (`conversation_id` is the group's, `author` who invited): accept with
+    /// `PUT /v1/groups/{group}/members/{user}`, list with `GET /v1/users/{user}/invitations`.
+    Invitation,
 }
 
 /// One entry of a sync timeline: a post, a message, a recall or a refusal, in the user's one order.
@@ -355,6 +480,54 @@ pub struct Group {
     pub created_at: DateTime<Utc>,
     /// The group's conversation id (`g:GROUP`).
     pub conversation_id: String,
+    /// Who may join: `open`, `invite` or `approval`.
+    pub join_rule: crate::JoinRule,
+    /// How much history members read: `joined` or `shared`.
+    pub history: crate::HistoryVisibility,
+    /// The owner dissolved the group: it has no members and takes no messages.
+    pub dissolved: bool,
+}
+
+/// An invitation to a group or a request to join one, waiting for the user (invitation) or for an
+/// owner or admin (request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingMembership {
+    pub group: String,
+    /// The group's name.
+    pub name: String,
+    pub user: String,
+    /// `invitation` or `request`.
+    pub kind: String,
+    /// Who invited (an invitation) or the user (a request).
+    pub by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /v1/users/{user}/invitations` and `GET /v1/groups/{group}/pending`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingPage {
+    pub pending: Vec<PendingMembership>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
+}
+
+/// One user the caller blocked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Blocked {
+    pub user: String,
+    pub since: DateTime<Utc>,
+}
+
+/// `GET /v1/users/{user}/blocks`: by user id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BlockPage {
+    pub blocked: Vec<Blocked>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
 }
 
 /// One member of a group.
@@ -411,6 +584,8 @@ pub struct ConversationSummary {
     pub unread: i64,
     /// False once the user left the group (nothing is delivered after that, nothing counts as unread).
     pub active: bool,
+    /// The user muted the conversation: its `unread` is not in `total_unread`.
+    pub muted: bool,
     pub last_activity: DateTime<Utc>,
 }
 
@@ -418,7 +593,7 @@ pub struct ConversationSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConversationPage {
     pub conversations: Vec<ConversationSummary>,
-    /// The sum of `unread` over all the user's conversations (not only this page).
+    /// The sum of `unread` over all the user's conversations that are not muted (not only this page).
     pub total_unread: i64,
     #[schema(required)]
     pub next_cursor: Option<String>,
@@ -520,6 +695,23 @@ pub fn decode_conversation_cursor(raw: &str) -> Option<(DateTime<Utc>, String)> 
     }
     ConversationId::parse("cursor", conversation).ok()?;
     Some((at, conversation.to_owned()))
+}
+
+/// The cursor of a page ordered by time then id (a user or group id): the last row's.
+pub fn encode_time_cursor(at: DateTime<Utc>, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("t1:{}:{id}", at.timestamp_micros()))
+}
+
+/// Decodes a cursor from [`encode_time_cursor`]; `None` when it is not one.
+pub fn decode_time_cursor(raw: &str) -> Option<(DateTime<Utc>, String)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let (micros, id) = text.strip_prefix("t1:")?.split_once(':')?;
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    if !(1970..=9999).contains(&at.year()) {
+        return None;
+    }
+    let valid = UserId::parse("cursor", id).is_ok() || crate::GroupId::parse("cursor", id).is_ok();
+    valid.then(|| (at, id.to_owned()))
 }
 
 /// A member-list cursor: the last row's user id.

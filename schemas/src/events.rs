@@ -21,6 +21,11 @@ use crate::ids::{
     validate_body, validate_message_id, ConversationId, GroupId, MessageId, PostId, TimelineKey,
     UserId, ValidationError,
 };
+use crate::moderation::{AccountModeration, MessageRemoved, ReportFiled, ReportResolved};
+use crate::safety::{
+    BlockChange, ConversationMute, FollowBlock, GroupDissolved, GroupUpdated, HistoryVisibility,
+    JoinRule, MemberMute,
+};
 
 /// The envelope version this build writes and the newest it reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -40,6 +45,20 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "read_marked",
     "account_registered",
     "password_changed",
+    "group_updated",
+    "group_dissolved",
+    "member_muted",
+    "user_blocked",
+    "user_unblocked",
+    "follow_blocked",
+    "follow_unblocked",
+    "conversation_muted",
+    "conversation_unmuted",
+    "report_filed",
+    "report_resolved",
+    "account_disabled",
+    "account_enabled",
+    "message_removed",
 ];
 
 /// One event on the topic.
@@ -90,16 +109,37 @@ pub enum Event {
     AccountRegistered(AccountRegistered),
     /// An account's owner set a new password (after giving the current one).
     PasswordChanged(PasswordChanged),
+    /// An owner or admin changed a group's settings, or the owner handed it over.
+    GroupUpdated(GroupUpdated),
+    /// The owner ended a group.
+    GroupDissolved(GroupDissolved),
+    /// An owner or admin silenced a member for a time (or lifted it).
+    MemberMuted(MemberMute),
+    /// `blocker` blocked `target` (keyed by their direct conversation).
+    UserBlocked(BlockChange),
+    /// `blocker` lifted their block of `target`.
+    UserUnblocked(BlockChange),
+    /// A block's effect on one follow edge (keyed by the followee): removed, not re-creatable.
+    FollowBlocked(FollowBlock),
+    /// A lifted block's effect on one follow edge: it may be created again.
+    FollowUnblocked(FollowBlock),
+    /// A user muted a conversation (out of their total unread count).
+    ConversationMuted(ConversationMute),
+    /// A user unmuted a conversation.
+    ConversationUnmuted(ConversationMute),
+    /// A user reported a message, post, user or group to the operators.
+    ReportFiled(ReportFiled),
+    /// An operator closed a report.
+    ReportResolved(ReportResolved),
+    /// An operator locked an account out.
+    AccountDisabled(AccountModeration),
+    /// An operator let a disabled account back in.
+    AccountEnabled(AccountModeration),
+    /// An operator removed a message (a tombstone, as a recall).
+    MessageRemoved(MessageRemoved),
 }
 
-/// Longest display name, group name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
-/// Longest profile signature or group description, in characters.
-pub const MAX_TEXT_CHARS: usize = 1000;
-/// Longest gender or group type, in characters.
-pub const MAX_TAG_CHARS: usize = 32;
-/// Oldest accepted age.
-pub const MAX_AGE: u16 = 150;
+pub use crate::ids::{validate_text, MAX_AGE, MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TEXT_CHARS};
 
 /// Payload of `profile_updated` (keyed by the user).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -178,6 +218,12 @@ pub struct GroupCreated {
     pub group_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Who may join. Absent in events written before join rules existed: those groups were open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_rule: Option<JoinRule>,
+    /// How much history a member reads (absent: `joined`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryVisibility>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -224,31 +270,6 @@ pub struct ReadMarked {
     pub user: UserId,
     /// Read up to this conversation seq (clamped to the conversation's last seq when applied).
     pub seq: i64,
-}
-
-/// Checks free text: `min`..=`max` characters, no NUL, not only white space when required.
-pub fn validate_text(
-    field: &'static str,
-    text: &str,
-    required: bool,
-    max: usize,
-) -> Result<(), ValidationError> {
-    if required && text.trim().is_empty() {
-        return Err(ValidationError::new(field, "must not be empty"));
-    }
-    if text.chars().count() > max {
-        return Err(ValidationError::new(
-            field,
-            format!("must be at most {max} characters long"),
-        ));
-    }
-    if text.contains('\0') {
-        return Err(ValidationError::new(
-            field,
-            "must not contain NUL characters",
-        ));
-    }
-    Ok(())
 }
 
 impl ProfileUpdated {
@@ -474,6 +495,96 @@ impl Envelope {
         Self::wrap((&change.user).into(), Event::PasswordChanged(change))
     }
 
+    /// A new `group_updated` event, keyed by the group's conversation.
+    pub fn group_updated(update: GroupUpdated) -> Self {
+        let key = (&ConversationId::group(&update.group)).into();
+        Self::wrap(key, Event::GroupUpdated(update))
+    }
+
+    /// A new `group_dissolved` event, keyed by the group's conversation.
+    pub fn group_dissolved(dissolved: GroupDissolved) -> Self {
+        let key = (&ConversationId::group(&dissolved.group)).into();
+        Self::wrap(key, Event::GroupDissolved(dissolved))
+    }
+
+    /// A new `member_muted` event, keyed by the group's conversation (in order with its messages).
+    pub fn member_muted(mute: MemberMute) -> Self {
+        let key = (&ConversationId::group(&mute.group)).into();
+        Self::wrap(key, Event::MemberMuted(mute))
+    }
+
+    /// A new `user_blocked` (or, `blocked` false, `user_unblocked`) event, keyed by the pair's direct
+    /// conversation (in order with their direct messages). `None` for a block of oneself.
+    pub fn user_blocked(change: BlockChange, blocked: bool) -> Option<Self> {
+        let key = (&ConversationId::direct(&change.blocker, &change.target)?).into();
+        Some(Self::wrap(
+            key,
+            if blocked {
+                Event::UserBlocked(change)
+            } else {
+                Event::UserUnblocked(change)
+            },
+        ))
+    }
+
+    /// A new `follow_blocked` (or `follow_unblocked`) event, keyed by the followee (in order with the
+    /// edge's follows).
+    pub fn follow_blocked(edge: FollowBlock, blocked: bool) -> Self {
+        let key = (&edge.followee).into();
+        Self::wrap(
+            key,
+            if blocked {
+                Event::FollowBlocked(edge)
+            } else {
+                Event::FollowUnblocked(edge)
+            },
+        )
+    }
+
+    /// A new `conversation_muted` (or `conversation_unmuted`) event, keyed by the conversation.
+    pub fn conversation_muted(mute: ConversationMute, muted: bool) -> Self {
+        let key = (&mute.conversation).into();
+        Self::wrap(
+            key,
+            if muted {
+                Event::ConversationMuted(mute)
+            } else {
+                Event::ConversationUnmuted(mute)
+            },
+        )
+    }
+
+    /// A new `report_filed` event, keyed by the reporter.
+    pub fn report_filed(report: ReportFiled) -> Self {
+        Self::wrap((&report.reporter).into(), Event::ReportFiled(report))
+    }
+
+    /// A new `report_resolved` event, keyed by the operator (it merges with the filing in any order).
+    pub fn report_resolved(resolved: ReportResolved) -> Self {
+        Self::wrap((&resolved.by).into(), Event::ReportResolved(resolved))
+    }
+
+    /// A new `account_disabled` (or, `disabled` false, `account_enabled`) event, keyed by the user.
+    pub fn account_disabled(change: AccountModeration, disabled: bool) -> Self {
+        let key = (&change.user).into();
+        Self::wrap(
+            key,
+            if disabled {
+                Event::AccountDisabled(change)
+            } else {
+                Event::AccountEnabled(change)
+            },
+        )
+    }
+
+    /// A new `message_removed` event, keyed by its conversation (after the message).
+    pub fn message_removed(removed: MessageRemoved) -> Self {
+        Self::wrap(
+            (&removed.conversation).into(),
+            Event::MessageRemoved(removed),
+        )
+    }
+
     /// The event type as spelled on the wire.
     pub fn event_type(&self) -> &'static str {
         match self.event {
@@ -490,6 +601,20 @@ impl Envelope {
             Event::ReadMarked(_) => "read_marked",
             Event::AccountRegistered(_) => "account_registered",
             Event::PasswordChanged(_) => "password_changed",
+            Event::GroupUpdated(_) => "group_updated",
+            Event::GroupDissolved(_) => "group_dissolved",
+            Event::MemberMuted(_) => "member_muted",
+            Event::UserBlocked(_) => "user_blocked",
+            Event::UserUnblocked(_) => "user_unblocked",
+            Event::FollowBlocked(_) => "follow_blocked",
+            Event::FollowUnblocked(_) => "follow_unblocked",
+            Event::ConversationMuted(_) => "conversation_muted",
+            Event::ConversationUnmuted(_) => "conversation_unmuted",
+            Event::ReportFiled(_) => "report_filed",
+            Event::ReportResolved(_) => "report_resolved",
+            Event::AccountDisabled(_) => "account_disabled",
+            Event::AccountEnabled(_) => "account_enabled",
+            Event::MessageRemoved(_) => "message_removed",
         }
     }
 
@@ -571,6 +696,86 @@ impl Envelope {
                 self.expect_key(change.user.as_str(), "payload.user")?;
                 check_password_hash(&change.password_hash)?;
             }
+            Event::GroupUpdated(_)
+            | Event::GroupDissolved(_)
+            | Event::MemberMuted(_)
+            | Event::UserBlocked(_)
+            | Event::UserUnblocked(_)
+            | Event::FollowBlocked(_)
+            | Event::FollowUnblocked(_)
+            | Event::ConversationMuted(_)
+            | Event::ConversationUnmuted(_) => self.validate_safety()?,
+            Event::ReportFiled(_)
+            | Event::ReportResolved(_)
+            | Event::AccountDisabled(_)
+            | Event::AccountEnabled(_)
+            | Event::MessageRemoved(_) => self.validate_moderation()?,
+        }
+        Ok(())
+    }
+
+    /// [`Self::validate`] of the moderation events (`crate::moderation`): keys and payload rules.
+    fn validate_moderation(&self) -> Result<(), ValidationError> {
+        match &self.event {
+            Event::ReportFiled(report) => {
+                self.expect_key(report.reporter.as_str(), "payload.reporter")?;
+                report.validate().map_err(in_payload)?;
+            }
+            Event::ReportResolved(resolved) => {
+                self.expect_key(resolved.by.as_str(), "payload.by")?;
+                resolved.validate().map_err(in_payload)?;
+            }
+            Event::AccountDisabled(change) | Event::AccountEnabled(change) => {
+                self.expect_key(change.user.as_str(), "payload.user")?;
+                change.validate().map_err(in_payload)?;
+            }
+            Event::MessageRemoved(removed) => {
+                self.expect_key(removed.conversation.as_str(), "payload.conversation")?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// [`Self::validate`] of the safety events (`crate::safety`): keys and payload rules.
+    fn validate_safety(&self) -> Result<(), ValidationError> {
+        match &self.event {
+            Event::GroupUpdated(update) => {
+                self.expect_key(
+                    ConversationId::group(&update.group).as_str(),
+                    "g:payload.group",
+                )?;
+                update.validate().map_err(in_payload)?;
+            }
+            Event::GroupDissolved(dissolved) => {
+                self.expect_key(
+                    ConversationId::group(&dissolved.group).as_str(),
+                    "g:payload.group",
+                )?;
+            }
+            Event::MemberMuted(mute) => {
+                self.expect_key(
+                    ConversationId::group(&mute.group).as_str(),
+                    "g:payload.group",
+                )?;
+            }
+            Event::UserBlocked(change) | Event::UserUnblocked(change) => {
+                change.validate().map_err(in_payload)?;
+                let pair = ConversationId::direct(&change.blocker, &change.target);
+                self.expect_key(
+                    pair.as_ref().map_or("", ConversationId::as_str),
+                    "the direct conversation of payload.blocker and payload.target",
+                )?;
+            }
+            Event::FollowBlocked(edge) | Event::FollowUnblocked(edge) => {
+                self.expect_key(edge.followee.as_str(), "payload.followee")?;
+                edge.validate().map_err(in_payload)?;
+            }
+            Event::ConversationMuted(mute) | Event::ConversationUnmuted(mute) => {
+                self.expect_key(mute.conversation.as_str(), "payload.conversation")?;
+                mute.validate().map_err(in_payload)?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -732,6 +937,8 @@ mod tests {
                 name: "Team".into(),
                 group_type: Some("work".into()),
                 description: None,
+                join_rule: None,
+                history: None,
                 created_at: Utc::now(),
             }),
             Envelope::member_added(MembershipChange {

@@ -525,6 +525,40 @@ pub fn validate_message_id(field: &'static str, id: &str) -> Result<(), Validati
     Ok(())
 }
 
+/// Longest display name, group name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest profile signature or group description, in characters.
+pub const MAX_TEXT_CHARS: usize = 1000;
+/// Longest gender or group type, in characters.
+pub const MAX_TAG_CHARS: usize = 32;
+/// Oldest accepted age.
+pub const MAX_AGE: u16 = 150;
+
+/// Checks free text: `min`..=`max` characters, no NUL, not only white space when required.
+pub fn validate_text(
+    field: &'static str,
+    text: &str,
+    required: bool,
+    max: usize,
+) -> Result<(), ValidationError> {
+    if required && text.trim().is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if text.chars().count() > max {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max} characters long"),
+        ));
+    }
+    if text.contains('\0') {
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

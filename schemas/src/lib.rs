@@ -7,6 +7,8 @@
 //! - [`realtime`]: the WebSocket protocol's frames, frame limits and close codes.
 //! - [`committed`]: checking a generated document (JSON Schema, OpenAPI) against its committed copy.
 //! - [`ids`]: user ids, post ids and the limits on text fields, with the validation every service uses.
+//! - [`moderation`]: the payloads of reports and of what operators do (disable accounts, remove).
+//! - [`safety`]: the payloads of group policies, blocks and mutes (their rules' keys explained there).
 //! - [`events`]: the versioned event envelope written to Kafka and its decoder, which tells a poison
 //!   event from an event of a newer version or unknown type.
 //! - [`json_schema`]: the JSON Schema of the envelope, generated from the Rust types and committed as
@@ -23,8 +25,10 @@ pub mod db;
 pub mod events;
 pub mod ids;
 pub mod json_schema;
+pub mod moderation;
 pub mod realtime;
 pub mod requests;
+pub mod safety;
 
 pub use events::{
     AccountRegistered, DecodeError, Envelope, Event, FollowChange, GroupCreated, MembershipChange,
@@ -33,6 +37,11 @@ pub use events::{
 };
 pub use ids::{
     ConversationId, DeviceId, GroupId, MessageId, PostId, TimelineKey, UserId, ValidationError,
+};
+pub use moderation::{AccountModeration, MessageRemoved, ReportFiled, ReportKind, ReportResolved};
+pub use safety::{
+    BlockChange, ConversationMute, FollowBlock, GroupDissolved, GroupUpdated, HistoryVisibility,
+    JoinRule, MemberMute,
 };
 
 /// Migrations for the Postgres schema; applying them twice is a no-op (sqlx records what ran).

@@ -8,13 +8,16 @@
 use chrono::Utc;
 
 use crate::api::{
-    CreateGroupRequest, CreatePostRequest, ProfileRequest, ReadRequest, SendMessageRequest,
+    CreateGroupRequest, CreatePostRequest, MuteMemberRequest, ProfileRequest, ReadRequest,
+    ReportRequest, SendMessageRequest, UpdateGroupRequest,
 };
 use crate::events::{
     FollowChange, GroupCreated, MembershipChange, MessageSent, PostCreated, ProfileUpdated,
     ReadMarked, Role,
 };
 use crate::ids::{ConversationId, GroupId, MessageId, PostId, UserId, ValidationError};
+use crate::moderation::ReportFiled;
+use crate::safety::{GroupUpdated, HistoryVisibility, JoinRule, MemberMute};
 
 impl CreatePostRequest {
     /// The `post_created` payload of this request, with a new post id.
@@ -101,10 +104,77 @@ impl CreateGroupRequest {
             name: self.name,
             group_type: self.group_type,
             description: self.description,
+            // New groups are private unless asked otherwise (the safe default); events without a
+            // rule come from before rules existed, when every group was open.
+            join_rule: Some(self.join_rule.unwrap_or(JoinRule::Invite)),
+            history: Some(self.history.unwrap_or(HistoryVisibility::Joined)),
             created_at: Utc::now(),
         };
         group.validate()?;
         Ok(group)
+    }
+}
+
+impl UpdateGroupRequest {
+    /// The `group_updated` payload of this request for the group the path names.
+    pub fn into_event(self, group: &str) -> Result<GroupUpdated, ValidationError> {
+        let owner = match &self.owner {
+            Some(owner) => Some(UserId::parse("owner", owner)?),
+            None => None,
+        };
+        let update = GroupUpdated {
+            group: GroupId::parse("group", group)?,
+            by: UserId::parse("by", &self.by)?,
+            name: self.name,
+            description: self.description,
+            join_rule: self.join_rule,
+            history: self.history,
+            owner,
+        };
+        update.validate()?;
+        Ok(update)
+    }
+}
+
+impl ReportRequest {
+    /// The `report_filed` payload of this request, with a new report id.
+    pub fn into_event(self) -> Result<ReportFiled, ValidationError> {
+        let report = ReportFiled {
+            report_id: ulid::Ulid::new().to_string(),
+            reporter: UserId::parse("reporter", &self.reporter)?,
+            kind: self.kind,
+            subject: self.subject,
+            context: self.context,
+            reason: self.reason,
+            created_at: Utc::now(),
+        };
+        report.validate()?;
+        Ok(report)
+    }
+}
+
+/// The longest a member can be muted for at once.
+pub const MAX_MUTE_DAYS: i64 = 366;
+
+impl MuteMemberRequest {
+    /// The `member_muted` payload of this request for the group and user the path names.
+    pub fn into_event(self, group: &str, user: &str) -> Result<MemberMute, ValidationError> {
+        let now = Utc::now();
+        if self.until <= now {
+            return Err(ValidationError::new("until", "must be in the future"));
+        }
+        if self.until > now + chrono::Duration::days(MAX_MUTE_DAYS) {
+            return Err(ValidationError::new(
+                "until",
+                format!("must be at most {MAX_MUTE_DAYS} days ahead"),
+            ));
+        }
+        Ok(MemberMute {
+            group: GroupId::parse("group", group)?,
+            user: UserId::parse("user", user)?,
+            by: UserId::parse("by", &self.by)?,
+            until: Some(self.until),
+        })
     }
 }
 

@@ -426,6 +426,8 @@ async fn seed_pages(db: &TestDb, users: usize) {
             name: format!("Team {g}"),
             group_type: None,
             description: None,
+            join_rule: None,
+            history: None,
             created_at: Utc::now(),
         }));
         for m in 2..=GROUP_SIZE {
@@ -531,11 +533,11 @@ fn page_workloads(users: usize, dir: &std::path::Path) -> anyhow::Result<Vec<Pag
             dir,
             &format!("history{n}"),
             &format!(
-                "\\set before {}\n\\set rows 21\n{}",
+                "\\set before {}\n\\set rows 21\n\\set floor 0\n{}",
                 i64::MAX,
                 measure::pgbench_statement(
                     reader::im::HISTORY_BEFORE_SQL,
-                    &[":conversation", ":before", ":rows"]
+                    &[":conversation", ":before", ":rows", ":floor"]
                 )
                 // A literal with its colons escaped: pgbench would take `:1` for a variable.
                 .replace(

@@ -1,13 +1,14 @@
 //! Groups: creation, and membership changes carried out as [`super::membership`] decides them —
-//! joins and additions, role changes, leaves and removals — with the member count, the members'
-//! conversation rows and the group's delivery mode kept up to date.
+//! joins and additions, invitations and requests, role changes, leaves and removals — with the member
+//! count, the members' conversation rows and the group's delivery mode kept up to date.
 
 use chrono::{DateTime, Utc};
-use schemas::{ConversationId, GroupCreated, MembershipChange, Role};
+use schemas::{ConversationId, GroupCreated, HistoryVisibility, JoinRule, MembershipChange, Role};
 
-use super::membership::{self, Actor, Decision, Request};
+use super::membership::{self, Actor, Decision, Pending, Request, Target};
 use super::{ImOutcome, Refusal, Tx};
 use crate::policy::{next_mode_between, DeliveryMode, Policy};
+use crate::seq_lock::{SeqLock, SeqLockHeld};
 use crate::sourced::SourcedEvent;
 
 /// Creates a group with its owner as the first member; the same creation again is a duplicate,
@@ -17,8 +18,9 @@ pub(super) async fn apply_created(
     group: &GroupCreated,
 ) -> Result<ImOutcome, sqlx::Error> {
     let created = sqlx::query(
-        "INSERT INTO groups (group_id, name, group_type, description, owner, created_at, member_count)
-         VALUES ($1, $2, $3, $4, $5, $6, 1)
+        "INSERT INTO groups (group_id, name, group_type, description, owner, created_at, member_count,
+                             join_rule, history)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)
          ON CONFLICT (group_id) DO NOTHING",
     )
     .bind(group.group.as_str())
@@ -27,6 +29,9 @@ pub(super) async fn apply_created(
     .bind(group.description.as_deref())
     .bind(group.owner.as_str())
     .bind(group.created_at)
+    // A creation without a rule was written before rules existed, when every group was open.
+    .bind(group.join_rule.unwrap_or(JoinRule::Open).as_str())
+    .bind(group.history.unwrap_or(HistoryVisibility::Joined).as_str())
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -65,7 +70,7 @@ pub(super) async fn apply_created(
 
 /// Makes `user` an active member of `conversation` from its current seq on: what was said before they
 /// joined is neither delivered nor unread.
-async fn join_conversation(
+pub(super) async fn join_conversation(
     tx: &mut Tx,
     conversation: &ConversationId,
     user: &str,
@@ -112,34 +117,59 @@ pub(super) async fn active_role(
     }))
 }
 
-/// A join, addition or role change (`Request::Add`), a leave or removal (`Request::Remove`) of an
-/// existing group, as [`membership::decide`] rules on it.
+/// The join rule of a group that exists and was not dissolved.
+pub(super) async fn live_group(tx: &mut Tx, group: &str) -> Result<Option<JoinRule>, sqlx::Error> {
+    let rule: Option<(String,)> =
+        sqlx::query_as("SELECT join_rule FROM groups WHERE group_id = $1 AND dissolved_at IS NULL")
+            .bind(group)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(rule.map(|(rule,)| JoinRule::parse(&rule)))
+}
+
+/// What is pending for `user` in `group`.
+async fn pending(tx: &mut Tx, group: &str, user: &str) -> Result<Option<Pending>, sqlx::Error> {
+    let kind: Option<(String,)> =
+        sqlx::query_as("SELECT kind FROM group_pending WHERE group_id = $1 AND user_id = $2")
+            .bind(group)
+            .bind(user)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(kind.map(|(kind,)| match kind.as_str() {
+        "invitation" => Pending::Invitation,
+        _ => Pending::Request,
+    }))
+}
+
+/// A join, addition or role change (`Request::Add`), a leave or removal (`Request::Remove`) of a live
+/// group, as [`membership::decide`] rules on it.
 pub(super) async fn apply_membership(
     tx: &mut Tx,
     policy: &Policy,
     event: &SourcedEvent,
     change: &MembershipChange,
     request: Request,
+    seq_lock: &mut SeqLock,
 ) -> Result<ImOutcome, sqlx::Error> {
     let group = change.group.as_str();
-    let exists: Option<(bool,)> = sqlx::query_as("SELECT true FROM groups WHERE group_id = $1")
-        .bind(group)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if exists.is_none() {
+    let Some(rule) = live_group(tx, group).await? else {
         return Ok(ImOutcome::refused(Refusal::NoSuchGroup));
-    }
-    let target = active_role(tx, group, change.user.as_str()).await?;
+    };
+    let target = Target {
+        role: active_role(tx, group, change.user.as_str()).await?,
+        pending: pending(tx, group, change.user.as_str()).await?,
+    };
     let actor = if change.by == change.user {
         Actor::Themselves
     } else {
         Actor::Other(active_role(tx, group, change.by.as_str()).await?)
     };
     let conversation = ConversationId::group(&change.group);
-    match membership::decide(request, actor, target) {
+    match membership::decide(request, actor, target, rule) {
         Decision::Refused => return Ok(ImOutcome::refused(Refusal::NotAllowed)),
         Decision::Unchanged => return Ok(ImOutcome::duplicate()),
         Decision::Join(role) => {
+            set_pending(tx, event, change, None).await?;
             set_member(tx, event, change, role).await?;
             count_member(tx, group, 1).await?;
             join_conversation(tx, &conversation, change.user.as_str(), event.envelope.ts).await?;
@@ -152,8 +182,75 @@ pub(super) async fn apply_membership(
             leave_conversation(tx, &conversation, change.user.as_str()).await?;
             update_group_mode(tx, policy, &conversation, group).await?;
         }
+        Decision::Invite => {
+            set_pending(tx, event, change, Some(Pending::Invitation)).await?;
+            let held = seq_lock.acquire(tx).await?;
+            let entries = tell_invitee(tx, change, held).await?;
+            return Ok(ImOutcome {
+                applied: 1,
+                sync_entries: entries,
+                ..ImOutcome::default()
+            });
+        }
+        Decision::Ask => set_pending(tx, event, change, Some(Pending::Request)).await?,
+        Decision::Withdraw => set_pending(tx, event, change, None).await?,
     }
     Ok(ImOutcome::applied())
+}
+
+/// The `invitation` entry in the invitee's sync timeline (their devices learn of it live); returns the
+/// entries written.
+async fn tell_invitee(
+    tx: &mut Tx,
+    change: &MembershipChange,
+    _held: SeqLockHeld<'_>,
+) -> Result<u64, sqlx::Error> {
+    let entries = sqlx::query(
+        "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id)
+         VALUES ($1, nextval('sync_seq'), $2, 'invitation', $3)",
+    )
+    .bind(change.user.as_str())
+    .bind(change.by.as_str())
+    .bind(ConversationId::group(&change.group).as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(entries)
+}
+
+/// Records what is pending for the change's user (an invitation by `by`, their request), or removes it.
+async fn set_pending(
+    tx: &mut Tx,
+    event: &SourcedEvent,
+    change: &MembershipChange,
+    pending: Option<Pending>,
+) -> Result<(), sqlx::Error> {
+    let Some(pending) = pending else {
+        sqlx::query("DELETE FROM group_pending WHERE group_id = $1 AND user_id = $2")
+            .bind(change.group.as_str())
+            .bind(change.user.as_str())
+            .execute(&mut **tx)
+            .await?;
+        return Ok(());
+    };
+    let kind = match pending {
+        Pending::Invitation => "invitation",
+        Pending::Request => "request",
+    };
+    sqlx::query(
+        "INSERT INTO group_pending (group_id, user_id, kind, by_user, created_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (group_id, user_id) DO UPDATE
+         SET kind = EXCLUDED.kind, by_user = EXCLUDED.by_user, created_at = EXCLUDED.created_at",
+    )
+    .bind(change.group.as_str())
+    .bind(change.user.as_str())
+    .bind(kind)
+    .bind(change.by.as_str())
+    .bind(event.envelope.ts)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Makes the user an active member with `role` (the row names the event that last changed it).
@@ -201,7 +298,7 @@ async fn deactivate_member(
 }
 
 /// Adds `delta` (±1) to the group's member count.
-async fn count_member(tx: &mut Tx, group: &str, delta: i64) -> Result<(), sqlx::Error> {
+pub(super) async fn count_member(tx: &mut Tx, group: &str, delta: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE groups SET member_count = member_count + $2 WHERE group_id = $1")
         .bind(group)
         .bind(delta)
@@ -239,7 +336,7 @@ async fn leave_conversation(
 /// 2 rows per message, members find the conversation advanced in their sync scans) when its member
 /// count crosses the thresholds. Members' state is derived in both modes (`conversation_state`), so a
 /// switch changes nothing else.
-async fn update_group_mode(
+pub(super) async fn update_group_mode(
     tx: &mut Tx,
     policy: &Policy,
     conversation: &ConversationId,

@@ -1,14 +1,15 @@
 //! Messages: a new message takes the conversation's next seq, is stored once, counts as unread for the
 //! other person of a direct conversation (a group's counts are derived), and reaches the inboxes of the
 //! members it was written to — every active member in push mode, only the sender's own in pull mode.
-//! A message the sender may not send (not a member, no such group) is refused: recorded, and reported
-//! to the sender's devices alone.
+//! A message the sender may not send (not a member, no such or a dissolved group, muted in the group,
+//! a block between the two of a direct conversation) is refused: recorded, and reported to the
+//! sender's devices alone.
 
 use chrono::{DateTime, Utc};
 use schemas::ids::ConversationKind;
 use schemas::{GroupId, MessageSent, UserId};
 
-use super::groups::active_role;
+use super::groups::live_group;
 use super::{ImOutcome, Refusal, Tx};
 use crate::policy::DeliveryMode;
 use crate::seq_lock::{SeqLock, SeqLockHeld};
@@ -24,6 +25,9 @@ pub(super) async fn apply(
     }
     match message.conversation.kind() {
         ConversationKind::Direct(a, b) => {
+            if super::blocks::between(tx, &a, &b).await? {
+                return refuse(tx, message, Refusal::Blocked, seq_lock).await;
+            }
             open_direct(
                 tx,
                 message.conversation.as_str(),
@@ -33,7 +37,7 @@ pub(super) async fn apply(
             .await?;
         }
         ConversationKind::Group(group) => {
-            if let Some(reason) = group_refusal(tx, &group, &message.sender).await? {
+            if let Some(reason) = group_refusal(tx, &group, message).await? {
                 return refuse(tx, message, reason, seq_lock).await;
             }
         }
@@ -120,25 +124,28 @@ async fn open_direct(
     Ok(())
 }
 
-/// Why `sender` may not write to `group`, if they may not: it does not exist, or they are no member.
+/// Why the message's sender may not write to `group`, if they may not: it does not exist or was
+/// dissolved, they are no member, or an owner or admin muted them until after the message was written.
 async fn group_refusal(
     tx: &mut Tx,
     group: &GroupId,
-    sender: &UserId,
+    message: &MessageSent,
 ) -> Result<Option<Refusal>, sqlx::Error> {
-    let exists: Option<(bool,)> = sqlx::query_as("SELECT true FROM groups WHERE group_id = $1")
-        .bind(group.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(if exists.is_none() {
-        Some(Refusal::NoSuchGroup)
-    } else if active_role(tx, group.as_str(), sender.as_str())
-        .await?
-        .is_none()
-    {
-        Some(Refusal::NotMember)
-    } else {
-        None
+    if live_group(tx, group.as_str()).await?.is_none() {
+        return Ok(Some(Refusal::NoSuchGroup));
+    }
+    let member: Option<(Option<DateTime<Utc>>,)> = sqlx::query_as(
+        "SELECT muted_until FROM group_members WHERE group_id = $1 AND user_id = $2 AND active",
+    )
+    .bind(group.as_str())
+    .bind(message.sender.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match member {
+        None => Some(Refusal::NotMember),
+        // The message's own time decides (set by ingest, in the event): the same on a replay.
+        Some((Some(until),)) if message.created_at < until => Some(Refusal::Muted),
+        Some(_) => None,
     })
 }
 

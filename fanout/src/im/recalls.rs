@@ -1,4 +1,4 @@
-//! Recalls: the sender takes a live message back within the recall window. Its body is emptied, it no
+//! Recalls: the sender takes a live message back within the recall window (an operator at any time). Its body is emptied, it no
 //! longer counts as unread, and every timeline that got it gets a `recall` tombstone (a pull-mode
 //! group's members learn of it from the conversation advancing).
 
@@ -18,11 +18,13 @@ struct Recalled {
 }
 
 /// Applies a recall: a tombstone once, refused for someone else's or a missing message and after the
-/// window, a duplicate for a message recalled already.
+/// window, a duplicate for a message recalled already. An operator's removal (`moderated`: ingest
+/// checked the role) is a recall of anyone's message at any time.
 pub(super) async fn apply(
     tx: &mut Tx,
     policy: &Policy,
     recall: &MessageRecalled,
+    moderated: bool,
     seq_lock: &mut SeqLock,
 ) -> Result<ImOutcome, sqlx::Error> {
     let id = stored_message_id(tx, recall.message_id.as_str()).await?;
@@ -37,13 +39,13 @@ pub(super) async fn apply(
     let Some((seq, sender, created_at, already)) = found else {
         return Ok(ImOutcome::refused(Refusal::NoSuchMessage));
     };
-    if sender != recall.sender.as_str() {
+    if sender != recall.sender.as_str() && !moderated {
         return Ok(ImOutcome::refused(Refusal::NoSuchMessage));
     }
     if already {
         return Ok(ImOutcome::duplicate());
     }
-    if recall.recalled_at - created_at > policy.recall_window {
+    if recall.recalled_at - created_at > policy.recall_window && !moderated {
         return Ok(ImOutcome::refused(Refusal::RecallWindow));
     }
     let message = Recalled { id, seq, sender };

@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// The whole pipeline, with requests made as the user they act for (see [`actor_of`]).
-struct Stack(harness::stack::Stack);
+pub(crate) struct Stack(pub(crate) harness::stack::Stack);
 
 impl std::ops::Deref for Stack {
     type Target = harness::stack::Stack;
@@ -14,10 +14,10 @@ impl std::ops::Deref for Stack {
     }
 }
 
-/// Who a test request acts as: the body's sender or owner, the `by` parameter, the user the path
+/// Who a test request acts as: the body's actor (`by`), sender, owner or author, the `by` parameter, the user the path
 /// names, the first user of a direct conversation; anyone signed in for public reads.
 fn actor_of(path: &str, body: &Value) -> String {
-    for field in ["from", "owner"] {
+    for field in ["by", "from", "owner", "author"] {
         if let Some(user) = body[field].as_str() {
             return user.to_owned();
         }
@@ -49,12 +49,12 @@ fn actor_of(path: &str, body: &Value) -> String {
 }
 
 impl Stack {
-    async fn start() -> Stack {
+    pub(crate) async fn start() -> Stack {
         Stack::with_group_thresholds(None).await
     }
 
     /// With `Some((pull_above, push_below))` groups switch to read diffusion at tiny sizes.
-    async fn with_group_thresholds(thresholds: Option<(i64, i64)>) -> Stack {
+    pub(crate) async fn with_group_thresholds(thresholds: Option<(i64, i64)>) -> Stack {
         Stack(
             harness::stack::Stack::start_configured(
                 |_| {},
@@ -69,7 +69,7 @@ impl Stack {
         )
     }
 
-    async fn write(&self, method: Method, path: &str, body: Value) -> Value {
+    pub(crate) async fn write(&self, method: Method, path: &str, body: Value) -> Value {
         let url = format!("{}{path}", self.api.ingest);
         let bytes = serde_json::to_vec(&body).unwrap();
         let (status, value) = self
@@ -81,15 +81,15 @@ impl Stack {
         value
     }
 
-    async fn send(&self, body: Value) -> Value {
+    pub(crate) async fn send(&self, body: Value) -> Value {
         self.write(Method::POST, "/v1/messages", body).await
     }
 
-    async fn read(&self, path: &str) -> Value {
+    pub(crate) async fn read(&self, path: &str) -> Value {
         self.read_as(&actor_of(path, &Value::Null), path).await
     }
 
-    async fn read_as(&self, user: &str, path: &str) -> Value {
+    pub(crate) async fn read_as(&self, user: &str, path: &str) -> Value {
         let url = format!("{}{path}", self.api.reader);
         let (status, value) = self
             .api
@@ -100,16 +100,16 @@ impl Stack {
         value
     }
 
-    async fn contacts(&self, user: &str) -> Value {
+    pub(crate) async fn contacts(&self, user: &str) -> Value {
         self.read(&format!("/v1/users/{user}/conversations")).await
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.0.stop().await;
     }
 }
 
-fn unread_of(contacts: &Value, conversation: &str) -> i64 {
+pub(crate) fn unread_of(contacts: &Value, conversation: &str) -> i64 {
     contacts["conversations"]
         .as_array()
         .unwrap()
@@ -120,7 +120,7 @@ fn unread_of(contacts: &Value, conversation: &str) -> i64 {
 }
 
 /// Message entries (kind, conversation seq, body) of a sync timeline from the start.
-async fn message_entries(stack: &Stack, user: &str) -> Vec<(String, i64, String)> {
+pub(crate) async fn message_entries(stack: &Stack, user: &str) -> Vec<(String, i64, String)> {
     let page = stack
         .read(&format!("/v1/users/{user}/sync?after=0&limit=200"))
         .await;
@@ -128,7 +128,7 @@ async fn message_entries(stack: &Stack, user: &str) -> Vec<(String, i64, String)
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["kind"] != "post")
+        .filter(|e| e["kind"] != "post" && e["kind"] != "invitation")
         .map(|e| {
             (
                 e["kind"].as_str().unwrap().to_owned(),
@@ -251,7 +251,8 @@ async fn group_messages_reach_exactly_the_members_of_their_moment() {
         .write(
             Method::POST,
             "/v1/groups",
-            json!({"group": "team", "owner": "olga", "name": "The team", "type": "work"}),
+            json!({"group": "team", "owner": "olga", "name": "The team", "type": "work",
+                   "join_rule": "open"}),
         )
         .await;
     stack
@@ -455,7 +456,7 @@ async fn a_large_group_costs_constant_rows_per_message_and_stays_exact_across_it
         .write(
             Method::POST,
             "/v1/groups",
-            json!({"group": "big", "owner": "olga", "name": "Big"}),
+            json!({"group": "big", "owner": "olga", "name": "Big", "join_rule": "open"}),
         )
         .await;
     for member in ["ann", "ben", "cat"] {

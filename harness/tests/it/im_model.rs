@@ -223,6 +223,8 @@ async fn run_model(seed: u64, steps: usize) -> (usize, u64) {
             name: format!("group {g}"),
             group_type: None,
             description: None,
+            join_rule: None,
+            history: None,
             created_at: Utc::now(),
         }));
         apply_batch(&db.pool, &policy, &[event]).await.unwrap();
@@ -491,6 +493,8 @@ async fn refused_events_stay_refused_on_a_replay() {
         name: "team".into(),
         group_type: None,
         description: None,
+        join_rule: None,
+        history: None,
         created_at: Utc::now(),
     }));
     for member in [1, 2] {

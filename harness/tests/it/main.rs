@@ -16,4 +16,5 @@ mod plans;
 mod reader_api;
 mod realtime;
 mod replay;
+mod safety;
 mod web;

@@ -170,10 +170,11 @@ fn every_documented_limit_and_wait_is_the_enforced_one() {
             assert_eq!(batch["properties"]["posts"]["maxItems"], MAX_BATCH_POSTS);
         }
     }
-    // feed, posts, sync, the contact list, members and history; the sync long poll.
+    // feed, posts, sync, the contact list, members, history, a group's pending, a user's invitations
+    // and blocks, the moderation queue; the sync long poll.
     assert_eq!(
         (limits, waits),
-        (6, 1),
+        (10, 1),
         "every paged route documents its parameters"
     );
 }

@@ -256,9 +256,30 @@ async fn three_users_chat_in_real_browsers_across_a_reader_restart() {
     alice
         .wait_text("#chat", "the group chat opens", |_| true)
         .await;
+    // The group is private (the default): alice invites, bob and carol accept in their pages.
     for member in ["bob", "carol"] {
         alice.type_into("#member-user", member).await;
         alice.click("#member-add").await;
+        alice
+            .wait_text("#member-note", "the invitation is confirmed", |t| {
+                t.contains(member)
+            })
+            .await;
+    }
+    for (browser, member) in [(&bob, "bob"), (&carol, "carol")] {
+        browser
+            .wait_text(
+                "#invitations li[data-group=\"team\"]",
+                "the invitation",
+                |t| t.contains("from alice"),
+            )
+            .await;
+        if member == "bob" {
+            browser.screenshot("bob-invitation").await;
+        }
+        browser
+            .click("#invitations li[data-group=\"team\"] button.accept")
+            .await;
         wait_until("the member is listed", WAIT, || async {
             alice
                 .client
@@ -285,6 +306,49 @@ async fn three_users_chat_in_real_browsers_across_a_reader_restart() {
     }
     carol.screenshot("carol-group").await;
     alice.screenshot("alice-group").await;
+
+    // Bob mutes the group (its count leaves his total) and blocks alice: her next message to him is
+    // refused, and her page says so.
+    bob.click("#conversations li[data-conversation=\"g:team\"]")
+        .await;
+    bob.click("#chat-mute").await;
+    bob.wait_text("#chat-mute", "the group is muted", |t| t == "Unmute")
+        .await;
+    bob.click("#conversations li[data-conversation=\"d:alice:bob\"]")
+        .await;
+    bob.click("#chat-block").await;
+    bob.wait_text("#chat-block", "alice is blocked", |t| t == "Unblock")
+        .await;
+    alice
+        .click("#conversations li[data-conversation=\"d:alice:bob\"]")
+        .await;
+    alice.send("still friends?").await;
+    alice
+        .wait_text(
+            "#messages li.message:last-child .note",
+            "the refusal",
+            |t| t == "Not delivered: blocked",
+        )
+        .await;
+    alice.screenshot("alice-blocked").await;
+    alice
+        .click("#conversations li[data-conversation=\"g:team\"]")
+        .await;
+    alice.send("muted for bob").await;
+    wait_until("bob's muted badge", WAIT, || async {
+        (bob.badge("g:team").await.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    bob.wait_text("#total-unread", "a muted group is not in the total", |t| {
+        t == "0"
+    })
+    .await;
+    bob.screenshot("bob-muted-and-blocked").await;
+    bob.click("#chat-block").await;
+    bob.wait_text("#chat-block", "alice is unblocked", |t| t == "Block")
+        .await;
+    bob.click("#conversations li[data-conversation=\"g:team\"]")
+        .await;
 
     // The reader restarts: every page reconnects and nothing sent meanwhile is lost.
     stack.reader.stop().await;
@@ -315,6 +379,7 @@ async fn three_users_chat_in_real_browsers_across_a_reader_restart() {
     }
     let expected = [
         "hello team",
+        "muted for bob",
         "while the reader was down",
         "queued while offline",
     ];
