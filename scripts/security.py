@@ -512,6 +512,97 @@ def writes_are_limited_per_user(suite):
                 f"{accepted} accepted, {len(limited)} limited")
 
 
+def wait_for(what, probe, seconds=30):
+    """Polls `probe` until it returns something true; that value, or None after `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.3)
+    return None
+
+
+def private_groups_are_closed_to_strangers(suite):
+    """Issue 20: a non-member joined any group and read its whole history; group ids could be
+    enumerated; an owner added anyone without consent."""
+    owner, stranger = suite.user("gowner"), suite.user("stranger")
+    suite.register(owner, stranger)
+    _, _, owner_tokens = suite.login(owner)
+    _, _, stranger_tokens = suite.login(stranger)
+    mine, theirs = owner_tokens["access_token"], stranger_tokens["access_token"]
+    ingest, reader = Http(suite.ingest), Http(suite.reader)
+    group = suite.user("club")
+    ingest.call("POST", "/v1/groups", {"group": group, "owner": owner, "name": "Secret club"},
+                token=mine)
+    ingest.call("POST", "/v1/messages", {"from": owner, "group": group, "body": "secret"},
+                token=mine)
+    status, _, _ = ingest.call("PUT", f"/v1/groups/{group}/members/{stranger}", token=theirs)
+    suite.check(20, "a join request is taken (202) and decided where membership is known",
+                status == 202, f"{status}")
+    wait_for("the group", lambda: reader.call("GET", f"/v1/groups/{group}", token=mine)[0] == 200)
+    time.sleep(1)  # fanout applies the join (refused) in order after the creation
+    paths = {f"/v1/groups/{group}": 404, f"/v1/groups/{group}/members": 404,
+             f"/v1/groups/{group}/pending": 404, f"/v1/conversations/g:{group}/messages": 403,
+             f"/v1/users/{owner}/invitations": 403, f"/v1/users/{owner}/blocks": 403,
+             "/v1/admin/reports": 403}
+    for path, expected in paths.items():
+        status, _, value = reader.call("GET", path, token=theirs)
+        suite.check(20, f"a stranger reads nothing: GET {path.replace(suite.run_id, '')} → {expected}",
+                    status == expected, f"{status} {value}")
+    _, _, never = reader.call("GET", f"/v1/groups/{suite.user('nosuch')}", token=theirs)
+    _, _, hidden = reader.call("GET", f"/v1/groups/{group}", token=theirs)
+    suite.check(20, "a private group answers like an id never used (no enumeration)",
+                never == hidden, f"{never} vs {hidden}")
+    writes = [("PATCH", f"/v1/groups/{group}", {"by": owner, "join_rule": "open"}),
+              ("PUT", f"/v1/groups/{group}/members/{stranger}?by={owner}", None),
+              ("DELETE", f"/v1/groups/{group}?by={owner}", None),
+              ("PUT", f"/v1/users/{owner}/blocks/{stranger}", None),
+              ("PUT", f"/v1/admin/accounts/{owner}/disabled", {}),
+              ("DELETE", f"/v1/admin/groups/{group}", None)]
+    for method, path, body in writes:
+        status, _, value = ingest.call(method, path, body, token=theirs)
+        suite.check(20, f"acting for another or as an operator: {method} "
+                    f"{path.split('?')[0].replace(suite.run_id, '')} → 403",
+                    status == 403, f"{status} {value}")
+
+
+def disabled_accounts_are_locked_out(suite):
+    """Issue 20: no operator could disable an account; a disabled one must lose every path within a
+    bounded time (fanout's lag plus FANLINE_DISABLED_POLL_MS)."""
+    operator, victim = "secop", suite.user("abuser")
+    status, _, value = Http(suite.ingest, suite.fresh_source()).call(
+        "POST", "/v1/accounts", {"user": operator, "password": PASSWORD})
+    assert status in (202, 409), (status, value)
+    suite.register(victim)
+    _, _, op_tokens = wait_for("the operator", lambda: (lambda r: r if r[0] == 200 else None)(
+        suite.login(operator)))
+    _, _, victim_tokens = suite.login(victim)
+    ingest, reader = Http(suite.ingest), Http(suite.reader)
+    started = time.time()
+    status, _, value = ingest.call("PUT", f"/v1/admin/accounts/{victim}/disabled",
+                                   {"reason": "abuse"}, token=op_tokens["access_token"])
+    suite.check(20, "the configured operator disables an account (202)", status == 202,
+                f"{status} {value}")
+
+    def locked_out():
+        write = ingest.call("POST", "/v1/posts", {"author": victim, "body": "still here"},
+                            token=victim_tokens["access_token"])[0]
+        read = reader.call("GET", f"/v1/users/{victim}/sync",
+                           token=victim_tokens["access_token"])[0]
+        return write == 403 and read == 403
+
+    locked = wait_for("locked out", locked_out, seconds=20)
+    took = time.time() - started
+    suite.check(20, f"its access tokens are refused by ingest and reader (after {took:.1f} s, "
+                "bound: lag + 5 s)", locked and took < 15, f"{took:.1f} s")
+    status, _, _ = suite.login(victim)
+    suite.check(20, "it cannot log in (403)", status == 403, f"{status}")
+    status, _, _ = reader.call("POST", "/v1/sessions/refresh",
+                               {"refresh_token": victim_tokens["refresh_token"]})
+    suite.check(20, "its refresh token is dead (401)", status == 401, f"{status}")
+
+
 def nothing_internal_is_exposed(suite):
     """Finding 7: /metrics on public ports, no security headers, sockets from any Origin."""
     for label, base in (("ingest", suite.ingest), ("reader", suite.reader)):
@@ -562,7 +653,8 @@ CHECKS = [ids_are_unpredictable, ids_nobody_owns_cannot_be_squatted,
           forwarded_for_is_believed_from_trusted_proxies_only, slow_clients_are_cut_off,
           sockets_are_capped_and_frames_bounded, sessions_end_their_sockets,
           a_password_change_ends_the_other_sessions, ids_and_keys_follow_the_rules,
-          writes_are_limited_per_user,
+          writes_are_limited_per_user, private_groups_are_closed_to_strangers,
+          disabled_accounts_are_locked_out,
           nothing_internal_is_exposed, what_held_still_holds]
 
 

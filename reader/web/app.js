@@ -641,6 +641,9 @@
     $('#chat-error').textContent = '';
     $('#members').replaceChildren();
     $('#member-note').textContent = '';
+    $('#chat-note').textContent = '';
+    $('#report-form').hidden = true;
+    $('#member-form').hidden = false; // until the members say whether this user may invite
     if (!id) { $('#messages').replaceChildren(); return; }
     const summary = S.convs.find((c) => c.conversation_id === id);
     const name = summary && summary.name && summary.name !== titleOf(id) ? ` (${summary.name})` : '';
@@ -751,7 +754,11 @@
       await api(accept ? 'PUT' : 'DELETE', `/v1/groups/${enc(group)}/members/${enc(me())}`, undefined, { ingest: true });
       S.invitations = S.invitations.filter((p) => p.group !== group);
       renderInvitations();
-      if (accept) openConversation(`g:${group}`);
+      if (accept) {
+        // The join is applied a moment later: until then the group answers as to an invitee.
+        openConversation(`g:${group}`);
+        for (const ms of [500, 1500, 4000]) setTimeout(() => { if (S.open === `g:${group}`) loadMembers(group); }, ms);
+      }
       for (const ms of [300, 1200]) setTimeout(() => scheduleConvs(0), ms);
     } catch (e) {
       $('#side-error').textContent = errText(e);
@@ -797,6 +804,29 @@
     return toggle('#chat-mute',
       () => api(muted ? 'PUT' : 'DELETE', `/v1/users/${enc(me())}/conversations/${enc(id)}/mute`, undefined, { ingest: true }),
       () => { summary.muted = muted; renderChatActions(); });
+  }
+
+  function toggleReport() {
+    const form = $('#report-form');
+    form.hidden = !form.hidden;
+    $('#chat-report').setAttribute('aria-expanded', String(!form.hidden));
+    if (!form.hidden) $('#report-reason').focus();
+  }
+
+  // Reports the open chat: its peer (a direct chat) or its group, with the reason given.
+  function sendReport() {
+    const id = S.open;
+    const reason = $('#report-reason').value.trim();
+    if (!id) return null;
+    const subject = isGroup(id) ? { kind: 'group', subject: id.slice(2) } : { kind: 'user', subject: peerOf(id) };
+    return action('#report-send', '#chat-error', reason ? '' : 'Say why, in a few words.',
+      () => api('POST', '/v1/reports', { reporter: me(), ...subject, reason }, { ingest: true }),
+      () => {
+        $('#report-reason').value = '';
+        $('#report-form').hidden = true;
+        $('#chat-report').setAttribute('aria-expanded', 'false');
+        $('#chat-note').textContent = 'Reported. The operators will look at it.';
+      });
   }
 
   function toggleBlock() {
@@ -860,6 +890,9 @@
     try {
       const page = await api('GET', `/v1/groups/${enc(group)}/members?limit=200`);
       if (S.open !== `g:${group}`) return;
+      // Only an owner or admin may invite: a plain member does not get a form fanout would refuse.
+      const mine = page.members.find((m) => m.user === me());
+      $('#member-form').hidden = mine ? mine.role === 'member' : !page.next_cursor;
       const ul = $('#members');
       ul.replaceChildren(...page.members.map((m) => {
         const li = document.createElement('li');
@@ -874,7 +907,8 @@
         return li;
       }));
     } catch (e) {
-      if (S.open === `g:${group}` && e.status !== 404) $('#chat-error').textContent = errText(e);
+      // 404/403: a group not applied yet, or a join not applied yet (retried by the caller).
+      if (S.open === `g:${group}` && e.status !== 404 && e.status !== 403) $('#chat-error').textContent = errText(e);
     }
   }
 
@@ -1005,6 +1039,8 @@
   onSubmit('#member-form', addMember);
   $('#chat-mute').addEventListener('click', toggleMute);
   $('#chat-block').addEventListener('click', toggleBlock);
+  $('#chat-report').addEventListener('click', toggleReport);
+  onSubmit('#report-form', sendReport);
   $('#invitations').addEventListener('click', (ev) => {
     const button = ev.target.closest('button');
     const li = ev.target.closest('li[data-group]');

@@ -520,9 +520,10 @@ mod store {
     use fanout::store::{apply_batch, Policy, SourcedEvent};
     use harness::TestDb;
     use schemas::{
-        BlockChange, ConversationId, ConversationMute, Envelope, FollowBlock, FollowChange,
-        GroupCreated, GroupDissolved, GroupId, GroupUpdated, JoinRule, MemberMute,
-        MembershipChange, MessageId, MessageSent, UserId,
+        AccountModeration, BlockChange, ConversationId, ConversationMute, Envelope, FollowBlock,
+        FollowChange, GroupCreated, GroupDissolved, GroupId, GroupUpdated, JoinRule, MemberMute,
+        MembershipChange, MessageId, MessageRemoved, MessageSent, ReportFiled, ReportKind,
+        ReportResolved, UserId,
     };
 
     const PARTITIONS: i32 = 4;
@@ -650,6 +651,7 @@ mod store {
         ));
         events.extend(block(false));
         events.push(follow("u4", "u3"));
+        events.extend(moderation(&club));
         events.push(Envelope::group_updated(GroupUpdated {
             owner: Some(user("u1")),
             ..update("u0")
@@ -667,6 +669,49 @@ mod store {
         events
     }
 
+    /// An operator's work: a resolution logged before the report it closes (they merge either way), a
+    /// message removed, an account disabled, re-enabled, and another disabled.
+    fn moderation(club: &ConversationId) -> Vec<Envelope> {
+        let report = ReportFiled {
+            report_id: "01JREPORT0000000000000000A".into(),
+            reporter: user("u2"),
+            kind: ReportKind::User,
+            subject: "u1".into(),
+            context: None,
+            reason: "rude".into(),
+            created_at: Utc::now(),
+        };
+        let account = |name: &str| AccountModeration {
+            user: user(name),
+            by: user("op"),
+            reason: None,
+        };
+        let sent = message(club, "u1", "to be removed");
+        let schemas::Event::MessageSent(payload) = &sent.event else {
+            unreachable!("a message")
+        };
+        let removed = Envelope::message_removed(MessageRemoved {
+            message_id: payload.message_id.clone(),
+            conversation: club.clone(),
+            by: user("op"),
+            removed_at: Utc::now(),
+        });
+        vec![
+            Envelope::report_resolved(ReportResolved {
+                report_id: report.report_id.clone(),
+                by: user("op"),
+                resolution: "warned".into(),
+                resolved_at: Utc::now(),
+            }),
+            Envelope::report_filed(report),
+            sent,
+            removed,
+            Envelope::account_disabled(account("u4"), true),
+            Envelope::account_disabled(account("u4"), false),
+            Envelope::account_disabled(account("u3"), true),
+        ]
+    }
+
     /// Every row the safety rules decide, as text.
     async fn state(db: &TestDb) -> Vec<String> {
         let mut rows = Vec::new();
@@ -681,7 +726,11 @@ mod store {
                     || blocked_by_follower || ' ' || blocked_by_followee FROM follows",
             "SELECT 'conversation ' || user_id || ' ' || conversation_id || ' ' || from_seq || ' '
                     || active || ' ' || muted || ' ' || unread FROM conversation_members",
-            "SELECT 'message ' || conversation_id || ' ' || seq || ' ' || body FROM messages",
+            "SELECT 'message ' || conversation_id || ' ' || seq || ' ' || body || ' '
+                    || (recalled_at IS NOT NULL) FROM messages",
+            "SELECT 'report ' || report_id || ' ' || reporter || ' ' || kind || ' ' || resolution
+                    FROM reports",
+            "SELECT 'disabled ' || user_id FROM disabled_accounts",
             "SELECT 'refused ' || body_of.reason FROM refused_messages body_of",
         ] {
             let part: Vec<(String,)> = sqlx::query_as(query).fetch_all(&db.pool).await.unwrap();
@@ -712,7 +761,10 @@ mod store {
             "follow u3>u4 false false false",
             "follow u4>u3 true false false",
             "conversation u3 d:u3:u4 0 true true 0",
-            "message g:g1 1 hello",
+            "message g:g1 1 hello false",
+            "message g:g1 2  true", // removed: a tombstone
+            "report 01JREPORT0000000000000000A u2 user warned",
+            "disabled u3",
             "refused muted",
             "refused blocked",
         ] {

@@ -291,15 +291,9 @@ async fn three_users_chat_in_real_browsers_across_a_reader_restart() {
         })
         .await;
     }
+    // Accepting opened the group in bob's and carol's pages: the message appears there live.
     alice.send("hello team").await;
     for (browser, name) in [(&bob, "bob"), (&carol, "carol")] {
-        wait_until("the group message's badge", WAIT, || async {
-            (browser.badge("g:team").await.as_deref() == Some("1")).then_some(())
-        })
-        .await;
-        browser
-            .click("#conversations li[data-conversation=\"g:team\"]")
-            .await;
         browser
             .wait_messages(&format!("{name} sees the group message"), &["hello team"])
             .await;
@@ -349,6 +343,39 @@ async fn three_users_chat_in_real_browsers_across_a_reader_restart() {
         .await;
     bob.click("#conversations li[data-conversation=\"g:team\"]")
         .await;
+
+    // Carol, a plain member, is not offered an invitation form; she reports the group from its chat.
+    wait_until("carol's page hides the invitation form", WAIT, || async {
+        let hidden = carol
+            .client
+            .execute(
+                "return document.querySelector('#member-form').hidden",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (hidden == serde_json::Value::Bool(true)).then_some(())
+    })
+    .await;
+    carol.click("#chat-report").await;
+    carol.type_into("#report-reason", "spam in the team").await;
+    carol.screenshot("carol-report").await;
+    carol.click("#report-send").await;
+    carol
+        .wait_text("#chat-note", "the report is confirmed", |t| {
+            t.starts_with("Reported")
+        })
+        .await;
+    stack.applied().await;
+    let (kind, subject, reason): (String, String, String) =
+        sqlx::query_as("SELECT kind, subject, reason FROM reports WHERE reporter = 'carol'")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (kind.as_str(), subject.as_str(), reason.as_str()),
+        ("group", "team", "spam in the team")
+    );
 
     // The reader restarts: every page reconnects and nothing sent meanwhile is lost.
     stack.reader.stop().await;
