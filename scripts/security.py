@@ -554,6 +554,11 @@ def private_groups_are_closed_to_strangers(suite):
     _, _, hidden = reader.call("GET", f"/v1/groups/{group}", token=theirs)
     suite.check(20, "a private group answers like an id never used (no enumeration)",
                 never == hidden, f"{never} vs {hidden}")
+    status, _, _ = ingest.call("PUT", f"/v1/users/{owner}/blocks/{stranger}", token=mine)
+    blocked = wait_for("the block", lambda: ingest.call(
+        "PUT", f"/v1/users/{stranger}/following/{owner}", token=theirs)[0] == 403)
+    suite.check(20, "a blocked user's follow of the blocker is refused at once (403)",
+                status == 202 and blocked, f"{status}")
     writes = [("PATCH", f"/v1/groups/{group}", {"by": owner, "join_rule": "open"}),
               ("PUT", f"/v1/groups/{group}/members/{stranger}?by={owner}", None),
               ("DELETE", f"/v1/groups/{group}?by={owner}", None),

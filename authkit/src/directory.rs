@@ -85,6 +85,37 @@ impl AccountDirectory {
         Ok(())
     }
 
+    /// `403` naming `field` when either user blocked the other: a follow between them would only be
+    /// refused by fanout (which decides it, on the edge's key); this tells the client at once. Not
+    /// cached: blocks come and go.
+    pub async fn require_unblocked(
+        &self,
+        field: &'static str,
+        user: &UserId,
+        other: &UserId,
+    ) -> Result<(), ApiError> {
+        let Some(pool) = &self.pool else {
+            return Ok(());
+        };
+        let blocked: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM blocks
+                            WHERE (blocker = $1 AND target = $2) OR (blocker = $2 AND target = $1))",
+        )
+        .bind(user.as_str())
+        .bind(other.as_str())
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)?;
+        if blocked {
+            return Err(ApiError {
+                status: StatusCode::FORBIDDEN,
+                message: "a block stands between you and this user".into(),
+                field: Some(field.into()),
+            });
+        }
+        Ok(())
+    }
+
     /// What `user` is to a registration.
     pub async fn status(&self, user: &UserId) -> Result<IdStatus, ApiError> {
         let Some(pool) = &self.pool else {

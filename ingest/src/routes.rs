@@ -299,7 +299,7 @@ pub async fn delete_post(
 /// Follow.
 ///
 /// Appends a `followed` event on the followee's key: `user` follows `target`. `404` naming `target`
-/// when it has no account.
+/// when it has no account, `403` naming it when either of the two blocked the other.
 #[utoipa::path(
     put, path = "/v1/users/{user}/following/{target}", tag = "follows",
     params(
@@ -325,6 +325,9 @@ pub async fn follow(
         return Ok(limited.into_response());
     }
     directory.require("target", &change.followee).await?;
+    directory
+        .require_unblocked("target", &change.follower, &change.followee)
+        .await?;
     let envelope = Envelope::followed(change);
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))
