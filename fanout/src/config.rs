@@ -183,6 +183,11 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_GROUP_PUSH_THRESHOLD")]
     pub group_push_threshold: Option<i64>,
 
+    /// The most members a group may have: a join beyond it is refused (`group_full`); 0: no cap.
+    /// ingest refuses such joins up front too (`409`); this is the rule a replay applies.
+    #[arg(long, global = true, env = "FANLINE_MAX_GROUP_MEMBERS", default_value_t = schemas::DEFAULT_MAX_GROUP_MEMBERS)]
+    pub max_group_members: i64,
+
     /// How long after sending a message its sender may recall it, in seconds (checked by fanout against
     /// the times ingest stamped on the message and on the recall).
     #[arg(long, global = true, env = "FANLINE_RECALL_WINDOW_SECS", default_value_t = defaults::RECALL_WINDOW_SECS)]
@@ -230,6 +235,7 @@ impl Config {
             recall_window_secs: defaults::RECALL_WINDOW_SECS,
             group_pull_threshold: defaults::GROUP_PULL_THRESHOLD,
             group_push_threshold: None,
+            max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
             skip_setup: false,
             kafka_properties: Vec::new(),
             log_json: false,
@@ -269,6 +275,7 @@ impl Config {
             recall_window: chrono::TimeDelta::seconds(self.recall_window_secs),
             group_pull_above,
             group_push_below,
+            max_group_members: self.max_group_members,
         })
     }
 
@@ -340,6 +347,7 @@ mod tests {
             follow_backfill,
             group_pull_threshold,
             group_push_threshold,
+            max_group_members,
             recall_window_secs,
             skip_setup,
             kafka_properties,
@@ -367,6 +375,10 @@ mod tests {
         assert_eq!(max_backoff_ms, parsed.max_backoff_ms, "max_backoff_ms");
         assert_eq!(lag_interval_ms, parsed.lag_interval_ms, "lag_interval_ms");
         assert_eq!(partitions, parsed.partitions, "partitions");
+        assert_eq!(
+            max_group_members, parsed.max_group_members,
+            "max_group_members"
+        );
         assert_eq!(
             replication_factor, parsed.replication_factor,
             "replication_factor"

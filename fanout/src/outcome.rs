@@ -66,10 +66,12 @@ pub enum Refusal {
     Blocked,
     /// A group message from a member an owner or admin muted.
     Muted,
+    /// A join of a group at its member cap.
+    GroupFull,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::NotMember,
         Refusal::NoSuchGroup,
         Refusal::NotAllowed,
@@ -77,6 +79,7 @@ impl Refusal {
         Refusal::NoSuchMessage,
         Refusal::Blocked,
         Refusal::Muted,
+        Refusal::GroupFull,
     ];
 
     pub fn label(self) -> &'static str {
@@ -88,6 +91,7 @@ impl Refusal {
             Refusal::NoSuchMessage => "no_such_message",
             Refusal::Blocked => "blocked",
             Refusal::Muted => "muted",
+            Refusal::GroupFull => "group_full",
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Policy {
     pub group_pull_above: i64,
     /// … and back to push below this many (hysteresis, as for authors).
     pub group_push_below: i64,
+    /// A join that would make a group larger is refused (`group_full`); 0: no cap.
+    pub max_group_members: i64,
 }
 
 impl Default for Policy {
@@ -48,6 +50,7 @@ impl Default for Policy {
             recall_window: chrono::TimeDelta::seconds(defaults::RECALL_WINDOW_SECS),
             group_pull_above: defaults::GROUP_PULL_THRESHOLD,
             group_push_below: defaults::push_threshold(defaults::GROUP_PULL_THRESHOLD),
+            max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
         }
     }
 }

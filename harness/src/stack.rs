@@ -37,6 +37,16 @@ impl Stack {
         configure: impl FnOnce(&mut reader::Config),
         configure_fanout: impl FnOnce(&mut fanout::Config),
     ) -> Stack {
+        Stack::start_all(configure, |_| {}, configure_fanout).await
+    }
+
+    /// Starts the stack with adjusted reader, ingest and fanout configurations (ingest's after what
+    /// it mirrors from the reader's).
+    pub async fn start_all(
+        configure: impl FnOnce(&mut reader::Config),
+        configure_ingest: impl FnOnce(&mut ingest::Config),
+        configure_fanout: impl FnOnce(&mut fanout::Config),
+    ) -> Stack {
         let db = TestDb::create().await;
         let topic = TestTopic::create(4).await;
         let group = unique("fanout");
@@ -50,6 +60,7 @@ impl Stack {
         ingest_config.database_url = reader_config.database_url.clone();
         ingest_config.writes = reader_config.writes.clone();
         ingest_config.moderation = reader_config.moderation.clone();
+        configure_ingest(&mut ingest_config);
         let ingest = spawn_ingest(ingest_config).await;
         reader_config.public_ingest_url = ingest.url("");
         let reader = spawn_reader_with(reader_config.clone()).await;

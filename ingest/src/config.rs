@@ -94,6 +94,9 @@ pub struct Config {
     #[command(flatten)]
     pub moderation: authkit::ModerationArgs,
 
+    #[command(flatten)]
+    pub caps: crate::caps::CapArgs,
+
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "FANLINE_LOG_JSON")]
     pub log_json: bool,
@@ -121,6 +124,7 @@ impl Config {
             // Tests and embedding mint tokens for users they never register.
             accounts_required: false,
             moderation: authkit::ModerationArgs::off(),
+            caps: crate::caps::CapArgs::none(),
         }
     }
 

@@ -208,6 +208,7 @@ pub async fn update_profile(
     request_body = CreateGroupRequest,
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
+        (status = 409, description = "`owner` is in as many groups as allowed.", body = schemas::api::ErrorBody),
         BadRequest, TooManyRequests, Unauthorized, Forbidden, BodyRejected, Unavailable,
     )
 )]
@@ -216,6 +217,7 @@ pub async fn create_group(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
+    Extension(caps): Extension<Arc<crate::caps::Caps>>,
     JsonBody(request): JsonBody<CreateGroupRequest>,
 ) -> Result<Response, ApiError> {
     let group = request.into_event()?;
@@ -223,6 +225,7 @@ pub async fn create_group(
     if let Err(limited) = writes.admit(authkit::WriteKind::Group, bearer.user(), 1) {
         return Ok(limited.into_response());
     }
+    caps.join("owner", &group.owner, &group.group).await?;
     let conversation = ConversationId::group(&group.group);
     append(
         &producer,
@@ -272,7 +275,9 @@ fn require_actor(
 /// admin adds them: directly in an open group, accepting their request, and otherwise as an invitation
 /// the user accepts by joining (nobody enters a private group without consenting). `role=admin` (by the
 /// owner) makes an admin, also of a member. A new member receives the group's messages from here on.
-/// `404` naming `user` when it has no account.
+/// `404` naming `user` when it has no account; `409` naming `user` when they are in as many groups as
+/// allowed (`FANLINE_MAX_GROUPS_PER_USER`), or `group` when it is full (`FANLINE_MAX_GROUP_MEMBERS`;
+/// fanout refuses such a join too, reason `group_full`).
 #[utoipa::path(
     put, path = "/v1/groups/{group}/members/{user}", tag = "groups",
     params(
@@ -283,6 +288,7 @@ fn require_actor(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
+        (status = 409, description = "`user` is in as many groups as allowed, or the group is full.", body = schemas::api::ErrorBody),
         BadRequest, TooManyRequests, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
@@ -292,6 +298,7 @@ pub async fn add_member(
     State(producer): State<Arc<EventProducer>>,
     Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     Extension(directory): Extension<Arc<authkit::AccountDirectory>>,
+    Extension(caps): Extension<Arc<crate::caps::Caps>>,
     Path((group, user)): Path<(String, String)>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -301,6 +308,8 @@ pub async fn add_member(
         return Ok(limited.into_response());
     }
     directory.require("user", &change.user).await?;
+    caps.join("user", &change.user, &change.group).await?;
+    caps.members(&change.group, &change.user).await?;
     let conversation = ConversationId::group(&change.group);
     append(
         &producer,

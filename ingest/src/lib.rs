@@ -5,6 +5,7 @@
 //! can run behind a load balancer.
 //!
 //! # Layout
+//! - [`caps`]: follows per user, groups per user, members per group.
 //! - [`config`]: command-line flags and environment variables.
 //! - [`routes`]: the HTTP handlers of posts, follows and accounts.
 //! - [`im_routes`]: the HTTP handlers of messages, read markers, profiles and groups.
@@ -15,6 +16,7 @@
 //! The producer is [`kafkakit::EventProducer`]; request rules and request → event conversions are
 //! the payloads' own, in `schemas`.
 
+pub mod caps;
 pub mod config;
 pub mod im_routes;
 pub mod moderation_routes;
@@ -131,6 +133,10 @@ impl App {
                         .layer(axum::Extension(token_key))
                         .layer(axum::Extension(disabled.clone()))
                         .layer(axum::Extension(Arc::new(config.moderation.operators())))
+                        .layer(axum::Extension(Arc::new(caps::Caps::new(
+                            config.caps.clone(),
+                            config.read_pool()?,
+                        ))))
                         .layer(axum::Extension(Arc::new(config.account_directory()?)))
                         .layer(axum::Extension(Arc::new(authkit::WriteLimiter::new(
                             config.writes.quota(),

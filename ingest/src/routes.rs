@@ -299,7 +299,8 @@ pub async fn delete_post(
 /// Follow.
 ///
 /// Appends a `followed` event on the followee's key: `user` follows `target`. `404` naming `target`
-/// when it has no account, `403` naming it when either of the two blocked the other.
+/// when it has no account, `403` naming it when either of the two blocked the other, `409` naming
+/// `user` when they follow as many users as allowed (`FANLINE_MAX_FOLLOWS_PER_USER`).
 #[utoipa::path(
     put, path = "/v1/users/{user}/following/{target}", tag = "follows",
     params(
@@ -308,6 +309,7 @@ pub async fn delete_post(
     ),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
+        (status = 409, description = "`user` follows as many users as allowed.", body = schemas::api::ErrorBody),
         BadRequest, TooManyRequests, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
     )
 )]
@@ -317,6 +319,7 @@ pub async fn follow(
     State(producer): State<Arc<EventProducer>>,
     Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     Extension(directory): Extension<Arc<authkit::AccountDirectory>>,
+    Extension(caps): Extension<Arc<crate::caps::Caps>>,
     Path((user, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let change = FollowChange::from_path(&user, &target)?;
@@ -328,6 +331,7 @@ pub async fn follow(
     directory
         .require_unblocked("target", &change.follower, &change.followee)
         .await?;
+    caps.follow(&change.follower).await?;
     let envelope = Envelope::followed(change);
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))

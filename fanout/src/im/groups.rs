@@ -168,6 +168,9 @@ pub(super) async fn apply_membership(
     match membership::decide(request, actor, target, rule) {
         Decision::Refused => return Ok(ImOutcome::refused(Refusal::NotAllowed)),
         Decision::Unchanged => return Ok(ImOutcome::duplicate()),
+        Decision::Join(_) if is_full(tx, policy, group).await? => {
+            return Ok(ImOutcome::refused(Refusal::GroupFull));
+        }
         Decision::Join(role) => {
             set_pending(tx, event, change, None).await?;
             set_member(tx, event, change, role).await?;
@@ -216,6 +219,18 @@ async fn tell_invitee(
     .await?
     .rows_affected();
     Ok(entries)
+}
+
+/// Whether the group has as many members as `policy` allows (what is pending stays pending).
+async fn is_full(tx: &mut Tx, policy: &Policy, group: &str) -> Result<bool, sqlx::Error> {
+    if policy.max_group_members <= 0 {
+        return Ok(false);
+    }
+    let (members,): (i64,) = sqlx::query_as("SELECT member_count FROM groups WHERE group_id = $1")
+        .bind(group)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(members >= policy.max_group_members)
 }
 
 /// Records what is pending for the change's user (an invitation by `by`, their request), or removes it.

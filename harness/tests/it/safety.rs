@@ -1086,3 +1086,176 @@ mod moderation {
         stack.stop().await;
     }
 }
+
+mod caps {
+    //! Issue 21's caps: follows per user and groups per user at ingest (`409` with the reason), members
+    //! per group at ingest and, as the rule a replay applies, in fanout (`group_full`).
+
+    use reqwest::{Method, StatusCode};
+    use serde_json::{json, Value};
+
+    async fn call(
+        stack: &harness::stack::Stack,
+        user: &str,
+        method: Method,
+        path: &str,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", stack.api.ingest);
+        stack.api.as_user(user).raw(method, &url, None, None).await
+    }
+
+    async fn create(
+        stack: &harness::stack::Stack,
+        owner: &str,
+        group: &str,
+    ) -> (StatusCode, Value) {
+        let body =
+            json!({"group": group, "owner": owner, "name": group, "join_rule": "open"}).to_string();
+        let url = format!("{}/v1/groups", stack.api.ingest);
+        stack
+            .api
+            .as_user(owner)
+            .raw(
+                Method::POST,
+                &url,
+                Some(body.as_bytes()),
+                Some("application/json"),
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn follows_groups_and_members_are_capped_with_a_reason() {
+        let stack = harness::stack::Stack::start_all(
+            |_| {},
+            |ingest| {
+                ingest.caps.max_follows_per_user = 2;
+                ingest.caps.max_groups_per_user = 2;
+                ingest.caps.max_group_members = 3;
+            },
+            |fanout| fanout.max_group_members = 3,
+        )
+        .await;
+        for target in ["b", "c"] {
+            assert_eq!(
+                call(
+                    &stack,
+                    "a",
+                    Method::PUT,
+                    &format!("/v1/users/a/following/{target}")
+                )
+                .await
+                .0,
+                StatusCode::ACCEPTED
+            );
+        }
+        stack.applied().await;
+        let (status, body) = call(&stack, "a", Method::PUT, "/v1/users/a/following/d").await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::CONFLICT, Some("user")),
+            "{body}"
+        );
+        assert_eq!(
+            call(&stack, "a", Method::DELETE, "/v1/users/a/following/b")
+                .await
+                .0,
+            StatusCode::ACCEPTED
+        );
+        stack.applied().await;
+        assert_eq!(
+            call(&stack, "a", Method::PUT, "/v1/users/a/following/d")
+                .await
+                .0,
+            StatusCode::ACCEPTED,
+            "room again"
+        );
+
+        // Groups per user: a owns two; a third is refused, and so is joining another.
+        for group in ["g1", "g2"] {
+            assert_eq!(create(&stack, "a", group).await.0, StatusCode::ACCEPTED);
+        }
+        assert_eq!(create(&stack, "z", "g3").await.0, StatusCode::ACCEPTED);
+        stack.applied().await;
+        let (status, body) = create(&stack, "a", "g4").await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::CONFLICT, Some("owner")),
+            "{body}"
+        );
+        let (status, body) = call(&stack, "a", Method::PUT, "/v1/groups/g3/members/a").await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::CONFLICT, Some("user")),
+            "{body}"
+        );
+
+        // Members per group: g3 takes two more, then ingest says it is full.
+        for user in ["m1", "m2"] {
+            assert_eq!(
+                call(
+                    &stack,
+                    user,
+                    Method::PUT,
+                    &format!("/v1/groups/g3/members/{user}")
+                )
+                .await
+                .0,
+                StatusCode::ACCEPTED
+            );
+        }
+        stack.applied().await;
+        let (status, body) = call(&stack, "m3", Method::PUT, "/v1/groups/g3/members/m3").await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::CONFLICT, Some("group")),
+            "{body}"
+        );
+        stack.stop().await;
+    }
+
+    /// Joins racing past ingest's check (all sent before any is applied) are cut by fanout at the cap,
+    /// on the group's key: the same joins on a replay.
+    #[tokio::test]
+    async fn joins_racing_past_ingest_are_refused_by_fanout_at_the_cap() {
+        let stack = harness::stack::Stack::start_all(
+            |_| {},
+            |ingest| ingest.caps.max_group_members = 3,
+            |fanout| fanout.max_group_members = 3,
+        )
+        .await;
+        assert_eq!(
+            create(&stack, "owner", "club").await.0,
+            StatusCode::ACCEPTED
+        );
+        stack.applied().await;
+        for user in ["m1", "m2", "m3", "m4"] {
+            assert_eq!(
+                call(
+                    &stack,
+                    user,
+                    Method::PUT,
+                    &format!("/v1/groups/club/members/{user}")
+                )
+                .await
+                .0,
+                StatusCode::ACCEPTED
+            );
+        }
+        stack.applied().await;
+        let (members,): (i64,) =
+            sqlx::query_as("SELECT member_count FROM groups WHERE group_id = 'club'")
+                .fetch_one(&stack.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(members, 3);
+        assert_eq!(
+            stack.fanout.metric(
+                "fanline_fanout_im_refused_total",
+                &[("reason", "group_full")]
+            ),
+            2.0
+        );
+        stack.stop().await;
+    }
+}
