@@ -28,6 +28,7 @@
     convEls: new Map(),
     blocked: new Set(), // users this user blocked
     invitations: [],
+    listsDue: true, // invitations and blocks to fetch with the next contact list
     convGen: 0,
     convTimer: 0,
     stores: new Map(), // conversation id -> {msgs: Map key->msg, byMid: Map, loaded, hasMore}
@@ -193,6 +194,7 @@
     }
     Object.assign(S, {
       ready: false, backoff: 300, needRefresh: false, lastSeq: 0, convs: [], open: null, tab: 'chats',
+      blocked: new Set(), invitations: [], listsDue: true,
     });
     S.pending.clear();
     S.convEls.clear();
@@ -389,7 +391,7 @@
       else if (e.kind === 'message') applyMessage(e);
       else if (e.kind === 'recall') applyRecall(e);
       else if (e.kind === 'refused') applyRefused(e);
-      else if (e.kind === 'invitation') scheduleConvs(0); // the contact list's refresh lists invitations
+      else if (e.kind === 'invitation') { S.listsDue = true; scheduleConvs(0); }
       if (e.conversation_id && e.conversation_id === S.open) openTouched = true;
     }
     for (const c of f.conversations || []) {
@@ -711,6 +713,9 @@
       S.convs = page.conversations || [];
       setText($('#total-unread'), String(page.total_unread || 0));
       renderConversations();
+      // Invitations and blocks change rarely: fetched at start, on an invitation entry, after an answer
+      // or a (un)block — not with every contact-list refresh.
+      if (!S.listsDue) return;
       const [invited, blocks] = await Promise.all([
         api('GET', `/v1/users/${enc(me())}/invitations?limit=50`),
         api('GET', `/v1/users/${enc(me())}/blocks?limit=200`),
@@ -718,6 +723,7 @@
       if (gen !== S.convGen || !S.session) return;
       S.invitations = (invited.pending || []).filter((p) => p.kind === 'invitation');
       S.blocked = new Set((blocks.blocked || []).map((b) => b.user));
+      S.listsDue = false;
       renderInvitations();
       renderChatActions();
     } catch (e) {
@@ -754,6 +760,7 @@
       await api(accept ? 'PUT' : 'DELETE', `/v1/groups/${enc(group)}/members/${enc(me())}`, undefined, { ingest: true });
       S.invitations = S.invitations.filter((p) => p.group !== group);
       renderInvitations();
+      S.listsDue = true;
       if (accept) {
         // The join is applied a moment later: until then the group answers as to an invitee.
         openConversation(`g:${group}`);
@@ -836,7 +843,7 @@
     const blocked = !S.blocked.has(peer);
     return toggle('#chat-block',
       () => api(blocked ? 'PUT' : 'DELETE', `/v1/users/${enc(me())}/blocks/${enc(peer)}`, undefined, { ingest: true }),
-      () => { if (blocked) S.blocked.add(peer); else S.blocked.delete(peer); renderChatActions(); });
+      () => { if (blocked) S.blocked.add(peer); else S.blocked.delete(peer); S.listsDue = true; renderChatActions(); });
   }
 
   function convEl(id) {
