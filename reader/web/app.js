@@ -28,7 +28,7 @@
     convEls: new Map(),
     blocked: new Set(), // users this user blocked
     invitations: [],
-    listsDue: true, // invitations and blocks to fetch with the next contact list
+    muteWanted: new Map(), // conversation id -> muted, chosen here and not yet shown by the server
     convGen: 0,
     convTimer: 0,
     stores: new Map(), // conversation id -> {msgs: Map key->msg, byMid: Map, loaded, hasMore}
@@ -194,7 +194,7 @@
     }
     Object.assign(S, {
       ready: false, backoff: 300, needRefresh: false, lastSeq: 0, convs: [], open: null, tab: 'chats',
-      blocked: new Set(), invitations: [], listsDue: true,
+      blocked: new Set(), invitations: [], muteWanted: new Map(),
     });
     S.pending.clear();
     S.convEls.clear();
@@ -236,6 +236,7 @@
     selectTab('chats');
     showChat(null);
     loadConversations();
+    loadLists();
     connect();
   }
 
@@ -391,7 +392,7 @@
       else if (e.kind === 'message') applyMessage(e);
       else if (e.kind === 'recall') applyRecall(e);
       else if (e.kind === 'refused') applyRefused(e);
-      else if (e.kind === 'invitation') { S.listsDue = true; scheduleConvs(0); }
+      else if (e.kind === 'invitation') loadLists();
       if (e.conversation_id && e.conversation_id === S.open) openTouched = true;
     }
     for (const c of f.conversations || []) {
@@ -713,25 +714,40 @@
       S.convs = page.conversations || [];
       setText($('#total-unread'), String(page.total_unread || 0));
       renderConversations();
-      // Invitations and blocks change rarely: fetched at start, on an invitation entry, after an answer
-      // or a (un)block — not with every contact-list refresh.
-      if (!S.listsDue) return;
-      const [invited, blocks] = await Promise.all([
-        api('GET', `/v1/users/${enc(me())}/invitations?limit=50`),
-        api('GET', `/v1/users/${enc(me())}/blocks?limit=200`),
-      ]);
-      if (gen !== S.convGen || !S.session) return;
-      S.invitations = (invited.pending || []).filter((p) => p.kind === 'invitation');
-      S.blocked = new Set((blocks.blocked || []).map((b) => b.user));
-      S.listsDue = false;
-      renderInvitations();
-      renderChatActions();
     } catch (e) {
       if (gen === S.convGen && S.session) $('#side-error').textContent = errText(e);
     }
   }
 
   // ---------------------------------------------------------------- invitations, mute, block
+  // Invitations and blocks as the server has them, fetched at start, on an invitation entry and after
+  // the user answered one or (un)blocked someone. Fanout applies those a moment later: until the server
+  // shows it (`agrees`), the page keeps what the user did and asks again with a growing pause.
+  async function loadLists(agrees = () => true, attempt = 0) {
+    try {
+      const [invited, blocks] = await Promise.all([
+        api('GET', `/v1/users/${enc(me())}/invitations?limit=50`),
+        api('GET', `/v1/users/${enc(me())}/blocks?limit=200`),
+      ]);
+      if (!S.session) return;
+      const lists = {
+        invitations: (invited.pending || []).filter((p) => p.kind === 'invitation'),
+        blocked: new Set((blocks.blocked || []).map((b) => b.user)),
+      };
+      if (agrees(lists) || attempt >= 8) {
+        S.invitations = lists.invitations;
+        S.blocked = lists.blocked;
+        renderInvitations();
+        renderChatActions();
+        return;
+      }
+    } catch (e) {
+      if (!S.session) return;
+      if (attempt >= 8) { $('#side-error').textContent = errText(e); return; }
+    }
+    setTimeout(() => loadLists(agrees, attempt + 1), Math.min(250 * 2 ** attempt, 4000));
+  }
+
   function renderInvitations() {
     const ul = $('#invitations');
     $('#invitations-panel').hidden = S.invitations.length === 0;
@@ -760,7 +776,7 @@
       await api(accept ? 'PUT' : 'DELETE', `/v1/groups/${enc(group)}/members/${enc(me())}`, undefined, { ingest: true });
       S.invitations = S.invitations.filter((p) => p.group !== group);
       renderInvitations();
-      S.listsDue = true;
+      loadLists((lists) => !lists.invitations.some((p) => p.group === group));
       if (accept) {
         // The join is applied a moment later: until then the group answers as to an invitee.
         openConversation(`g:${group}`);
@@ -776,7 +792,7 @@
     const id = S.open;
     if (!id) return;
     const summary = S.convs.find((c) => c.conversation_id === id);
-    const muted = !!(summary && summary.muted);
+    const muted = S.muteWanted.has(id) ? S.muteWanted.get(id) : !!(summary && summary.muted);
     const mute = $('#chat-mute');
     setText(mute, muted ? 'Unmute' : 'Mute');
     mute.setAttribute('aria-pressed', String(muted));
@@ -795,7 +811,6 @@
     try {
       await call();
       after();
-      for (const ms of [300, 1200]) setTimeout(() => scheduleConvs(0), ms);
     } catch (e) {
       $('#chat-error').textContent = errText(e);
     } finally {
@@ -803,14 +818,28 @@
     }
   }
 
+  // Fanout applies a (un)mute a moment later: the page shows what the user chose and refetches the
+  // contact list (whose total the mute changes) until the server shows it too.
+  async function reconcileMute(id, muted, attempt) {
+    await loadConversations();
+    const summary = S.convs.find((c) => c.conversation_id === id);
+    if (!S.session || S.muteWanted.get(id) !== muted) return;
+    if ((summary && !!summary.muted === muted) || attempt >= 8) {
+      S.muteWanted.delete(id);
+      renderChatActions();
+      return;
+    }
+    setTimeout(() => reconcileMute(id, muted, attempt + 1), Math.min(250 * 2 ** attempt, 4000));
+  }
+
   function toggleMute() {
     const id = S.open;
     const summary = id && S.convs.find((c) => c.conversation_id === id);
     if (!summary) return null;
-    const muted = !summary.muted;
+    const muted = !(S.muteWanted.has(id) ? S.muteWanted.get(id) : summary.muted);
     return toggle('#chat-mute',
       () => api(muted ? 'PUT' : 'DELETE', `/v1/users/${enc(me())}/conversations/${enc(id)}/mute`, undefined, { ingest: true }),
-      () => { summary.muted = muted; renderChatActions(); });
+      () => { S.muteWanted.set(id, muted); renderChatActions(); reconcileMute(id, muted, 0); });
   }
 
   function toggleReport() {
@@ -843,7 +872,11 @@
     const blocked = !S.blocked.has(peer);
     return toggle('#chat-block',
       () => api(blocked ? 'PUT' : 'DELETE', `/v1/users/${enc(me())}/blocks/${enc(peer)}`, undefined, { ingest: true }),
-      () => { if (blocked) S.blocked.add(peer); else S.blocked.delete(peer); S.listsDue = true; renderChatActions(); });
+      () => {
+        if (blocked) S.blocked.add(peer); else S.blocked.delete(peer);
+        renderChatActions();
+        loadLists((lists) => lists.blocked.has(peer) === blocked);
+      });
   }
 
   function convEl(id) {
