@@ -413,7 +413,8 @@ pub struct SyncEntry {
     /// The message was recalled since (its body is gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recalled: bool,
-    /// Why a message was refused (kind `refused`): `not_member`, `no_such_group`.
+    /// Why a message was refused (kind `refused`): `not_member`, `no_such_group` (also a dissolved
+    /// group), `muted`, `blocked`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub reason: Option<String>,
