@@ -48,13 +48,9 @@ pub(crate) async fn append(
 ) -> Result<Response, ApiError> {
     let ack = producer.send(envelope).await?;
     let body = Accepted {
-        report_id: None,
-        post_id: None,
         message_id: message_id.map(|id| id.as_str().to_owned()),
         conversation_id: conversation.map(|c| c.as_str().to_owned()),
-        event_id: envelope.id.clone(),
-        partition: ack.partition,
-        offset: ack.offset,
+        ..Accepted::of(&envelope.id, ack.partition, ack.offset)
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

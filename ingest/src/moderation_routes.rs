@@ -71,12 +71,7 @@ pub async fn report(
     let ack = producer.send(&envelope).await?;
     let body = Accepted {
         report_id: Some(report_id),
-        post_id: None,
-        message_id: None,
-        conversation_id: None,
-        event_id: envelope.id.clone(),
-        partition: ack.partition,
-        offset: ack.offset,
+        ..Accepted::of(&envelope.id, ack.partition, ack.offset)
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

@@ -125,13 +125,8 @@ async fn check_claim(
 
 fn accepted(envelope: &Envelope, post_id: Option<&PostId>, ack: Acknowledged) -> Response {
     let body = Accepted {
-        report_id: None,
         post_id: post_id.map(|id| id.as_str().to_owned()),
-        message_id: None,
-        conversation_id: None,
-        event_id: envelope.id.clone(),
-        partition: ack.partition,
-        offset: ack.offset,
+        ..Accepted::of(&envelope.id, ack.partition, ack.offset)
     };
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }

@@ -142,14 +142,6 @@ pub async fn change_password(
         (ack.partition, ack.offset),
     ));
     tracing::info!(user = %user, revoked = ended.len(), "password changed");
-    let body = Accepted {
-        report_id: None,
-        post_id: None,
-        message_id: None,
-        conversation_id: None,
-        event_id: envelope.id.clone(),
-        partition: ack.partition,
-        offset: ack.offset,
-    };
+    let body = Accepted::of(&envelope.id, ack.partition, ack.offset);
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

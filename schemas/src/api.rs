@@ -63,6 +63,22 @@ pub struct Accepted {
     pub offset: i64,
 }
 
+impl Accepted {
+    /// The answer for an event the broker stored at `partition`/`offset`; the ids a write has are
+    /// set on top (`Accepted { post_id: …, ..Accepted::of(…) }`).
+    pub fn of(event_id: &str, partition: i32, offset: i64) -> Accepted {
+        Accepted {
+            report_id: None,
+            post_id: None,
+            message_id: None,
+            conversation_id: None,
+            event_id: event_id.to_owned(),
+            partition,
+            offset,
+        }
+    }
+}
+
 /// Body of `POST /v1/messages`: to a user (`to`) or a group (`group`), exactly one of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SendMessageRequest {
