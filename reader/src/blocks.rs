@@ -12,7 +12,7 @@ use schemas::UserId;
 use sqlx::PgPool;
 
 use crate::failure::database_error;
-use crate::params::{cursor_param, page_limit};
+use crate::params::{cursor_param, page_limit, page_of};
 
 pub fn router(pool: PgPool) -> Router {
     Router::new()
@@ -58,16 +58,11 @@ pub async fn blocks(
     .fetch_all(&pool)
     .await
     .map_err(database_error)?;
-    let has_more = rows.len() as i64 > limit;
     let blocked: Vec<Blocked> = rows
         .into_iter()
-        .take(limit as usize)
         .map(|(user, since)| Blocked { user, since })
         .collect();
-    let next_cursor = match blocked.last() {
-        Some(last) if has_more => Some(encode_member_cursor(&last.user)),
-        _ => None,
-    };
+    let (blocked, next_cursor) = page_of(blocked, limit, |last| encode_member_cursor(&last.user));
     Ok(Json(BlockPage {
         blocked,
         next_cursor,

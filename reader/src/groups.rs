@@ -20,7 +20,7 @@ use schemas::{ConversationId, GroupId, HistoryVisibility, JoinRule, Role, UserId
 use sqlx::PgPool;
 
 use crate::failure::database_error;
-use crate::params::{cursor_param, page_limit};
+use crate::params::{cursor_param, page_limit, page_of};
 
 pub fn router(pool: PgPool) -> Router {
     Router::new()
@@ -85,7 +85,7 @@ async fn access(pool: &PgPool, group: &GroupId, caller: &str) -> Result<Option<S
         (row.0, row.1, row.2, row.3, row.4, row.5);
     let (join_rule, history, dissolved) = (JoinRule::parse(&row.6), row.7, row.8);
     let (active, was_member, pending) = (row.9 == Some(true), row.9.is_some(), row.11);
-    let role = active.then(|| parse_role(row.10.as_deref().unwrap_or("member")));
+    let role = active.then(|| Role::parse(row.10.as_deref().unwrap_or("member")));
     let public = join_rule == JoinRule::Open && !dissolved;
     let access = if active || public {
         Access::Members
@@ -115,14 +115,6 @@ async fn visible(pool: &PgPool, group: &GroupId, caller: &str) -> Result<Seen, A
     match access(pool, group, caller).await? {
         Some(seen) if seen.access != Access::Hidden => Ok(seen),
         _ => Err(no_such_group()),
-    }
-}
-
-fn parse_role(role: &str) -> Role {
-    match role {
-        "owner" => Role::Owner,
-        "admin" => Role::Admin,
-        _ => Role::Member,
     }
 }
 
@@ -206,16 +198,11 @@ pub async fn members(
     .fetch_all(&pool)
     .await
     .map_err(database_error)?;
-    let mut members: Vec<Member> = rows
+    let members: Vec<Member> = rows
         .into_iter()
         .map(|(user, role)| Member { user, role })
         .collect();
-    let has_more = members.len() as i64 > limit;
-    members.truncate(limit as usize);
-    let next_cursor = match members.last() {
-        Some(last) if has_more => Some(encode_member_cursor(&last.user)),
-        _ => None,
-    };
+    let (members, next_cursor) = page_of(members, limit, |last| encode_member_cursor(&last.user));
     Ok(Json(MemberPage {
         members,
         next_cursor,
@@ -263,10 +250,8 @@ async fn pending_page(
         .fetch_all(pool)
         .await
         .map_err(database_error)?;
-    let has_more = rows.len() as i64 > limit;
     let pending: Vec<PendingMembership> = rows
         .into_iter()
-        .take(limit as usize)
         .map(
             |(group, name, user, kind, by, created_at)| PendingMembership {
                 group,
@@ -278,13 +263,12 @@ async fn pending_page(
             },
         )
         .collect();
-    let next_cursor = match pending.last() {
-        Some(last) if has_more => Some(encode_time_cursor(
+    let (pending, next_cursor) = page_of(pending, limit, |last| {
+        encode_time_cursor(
             last.created_at,
             if of_group { &last.user } else { &last.group },
-        )),
-        _ => None,
-    };
+        )
+    });
     Ok(PendingPage {
         pending,
         next_cursor,

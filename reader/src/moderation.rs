@@ -14,7 +14,7 @@ use schemas::api::{decode_time_cursor, encode_time_cursor, ReportItem, ReportPag
 use sqlx::PgPool;
 
 use crate::failure::database_error;
-use crate::params::{cursor_param, page_limit};
+use crate::params::{cursor_param, page_limit, page_of};
 
 pub fn router(pool: PgPool) -> Router {
     Router::new()
@@ -86,10 +86,8 @@ pub async fn reports(
         .fetch_all(&pool)
         .await
         .map_err(database_error)?;
-    let has_more = rows.len() as i64 > limit;
     let reports: Vec<ReportItem> = rows
         .into_iter()
-        .take(limit as usize)
         .map(|r| ReportItem {
             report_id: r.0,
             reporter: r.1,
@@ -104,10 +102,9 @@ pub async fn reports(
             resolved_at: r.10,
         })
         .collect();
-    let next_cursor = match reports.last() {
-        Some(last) if has_more => Some(encode_time_cursor(last.created_at, &last.report_id)),
-        _ => None,
-    };
+    let (reports, next_cursor) = page_of(reports, limit, |last| {
+        encode_time_cursor(last.created_at, &last.report_id)
+    });
     Ok(Json(ReportPage {
         reports,
         next_cursor,

@@ -25,6 +25,19 @@ pub(crate) fn cursor_param<T>(
     }
 }
 
+/// Splits the `limit + 1` rows a keyed page query fetched: the page's first `limit` items, and the
+/// cursor after the last of them when the extra row shows that more follow.
+pub(crate) fn page_of<T>(
+    mut items: Vec<T>,
+    limit: i64,
+    cursor_of: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let has_more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let next_cursor = items.last().filter(|_| has_more).map(cursor_of);
+    (items, next_cursor)
+}
+
 /// `limit` and `cursor` of a feed or store-timeline page: one struct documents them (utoipa) and
 /// parses them, so the document and the checks cannot part.
 #[derive(utoipa::IntoParams)]

@@ -204,6 +204,15 @@ impl Role {
             Role::Member => "member",
         }
     }
+
+    /// The role stored as `text` (anything else reads as the least: a member).
+    pub fn parse(text: &str) -> Role {
+        match text {
+            "owner" => Role::Owner,
+            "admin" => Role::Admin,
+            _ => Role::Member,
+        }
+    }
 }
 
 /// Payload of `group_created` (keyed by `g:GROUP`).

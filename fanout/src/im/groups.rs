@@ -110,11 +110,7 @@ pub(super) async fn active_role(
     .bind(user)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(role.map(|(role,)| match role.as_str() {
-        "owner" => Role::Owner,
-        "admin" => Role::Admin,
-        _ => Role::Member,
-    }))
+    Ok(role.map(|(role,)| Role::parse(&role)))
 }
 
 /// The join rule of a group that exists and was not dissolved.
