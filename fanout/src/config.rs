@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::policy::Policy;
+use crate::policy::{Policy, ReturnWindow};
 pub use crate::replay_args::ReplayArgs;
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -86,10 +86,12 @@ pub mod defaults {
     pub const MAX_BACKOFF_MS: u64 = 10_000;
     pub const LAG_INTERVAL_MS: u64 = 5000;
     pub const PARTITIONS: i32 = 8;
+    pub const DORMANCY_SWEEP_SECS: u64 = 300;
     pub const REPLICATION_FACTOR: i32 = 1;
     // The delivery policy's own defaults (`Policy::default` reads them there).
     pub use crate::policy::defaults::{
-        push_threshold, FOLLOW_BACKFILL, GROUP_PULL_THRESHOLD, PULL_THRESHOLD, RECALL_WINDOW_SECS,
+        push_threshold, ACTIVE_AUDIENCE_MAX, ACTIVE_WINDOW_HOURS, FOLLOW_BACKFILL,
+        GROUP_PULL_THRESHOLD, PULL_THRESHOLD, RECALL_WINDOW_SECS, RETURN_WINDOW_HOURS,
     };
 }
 
@@ -188,6 +190,25 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_MAX_GROUP_MEMBERS", default_value_t = schemas::DEFAULT_MAX_GROUP_MEMBERS)]
     pub max_group_members: i64,
 
+    /// A pull-mode post or large-group message is copied into the inboxes of at most this many active
+    /// members of its audience (the M of 1 + M; by user id); the others read it from its timeline.
+    #[arg(long, global = true, env = "FANLINE_ACTIVE_AUDIENCE_MAX", default_value_t = defaults::ACTIVE_AUDIENCE_MAX)]
+    pub active_audience_max: i64,
+
+    /// A user none of whose devices was heard of for this many hours is dormant: fan-out stops writing
+    /// their inbox until they return. 0: nobody becomes dormant (the sweeper does not run).
+    #[arg(long, global = true, env = "FANLINE_ACTIVE_WINDOW_HOURS", default_value_t = defaults::ACTIVE_WINDOW_HOURS)]
+    pub active_window_hours: i64,
+
+    /// How far back (hours) a returning user's inbox is filled with the posts and group messages they
+    /// missed; their feed reads older posts from the authors' timelines.
+    #[arg(long, global = true, env = "FANLINE_RETURN_WINDOW_HOURS", default_value_t = defaults::RETURN_WINDOW_HOURS)]
+    pub return_window_hours: i64,
+
+    /// How often the dormancy sweeper looks for users silent for the active window, in seconds.
+    #[arg(long, global = true, env = "FANLINE_DORMANCY_SWEEP_SECS", default_value_t = defaults::DORMANCY_SWEEP_SECS)]
+    pub dormancy_sweep_secs: u64,
+
     /// How long after sending a message its sender may recall it, in seconds (checked by fanout against
     /// the times ingest stamped on the message and on the recall).
     #[arg(long, global = true, env = "FANLINE_RECALL_WINDOW_SECS", default_value_t = defaults::RECALL_WINDOW_SECS)]
@@ -233,6 +254,10 @@ impl Config {
             push_threshold: None,
             follow_backfill: defaults::FOLLOW_BACKFILL,
             recall_window_secs: defaults::RECALL_WINDOW_SECS,
+            active_audience_max: defaults::ACTIVE_AUDIENCE_MAX,
+            active_window_hours: defaults::ACTIVE_WINDOW_HOURS,
+            return_window_hours: defaults::RETURN_WINDOW_HOURS,
+            dormancy_sweep_secs: defaults::DORMANCY_SWEEP_SECS,
             group_pull_threshold: defaults::GROUP_PULL_THRESHOLD,
             group_push_threshold: None,
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
@@ -259,6 +284,12 @@ impl Config {
         if self.recall_window_secs < 0 {
             return Err("recall window must not be negative".to_owned());
         }
+        if self.active_audience_max < 0 || self.active_window_hours < 0 {
+            return Err("active-audience-max and active-window-hours must not be negative".into());
+        }
+        if self.return_window_hours < 0 {
+            return Err("return-window-hours must not be negative".into());
+        }
         let group_pull_above = self.group_pull_threshold;
         let group_push_below = self
             .group_push_threshold
@@ -276,6 +307,11 @@ impl Config {
             group_pull_above,
             group_push_below,
             max_group_members: self.max_group_members,
+            active_audience_max: self.active_audience_max,
+            return_window: ReturnWindow {
+                span: chrono::TimeDelta::hours(self.return_window_hours),
+                ..ReturnWindow::default()
+            },
         })
     }
 
@@ -349,6 +385,10 @@ mod tests {
             group_push_threshold,
             max_group_members,
             recall_window_secs,
+            active_audience_max,
+            active_window_hours,
+            return_window_hours,
+            dormancy_sweep_secs,
             skip_setup,
             kafka_properties,
             log_json,
@@ -398,6 +438,10 @@ mod tests {
             recall_window_secs, parsed.recall_window_secs,
             "recall_window_secs"
         );
+        assert_eq!(active_audience_max, parsed.active_audience_max, "M");
+        assert_eq!(active_window_hours, parsed.active_window_hours, "window");
+        assert_eq!(return_window_hours, parsed.return_window_hours, "return");
+        assert_eq!(dormancy_sweep_secs, parsed.dormancy_sweep_secs, "sweep");
         assert_eq!(skip_setup, parsed.skip_setup, "skip_setup");
         assert_eq!(
             kafka_properties, parsed.kafka_properties,

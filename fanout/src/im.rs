@@ -99,7 +99,7 @@ pub(crate) async fn apply(
         return Ok(ImOutcome::duplicate());
     }
     match im_event {
-        ImEvent::GroupCreated(group) => groups::apply_created(tx, group).await,
+        ImEvent::GroupCreated(group) => groups::apply_created(tx, group, seq_lock).await,
         ImEvent::MemberAdded(change) => {
             let request = Request::Add { role: change.role };
             groups::apply_membership(tx, policy, event, change, request, seq_lock).await
@@ -107,7 +107,7 @@ pub(crate) async fn apply(
         ImEvent::MemberRemoved(change) => {
             groups::apply_membership(tx, policy, event, change, Request::Remove, seq_lock).await
         }
-        ImEvent::Message(message) => messages::apply(tx, message, seq_lock).await,
+        ImEvent::Message(message) => messages::apply(tx, policy, message, seq_lock).await,
         ImEvent::Recall(recall) => recalls::apply(tx, policy, recall, false, seq_lock).await,
         ImEvent::Removed(removed) => {
             let recall = MessageRecalled {

@@ -2,7 +2,8 @@
 //! graph and push fan-out to per-user sync timelines.
 //!
 //! Architecture invariant: fanout is the only writer of timelines. It reads Kafka, writes Postgres and
-//! the dead-letter topic, and serves only operations endpoints.
+//! the dead-letter topic (and, from its sweeper, `user_dormant` events to the events topic), and serves
+//! only operations endpoints.
 //!
 //! # Layout
 //! Running:
@@ -15,6 +16,7 @@
 //! - [`replay_args`]: `fanout replay`'s flags and start points.
 //! - [`replay`]: `fanout replay` — start offsets (beginning, time, offsets, resume) and its checkpoint.
 //! - [`dlq`]: the dead-letter producer.
+//! - [`dormancy`]: the sweeper that reports users silent for the active window (`user_dormant`).
 //! - [`lag`]: consumer lag measurement for `/metrics`, and [`LagExporter`] outside the group.
 //! - [`topics`]: creating the topics when missing.
 //! - [`events_cli`]: `fanout events produce|consume`, the topic by hand.
@@ -26,6 +28,7 @@
 //! - [`policy`]: push or pull delivery, follow backfill, the recall window — pure rules.
 //! - [`seq_lock`]: the lock every sync seq is drawn under, and the token that proves it is held.
 //! - [`watermark`]: one effect per IM event — the per-key applied position.
+//! - [`activity`]: whose inboxes fan-out writes — activity, dormancy and a dormant user's return.
 //! - [`users`]: a user's own events — accounts and profiles, and the moderation records on a user's key.
 //! - [`moderation`]: reports and disabled accounts.
 //! - [`im`]: a conversation's events — groups and membership, messages, recalls, read markers.
@@ -35,11 +38,13 @@
 //! applying modules know nothing of Kafka clients or flags; `config` builds their [`policy::Policy`]),
 //! and no module uses this crate root, so there is no circle.
 
+pub mod activity;
 pub mod applier;
 mod batches;
 pub mod config;
 pub mod consumer;
 pub mod dlq;
+pub mod dormancy;
 pub mod error;
 pub mod events_cli;
 pub mod im;
@@ -85,6 +90,7 @@ pub struct App {
     metrics: metrics::FanoutMetrics,
     topic: String,
     lag_interval: Duration,
+    sweeper: Option<dormancy::Sweeper>,
 }
 
 /// A client that reads the group's committed offsets without joining it (it never subscribes): lag
@@ -119,6 +125,7 @@ impl App {
         let metrics = metrics::FanoutMetrics::new(&registry)?;
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
         let applier = applier::Applier::new(config, &kafka, metrics.clone())?;
+        let sweeper = sweeper(config, &registry, applier.pool())?;
         let joined = Arc::new(AtomicBool::new(false));
         let health = Arc::new(lag::GroupHealth::default());
         let owned = consumer::Owned::default();
@@ -176,6 +183,7 @@ impl App {
             metrics,
             topic: config.topic.clone(),
             lag_interval: config.lag_interval(),
+            sweeper,
         })
     }
 
@@ -200,6 +208,9 @@ impl App {
             cancel.clone(),
         ));
         let worker = tokio::spawn(self.worker.run(cancel.clone()));
+        let sweeper = self
+            .sweeper
+            .map(|sweeper| tokio::spawn(sweeper.run(cancel.clone())));
         let server = tokio::spawn(httpkit::serve(
             self.listener,
             self.router,
@@ -210,6 +221,9 @@ impl App {
         tracing::info!("draining");
         cancel.cancel();
         let _ = lag.await;
+        if let Some(sweeper) = sweeper {
+            let _ = sweeper.await;
+        }
         if let Err(err) = worker.await {
             tracing::error!(error = %err, "worker task failed");
         }
@@ -218,6 +232,30 @@ impl App {
             Err(err) => Err(std::io::Error::other(err)),
         }
     }
+}
+
+/// The dormancy sweeper, unless nobody is to become dormant (an active window of 0).
+fn sweeper(
+    config: &Config,
+    registry: &Registry,
+    pool: &PgPool,
+) -> Result<Option<dormancy::Sweeper>, BuildError> {
+    if config.active_window_hours == 0 {
+        return Ok(None);
+    }
+    let metrics =
+        kafkakit::ProduceMetrics::new(registry, "fanout", httpkit::metrics::LATENCY_BUCKETS)?;
+    let settings = kafkakit::ProducerSettings {
+        client_id: "fanline-fanout-sweeper".to_owned(),
+        topic: config.topic.clone(),
+        timeout: Duration::from_secs(30),
+    };
+    Ok(Some(dormancy::Sweeper {
+        pool: pool.clone(),
+        producer: kafkakit::EventProducer::new(&config.kafka()?, &settings, metrics)?,
+        window: chrono::TimeDelta::hours(config.active_window_hours),
+        every: Duration::from_secs(config.dormancy_sweep_secs.max(1)),
+    }))
 }
 
 /// Ready: Postgres answers, the group was joined, and this member does not own nothing while the

@@ -13,6 +13,17 @@ pub mod defaults {
     pub const FOLLOW_BACKFILL: i64 = 50;
     pub const RECALL_WINDOW_SECS: i64 = 120;
     pub const GROUP_PULL_THRESHOLD: i64 = 2_000;
+    /// How many active members of a pull-mode audience get a post or message in their inbox: the push
+    /// threshold's cost, which a push-mode post may already have (docs/design.md "1 + M").
+    pub const ACTIVE_AUDIENCE_MAX: i64 = PULL_THRESHOLD;
+    /// A user silent this long is dormant (`FANLINE_ACTIVE_WINDOW_HOURS`): 14 days.
+    pub const ACTIVE_WINDOW_HOURS: i64 = 14 * 24;
+    /// How far back a return fills the inbox (`FANLINE_RETURN_WINDOW_HOURS`): 7 days.
+    pub const RETURN_WINDOW_HOURS: i64 = 7 * 24;
+    /// At most this many posts are copied into a returning user's inbox.
+    pub const RETURN_MAX_POSTS: i64 = 5_000;
+    /// At most this many messages of each group are copied into a returning member's inbox.
+    pub const RETURN_MAX_MESSAGES_PER_GROUP: i64 = 200;
 
     /// The push threshold when none is given: 90% of the pull threshold.
     pub fn push_threshold(pull_threshold: i64) -> i64 {
@@ -39,6 +50,32 @@ pub struct Policy {
     pub group_push_below: i64,
     /// A join that would make a group larger is refused (`group_full`); 0: no cap.
     pub max_group_members: i64,
+    /// A pull-mode post or message is copied into the inboxes of at most this many active members of
+    /// its audience (the "M" of 1 + M); the others read it from its store timeline.
+    pub active_audience_max: i64,
+    /// What a dormant user's return copies into their inbox.
+    pub return_window: ReturnWindow,
+}
+
+/// How far back a return fills the inbox, and how much at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReturnWindow {
+    /// Posts and messages older than this before the return are not copied.
+    pub span: chrono::TimeDelta,
+    /// At most this many posts are copied (the newest); the feed reads the rest.
+    pub max_posts: i64,
+    /// At most this many messages per group are copied (the newest); its history has the rest.
+    pub max_messages_per_group: i64,
+}
+
+impl Default for ReturnWindow {
+    fn default() -> Self {
+        ReturnWindow {
+            span: chrono::TimeDelta::hours(defaults::RETURN_WINDOW_HOURS),
+            max_posts: defaults::RETURN_MAX_POSTS,
+            max_messages_per_group: defaults::RETURN_MAX_MESSAGES_PER_GROUP,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -51,6 +88,8 @@ impl Default for Policy {
             group_pull_above: defaults::GROUP_PULL_THRESHOLD,
             group_push_below: defaults::push_threshold(defaults::GROUP_PULL_THRESHOLD),
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
+            active_audience_max: defaults::ACTIVE_AUDIENCE_MAX,
+            return_window: ReturnWindow::default(),
         }
     }
 }

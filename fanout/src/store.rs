@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use schemas::{Event, FollowChange, PostCreated, PostDeleted};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::activity::{self, ActivityEvent};
 use crate::im::{self, ImEvent};
 use crate::policy::{next_mode, DeliveryMode};
 use crate::seq_lock::{SeqLock, SeqLockHeld};
@@ -45,7 +46,7 @@ pub async fn apply_batch(
     for run in runs(events) {
         match run {
             Run::Posts(posts) => {
-                outcome.add(apply_posts(&mut tx, &posts, &mut seq_lock).await?);
+                outcome.add(apply_posts(&mut tx, policy, &posts, &mut seq_lock).await?);
             }
             Run::Follow(event, change, edge) => {
                 outcome
@@ -63,6 +64,11 @@ pub async fn apply_batch(
                 let applied = im::apply(&mut tx, policy, event, im_event, &mut seq_lock).await?;
                 outcome.im.add(applied);
             }
+            Run::Activity(event, change) => {
+                let applied =
+                    activity::apply(&mut tx, policy, event, change, &mut seq_lock).await?;
+                outcome.im.add(applied);
+            }
         }
     }
     tx.commit().await?;
@@ -77,6 +83,8 @@ enum Run<'a> {
     User(&'a SourcedEvent, UserEvent<'a>),
     /// A conversation's event, applied on its own ([`crate::im`]).
     Im(&'a SourcedEvent, ImEvent<'a>),
+    /// A user's activity, applied on its own ([`crate::activity`]).
+    Activity(&'a SourcedEvent, ActivityEvent<'a>),
 }
 
 fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
@@ -154,6 +162,12 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
                 runs.push(Run::User(event, UserEvent::Disabled(change, false)));
             }
             Event::ReportFiled(report) => runs.push(Run::User(event, UserEvent::Report(report))),
+            Event::UserActive(active) => {
+                runs.push(Run::Activity(event, ActivityEvent::Active(active)));
+            }
+            Event::UserDormant(dormant) => {
+                runs.push(Run::Activity(event, ActivityEvent::Dormant(dormant)));
+            }
             Event::ReportResolved(resolved) => {
                 runs.push(Run::User(event, UserEvent::ReportResolved(resolved)));
             }
@@ -164,6 +178,7 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
 
 async fn apply_posts(
     tx: &mut Transaction<'static, Postgres>,
+    policy: &Policy,
     posts: &[&PostCreated],
     seq_lock: &mut SeqLock,
 ) -> Result<ApplyOutcome, sqlx::Error> {
@@ -217,12 +232,42 @@ async fn apply_posts(
     if inserted.is_empty() {
         return Ok(outcome);
     }
+    outcome.posts_pulled = mark_pull_authors(tx, &inserted).await?;
+    // Seqs in Kafka order, whatever order `RETURNING` gave: an inbox reads the same however the
+    // events were batched.
+    let order: std::collections::HashMap<&str, usize> = post_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i))
+        .collect();
+    let mut inserted = inserted;
+    inserted.sort_by_key(|(post_id, _, _)| order.get(post_id.as_str()).copied());
+    let held = seq_lock.acquire(tx).await?;
+    let (new_ids, new_authors, modes): (Vec<String>, Vec<String>, Vec<String>) =
+        columns_of(inserted);
+    let audience = Audience {
+        post_ids: &new_ids,
+        authors: &new_authors,
+        modes: &modes,
+        pull_max: policy.active_audience_max,
+    };
+    let (own, pushed) = write_sync_entries(tx, audience, held).await?;
+    outcome.sync_entries_own = own;
+    outcome.sync_entries_pushed = pushed;
+    Ok(outcome)
+}
+
+/// Marks the authors of pull-mode posts among `inserted` as having some (the feed reads only those
+/// authors' timelines); returns how many pull-mode posts there were.
+async fn mark_pull_authors(
+    tx: &mut Transaction<'static, Postgres>,
+    inserted: &[(String, String, String)],
+) -> Result<u64, sqlx::Error> {
     let pull_authors: Vec<&str> = inserted
         .iter()
         .filter(|(_, _, mode)| mode == "pull")
         .map(|(_, author, _)| author.as_str())
         .collect();
-    outcome.posts_pulled = pull_authors.len() as u64;
     if !pull_authors.is_empty() {
         sqlx::query(
             "UPDATE authors SET has_pull_posts = true WHERE author = ANY($1) AND NOT has_pull_posts",
@@ -231,19 +276,18 @@ async fn apply_posts(
         .execute(&mut **tx)
         .await?;
     }
-    let held = seq_lock.acquire(tx).await?;
-    let mut new_ids = Vec::with_capacity(inserted.len());
-    let mut new_authors = Vec::with_capacity(inserted.len());
-    let mut modes = Vec::with_capacity(inserted.len());
-    for (post_id, author, mode) in inserted {
-        new_ids.push(post_id);
-        new_authors.push(author);
-        modes.push(mode);
+    Ok(pull_authors.len() as u64)
+}
+
+/// (post id, author, mode) rows as three columns.
+fn columns_of(rows: Vec<(String, String, String)>) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut columns = (Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
+    for (post_id, author, mode) in rows {
+        columns.0.push(post_id);
+        columns.1.push(author);
+        columns.2.push(mode);
     }
-    let (own, pushed) = write_sync_entries(tx, &new_ids, &new_authors, &modes, held).await?;
-    outcome.sync_entries_own = own;
-    outcome.sync_entries_pushed = pushed;
-    Ok(outcome)
+    columns
 }
 
 /// Keeps the post ids of duplicate requests resolvable to the post that was kept.
@@ -269,20 +313,30 @@ async fn record_aliases(
     Ok(())
 }
 
-/// One sync entry per post for its author (their other devices) and, for push-mode posts, one for each
-/// active follower, with seqs drawn in post order (under the seq lock: `held`), only for posts this
-/// transaction inserted. Returns (entries for authors, entries for followers).
+/// The posts a run fans out, with their delivery modes, and the bound of a pull-mode audience.
+struct Audience<'a> {
+    post_ids: &'a [String],
+    authors: &'a [String],
+    modes: &'a [String],
+    pull_max: i64,
+}
+
+/// One sync entry per post for its author (their other devices) and one for each *active* follower
+/// (`follower_active`, [`crate::activity`]): all of them for a push-mode post, the first `pull_max` (by
+/// id: replays choose alike) for a pull-mode one, whose other followers read it from the store timeline.
+/// Seqs are drawn in the posts' Kafka order (under the seq lock: `held`), only for posts this
+/// transaction inserted.
+/// Returns (entries for authors, entries for followers).
 ///
 /// No `ON CONFLICT`: none can arise. Seqs are fresh, and a `(user, post)` row cannot exist yet for a post
 /// this very transaction created (a duplicate or replayed post is not fanned out at all; a follow
-/// backfill only copies posts that exist, and runs in Kafka order after the post's own fan-out). The
-/// conflict check cost a third of the insert (measured: 1M rows 14.4 s with it, 9.7 s without), and a
-/// violation, were the invariant ever broken, fails the batch loudly instead of hiding it.
+/// backfill or a return only copies posts that exist, and runs in Kafka order or seq-lock order after the
+/// post's own fan-out). The conflict check cost a third of the insert (measured: 1M rows 14.4 s with it,
+/// 9.7 s without), and a violation, were the invariant ever broken, fails the batch loudly instead of
+/// hiding it.
 async fn write_sync_entries(
     tx: &mut Transaction<'static, Postgres>,
-    post_ids: &[String],
-    authors: &[String],
-    modes: &[String],
+    audience: Audience<'_>,
     _held: SeqLockHeld<'_>,
 ) -> Result<(u64, u64), sqlx::Error> {
     let written = sqlx::query(
@@ -290,26 +344,34 @@ async fn write_sync_entries(
          SELECT audience.user_id, nextval('sync_seq'), audience.post_id, audience.author
          FROM (
              SELECT a.user_id, p.post_id, p.author
-             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS p(post_id, author, mode)
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+                  AS p(post_id, author, mode, ord)
              CROSS JOIN LATERAL (
                  SELECT p.author AS user_id
                  UNION ALL
                  SELECT f.follower FROM follows f
                  WHERE p.mode = 'push' AND f.followee = p.author AND f.active
-                   AND f.follower <> p.author
+                   AND f.follower_active AND f.follower <> p.author
+                 UNION ALL
+                 (SELECT f.follower FROM follows f
+                  WHERE p.mode = 'pull' AND f.followee = p.author AND f.active
+                    AND f.follower_active AND f.follower <> p.author
+                  ORDER BY f.follower
+                  LIMIT $4)
              ) AS a
-             -- Seqs in post order; the order of one post's recipients does not matter.
-             ORDER BY p.post_id
+             -- Seqs in the order of the posts (Kafka's); one post's recipients' order does not matter.
+             ORDER BY p.ord
          ) AS audience",
     )
-    .bind(post_ids)
-    .bind(authors)
-    .bind(modes)
+    .bind(audience.post_ids)
+    .bind(audience.authors)
+    .bind(audience.modes)
+    .bind(audience.pull_max)
     .execute(&mut **tx)
     .await?
     .rows_affected();
     // Every post has exactly one entry for its author.
-    let own = post_ids.len() as u64;
+    let own = audience.post_ids.len() as u64;
     Ok((own, written.saturating_sub(own)))
 }
 
@@ -339,6 +401,11 @@ async fn apply_follow(
     seq_lock: &mut SeqLock,
 ) -> Result<ApplyOutcome, sqlx::Error> {
     let mut outcome = ApplyOutcome::default();
+    if edge == EdgeChange::Follow {
+        // The edge copies the follower's activity (`follower_active`): under the seq lock, a return or
+        // a dormancy of the follower comes wholly before the copy or wholly after it.
+        seq_lock.acquire(tx).await?;
+    }
     let Some((was_active, active)) = set_edge(tx, event, change, edge).await? else {
         outcome.follow_changes_stale = 1;
         return Ok(outcome);
@@ -388,12 +455,14 @@ async fn set_edge(
              SELECT active FROM follows WHERE followee = $1 AND follower = $2
          ), updated AS (
              INSERT INTO follows (followee, follower, active, src_partition, src_offset,
-                                  blocked_by_follower, blocked_by_followee)
+                                  blocked_by_follower, blocked_by_followee, follower_active)
              VALUES ($1, $2, coalesce($3, false) AND NOT coalesce($6, false)
                              AND NOT coalesce($7, false),
-                     $4, $5, coalesce($6, false), coalesce($7, false))
+                     $4, $5, coalesce($6, false), coalesce($7, false),
+                     coalesce((SELECT active FROM user_activity WHERE user_id = $2), true))
              ON CONFLICT (followee, follower) DO UPDATE
-             SET blocked_by_follower = coalesce($6, follows.blocked_by_follower),
+             SET follower_active = EXCLUDED.follower_active,
+                 blocked_by_follower = coalesce($6, follows.blocked_by_follower),
                  blocked_by_followee = coalesce($7, follows.blocked_by_followee),
                  active = coalesce($3, follows.active)
                           AND NOT coalesce($6, follows.blocked_by_follower)
@@ -591,7 +660,11 @@ mod tests {
             .iter()
             .map(|run| match run {
                 Run::Posts(posts) => posts.len(),
-                Run::Follow(..) | Run::Delete(..) | Run::User(..) | Run::Im(..) => 0,
+                Run::Follow(..)
+                | Run::Delete(..)
+                | Run::User(..)
+                | Run::Im(..)
+                | Run::Activity(..) => 0,
             })
             .collect();
         assert_eq!(shape, vec![2, 0, 1]);

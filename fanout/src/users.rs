@@ -13,6 +13,7 @@ use schemas::{
 };
 use sqlx::{Postgres, Transaction};
 
+use crate::activity;
 use crate::moderation;
 use crate::outcome::ImOutcome;
 use crate::sourced::SourcedEvent;
@@ -74,6 +75,9 @@ async fn apply_account(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    if written > 0 {
+        activity::registered(tx, account.user.as_str(), event.envelope.ts).await?;
+    }
     Ok(ImOutcome::applied_if(written > 0))
 }
 

@@ -26,6 +26,9 @@ pub mod defaults {
     pub const WS_BUFFER_FRAMES: usize = 64;
     pub const WS_SEND_TIMEOUT_SECS: u64 = 10;
     pub const PUBLIC_INGEST_URL: &str = "http://127.0.0.1:8080";
+    pub use crate::presence::{
+        DEFAULT_RETURN_WAIT_MS as RETURN_WAIT_MS, DEFAULT_THROTTLE_SECS as ACTIVITY_THROTTLE_SECS,
+    };
 }
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -146,6 +149,16 @@ pub struct Config {
     )]
     pub kafka_properties: Vec<String>,
 
+    /// A user's activity is reported to fanout (`user_active`) at most this often per reader, in
+    /// seconds; it keeps fan-out writing their inbox. Keep it well below fanout's active window.
+    #[arg(long, env = "FANLINE_ACTIVITY_THROTTLE_SECS", default_value_t = defaults::ACTIVITY_THROTTLE_SECS)]
+    pub activity_throttle_secs: u64,
+
+    /// How long a dormant user's first read waits for fanout to fill their inbox before it answers
+    /// 503 (milliseconds).
+    #[arg(long, env = "FANLINE_RETURN_WAIT_MS", default_value_t = defaults::RETURN_WAIT_MS)]
+    pub return_wait_ms: u64,
+
     /// WebSocket heartbeat: the server pings this often, in seconds.
     #[arg(long, env = "FANLINE_WS_HEARTBEAT_SECS", default_value_t = defaults::WS_HEARTBEAT_SECS)]
     pub ws_heartbeat_secs: u64,
@@ -258,6 +271,8 @@ impl Config {
             ws_buffer_frames: defaults::WS_BUFFER_FRAMES,
             ws_send_timeout_secs: defaults::WS_SEND_TIMEOUT_SECS,
             public_ingest_url: defaults::PUBLIC_INGEST_URL.to_owned(),
+            activity_throttle_secs: defaults::ACTIVITY_THROTTLE_SECS,
+            return_wait_ms: defaults::RETURN_WAIT_MS,
         }
     }
 }

@@ -69,6 +69,7 @@ pub async fn stream(
         Ok(admitted) => admitted,
         Err(refused) => return Ok(refused),
     };
+    realtime.presence.arrive(&user).await?;
     let subscription = realtime.hub.subscribe(user.as_str());
     let expires_in = (bearer.claims.exp - chrono::Utc::now().timestamp()).max(0) as u64;
     let state = StreamState {

@@ -2,11 +2,13 @@
 //! are [`crate::groups`]). One index-driven query per page (see the indexes in
 //! `schemas/migrations/20261125000001_im.sql`).
 
+use std::sync::Arc;
+
 use authkit::Bearer;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use httpkit::openapi::{
     BadRequest, Forbidden, InternalError, NoSuchRoute, Unauthorized, Unavailable,
@@ -23,6 +25,7 @@ use sqlx::PgPool;
 use crate::db::ReadPool;
 use crate::failure::{database_error, read_error};
 use crate::params::{cursor_param, page_limit};
+use crate::presence::Presence;
 
 /// `403` unless the caller is one of a direct conversation's two users or an active member of the
 /// group (a former member's history access ended when they left). Returns the seq the caller's
@@ -268,6 +271,7 @@ pub const HISTORY_AFTER_SQL: &str =
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn conversations(
     bearer: Bearer,
+    Extension(presence): Extension<Arc<Presence>>,
     State(reads): State<ReadPool>,
     Path(user): Path<String>,
     params: QueryParams,
@@ -276,6 +280,8 @@ pub async fn conversations(
     bearer.require_user("user", &user)?;
     let limit = page_limit(&params)?;
     let cursor = cursor_param(&params, decode_conversation_cursor)?;
+    // Counts and order never depend on inboxes: complete for a returning user without waiting.
+    presence.touch(&user).await;
     let (at, conversation) = cursor.unzip();
     let rows = reads
         .query(

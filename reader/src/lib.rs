@@ -19,6 +19,8 @@
 //! - [`moderation`]: the operators' queue of reports.
 //! - [`sessions`]: login, refresh and logout, and the cleanup of ended sessions.
 //! - [`accounts`]: password change (checked here, appended as an event, other sessions revoked).
+//! - [`presence`]: reports users' activity to fanout and holds a dormant user's first read until their
+//!   inbox is filled.
 //! - [`hub`]: the process's one LISTEN connection, fanned out to waiting requests and sockets.
 //! - [`session_ends`]: a revoked session closes the sockets and streams opened under it.
 //! - [`caps`]: open sockets, streams and long polls per user and per client address.
@@ -41,6 +43,7 @@ pub mod im;
 pub mod moderation;
 pub mod openapi;
 pub mod params;
+pub mod presence;
 pub mod queries;
 pub mod realtime;
 pub mod routes;
@@ -223,6 +226,40 @@ fn realtime_routes(realtime: Arc<realtime::Realtime>) -> axum::Router {
         .layer(axum::Extension(authkit::QueryTokenAllowed))
 }
 
+/// Reports users' activity and holds returning users' first reads (`presence`).
+fn presence(
+    config: &Config,
+    pool: &sqlx::PgPool,
+    producer: &kafkakit::EventProducer,
+) -> Arc<presence::Presence> {
+    Arc::new(presence::Presence::new(
+        pool.clone(),
+        producer.clone(),
+        Duration::from_secs(config.activity_throttle_secs.max(1)),
+        Duration::from_millis(config.return_wait_ms),
+    ))
+}
+
+/// What the feed, store timeline and sync routes share.
+fn read_state(
+    config: &Config,
+    connections: &Connections,
+    hub: &Arc<hub::Hub>,
+    shutdown: &CancellationToken,
+) -> routes::ReadState {
+    routes::ReadState {
+        reads: connections.reads.clone(),
+        pool: connections.pool.clone(),
+        hub: hub.clone(),
+        shutdown: shutdown.clone(),
+        long_polls: caps::Caps::new(
+            "long polls",
+            config.long_polls_per_user,
+            config.long_polls_per_address,
+        ),
+    }
+}
+
 impl App {
     pub async fn build(config: &Config, registry: Registry) -> Result<App, BuildError> {
         let token_key = Arc::new(config.token.key()?);
@@ -236,7 +273,9 @@ impl App {
         let producer = kafkakit::EventProducer::new(&config.kafka()?, &config.producer(), metrics)?;
         let shutdown = CancellationToken::new();
         let sockets = TaskTracker::new();
+        let presence = presence(config, &connections.pool, &producer);
         let realtime = Arc::new(realtime::Realtime {
+            presence: presence.clone(),
             pool: connections.pool.clone(),
             reads: connections.reads.clone(),
             hub: hub.clone(),
@@ -260,33 +299,24 @@ impl App {
             &producer,
             token_key.clone(),
         ));
-        let api = routes::router(routes::ReadState {
-            reads: connections.reads.clone(),
-            pool: connections.pool.clone(),
-            hub: hub.clone(),
-            shutdown: shutdown.clone(),
-            long_polls: caps::Caps::new(
-                "long polls",
-                config.long_polls_per_user,
-                config.long_polls_per_address,
-            ),
-        })
-        .merge(im::router(im::ImState {
-            pool: connections.pool.clone(),
-            reads: connections.reads,
-        }))
-        .merge(safety_routes(&connections.pool))
-        .merge(sessions::router(session_state.clone()))
-        .merge(accounts::router(session_state))
-        .merge(realtime_routes(realtime))
-        .layer(axum::Extension(token_key))
-        .layer(axum::Extension(disabled.clone()))
-        .layer(axum::Extension(Arc::new(config.moderation.operators())))
-        .merge(web::router(config.public_ingest_url.clone()))
-        .route(
-            "/openapi.json",
-            httpkit::json_document(openapi::document_json()),
-        );
+        let api = routes::router(read_state(config, &connections, &hub, &shutdown))
+            .merge(im::router(im::ImState {
+                pool: connections.pool.clone(),
+                reads: connections.reads,
+            }))
+            .merge(safety_routes(&connections.pool))
+            .merge(sessions::router(session_state.clone()))
+            .merge(accounts::router(session_state))
+            .merge(realtime_routes(realtime))
+            .layer(axum::Extension(token_key))
+            .layer(axum::Extension(presence))
+            .layer(axum::Extension(disabled.clone()))
+            .layer(axum::Extension(Arc::new(config.moderation.operators())))
+            .merge(web::router(config.public_ingest_url.clone()))
+            .route(
+                "/openapi.json",
+                httpkit::json_document(openapi::document_json()),
+            );
         let ops_router = httpkit::with_common_layers(
             httpkit::metrics_route(registry),
             http_metrics.clone(),

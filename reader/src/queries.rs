@@ -66,6 +66,22 @@ pub const FEED_SQL: &str = "WITH candidates AS (
                   LIMIT $3
               ) AS pulled
               WHERE f.follower = $1 AND f.active)
+             UNION
+             (SELECT below.post_id
+              FROM user_activity ua
+              CROSS JOIN LATERAL (
+                  SELECT $1::text AS author
+                  UNION ALL
+                  SELECT f.followee FROM follows f WHERE f.follower = $1 AND f.active
+              ) AS source
+              CROSS JOIN LATERAL (
+                  SELECT p.post_id FROM posts p
+                  WHERE p.author = source.author AND p.deleted_at IS NULL
+                    AND p.post_id < least(coalesce($2::text, '8'), ua.feed_pull_below)
+                  ORDER BY p.post_id DESC
+                  LIMIT $3
+              ) AS below
+              WHERE ua.user_id = $1 AND ua.feed_pull_below IS NOT NULL)
          )
          SELECT c.post_id, p.author, p.body, p.created_at
          FROM (SELECT post_id FROM candidates ORDER BY post_id DESC LIMIT $3) c
@@ -76,11 +92,14 @@ pub const FEED_SQL: &str = "WITH candidates AS (
 
 /// A page of up to `limit` entries of `user`'s home feed older than `before`, newest first: the user's inbox
 /// (pushed posts) merged with the pull-mode posts of the authors they follow, deduplicated by post id.
+/// Below a returned user's `feed_pull_below` (where their return stopped copying what they missed while
+/// dormant) every post of the authors they follow and their own is read from the store timelines.
 ///
 /// The cost is bounded by the number of sources, not by their history: each source contributes at most
 /// `limit` rows through an index range scan that starts at the cursor (`sync_entries (user_id, post_id)`
 /// for the inbox, `posts_pull_by_author` for each pull source), and Postgres merges those
-/// `(1 + sources) × limit` rows. Sources are the followed authors that have pull-mode posts at all.
+/// `(1 + sources) × limit` rows. Sources are the followed authors that have pull-mode posts at all, and,
+/// for a user who returned from dormancy, every followed author below the cut.
 /// Deleted posts are skipped inside each source, before its limit, so a page is never cut short.
 pub async fn feed(
     reads: &ReadPool,

@@ -19,6 +19,8 @@ pub struct SocketSettings {
 }
 
 pub struct Realtime {
+    /// Reports the user's activity at connect and while the connection stays open.
+    pub presence: Arc<crate::presence::Presence>,
     pub pool: PgPool,
     /// Page reads (sync pages).
     pub reads: crate::db::ReadPool,

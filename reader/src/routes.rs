@@ -7,7 +7,7 @@ use authkit::Bearer;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use httpkit::openapi::{
     BadRequest, Forbidden, InternalError, NoSuchRoute, TooManyRequests, Unauthorized, Unavailable,
 };
@@ -20,6 +20,7 @@ use crate::db::ReadPool;
 use crate::failure::read_error;
 use crate::hub::Hub;
 use crate::params::{page_limit, PageQuery};
+use crate::presence::Presence;
 use crate::queries;
 use crate::sync::sync_page;
 
@@ -68,6 +69,7 @@ pub fn router(state: ReadState) -> Router {
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn feed(
     bearer: Bearer,
+    Extension(presence): Extension<Arc<Presence>>,
     State(reads): State<ReadPool>,
     Path(user): Path<String>,
     params: QueryParams,
@@ -75,6 +77,7 @@ pub async fn feed(
     let user = UserId::parse("user", &user)?;
     bearer.require_user("user", &user)?;
     let page = PageQuery::parse(&params)?;
+    presence.arrive(&user).await?;
     queries::feed(&reads, user.as_str(), page.cursor(), page.limit())
         .await
         .map(Json)
@@ -132,6 +135,7 @@ pub async fn posts(
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn sync(
     bearer: Bearer,
+    Extension(presence): Extension<Arc<Presence>>,
     State(state): State<ReadState>,
     client: ClientAddress,
     Path(user): Path<String>,
@@ -142,6 +146,7 @@ pub async fn sync(
     let limit = page_limit(&params)?;
     let after = params.int_in("after", 0, i64::MAX)?.unwrap_or(0);
     let wait = params.int_in("wait", 0, MAX_WAIT_SECS)?.unwrap_or(0);
+    presence.arrive(&user).await?;
     if wait == 0 {
         return sync_page(&state.reads, &state.pool, user.as_str(), after, limit)
             .await

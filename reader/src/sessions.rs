@@ -22,7 +22,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use httpkit::openapi::{BadRequest, BodyRejected, TooManyRequests, Unauthorized, Unavailable};
 use httpkit::{ApiError, ClientAddress, JsonBody};
 use schemas::api::{Credentials, RefreshRequest, SessionTokens};
@@ -33,6 +33,7 @@ use sqlx::PgPool;
 use authkit::{Bearer, LoginLimiter, Refusal, TokenKey};
 
 use crate::failure::database_error;
+use crate::presence::Presence;
 
 /// Lifetimes and limits of sessions.
 #[derive(Debug, Clone, Copy)]
@@ -185,6 +186,7 @@ fn tokens(sessions: &Sessions, user: &str, session_id: &str, generation: i64) ->
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn login(
     State(sessions): State<Arc<Sessions>>,
+    Extension(presence): Extension<Arc<Presence>>,
     client: ClientAddress,
     JsonBody(request): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
@@ -219,6 +221,7 @@ pub async fn login(
     .await
     .map_err(database_error)?;
     tracing::info!(user = %user, session = %session_id, "logged in");
+    presence.touch(&user).await;
     Ok(Json(tokens(&sessions, user.as_str(), &session_id, 0)).into_response())
 }
 

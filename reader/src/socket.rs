@@ -100,6 +100,8 @@ pub async fn connect(
         Ok(admitted) => admitted,
         Err(refused) => return Ok(refused),
     };
+    let user = UserId::parse("token", bearer.user())?;
+    realtime.presence.arrive(&user).await?;
     // Small buffers: an idle connection should cost kilobytes, not tungstenite's 128 KiB defaults.
     // Frames larger than the buffer still work; the buffer only grows while one is in flight.
     Ok(upgrade

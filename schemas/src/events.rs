@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::activity::{UserActive, UserDormant};
 use crate::ids::{
     validate_body, validate_message_id, ConversationId, GroupId, MessageId, PostId, TimelineKey,
     UserId, ValidationError,
@@ -59,6 +60,8 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "account_disabled",
     "account_enabled",
     "message_removed",
+    "user_active",
+    "user_dormant",
 ];
 
 /// One event on the topic.
@@ -137,6 +140,10 @@ pub enum Event {
     AccountEnabled(AccountModeration),
     /// An operator removed a message (a tombstone, as a recall).
     MessageRemoved(MessageRemoved),
+    /// A user's device was there: fan-out writes their inbox again (keyed by the user).
+    UserActive(UserActive),
+    /// A user was away for the active window: fan-out stops writing their inbox (keyed by the user).
+    UserDormant(UserDormant),
 }
 
 pub use crate::ids::{validate_text, MAX_AGE, MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TEXT_CHARS};
@@ -594,6 +601,16 @@ impl Envelope {
         )
     }
 
+    /// A new `user_active` event, keyed by the user.
+    pub fn user_active(active: UserActive) -> Self {
+        Self::wrap((&active.user).into(), Event::UserActive(active))
+    }
+
+    /// A new `user_dormant` event, keyed by the user.
+    pub fn user_dormant(dormant: UserDormant) -> Self {
+        Self::wrap((&dormant.user).into(), Event::UserDormant(dormant))
+    }
+
     /// The event type as spelled on the wire.
     pub fn event_type(&self) -> &'static str {
         match self.event {
@@ -624,6 +641,8 @@ impl Envelope {
             Event::AccountDisabled(_) => "account_disabled",
             Event::AccountEnabled(_) => "account_enabled",
             Event::MessageRemoved(_) => "message_removed",
+            Event::UserActive(_) => "user_active",
+            Event::UserDormant(_) => "user_dormant",
         }
     }
 
@@ -719,8 +738,18 @@ impl Envelope {
             | Event::AccountDisabled(_)
             | Event::AccountEnabled(_)
             | Event::MessageRemoved(_) => self.validate_moderation()?,
+            Event::UserActive(_) | Event::UserDormant(_) => self.validate_activity()?,
         }
         Ok(())
+    }
+
+    /// [`Self::validate`] of the activity events (`crate::activity`): keyed by their user.
+    fn validate_activity(&self) -> Result<(), ValidationError> {
+        match &self.event {
+            Event::UserActive(active) => self.expect_key(active.user.as_str(), "payload.user"),
+            Event::UserDormant(dormant) => self.expect_key(dormant.user.as_str(), "payload.user"),
+            _ => Ok(()),
+        }
     }
 
     /// [`Self::validate`] of the moderation events (`crate::moderation`): keys and payload rules.

@@ -425,6 +425,13 @@ macro_rules! ulid_id {
                 Self(next_ulid())
             }
 
+            /// The lowest id of the millisecond `at` (ids before it sort below): a bound of a time range
+            /// of ids.
+            pub fn lowest_at(at: chrono::DateTime<chrono::Utc>) -> Self {
+                let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+                Self(ulid::Ulid::from_parts(ms, 0).to_string())
+            }
+
             pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
                 match ulid::Ulid::from_string(raw) {
                     // Only the canonical spelling is accepted, so one thing has one id string.

@@ -1,6 +1,7 @@
 //! Fanline's contracts, shared by every service and by anyone who produces events by hand.
 //!
 //! # Layout
+//! - [`activity`]: the payloads of user activity, which decides whose inboxes fan-out writes.
 //! - [`api`]: the HTTP API's request and response bodies, page limits, long-poll waits and cursor
 //!   codecs.
 //! - [`requests`]: request → event conversions; each payload validates itself, for every entry point.
@@ -19,6 +20,7 @@
 //! Architecture invariant: only this crate defines wire and table shapes, and the rules and limits
 //! that go with them.
 
+pub mod activity;
 pub mod api;
 pub mod committed;
 pub mod db;
@@ -30,6 +32,7 @@ pub mod realtime;
 pub mod requests;
 pub mod safety;
 
+pub use activity::{UserActive, UserDormant};
 pub use events::{
     AccountRegistered, DecodeError, Envelope, Event, FollowChange, GroupCreated, MembershipChange,
     MessageRecalled, MessageSent, PasswordChanged, PostCreated, PostDeleted, ProfileUpdated,

@@ -16,6 +16,7 @@ use crate::sourced::SourcedEvent;
 pub(super) async fn apply_created(
     tx: &mut Tx,
     group: &GroupCreated,
+    seq_lock: &mut SeqLock,
 ) -> Result<ImOutcome, sqlx::Error> {
     let created = sqlx::query(
         "INSERT INTO groups (group_id, name, group_type, description, owner, created_at, member_count,
@@ -64,29 +65,44 @@ pub(super) async fn apply_created(
     .bind(group.owner.as_str())
     .execute(&mut **tx)
     .await?;
-    join_conversation(tx, &conversation, group.owner.as_str(), group.created_at).await?;
+    let held = seq_lock.acquire(tx).await?;
+    join_conversation(
+        tx,
+        &conversation,
+        group.owner.as_str(),
+        group.created_at,
+        held,
+    )
+    .await?;
     Ok(ImOutcome::applied())
 }
 
 /// Makes `user` an active member of `conversation` from its current seq on: what was said before they
-/// joined is neither delivered nor unread.
+/// joined is neither delivered nor unread. A dormant user joins dormant ([`crate::activity`]); the seq
+/// lock (`_held`) orders the join against their return or dormancy.
 pub(super) async fn join_conversation(
     tx: &mut Tx,
     conversation: &ConversationId,
     user: &str,
     at: DateTime<Utc>,
+    _held: SeqLockHeld<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO conversation_members
              (user_id, conversation_id, from_seq, delivered_seq, read_seq, unread, active,
-              last_activity, derived)
+              last_activity, derived, dormant, dormant_seq)
          SELECT $1, c.conversation_id, c.last_seq, c.last_seq, c.last_seq, 0, true, $3,
-                c.kind = 'group'
-         FROM conversations c WHERE c.conversation_id = $2
+                c.kind = 'group', d.dormant, CASE WHEN d.dormant THEN c.last_seq END
+         FROM conversations c
+         CROSS JOIN (SELECT coalesce((SELECT NOT active FROM user_activity WHERE user_id = $1),
+                                     false) AS dormant) d
+         WHERE c.conversation_id = $2
          ON CONFLICT (user_id, conversation_id) DO UPDATE
          SET from_seq = EXCLUDED.from_seq, delivered_seq = EXCLUDED.delivered_seq,
              read_seq = EXCLUDED.read_seq, unread = 0, active = true,
-             last_activity = EXCLUDED.last_activity, derived = EXCLUDED.derived
+             last_activity = EXCLUDED.last_activity, derived = EXCLUDED.derived,
+             dormant = EXCLUDED.dormant AND EXCLUDED.derived,
+             dormant_seq = CASE WHEN EXCLUDED.derived THEN EXCLUDED.dormant_seq END
          WHERE NOT conversation_members.active",
     )
     .bind(user)
@@ -171,7 +187,9 @@ pub(super) async fn apply_membership(
             set_pending(tx, event, change, None).await?;
             set_member(tx, event, change, role).await?;
             count_member(tx, group, 1).await?;
-            join_conversation(tx, &conversation, change.user.as_str(), event.envelope.ts).await?;
+            let held = seq_lock.acquire(tx).await?;
+            let user = change.user.as_str();
+            join_conversation(tx, &conversation, user, event.envelope.ts, held).await?;
             update_group_mode(tx, policy, &conversation, group).await?;
         }
         Decision::SetRole(role) => set_member(tx, event, change, role).await?,

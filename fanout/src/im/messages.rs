@@ -1,6 +1,6 @@
 //! Messages: a new message takes the conversation's next seq, is stored once, counts as unread for the
 //! other person of a direct conversation (a group's counts are derived), and reaches the inboxes of the
-//! members it was written to — every active member in push mode, only the sender's own in pull mode.
+//! members it was written to — every awake member in push mode, a bounded number of them in pull mode.
 //! A message the sender may not send (not a member, no such or a dissolved group, muted in the group,
 //! a block between the two of a direct conversation) is refused: recorded, and reported to the
 //! sender's devices alone.
@@ -11,12 +11,13 @@ use schemas::{GroupId, MessageSent, UserId};
 
 use super::groups::live_group;
 use super::{ImOutcome, Refusal, Tx};
-use crate::policy::DeliveryMode;
+use crate::policy::{DeliveryMode, Policy};
 use crate::seq_lock::{SeqLock, SeqLockHeld};
 
 /// Applies a message: stored and delivered once, refused, or a duplicate of one seen before.
 pub(super) async fn apply(
     tx: &mut Tx,
+    policy: &Policy,
     message: &MessageSent,
     seq_lock: &mut SeqLock,
 ) -> Result<ImOutcome, sqlx::Error> {
@@ -44,7 +45,12 @@ pub(super) async fn apply(
     }
     let (seq, mode) = store(tx, message).await?;
     let held = seq_lock.acquire(tx).await?;
-    let entries = deliver(tx, message, seq, mode, held).await?;
+    let audience = Audience {
+        seq,
+        mode,
+        pull_max: policy.active_audience_max,
+    };
+    let entries = deliver(tx, message, audience, held).await?;
     Ok(ImOutcome {
         applied: 1,
         sync_entries: entries,
@@ -200,23 +206,39 @@ async fn store(tx: &mut Tx, message: &MessageSent) -> Result<(i64, DeliveryMode)
     Ok((seq, DeliveryMode::parse(&mode)))
 }
 
-/// Push: an inbox entry for every active member, the sender's own too. Pull (a large group, read
-/// diffusion): the sender's own entry only — 2 rows written whatever the group's size — and the
-/// conversation's new position tells the members' sync scans that it advanced. Returns the entries.
+/// A stored message's seq, its conversation's delivery mode, and the bound of a pull-mode audience.
+struct Audience {
+    seq: i64,
+    mode: DeliveryMode,
+    pull_max: i64,
+}
+
+/// Push: an inbox entry for every active member who is not dormant ([`crate::activity`]; a direct
+/// conversation's two always), the sender's own too. Pull (a large group, read diffusion): the sender's
+/// own entry and those of the first `pull_max` awake members (by id) — bounded whatever the group's
+/// size — and the conversation's new position tells every member's sync scan that it advanced.
+/// Returns the entries.
 async fn deliver(
     tx: &mut Tx,
     message: &MessageSent,
-    seq: i64,
-    mode: DeliveryMode,
+    audience: Audience,
     held: SeqLockHeld<'_>,
 ) -> Result<u64, sqlx::Error> {
     let conversation = message.conversation.as_str();
     advance_position(tx, conversation, held).await?;
-    // Pull: the sender's own entry alone, written directly (not found among the members' rows).
-    let recipients = if mode == DeliveryMode::Pull {
-        "SELECT $2::text AS user_id"
+    // `dormant` is only ever set on group rows. Pull: the sender's own entry looked up directly (they
+    // may be beyond the bound); a sender still dormant here gets theirs from their return.
+    let recipients = if audience.mode == DeliveryMode::Pull {
+        "SELECT user_id FROM conversation_members
+         WHERE user_id = $2 AND conversation_id = $1 AND NOT dormant
+         UNION ALL
+         (SELECT user_id FROM conversation_members
+          WHERE conversation_id = $1 AND active AND NOT dormant AND user_id <> $2
+          ORDER BY user_id
+          LIMIT $5)"
     } else {
-        "SELECT user_id FROM conversation_members WHERE conversation_id = $1 AND active
+        "SELECT user_id FROM conversation_members
+         WHERE conversation_id = $1 AND active AND NOT dormant
          ORDER BY user_id"
     };
     let entries = sqlx::query(&format!(
@@ -227,8 +249,9 @@ async fn deliver(
     ))
     .bind(conversation)
     .bind(message.sender.as_str())
-    .bind(seq)
+    .bind(audience.seq)
     .bind(message.message_id.as_str())
+    .bind(audience.pull_max)
     .execute(&mut **tx)
     .await?
     .rows_affected();

@@ -140,6 +140,8 @@ async fn an_author_above_the_threshold_costs_constant_writes_per_post() {
         pull_above: 20,
         push_below: 15,
         follow_backfill: 0,
+        // No active audience: a pull-mode post is its two rows (the bound: the next test).
+        active_audience_max: 0,
         ..Policy::default()
     };
     let followers: Vec<SourcedEvent> = (0..25)
@@ -205,6 +207,68 @@ async fn an_author_above_the_threshold_costs_constant_writes_per_post() {
             .len(),
         2
     );
+}
+
+#[tokio::test]
+async fn a_pull_mode_post_reaches_its_first_active_followers() {
+    let db = TestDb::create().await;
+    let policy = Policy {
+        pull_above: 20,
+        push_below: 15,
+        follow_backfill: 0,
+        active_audience_max: 10,
+        ..Policy::default()
+    };
+    let then = Utc::now() - chrono::TimeDelta::days(30);
+    let mut events: Vec<SourcedEvent> = (0..25)
+        .map(|i| at(0, i, follow(&format!("fan{i:02}"), "star")))
+        .collect();
+    // fan00, fan02, …, fan08 were active a month ago and went dormant.
+    for (n, i) in (0..10).step_by(2).enumerate() {
+        let fan = user(&format!("fan{i:02}"));
+        let active = schemas::UserActive {
+            user: fan.clone(),
+            at: then,
+        };
+        let dormant = schemas::UserDormant {
+            user: fan,
+            last_active_at: then,
+        };
+        events.push(at(1, 2 * n as i64, Envelope::user_active(active)));
+        events.push(at(1, 2 * n as i64 + 1, Envelope::user_dormant(dormant)));
+    }
+    apply_batch(&db.pool, &policy, &events).await.unwrap();
+    let outcome = apply_batch(&db.pool, &policy, &[at(0, 25, post("star", None))])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            outcome.posts_pulled,
+            outcome.sync_entries_own,
+            outcome.sync_entries_pushed
+        ),
+        (1, 1, 10),
+        "the author's own entry and M = 10 followers'"
+    );
+    let got: Vec<(String,)> =
+        sqlx::query_as("SELECT user_id FROM sync_entries WHERE user_id <> 'star' ORDER BY user_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let got: Vec<String> = got.into_iter().map(|(u,)| u).collect();
+    // The first ten by id among the active: the dormant ones are skipped.
+    let expected: Vec<String> = [1, 3, 5, 7, 9, 10, 11, 12, 13, 14]
+        .iter()
+        .map(|i| format!("fan{i:02}"))
+        .collect();
+    assert_eq!(got, expected);
+    // Everyone has it in their feed, dormant or beyond the bound.
+    for fan in ["fan00", "fan24"] {
+        let feed = reader::queries::feed(&db.reads, fan, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(feed.entries.len(), 1, "{fan}");
+    }
 }
 
 #[tokio::test]

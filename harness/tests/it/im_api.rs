@@ -62,6 +62,9 @@ impl Stack {
                     if let Some((pull_above, push_below)) = thresholds {
                         config.group_pull_threshold = pull_above;
                         config.group_push_threshold = Some(push_below);
+                        // Pure read diffusion (M = 0; M itself:
+                        // `activity::a_large_group_message_reaches_its_first_awake_members`).
+                        config.active_audience_max = 0;
                     }
                 },
             )

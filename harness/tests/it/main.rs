@@ -2,6 +2,7 @@
 //! One test binary for the workspace keeps link time down; each module covers one area.
 #![allow(clippy::unwrap_used)]
 
+mod activity;
 mod auth;
 mod crash;
 mod fanout_store;
