@@ -87,6 +87,7 @@ async fn apply_active(
     match known {
         // Dormant, and this is news: the user is back.
         Some((false, last)) if active.at > last => {
+            lock_group_rows(tx, user).await?;
             let held = seq_lock.acquire(tx).await?;
             let entries = come_back(tx, window, user, active.at, held).await?;
             Ok(ImOutcome {
@@ -119,10 +120,11 @@ async fn apply_dormant(
     dormant: &UserDormant,
     seq_lock: &mut SeqLock,
 ) -> Result<ImOutcome, sqlx::Error> {
-    // The lock first: a fan-out either committed before the flip (and delivered) or comes after it
+    // The seq lock first: a fan-out either committed before the flip (and delivered) or comes after it
     // (and skips), and the groups' seqs read below are exactly what was delivered.
-    let _held = seq_lock.acquire(tx).await?;
     let user = dormant.user.as_str();
+    lock_group_rows(tx, user).await?;
+    let _held = seq_lock.acquire(tx).await?;
     let flipped = sqlx::query(
         "UPDATE user_activity SET active = false
          WHERE user_id = $1 AND active AND last_active_at = $2",
@@ -149,6 +151,19 @@ async fn apply_dormant(
     .execute(&mut **tx)
     .await?;
     Ok(ImOutcome::applied())
+}
+
+/// Locks the user's active group rows before the seq lock, in the order a message takes them (its
+/// sender's row, then the seq lock), so that a flip and a message of the same user wait for each other
+/// instead of deadlocking.
+async fn lock_group_rows(tx: &mut Tx, user: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT 1 FROM conversation_members WHERE user_id = $1 AND derived AND active FOR UPDATE",
+    )
+    .bind(user)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// The return of a dormant user at `at`: active again, and their inbox filled; returns the entries

@@ -421,12 +421,43 @@ async fn apply_follow(
     }
     if !active {
         outcome.sync_entries_removed = take_posts_out(tx, change).await?;
-    } else if policy.follow_backfill > 0 {
+    } else {
         let held = seq_lock.acquire(tx).await?;
-        outcome.sync_entries_backfilled =
-            backfill(tx, change, policy.follow_backfill, held).await?;
+        if policy.follow_backfill > 0 {
+            outcome.sync_entries_backfilled =
+                backfill(tx, change, policy.follow_backfill, held).await?;
+        }
+        keep_feed_exact(tx, change, policy.follow_backfill).await?;
     }
     Ok(outcome)
+}
+
+/// A follower who returned from dormancy reads every followed author's posts below their feed's cut
+/// from the store timelines, and above it from the inbox ([`crate::activity`]). A follow copies only
+/// the followee's `copied` newest pushed posts, so when the followee has more above the cut, the cut
+/// rises to just above the newest one not copied: the feed stays exact, with no hole between the
+/// copies and the cut.
+async fn keep_feed_exact(
+    tx: &mut Transaction<'static, Postgres>,
+    change: &FollowChange,
+    copied: i64,
+) -> Result<(), sqlx::Error> {
+    // `id || '0'` sorts right above `id` and below every greater id.
+    sqlx::query(
+        "UPDATE user_activity ua SET feed_pull_below = r.post_id || '0'
+         FROM (SELECT post_id FROM posts
+               WHERE author = $2 AND delivery_mode = 'push' AND deleted_at IS NULL
+               ORDER BY post_id DESC
+               OFFSET $3 LIMIT 1) AS r
+         WHERE ua.user_id = $1 AND ua.feed_pull_below IS NOT NULL
+           AND r.post_id >= ua.feed_pull_below",
+    )
+    .bind(change.follower.as_str())
+    .bind(change.followee.as_str())
+    .bind(copied.max(0))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Applies `edge` to the edge unless it was last set by a later event; `None` for such a stale event,
@@ -461,7 +492,10 @@ async fn set_edge(
                      $4, $5, coalesce($6, false), coalesce($7, false),
                      coalesce((SELECT active FROM user_activity WHERE user_id = $2), true))
              ON CONFLICT (followee, follower) DO UPDATE
-             SET follower_active = EXCLUDED.follower_active,
+             -- Only a follow, which holds the seq lock, copies the follower's activity: a block's
+             -- change may run beside a return or a dormancy and would write what it read before.
+             SET follower_active = CASE WHEN $3 THEN EXCLUDED.follower_active
+                                        ELSE follows.follower_active END,
                  blocked_by_follower = coalesce($6, follows.blocked_by_follower),
                  blocked_by_followee = coalesce($7, follows.blocked_by_followee),
                  active = coalesce($3, follows.active)

@@ -94,10 +94,12 @@ impl Presence {
         }
         match self.recorded(user).await {
             Ok(Recorded::Fresh) => self.remember(user),
-            Ok(Recorded::Stale | Recorded::Dormant) => {
+            Ok(Recorded::Stale) => {
                 self.report(user);
                 self.remember(user);
             }
+            // Reported, but not remembered: the user's next read must still wait for the return.
+            Ok(Recorded::Dormant) => self.report(user),
             Err(err) => tracing::warn!(error = %err, "activity not looked up"),
         }
     }

@@ -562,6 +562,70 @@ async fn feeds_inboxes_and_unread_counts_stay_exact_through_dormancy_and_return(
     assert!(checks >= 100, "only {checks} checks");
 }
 
+/// A user who returned follows a prolific author: the follow copies only the newest posts, and the feed
+/// still shows every post of theirs, without a hole between the copies and the return's cut.
+#[tokio::test]
+async fn a_follow_after_a_return_leaves_no_hole_in_the_feed() {
+    let db = TestDb::create().await;
+    let policy = Policy {
+        follow_backfill: 3,
+        return_window: ReturnWindow {
+            span: TimeDelta::days(3),
+            ..ReturnWindow::default()
+        },
+        ..Policy::default()
+    };
+    let mut log = Log {
+        offsets: [0; PARTITIONS as usize],
+        events: Vec::new(),
+    };
+    let now = Utc::now();
+    let mut posted = Vec::new();
+    for day in (0..20).rev() {
+        let at = now - TimeDelta::hours(12 * day + 1);
+        let post_id = PostId::lowest_at(at);
+        posted.push(post_id.to_string());
+        log.append(Envelope::post_created(PostCreated {
+            post_id,
+            author: user(1),
+            body: "daily".into(),
+            message_id: None,
+            created_at: at,
+        }));
+    }
+    let then = now - TimeDelta::days(40);
+    log.append(Envelope::user_active(UserActive {
+        user: user(0),
+        at: then,
+    }));
+    log.append(Envelope::user_dormant(UserDormant {
+        user: user(0),
+        last_active_at: then,
+    }));
+    log.append(Envelope::user_active(UserActive {
+        user: user(0),
+        at: now,
+    }));
+    log.append(Envelope::followed(FollowChange {
+        follower: user(0),
+        followee: user(1),
+    }));
+    apply_batch(&db.pool, &policy, &log.events).await.unwrap();
+    let (copied,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM sync_entries WHERE user_id = 'u0'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(copied, 3, "the follow copies its three newest");
+    posted.reverse();
+    let mut rng = StdRng::seed_from_u64(1);
+    assert_eq!(
+        walk_feed(&db, 0, &mut rng).await,
+        posted,
+        "every post, newest first, once"
+    );
+}
+
 /// A read-diffused group message is copied into the inboxes of its sender and the first M awake members
 /// by id; dormant members are skipped, and get it when they return.
 #[tokio::test]
@@ -783,6 +847,15 @@ async fn a_return_not_applied_in_time_is_a_503_and_heals() {
     .await
     .unwrap();
     let sleeper = api.as_user("sleeper");
+    // The contact list first (as an app opens): it is not held, and it does not let the reads after
+    // it skip the wait.
+    let url = format!("{}/v1/users/sleeper/conversations", api.reader);
+    let (status, body) = sleeper.raw(Method::GET, &url, None, None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the contact list is not held: {body}"
+    );
     for path in ["feed", "sync"] {
         let url = format!("{}/v1/users/sleeper/{path}", api.reader);
         let (status, body) = sleeper.raw(Method::GET, &url, None, None).await;
@@ -792,13 +865,6 @@ async fn a_return_not_applied_in_time_is_a_503_and_heals() {
             "{body}"
         );
     }
-    let url = format!("{}/v1/users/sleeper/conversations", api.reader);
-    let (status, body) = sleeper.raw(Method::GET, &url, None, None).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "the contact list is not held: {body}"
-    );
 
     let fanout = harness::spawn_fanout(harness::fanout_config(&topic, &group, &db.url)).await;
     harness::wait_until(
