@@ -187,6 +187,10 @@ async fn apply_posts(
     let bodies: Vec<&str> = posts.iter().map(|p| p.body.as_str()).collect();
     let message_ids: Vec<Option<&str>> = posts.iter().map(|p| p.message_id.as_deref()).collect();
     let created_at: Vec<DateTime<Utc>> = posts.iter().map(|p| p.created_at).collect();
+    let searchable: Vec<String> = posts
+        .iter()
+        .map(|p| schemas::search::document(&p.body))
+        .collect();
 
     // DO NOTHING without a conflict target covers the post id (a post applied before, also one
     // stored deleted) and (author, message_id), also for two copies of one retried request inside this very batch. The
@@ -195,11 +199,13 @@ async fn apply_posts(
     // stored deleted: it keeps its id and idempotency key, so a retried copy stays a duplicate, and
     // it is fanned out to nobody. Another author's tombstone of the id suppresses nothing.
     let inserted: Vec<(String, String, String, bool)> = sqlx::query_as(
-        "INSERT INTO posts (post_id, author, body, message_id, created_at, delivery_mode, deleted_at)
+        "INSERT INTO posts (post_id, author, body, message_id, created_at, delivery_mode, deleted_at,
+                            search)
          SELECT t.post_id, t.author, CASE WHEN d.post_id IS NULL THEN t.body ELSE '' END,
-                t.message_id, t.created_at, coalesce(a.mode, 'push'), d.deleted_at
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-              WITH ORDINALITY AS t(post_id, author, body, message_id, created_at, ord)
+                t.message_id, t.created_at, coalesce(a.mode, 'push'), d.deleted_at,
+                CASE WHEN d.post_id IS NULL THEN t.search::tsvector END
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+              WITH ORDINALITY AS t(post_id, author, body, message_id, created_at, search, ord)
          LEFT JOIN authors a ON a.author = t.author
          LEFT JOIN post_tombstones d ON d.post_id = t.post_id AND d.author = t.author
          -- Kafka order decides which copy of a retried request is kept: the first. The join may
@@ -213,6 +219,7 @@ async fn apply_posts(
     .bind(&bodies)
     .bind(&message_ids)
     .bind(&created_at)
+    .bind(&searchable)
     .fetch_all(&mut **tx)
     .await?;
 
@@ -612,7 +619,7 @@ async fn apply_delete(
     .fetch_one(&mut **tx)
     .await?;
     let deleted = sqlx::query(
-        "UPDATE posts SET deleted_at = now(), body = ''
+        "UPDATE posts SET deleted_at = now(), body = '', search = NULL
          WHERE post_id = $1 AND author = $2 AND deleted_at IS NULL",
     )
     .bind(&post_id)

@@ -17,6 +17,7 @@
 //! - [`groups`]: groups as their users may see them: cards, members, invitations and requests.
 //! - [`blocks`]: the users a user blocked.
 //! - [`moderation`]: the operators' queue of reports.
+//! - [`search`]: message search, scoped to what the caller may read.
 //! - [`sessions`]: login, refresh and logout, and the cleanup of ended sessions.
 //! - [`accounts`]: password change (checked here, appended as an event, other sessions revoked).
 //! - [`presence`]: reports users' activity to fanout and holds a dormant user's first read until their
@@ -47,6 +48,7 @@ pub mod presence;
 pub mod queries;
 pub mod realtime;
 pub mod routes;
+pub mod search;
 pub mod session_ends;
 pub mod sessions;
 pub mod socket;
@@ -211,6 +213,7 @@ fn directory(config: &Config, pool: &sqlx::PgPool) -> authkit::AccountDirectory 
 fn safety_routes(pool: &sqlx::PgPool) -> axum::Router {
     groups::router(pool.clone())
         .merge(blocks::router(pool.clone()))
+        .merge(search::router(pool.clone()))
         .merge(moderation::router(pool.clone()))
 }
 

@@ -530,6 +530,38 @@ pub struct PendingPage {
     pub next_cursor: Option<String>,
 }
 
+/// Where a search query's words occur in a hit's snippet: `length` characters from `start` (both counted
+/// in characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Highlight {
+    pub start: usize,
+    pub length: usize,
+}
+
+/// A message that matches a search, with where to find it: open the conversation's history around
+/// `conversation_seq` (`before=` / `after=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessageHit {
+    pub conversation_id: String,
+    pub conversation_seq: i64,
+    pub message_id: String,
+    pub sender: String,
+    /// Up to 80 characters of the message around the first match.
+    pub snippet: String,
+    pub highlights: Vec<Highlight>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /v1/users/{user}/search/messages`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessageSearchPage {
+    pub hits: Vec<MessageHit>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
+}
+
 /// One user the caller blocked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Blocked {

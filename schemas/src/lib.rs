@@ -9,6 +9,7 @@
 //! - [`committed`]: checking a generated document (JSON Schema, OpenAPI) against its committed copy.
 //! - [`ids`]: user ids, post ids and the limits on text fields, with the validation every service uses.
 //! - [`moderation`]: the payloads of reports and of what operators do (disable accounts, remove).
+//! - [`search`]: how text becomes searchable — folding, Chinese pieces, the `tsvector`/`tsquery` literals.
 //! - [`safety`]: the payloads of group policies, blocks and mutes (their rules' keys explained there).
 //! - [`events`]: the versioned event envelope written to Kafka and its decoder, which tells a poison
 //!   event from an event of a newer version or unknown type.
@@ -31,6 +32,7 @@ pub mod moderation;
 pub mod realtime;
 pub mod requests;
 pub mod safety;
+pub mod search;
 
 pub use activity::{UserActive, UserDormant};
 pub use events::{

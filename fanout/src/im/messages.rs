@@ -170,8 +170,9 @@ async fn store(tx: &mut Tx, message: &MessageSent) -> Result<(i64, DeliveryMode)
     .fetch_one(&mut **tx)
     .await?;
     sqlx::query(
-        "INSERT INTO messages (conversation_id, seq, message_id, sender, body, client_msg_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO messages (conversation_id, seq, message_id, sender, body, client_msg_id, created_at,
+                               search)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::tsvector)",
     )
     .bind(conversation)
     .bind(seq)
@@ -180,6 +181,7 @@ async fn store(tx: &mut Tx, message: &MessageSent) -> Result<(i64, DeliveryMode)
     .bind(&message.body)
     .bind(message.client_msg_id.as_deref())
     .bind(message.created_at)
+    .bind(schemas::search::document(&message.body))
     .execute(&mut **tx)
     .await?;
     // A group's rows are all derived: only the sender's changes, found by its key (a scan of the

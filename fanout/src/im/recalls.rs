@@ -76,11 +76,13 @@ async fn tombstone(
     recall: &MessageRecalled,
     message: &Recalled,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE messages SET recalled_at = $2, body = '' WHERE message_id = $1")
-        .bind(&message.id)
-        .bind(recall.recalled_at)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE messages SET recalled_at = $2, body = '', search = NULL WHERE message_id = $1",
+    )
+    .bind(&message.id)
+    .bind(recall.recalled_at)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query(
         "UPDATE conversation_members SET unread = unread - 1
          WHERE conversation_id = $1 AND active AND NOT derived AND user_id <> $2

@@ -18,4 +18,5 @@ mod reader_api;
 mod realtime;
 mod replay;
 mod safety;
+mod search;
 mod web;

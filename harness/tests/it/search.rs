@@ -1,0 +1,233 @@
+//! Message search over HTTP: Chinese and English matching, scoping by membership (a non-member, a member
+//! who left, a member who joined late, another user's direct chat), recalls, bad input, and the same
+//! results after the log is applied again and rebuilt into a fresh database.
+
+use chrono::{TimeDelta, Utc};
+use fanout::store::{apply_batch, Policy, SourcedEvent};
+use harness::{spawn_reader, Api, TestDb};
+use reqwest::{Method, StatusCode};
+use schemas::{
+    ConversationId, Envelope, GroupCreated, GroupId, MembershipChange, MessageId, MessageRecalled,
+    MessageSent, UserId,
+};
+use serde_json::Value;
+
+fn user(name: &str) -> UserId {
+    UserId::parse("user", name).unwrap()
+}
+
+fn team() -> GroupId {
+    GroupId::parse("group", "team").unwrap()
+}
+
+/// The scripted log: (event, message id when it is a message).
+fn history() -> Vec<Envelope> {
+    let now = Utc::now() - TimeDelta::minutes(10);
+    let group = ConversationId::group(&team());
+    let join = |who: &str| {
+        Envelope::member_added(MembershipChange {
+            group: team(),
+            user: user(who),
+            by: user(who),
+            role: None,
+        })
+    };
+    let say = |id: &MessageId, conversation: &ConversationId, from: &str, body: &str, minute| {
+        Envelope::message_sent(MessageSent {
+            message_id: id.clone(),
+            conversation: conversation.clone(),
+            sender: user(from),
+            body: body.into(),
+            client_msg_id: None,
+            created_at: now + TimeDelta::minutes(minute),
+        })
+    };
+    let direct = ConversationId::direct(&user("ann"), &user("bob")).unwrap();
+    let recalled = MessageId::generate();
+    vec![
+        Envelope::group_created(GroupCreated {
+            group: team(),
+            owner: user("ann"),
+            name: "Team".into(),
+            group_type: None,
+            description: None,
+            join_rule: Some(schemas::JoinRule::Open),
+            history: None,
+            created_at: now,
+        }),
+        join("bob"),
+        say(
+            &MessageId::generate(),
+            &group,
+            "ann",
+            "明天的会议改到下午三点",
+            1,
+        ),
+        say(
+            &MessageId::generate(),
+            &group,
+            "bob",
+            "The MEETINGS moved, see ｔｈｅ agenda",
+            2,
+        ),
+        say(&recalled, &group, "ann", "会议 secret draft", 3),
+        Envelope::message_recalled(MessageRecalled {
+            message_id: recalled,
+            conversation: group.clone(),
+            sender: user("ann"),
+            recalled_at: now + TimeDelta::minutes(3),
+        }),
+        Envelope::member_removed(MembershipChange {
+            group: team(),
+            user: user("bob"),
+            by: user("bob"),
+            role: None,
+        }),
+        say(
+            &MessageId::generate(),
+            &group,
+            "ann",
+            "会议纪要 after bob left",
+            4,
+        ),
+        join("cat"),
+        say(&MessageId::generate(), &group, "ann", "新的会议 for cat", 5),
+        say(
+            &MessageId::generate(),
+            &direct,
+            "ann",
+            "你好 bob, private meeting",
+            6,
+        ),
+    ]
+}
+
+fn sourced(events: &[Envelope]) -> Vec<SourcedEvent> {
+    let mut offsets = [0i64; 2];
+    events
+        .iter()
+        .map(|envelope| {
+            let partition = i32::from(envelope.key.as_str().starts_with("d:"));
+            let offset = offsets[partition as usize];
+            offsets[partition as usize] += 1;
+            SourcedEvent {
+                partition,
+                offset,
+                envelope: envelope.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The bodies `who` finds for `q`, newest first, or the error status and body.
+async fn search(api: &Api, who: &str, q: &str) -> Result<Vec<String>, (StatusCode, Value)> {
+    let url = format!(
+        "{}/v1/users/{who}/search/messages?q={}",
+        api.reader,
+        urlencode(q)
+    );
+    let (status, body) = api.as_user(who).raw(Method::GET, &url, None, None).await;
+    if status != StatusCode::OK {
+        return Err((status, body));
+    }
+    Ok(body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| hit["snippet"].as_str().unwrap().to_owned())
+        .collect())
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn everything_found(api: &Api) -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    for who in ["ann", "bob", "cat", "dan"] {
+        for q in ["会议", "meet", "你好", "the agenda", "下午三点"] {
+            all.push(search(api, who, q).await.unwrap());
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn search_finds_chinese_and_english_only_where_the_caller_may_read() {
+    let db = TestDb::create().await;
+    let policy = Policy::default();
+    let events = sourced(&history());
+    apply_batch(&db.pool, &policy, &events).await.unwrap();
+    let reader = spawn_reader(&db.url).await;
+    let api = Api::new("", reader.url(""));
+
+    // A two-character Chinese word in the middle of a sentence; newest first; recalled never.
+    assert_eq!(
+        search(&api, "ann", "会议").await.unwrap(),
+        [
+            "新的会议 for cat",
+            "会议纪要 after bob left",
+            "明天的会议改到下午三点"
+        ]
+    );
+    // A phrase of pieces, and English by prefix with case and width folded, words ANDed.
+    assert_eq!(
+        search(&api, "ann", "下午三点").await.unwrap(),
+        ["明天的会议改到下午三点"]
+    );
+    assert_eq!(
+        search(&api, "ann", "meet AGENDA").await.unwrap(),
+        ["The MEETINGS moved, see ｔｈｅ agenda"]
+    );
+    // bob left: what was said before he left, nothing after; and his direct chat with ann.
+    assert_eq!(
+        search(&api, "bob", "会议").await.unwrap(),
+        ["明天的会议改到下午三点"]
+    );
+    assert_eq!(
+        search(&api, "bob", "你好").await.unwrap(),
+        ["你好 bob, private meeting"]
+    );
+    // cat joined late (history "joined"): only what came after; nothing of ann and bob's chat.
+    assert_eq!(
+        search(&api, "cat", "会议").await.unwrap(),
+        ["新的会议 for cat"]
+    );
+    assert!(search(&api, "cat", "你好").await.unwrap().is_empty());
+    // dan is in nothing.
+    assert!(search(&api, "dan", "会议").await.unwrap().is_empty());
+    assert!(search(&api, "dan", "meet").await.unwrap().is_empty());
+
+    // Bad input: 400 naming q; query syntax is only a separator; another user's search is refused.
+    for bad in ["", "   ", "?!…", "' & |"] {
+        let (status, body) = search(&api, "ann", bad).await.unwrap_err();
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("q")),
+            "{bad:?}"
+        );
+    }
+    let (status, _) = search(&api, "ann", &"x".repeat(201)).await.unwrap_err();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(search(&api, "ann", "meet'|!").await.unwrap().len(), 2);
+    let url = format!("{}/v1/users/ann/search/messages?q=x", api.reader);
+    let (status, _) = api.as_user("bob").raw(Method::GET, &url, None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The log again, and a rebuild: the same results.
+    let before = everything_found(&api).await;
+    apply_batch(&db.pool, &policy, &events).await.unwrap();
+    assert_eq!(everything_found(&api).await, before, "applied again");
+    let fresh = TestDb::create().await;
+    apply_batch(&fresh.pool, &policy, &events).await.unwrap();
+    let rebuilt = spawn_reader(&fresh.url).await;
+    let rebuilt_api = Api::new("", rebuilt.url(""));
+    assert_eq!(everything_found(&rebuilt_api).await, before, "rebuilt");
+    rebuilt.stop().await;
+    reader.stop().await;
+}
