@@ -1,4 +1,4 @@
-//! Message search, scoped to what the caller may read: their direct conversations, and each group during
+//! Message and post search, scoped to what the caller may read. Messages: their direct conversations, and each group during
 //! their membership — from where its history is visible to them (the seq they joined at, or the start
 //! of a `shared` group) to the seq they left at. Recalled and removed messages never match (fanout
 //! clears their searchable form). How text becomes a query: [`schemas::search`].
@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use httpkit::openapi::{BadRequest, Forbidden, InternalError, Unauthorized, Unavailable};
 use httpkit::{ApiError, QueryParams};
 use schemas::api::{
-    decode_time_cursor, encode_time_cursor, Highlight, MessageHit, MessageSearchPage,
+    decode_cursor, decode_time_cursor, encode_cursor, encode_time_cursor, Highlight, MessageHit,
+    MessageSearchPage, PostHit, PostSearchPage,
 };
 use schemas::{ConversationId, UserId};
 use sqlx::PgPool;
@@ -26,6 +27,7 @@ const SNIPPET_CHARS: usize = 80;
 pub fn router(pool: PgPool) -> Router {
     Router::new()
         .route("/v1/users/{user}/search/messages", get(messages))
+        .route("/v1/users/{user}/search/posts", get(posts))
         .with_state(pool)
 }
 
@@ -83,9 +85,7 @@ pub async fn messages(
 ) -> Result<Json<MessageSearchPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
     bearer.require_user("user", &user)?;
-    let q = params
-        .get("q")
-        .ok_or_else(|| ApiError::bad_field("q", "required: the words to search for"))?;
+    let q = required_q(&params)?;
     let tsquery = schemas::search::query("q", q)?;
     let conversation = match params.get("conversation") {
         Some(raw) => Some(ConversationId::parse("conversation", raw)?),
@@ -136,6 +136,94 @@ pub async fn messages(
         encode_time_cursor(hit.created_at, &hit.message_id)
     });
     Ok(Json(MessageSearchPage { hits, next_cursor }))
+}
+
+/// The matching posts of `$1`'s own and followed authors (or of the one author `$3`), newest first: $2
+/// tsquery, $4 cursor (post id), $5 rows.
+const POST_SEARCH_SQL: &str = "SELECT p.post_id, p.author, p.body, p.created_at
+     FROM (SELECT $1::text AS author WHERE $3::text IS NULL
+           UNION ALL
+           SELECT f.followee FROM follows f WHERE f.follower = $1 AND f.active AND $3::text IS NULL
+           UNION ALL
+           SELECT $3::text WHERE $3::text IS NOT NULL) AS source
+     CROSS JOIN LATERAL (
+         SELECT p.post_id, p.author, p.body, p.created_at FROM posts p
+         WHERE p.author = source.author AND p.search @@ $2::tsquery AND p.deleted_at IS NULL
+           AND p.post_id < coalesce($4::text, '8')
+         ORDER BY p.post_id DESC
+         LIMIT $5
+     ) AS p
+     ORDER BY p.post_id DESC
+     LIMIT $5";
+
+/// Search posts.
+///
+/// The posts that contain every word of `q` (as for messages), newest first: of the authors the
+/// caller follows and their own, or — with `author` — of that author's store timeline (public to
+/// every signed-in user, as the timeline is).
+#[utoipa::path(
+    get, path = "/v1/users/{user}/search/posts", tag = "search",
+    params(
+        ("user" = schemas::UserId, Path, description = "The user (the caller)."),
+        ("q" = String, Query, description = "Words to find, 1 to 200 characters, at least one letter or digit."),
+        ("author" = Option<schemas::UserId>, Query, description = "Only this author's posts (any author)."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size, 20 when not given."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of hits, newest first.", body = PostSearchPage),
+        BadRequest, Unauthorized, Forbidden, InternalError, Unavailable,
+    )
+)]
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn posts(
+    bearer: Bearer,
+    State(pool): State<PgPool>,
+    Path(user): Path<String>,
+    params: QueryParams,
+) -> Result<Json<PostSearchPage>, ApiError> {
+    let user = UserId::parse("user", &user)?;
+    bearer.require_user("user", &user)?;
+    let q = required_q(&params)?;
+    let tsquery = schemas::search::query("q", q)?;
+    let author = match params.get("author") {
+        Some(raw) => Some(UserId::parse("author", raw)?),
+        None => None,
+    };
+    let limit = page_limit(&params)?;
+    let cursor = cursor_param(&params, |raw| decode_cursor(raw).map(|id| id.to_string()))?;
+    let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(POST_SEARCH_SQL)
+        .bind(user.as_str())
+        .bind(&tsquery)
+        .bind(author.as_ref().map(UserId::as_str))
+        .bind(cursor)
+        .bind(limit + 1)
+        .fetch_all(&pool)
+        .await
+        .map_err(database_error)?;
+    let words = schemas::search::words(q);
+    let hits = rows
+        .into_iter()
+        .map(|(post_id, author, body, created_at)| {
+            let (snippet, highlights) = snippet(&body, &words);
+            PostHit {
+                post_id,
+                author,
+                snippet,
+                highlights,
+                created_at,
+            }
+        })
+        .collect();
+    let (hits, next_cursor) = page_of(hits, limit, |hit: &PostHit| encode_cursor(&hit.post_id));
+    Ok(Json(PostSearchPage { hits, next_cursor }))
+}
+
+/// The `q` parameter, which every search needs.
+fn required_q(params: &QueryParams) -> Result<&str, ApiError> {
+    params
+        .get("q")
+        .ok_or_else(|| ApiError::bad_field("q", "required: the words to search for"))
 }
 
 /// An optional RFC 3339 time parameter.

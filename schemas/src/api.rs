@@ -562,6 +562,27 @@ pub struct MessageSearchPage {
     pub next_cursor: Option<String>,
 }
 
+/// A post that matches a search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PostHit {
+    pub post_id: String,
+    pub author: String,
+    /// Up to 80 characters of the post around the first match.
+    pub snippet: String,
+    pub highlights: Vec<Highlight>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /v1/users/{user}/search/posts`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PostSearchPage {
+    pub hits: Vec<PostHit>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
+}
+
 /// One user the caller blocked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Blocked {

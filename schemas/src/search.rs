@@ -17,6 +17,9 @@ use crate::ids::ValidationError;
 
 /// The longest search query, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
+/// Words are indexed and searched by their first this many characters (a longer query word still finds
+/// its word: by prefix).
+pub const MAX_WORD_CHARS: usize = 64;
 /// Positions above this are stored as this (Postgres's own limit).
 const MAX_POSITION: usize = 16_383;
 
@@ -67,10 +70,12 @@ fn runs(text: &str) -> Vec<Run> {
     runs
 }
 
-/// The lexemes of one run: the word, or a CJK run's pieces and its last character.
+/// The lexemes of one run: the word (its first [`MAX_WORD_CHARS`] characters: Postgres refuses
+/// lexemes over 2047 bytes, and nobody types more of a word), or a CJK run's pieces and its last
+/// character.
 fn lexemes(run: &Run) -> Vec<String> {
     if !run.cjk || run.chars.len() == 1 {
-        return vec![run.chars.iter().collect()];
+        return vec![run.chars.iter().take(MAX_WORD_CHARS).collect()];
     }
     let mut pieces: Vec<String> = run.chars.windows(2).map(|w| w.iter().collect()).collect();
     pieces.push(run.chars[run.chars.len() - 1].to_string());
@@ -155,6 +160,14 @@ mod tests {
         );
         assert_eq!(document("你"), "'你':1");
         assert_eq!(document("…!!"), "");
+    }
+
+    #[test]
+    fn long_words_are_cut_to_a_length_postgres_takes_on_both_sides() {
+        let word = "é".repeat(3000);
+        let cut = "é".repeat(MAX_WORD_CHARS);
+        assert_eq!(document(&word), format!("'{cut}':1"));
+        assert_eq!(query("q", &word[..200]).unwrap(), format!("'{cut}':*"));
     }
 
     #[test]

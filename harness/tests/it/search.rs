@@ -231,3 +231,78 @@ async fn search_finds_chinese_and_english_only_where_the_caller_may_read() {
     rebuilt.stop().await;
     reader.stop().await;
 }
+
+/// Posts: the caller's own and their followed authors' (not others'), or one author's with `author=`;
+/// deleted posts never match; a 4,000-character word is indexed (cut) and found by its start.
+#[tokio::test]
+async fn post_search_covers_followed_authors_and_one_author_on_request() {
+    use schemas::{FollowChange, PostCreated, PostDeleted, PostId};
+
+    let db = TestDb::create().await;
+    let post = |author: &str, body: &str| {
+        let post_id = PostId::generate();
+        let envelope = Envelope::post_created(PostCreated {
+            post_id: post_id.clone(),
+            author: user(author),
+            body: body.into(),
+            message_id: None,
+            created_at: Utc::now(),
+        });
+        (post_id, envelope)
+    };
+    let (_, by_ann) = post("ann", "周末会议 notes");
+    let (gone, by_ann_deleted) = post("ann", "会议 withdrawn");
+    let (_, by_cat) = post("cat", "会议 elsewhere");
+    let (_, by_bob) = post("bob", "my own 会议");
+    let long_word = format!("super{}", "a".repeat(4000));
+    let (_, by_ann_long) = post("ann", &long_word);
+    let events = vec![
+        Envelope::followed(FollowChange {
+            follower: user("bob"),
+            followee: user("ann"),
+        }),
+        by_ann,
+        by_ann_deleted,
+        by_cat,
+        by_bob,
+        by_ann_long,
+        Envelope::post_deleted(PostDeleted {
+            post_id: gone,
+            author: user("ann"),
+        }),
+    ];
+    let events: Vec<SourcedEvent> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, envelope)| SourcedEvent {
+            partition: 0,
+            offset: i as i64,
+            envelope,
+        })
+        .collect();
+    apply_batch(&db.pool, &Policy::default(), &events)
+        .await
+        .unwrap();
+    let reader = spawn_reader(&db.url).await;
+    let api = Api::new("", reader.url(""));
+    let find = |who: &'static str, query: String| {
+        let api = api.as_user(who);
+        let url = format!("{}/v1/users/{who}/search/posts?{query}", api.reader);
+        async move {
+            let (status, body) = api.raw(Method::GET, &url, None, None).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|hit| hit["author"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let q = urlencode("会议");
+    assert_eq!(find("bob", format!("q={q}")).await, ["bob", "ann"]);
+    assert_eq!(find("bob", format!("q={q}&author=cat")).await, ["cat"]);
+    assert!(find("dan", format!("q={q}")).await.is_empty());
+    assert_eq!(find("bob", "q=SUPERAAA".into()).await, ["ann"]);
+    reader.stop().await;
+}
