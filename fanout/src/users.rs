@@ -108,12 +108,13 @@ async fn apply_profile(
     profile: &ProfileUpdated,
 ) -> Result<ImOutcome, sqlx::Error> {
     sqlx::query(
-        "INSERT INTO users (user_id, display_name, age, gender, signature, src_partition, src_offset)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO users (user_id, display_name, age, gender, signature, src_partition, src_offset,
+                            search)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::tsvector)
          ON CONFLICT (user_id) DO UPDATE
          SET display_name = EXCLUDED.display_name, age = EXCLUDED.age, gender = EXCLUDED.gender,
              signature = EXCLUDED.signature, src_partition = EXCLUDED.src_partition,
-             src_offset = EXCLUDED.src_offset, updated_at = now()",
+             src_offset = EXCLUDED.src_offset, updated_at = now(), search = EXCLUDED.search",
     )
     .bind(profile.user.as_str())
     .bind(&profile.display_name)
@@ -122,6 +123,7 @@ async fn apply_profile(
     .bind(profile.signature.as_deref())
     .bind(event.partition)
     .bind(event.offset)
+    .bind(schemas::search::document(&profile.display_name))
     .execute(&mut **tx)
     .await?;
     Ok(ImOutcome::applied())

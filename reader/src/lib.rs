@@ -17,7 +17,8 @@
 //! - [`groups`]: groups as their users may see them: cards, members, invitations and requests.
 //! - [`blocks`]: the users a user blocked.
 //! - [`moderation`]: the operators' queue of reports.
-//! - [`search`]: message search, scoped to what the caller may read.
+//! - [`search`]: message and post search, scoped to what the caller may read.
+//! - [`directory`]: people and group search.
 //! - [`sessions`]: login, refresh and logout, and the cleanup of ended sessions.
 //! - [`accounts`]: password change (checked here, appended as an event, other sessions revoked).
 //! - [`presence`]: reports users' activity to fanout and holds a dormant user's first read until their
@@ -36,6 +37,7 @@ pub mod blocks;
 pub mod caps;
 pub mod config;
 pub mod db;
+pub mod directory;
 pub mod events;
 pub mod failure;
 pub mod groups;
@@ -214,6 +216,7 @@ fn safety_routes(pool: &sqlx::PgPool) -> axum::Router {
     groups::router(pool.clone())
         .merge(blocks::router(pool.clone()))
         .merge(search::router(pool.clone()))
+        .merge(directory::router(pool.clone()))
         .merge(moderation::router(pool.clone()))
 }
 

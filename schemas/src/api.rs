@@ -583,6 +583,49 @@ pub struct PostSearchPage {
     pub next_cursor: Option<String>,
 }
 
+/// A person found by a search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserHit {
+    pub user: String,
+    /// Their profile's name, if they set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub display_name: Option<String>,
+}
+
+/// `GET /v1/search/users`: best first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserSearchPage {
+    pub users: Vec<UserHit>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
+}
+
+/// A group found by a search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupHit {
+    pub group: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub description: Option<String>,
+    pub member_count: i64,
+    /// `open`, `approval` or `invite`.
+    pub join_rule: String,
+}
+
+/// `GET /v1/search/groups`: best first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupSearchPage {
+    pub groups: Vec<GroupHit>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
+}
+
 /// One user the caller blocked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Blocked {
@@ -794,6 +837,18 @@ pub fn decode_member_cursor(raw: &str) -> Option<String> {
     let user = text.strip_prefix("m1:")?;
     UserId::parse("cursor", user).ok()?;
     Some(user.to_owned())
+}
+
+/// The cursor of a ranked search page: the last hit's rank and id.
+pub fn encode_rank_cursor(rank: i32, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("r1:{rank}:{id}"))
+}
+
+/// The rank and id of a [`encode_rank_cursor`] cursor.
+pub fn decode_rank_cursor(raw: &str) -> Option<(i32, String)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let (rank, id) = text.strip_prefix("r1:")?.split_once(':')?;
+    Some((rank.parse().ok()?, id.to_owned()))
 }
 
 #[cfg(test)]

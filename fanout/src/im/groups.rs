@@ -47,6 +47,7 @@ pub(super) async fn apply_created(
             ImOutcome::refused(Refusal::NotAllowed)
         });
     }
+    super::settings::index_group(tx, group.group.as_str()).await?;
     let conversation = ConversationId::group(&group.group);
     sqlx::query(
         "INSERT INTO conversations (conversation_id, kind, last_at) VALUES ($1, 'group', $2)

@@ -46,7 +46,24 @@ pub(super) async fn apply_updated(
     .bind(update.history.map(|history| history.as_str()))
     .execute(&mut **tx)
     .await?;
+    index_group(tx, group).await?;
     Ok(ImOutcome::applied())
+}
+
+/// Writes the searchable form of the group's name and description (`schemas::search`).
+pub(super) async fn index_group(tx: &mut Tx, group: &str) -> Result<(), sqlx::Error> {
+    let (name, description): (String, Option<String>) =
+        sqlx::query_as("SELECT name, description FROM groups WHERE group_id = $1")
+            .bind(group)
+            .fetch_one(&mut **tx)
+            .await?;
+    let text = format!("{name} {}", description.unwrap_or_default());
+    sqlx::query("UPDATE groups SET search = $2::tsvector WHERE group_id = $1")
+        .bind(group)
+        .bind(schemas::search::document(&text))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Makes `owner` the group's owner and its old owner (`update.by`) an admin.

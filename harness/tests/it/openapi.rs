@@ -171,10 +171,10 @@ fn every_documented_limit_and_wait_is_the_enforced_one() {
         }
     }
     // feed, posts, sync, the contact list, members, history, a group's pending, a user's invitations
-    // and blocks, the moderation queue, message and post search; the sync long poll.
+    // and blocks, the moderation queue, message, post, people and group search; the sync long poll.
     assert_eq!(
         (limits, waits),
-        (12, 1),
+        (14, 1),
         "every paged route documents its parameters"
     );
 }

@@ -1,4 +1,4 @@
-//! Message search over HTTP: Chinese and English matching, scoping by membership (a non-member, a member
+//! Search over HTTP — people and groups too. Messages: Chinese and English matching, scoping by membership (a non-member, a member
 //! who left, a member who joined late, another user's direct chat), recalls, bad input, and the same
 //! results after the log is applied again and rebuilt into a fresh database.
 
@@ -304,5 +304,127 @@ async fn post_search_covers_followed_authors_and_one_author_on_request() {
     assert_eq!(find("bob", format!("q={q}&author=cat")).await, ["cat"]);
     assert!(find("dan", format!("q={q}")).await.is_empty());
     assert_eq!(find("bob", "q=SUPERAAA".into()).await, ["ann"]);
+    reader.stop().await;
+}
+
+/// People and groups: ranked (exact id, id containing the query, names containing its words, names
+/// containing it), Chinese names by their words, private groups only for their members, bad input.
+#[tokio::test]
+async fn people_and_groups_are_found_by_id_and_name_private_groups_by_members_only() {
+    use schemas::{AccountRegistered, GroupUpdated, JoinRule, ProfileUpdated};
+
+    let db = TestDb::create().await;
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$c29tZWhhc2hzb21laGFzaHNvbWVoYXNoc29tZQ";
+    let mut events = Vec::new();
+    for name in ["ann", "anna", "joanne", "bob", "zhang"] {
+        events.push(Envelope::account_registered(AccountRegistered {
+            user: user(name),
+            password_hash: hash.into(),
+        }));
+    }
+    let profile = |who: &str, display: &str| {
+        Envelope::profile_updated(ProfileUpdated {
+            user: user(who),
+            display_name: display.into(),
+            age: None,
+            gender: None,
+            signature: None,
+        })
+    };
+    events.push(profile("bob", "Bob Annan"));
+    events.push(profile("zhang", "张三丰"));
+    let group = |id: &str, owner: &str, name: &str, rule| {
+        Envelope::group_created(GroupCreated {
+            group: GroupId::parse("group", id).unwrap(),
+            owner: user(owner),
+            name: name.into(),
+            group_type: None,
+            description: Some("周末爬山 hiking".into()),
+            join_rule: Some(rule),
+            history: None,
+            created_at: Utc::now(),
+        })
+    };
+    events.push(group("hikers", "ann", "Hikers", JoinRule::Open));
+    events.push(group("secret", "bob", "Secret hikers", JoinRule::Invite));
+    events.push(Envelope::group_updated(GroupUpdated {
+        group: GroupId::parse("group", "hikers").unwrap(),
+        by: user("ann"),
+        name: Some("Mountain hikers".into()),
+        description: None,
+        join_rule: None,
+        history: None,
+        owner: None,
+    }));
+    let events: Vec<SourcedEvent> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, envelope)| SourcedEvent {
+            partition: 0,
+            offset: i as i64,
+            envelope,
+        })
+        .collect();
+    apply_batch(&db.pool, &Policy::default(), &events)
+        .await
+        .unwrap();
+    let reader = spawn_reader(&db.url).await;
+    let api = Api::new("", reader.url(""));
+    let find = |who: &'static str, what: &'static str, q: &str| {
+        let api = api.as_user(who);
+        let url = format!("{}/v1/search/{what}?q={}", api.reader, urlencode(q));
+        async move {
+            let (status, body) = api.raw(Method::GET, &url, None, None).await;
+            (status, body)
+        }
+    };
+    let ids = |body: &Value, list: &str, key: &str| -> Vec<String> {
+        body[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hit| hit[key].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // ann exactly, then ids containing "ann" by id, then a name with a word starting with it.
+    let (_, body) = find("dan", "users", "ann").await;
+    assert_eq!(
+        ids(&body, "users", "user"),
+        ["ann", "anna", "joanne", "bob"]
+    );
+    // A two-character Chinese name part, in the middle of the name.
+    let (_, body) = find("dan", "users", "三丰").await;
+    assert_eq!(ids(&body, "users", "user"), ["zhang"]);
+    assert_eq!(body["users"][0]["display_name"], "张三丰");
+    // Groups by a renamed name and by a Chinese word of the description; the private one only for
+    // its member.
+    let (_, body) = find("dan", "groups", "mountain").await;
+    assert_eq!(ids(&body, "groups", "group"), ["hikers"]);
+    let (_, body) = find("dan", "groups", "爬山").await;
+    assert_eq!(ids(&body, "groups", "group"), ["hikers"]);
+    let (_, body) = find("bob", "groups", "爬山").await;
+    assert_eq!(ids(&body, "groups", "group"), ["hikers", "secret"]);
+    // Paging keeps the order.
+    let url = format!("{}/v1/search/users?q=ann&limit=2", api.reader);
+    let (_, first) = api.as_user("dan").raw(Method::GET, &url, None, None).await;
+    assert_eq!(ids(&first, "users", "user"), ["ann", "anna"]);
+    let next = first["next_cursor"].as_str().unwrap();
+    let (_, second) = api
+        .as_user("dan")
+        .raw(Method::GET, &format!("{url}&cursor={next}"), None, None)
+        .await;
+    assert_eq!(ids(&second, "users", "user"), ["joanne", "bob"]);
+    // Bad input names q.
+    for bad in ["", "%%", "' OR 1=1 --"] {
+        let (status, body) = find("dan", "users", bad).await;
+        if bad == "' OR 1=1 --" {
+            assert_eq!(status, StatusCode::OK, "only words: or, 1, 1");
+            continue;
+        }
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("q"))
+        );
+    }
     reader.stop().await;
 }
