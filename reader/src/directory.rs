@@ -18,6 +18,7 @@ use sqlx::PgPool;
 
 use crate::failure::database_error;
 use crate::params::{cursor_param, page_limit, page_of};
+use crate::search::query_param;
 
 pub fn router(pool: PgPool) -> Router {
     Router::new()
@@ -36,10 +37,7 @@ struct Directory {
 
 impl Directory {
     fn parse(params: &QueryParams) -> Result<Directory, ApiError> {
-        let raw = params
-            .get("q")
-            .ok_or_else(|| ApiError::bad_field("q", "required: the name or id to search for"))?;
-        let tsquery = schemas::search::query("q", raw)?;
+        let (raw, tsquery) = query_param(params)?;
         let folded = schemas::search::fold(raw.trim());
         let escaped: String = folded
             .chars()

@@ -85,16 +85,15 @@ pub async fn messages(
 ) -> Result<Json<MessageSearchPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
     bearer.require_user("user", &user)?;
-    let q = required_q(&params)?;
-    let tsquery = schemas::search::query("q", q)?;
-    let conversation = match params.get("conversation") {
-        Some(raw) => Some(ConversationId::parse("conversation", raw)?),
-        None => None,
-    };
-    let from = match params.get("from") {
-        Some(raw) => Some(UserId::parse("from", raw)?),
-        None => None,
-    };
+    let (q, tsquery) = query_param(&params)?;
+    let conversation = params
+        .get("conversation")
+        .map(|raw| ConversationId::parse("conversation", raw))
+        .transpose()?;
+    let from = params
+        .get("from")
+        .map(|raw| UserId::parse("from", raw))
+        .transpose()?;
     let before = time_param(&params, "before")?;
     let after = time_param(&params, "after")?;
     let limit = page_limit(&params)?;
@@ -184,12 +183,11 @@ pub async fn posts(
 ) -> Result<Json<PostSearchPage>, ApiError> {
     let user = UserId::parse("user", &user)?;
     bearer.require_user("user", &user)?;
-    let q = required_q(&params)?;
-    let tsquery = schemas::search::query("q", q)?;
-    let author = match params.get("author") {
-        Some(raw) => Some(UserId::parse("author", raw)?),
-        None => None,
-    };
+    let (q, tsquery) = query_param(&params)?;
+    let author = params
+        .get("author")
+        .map(|raw| UserId::parse("author", raw))
+        .transpose()?;
     let limit = page_limit(&params)?;
     let cursor = cursor_param(&params, |raw| decode_cursor(raw).map(|id| id.to_string()))?;
     let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(POST_SEARCH_SQL)
@@ -219,11 +217,12 @@ pub async fn posts(
     Ok(Json(PostSearchPage { hits, next_cursor }))
 }
 
-/// The `q` parameter, which every search needs.
-fn required_q(params: &QueryParams) -> Result<&str, ApiError> {
-    params
+/// The `q` parameter every search needs, and its `tsquery` ([`schemas::search::query`]).
+pub(crate) fn query_param(params: &QueryParams) -> Result<(&str, String), ApiError> {
+    let q = params
         .get("q")
-        .ok_or_else(|| ApiError::bad_field("q", "required: the words to search for"))
+        .ok_or_else(|| ApiError::bad_field("q", "required: what to search for"))?;
+    Ok((q, schemas::search::query("q", q)?))
 }
 
 /// An optional RFC 3339 time parameter.
