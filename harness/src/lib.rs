@@ -17,6 +17,7 @@
 //! # Layout
 //!
 //! - [`api`]: [`Api`], a small HTTP client for the public API.
+//! - [`model`]: what the model tests share: a log partitioned by key, a feed walked page by page.
 //! - [`broker`]: a private tansu broker, for tests that kill the broker.
 //! - [`proxy`]: [`TcpProxy`], a TCP forwarder that can be cut, to take Postgres "down" for one service.
 //! - [`stack`]: the whole pipeline in this process, for tests that act as a user would.
@@ -25,6 +26,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod model;
 pub mod proxy;
 pub mod stack;
 pub mod ws;

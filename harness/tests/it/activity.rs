@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use fanout::policy::ReturnWindow;
 use fanout::store::{apply_batch, Policy, SourcedEvent};
+use harness::model::{walk_feed, KeyedLog};
 use harness::TestDb;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -156,27 +157,6 @@ impl Model {
                     .insert(message.id.clone());
             }
         }
-    }
-}
-
-struct Log {
-    offsets: [i64; PARTITIONS as usize],
-    events: Vec<SourcedEvent>,
-}
-
-impl Log {
-    fn append(&mut self, envelope: Envelope) -> SourcedEvent {
-        let partition =
-            (envelope.key.as_str().bytes().map(u32::from).sum::<u32>() % PARTITIONS as u32) as i32;
-        let offset = self.offsets[partition as usize];
-        self.offsets[partition as usize] += 1;
-        let event = SourcedEvent {
-            partition,
-            offset,
-            envelope,
-        };
-        self.events.push(event.clone());
-        event
     }
 }
 
@@ -326,26 +306,6 @@ fn group_step(
     }
 }
 
-async fn walk_feed(db: &TestDb, user: usize, rng: &mut StdRng) -> Vec<String> {
-    let user = format!("u{user}");
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let limit = rng.gen_range(1..=7);
-        let page = reader::queries::feed(&db.reads, &user, cursor.as_deref(), limit)
-            .await
-            .unwrap();
-        assert!(page.entries.len() as i64 <= limit);
-        seen.extend(page.entries.into_iter().map(|e| e.post_id));
-        match page.next_cursor {
-            Some(next) => {
-                cursor = Some(schemas::api::decode_cursor(&next).unwrap().to_string());
-            }
-            None => return seen,
-        }
-    }
-}
-
 /// A user's inbox: (post ids, message ids), each listed as often as it occurs.
 async fn inbox(db: &TestDb, user: usize) -> (Vec<String>, Vec<String>) {
     let rows: Vec<(Option<String>, Option<String>, String)> = sqlx::query_as(
@@ -389,7 +349,7 @@ async fn check(db: &TestDb, model: &Model, rng: &mut StdRng, context: &str) -> u
     let mut checked = 0;
     for u in (0..USERS).filter(|u| !model.dormant.contains(u)) {
         assert_eq!(
-            walk_feed(db, u, rng).await,
+            walk_feed(db, &format!("u{u}"), rng).await,
             model.feed(u),
             "{context}: feed of u{u}"
         );
@@ -462,7 +422,7 @@ async fn outcome(
     let mut inboxes = BTreeMap::new();
     for u in 0..USERS {
         if !model.dormant.contains(&u) {
-            feeds.insert(u, walk_feed(db, u, rng).await);
+            feeds.insert(u, walk_feed(db, &format!("u{u}"), rng).await);
         }
         if !model.ever_dormant.contains(&u) {
             let (posts, messages) = inbox(db, u).await;
@@ -479,10 +439,7 @@ async fn run_model(seed: u64, steps: usize) -> (usize, usize, usize) {
     let db = TestDb::create().await;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model = Model::default();
-    let mut log = Log {
-        offsets: [0; PARTITIONS as usize],
-        events: Vec::new(),
-    };
+    let mut log = KeyedLog::new(PARTITIONS as usize);
     let mut now = Utc::now() - TimeDelta::days(400);
     for g in 0..GROUPS {
         model.members.entry(g).or_default().insert(0, 0);
@@ -575,10 +532,7 @@ async fn a_follow_after_a_return_leaves_no_hole_in_the_feed() {
         },
         ..Policy::default()
     };
-    let mut log = Log {
-        offsets: [0; PARTITIONS as usize],
-        events: Vec::new(),
-    };
+    let mut log = KeyedLog::new(PARTITIONS as usize);
     let now = Utc::now();
     let mut posted = Vec::new();
     for day in (0..20).rev() {
@@ -620,7 +574,7 @@ async fn a_follow_after_a_return_leaves_no_hole_in_the_feed() {
     posted.reverse();
     let mut rng = StdRng::seed_from_u64(1);
     assert_eq!(
-        walk_feed(&db, 0, &mut rng).await,
+        walk_feed(&db, "u0", &mut rng).await,
         posted,
         "every post, newest first, once"
     );
@@ -637,10 +591,7 @@ async fn a_large_group_message_reaches_its_first_awake_members() {
         active_audience_max: 2,
         ..Policy::default()
     };
-    let mut log = Log {
-        offsets: [0; PARTITIONS as usize],
-        events: Vec::new(),
-    };
+    let mut log = KeyedLog::new(PARTITIONS as usize);
     let then = Utc::now() - TimeDelta::days(30);
     log.append(Envelope::group_created(GroupCreated {
         group: group(0),

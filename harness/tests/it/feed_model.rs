@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::Utc;
 use fanout::store::{apply_batch, Policy, SourcedEvent};
+use harness::model::walk_feed;
 use harness::TestDb;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -42,28 +43,6 @@ fn name(user: usize) -> UserId {
 
 fn partition_of(key: usize) -> i32 {
     (key as i32) % PARTITIONS
-}
-
-async fn walk_feed(db: &TestDb, user: usize, rng: &mut StdRng) -> Vec<String> {
-    let user = format!("u{user}");
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let limit = rng.gen_range(1..=7);
-        // As the route does: the opaque cursor decodes to the last post id seen.
-        let before = cursor
-            .as_deref()
-            .map(|c| schemas::api::decode_cursor(c).unwrap().to_string());
-        let page = reader::queries::feed(&db.reads, &user, before.as_deref(), limit)
-            .await
-            .unwrap();
-        assert!(page.entries.len() as i64 <= limit);
-        seen.extend(page.entries.into_iter().map(|e| e.post_id));
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return seen,
-        }
-    }
 }
 
 async fn run_model(seed: u64, operations: usize) -> (usize, u64) {
@@ -154,7 +133,7 @@ async fn run_model(seed: u64, operations: usize) -> (usize, u64) {
                 pending.clear();
             }
             for user in 0..USERS {
-                let feed = walk_feed(&db, user, &mut rng).await;
+                let feed = walk_feed(&db, &format!("u{user}"), &mut rng).await;
                 assert_eq!(
                     feed,
                     model.truth(user),

@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
-use fanout::store::{apply_batch, Policy, SourcedEvent};
+use fanout::store::{apply_batch, Policy};
+use harness::model::KeyedLog;
 use harness::TestDb;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -131,28 +132,6 @@ impl Model {
     }
 }
 
-/// The Kafka log the events would form: one partition per key, offsets in order.
-struct Log {
-    offsets: [i64; PARTITIONS as usize],
-    events: Vec<SourcedEvent>,
-}
-
-impl Log {
-    fn append(&mut self, envelope: Envelope) -> SourcedEvent {
-        let partition =
-            (envelope.key.as_str().bytes().map(u32::from).sum::<u32>() % PARTITIONS as u32) as i32;
-        let offset = self.offsets[partition as usize];
-        self.offsets[partition as usize] += 1;
-        let event = SourcedEvent {
-            partition,
-            offset,
-            envelope,
-        };
-        self.events.push(event.clone());
-        event
-    }
-}
-
 /// Every member's state as the reader sees it (stored counters for push conversations, derived ones
 /// for pull-mode groups).
 async fn snapshot(db: &TestDb) -> BTreeMap<(String, String), (i64, i64, i64, bool)> {
@@ -211,10 +190,7 @@ async fn run_model(seed: u64, steps: usize) -> (usize, u64) {
     let mut last_modes = BTreeMap::new();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model = Model::default();
-    let mut log = Log {
-        offsets: [0; PARTITIONS as usize],
-        events: Vec::new(),
-    };
+    let mut log = KeyedLog::new(PARTITIONS as usize);
     for g in 0..GROUPS {
         let owner = g;
         let event = log.append(Envelope::group_created(GroupCreated {
@@ -470,10 +446,7 @@ async fn unread_counts_stay_exact_through_every_kind_of_event_and_a_replay() {
 async fn refused_events_stay_refused_on_a_replay() {
     let db = TestDb::create().await;
     let policy = Policy::default();
-    let mut log = Log {
-        offsets: [0; PARTITIONS as usize],
-        events: Vec::new(),
-    };
+    let mut log = KeyedLog::new(PARTITIONS as usize);
     let direct = ConversationId::direct(&user(0), &user(1)).expect("two users");
     let team = group(0);
     log.append(Envelope::read_marked(ReadMarked {
