@@ -126,10 +126,12 @@ ensure_prometheus() {
 
 # Debian's chromium and chromedriver: the web client's test drives a real headless browser.
 ensure_chromium() {
-  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
-  log "installing chromium and chromium-driver from Debian's packages"
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2 \
-    || die "cannot install chromium and chromium-driver"
+  # A Chinese font too (the search test's screenshots show Chinese messages; without one, boxes).
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+    && dpkg -s fonts-wqy-zenhei >/dev/null 2>&1; then return 0; fi
+  log "installing chromium, chromium-driver and a Chinese font from Debian's packages"
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+    fonts-wqy-zenhei >&2 || die "cannot install chromium, chromium-driver and fonts-wqy-zenhei"
 }
 
 # wrk, the HTTP load generator of scripts/bench.sh (Debian's package).

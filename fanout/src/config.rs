@@ -214,6 +214,12 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_RECALL_WINDOW_SECS", default_value_t = defaults::RECALL_WINDOW_SECS)]
     pub recall_window_secs: i64,
 
+    /// Store messages and posts without their searchable form (search does not find them): fan-out
+    /// without the indexing cost (README "Search" measures it). A worker started without this flag
+    /// indexes what was stored meanwhile, in the background.
+    #[arg(long, global = true, env = "FANLINE_SKIP_SEARCH_INDEX")]
+    pub skip_search_index: bool,
+
     /// Do not migrate the database or create topics on start (for deployments that do it separately).
     #[arg(long, global = true, env = "FANLINE_FANOUT_SKIP_SETUP")]
     pub skip_setup: bool,
@@ -261,6 +267,7 @@ impl Config {
             group_pull_threshold: defaults::GROUP_PULL_THRESHOLD,
             group_push_threshold: None,
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
+            skip_search_index: false,
             skip_setup: false,
             kafka_properties: Vec::new(),
             log_json: false,
@@ -312,6 +319,7 @@ impl Config {
                 span: chrono::TimeDelta::hours(self.return_window_hours),
                 ..ReturnWindow::default()
             },
+            index_search: !self.skip_search_index,
         })
     }
 
@@ -389,6 +397,7 @@ mod tests {
             active_window_hours,
             return_window_hours,
             dormancy_sweep_secs,
+            skip_search_index,
             skip_setup,
             kafka_properties,
             log_json,
@@ -443,6 +452,10 @@ mod tests {
         assert_eq!(return_window_hours, parsed.return_window_hours, "return");
         assert_eq!(dormancy_sweep_secs, parsed.dormancy_sweep_secs, "sweep");
         assert_eq!(skip_setup, parsed.skip_setup, "skip_setup");
+        assert_eq!(
+            skip_search_index, parsed.skip_search_index,
+            "skip_search_index"
+        );
         assert_eq!(
             kafka_properties, parsed.kafka_properties,
             "kafka_properties"

@@ -17,6 +17,8 @@
 //! - [`replay`]: `fanout replay` — start offsets (beginning, time, offsets, resume) and its checkpoint.
 //! - [`dlq`]: the dead-letter producer.
 //! - [`dormancy`]: the sweeper that reports users silent for the active window (`user_dormant`).
+//! - [`reindex`]: the search backlog — rows stored without their searchable form, indexed in the
+//!   background.
 //! - [`lag`]: consumer lag measurement for `/metrics`, and [`LagExporter`] outside the group.
 //! - [`topics`]: creating the topics when missing.
 //! - [`events_cli`]: `fanout events produce|consume`, the topic by hand.
@@ -54,6 +56,7 @@ pub mod moderation;
 pub mod outcome;
 pub mod policy;
 pub mod progress;
+pub mod reindex;
 pub mod replay;
 pub mod replay_args;
 pub mod seq_lock;
@@ -91,6 +94,7 @@ pub struct App {
     topic: String,
     lag_interval: Duration,
     sweeper: Option<dormancy::Sweeper>,
+    reindexer: Option<reindex::Reindexer>,
 }
 
 /// A client that reads the group's committed offsets without joining it (it never subscribes): lag
@@ -126,6 +130,10 @@ impl App {
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
         let applier = applier::Applier::new(config, &kafka, metrics.clone())?;
         let sweeper = sweeper(config, &registry, applier.pool())?;
+        let reindexer = (!config.skip_search_index).then(|| reindex::Reindexer {
+            pool: applier.pool().clone(),
+            indexed: Some(metrics.search_backlog_indexed.clone()),
+        });
         let joined = Arc::new(AtomicBool::new(false));
         let health = Arc::new(lag::GroupHealth::default());
         let owned = consumer::Owned::default();
@@ -184,6 +192,7 @@ impl App {
             topic: config.topic.clone(),
             lag_interval: config.lag_interval(),
             sweeper,
+            reindexer,
         })
     }
 
@@ -211,6 +220,9 @@ impl App {
         let sweeper = self
             .sweeper
             .map(|sweeper| tokio::spawn(sweeper.run(cancel.clone())));
+        let reindexer = self
+            .reindexer
+            .map(|reindexer| tokio::spawn(reindexer.run(cancel.clone())));
         let server = tokio::spawn(httpkit::serve(
             self.listener,
             self.router,
@@ -221,8 +233,8 @@ impl App {
         tracing::info!("draining");
         cancel.cancel();
         let _ = lag.await;
-        if let Some(sweeper) = sweeper {
-            let _ = sweeper.await;
+        for task in [sweeper, reindexer].into_iter().flatten() {
+            let _ = task.await;
         }
         if let Err(err) = worker.await {
             tracing::error!(error = %err, "worker task failed");

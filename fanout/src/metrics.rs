@@ -22,6 +22,7 @@ pub struct FanoutMetrics {
     pub(crate) posts_pulled: IntCounter,
     pub(crate) mode_changes: IntCounter,
     pub(crate) im_refused: IntCounterVec,
+    pub(crate) search_backlog_indexed: IntCounterVec,
 }
 
 impl FanoutMetrics {
@@ -100,6 +101,11 @@ impl FanoutMetrics {
                 "fanline_fanout_im_refused_total",
                 "IM events fanout refused, by reason: not_member (a message or read marker from a non-member), no_such_group, not_allowed (a membership change the actor may not make), recall_window, no_such_message.",
                 &["reason"],
+            )?,
+            search_backlog_indexed: metrics.counter_vec(
+                "fanline_fanout_search_backlog_indexed_total",
+                "Rows stored without their searchable form (before search existed, or with FANLINE_SKIP_SEARCH_INDEX) that the reindexer indexed, by table.",
+                &["table"],
             )?,
         })
     }

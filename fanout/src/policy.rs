@@ -55,6 +55,10 @@ pub struct Policy {
     pub active_audience_max: i64,
     /// What a dormant user's return copies into their inbox.
     pub return_window: ReturnWindow,
+    /// Whether messages and posts get their searchable form as they are stored (`schemas::search`).
+    /// Off, they are stored without it (search does not find them) until the reindexer
+    /// (`crate::reindex`) of a worker running with it on writes it.
+    pub index_search: bool,
 }
 
 /// How far back a return fills the inbox, and how much at most.
@@ -90,7 +94,16 @@ impl Default for Policy {
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
             active_audience_max: defaults::ACTIVE_AUDIENCE_MAX,
             return_window: ReturnWindow::default(),
+            index_search: true,
         }
+    }
+}
+
+impl Policy {
+    /// The `tsvector` literal stored with `text` (a message or post body), or none when search
+    /// indexing is off.
+    pub fn searchable(&self, text: &str) -> Option<String> {
+        self.index_search.then(|| schemas::search::document(text))
     }
 }
 

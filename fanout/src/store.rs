@@ -187,10 +187,8 @@ async fn apply_posts(
     let bodies: Vec<&str> = posts.iter().map(|p| p.body.as_str()).collect();
     let message_ids: Vec<Option<&str>> = posts.iter().map(|p| p.message_id.as_deref()).collect();
     let created_at: Vec<DateTime<Utc>> = posts.iter().map(|p| p.created_at).collect();
-    let searchable: Vec<String> = posts
-        .iter()
-        .map(|p| schemas::search::document(&p.body))
-        .collect();
+    let searchable: Vec<Option<String>> =
+        posts.iter().map(|p| policy.searchable(&p.body)).collect();
 
     // DO NOTHING without a conflict target covers the post id (a post applied before, also one
     // stored deleted) and (author, message_id), also for two copies of one retried request inside this very batch. The

@@ -40,6 +40,9 @@
     feedGen: 0,
     historyTimer: 0,
     forceScroll: false,
+    view: null, // {conv, st}: a window of older history around a search hit, shown instead of the store
+    hit: null, // {conv, seq}: the message a search jumped to
+    searchGen: 0,
   };
   const me = () => (S.session ? S.session.user : '');
 
@@ -194,8 +197,9 @@
     }
     Object.assign(S, {
       ready: false, backoff: 300, needRefresh: false, lastSeq: 0, convs: [], open: null, tab: 'chats',
-      blocked: new Set(), invitations: [], muteWanted: new Map(),
+      blocked: new Set(), invitations: [], muteWanted: new Map(), view: null, hit: null,
     });
+    S.searchGen += 1;
     S.pending.clear();
     S.convEls.clear();
     S.stores.clear();
@@ -204,6 +208,10 @@
     $('#messages').replaceChildren();
     $('#members').replaceChildren();
     $('#feed').replaceChildren();
+    $('#search-people').replaceChildren();
+    $('#search-messages').replaceChildren();
+    $('#search-results').hidden = true;
+    $('#search-q').value = '';
     $('#total-unread').textContent = '0';
     for (const id of ['#side-error', '#chat-error', '#feed-error']) $(id).textContent = '';
   }
@@ -397,8 +405,9 @@
     }
     for (const c of f.conversations || []) {
       any = true;
-      const st = S.stores.get(c.conversation_id);
-      if (st && c.recalled) {
+      const view = S.view && S.view.conv === c.conversation_id ? S.view.st : null;
+      for (const st of [S.stores.get(c.conversation_id), view]) {
+        if (!st || !c.recalled) continue;
         for (const m of st.msgs.values()) if (c.recalled.includes(m.seq)) markRecalled(m);
       }
       if (c.conversation_id === S.open) { openTouched = true; scheduleHistory(); }
@@ -459,15 +468,21 @@
     });
   }
 
+  function findIn(st, e) {
+    if (!st) return null;
+    const m = st.byMid.get(e.message_id);
+    if (m) return m;
+    if (e.conversation_seq != null) {
+      for (const o of st.msgs.values()) if (o.seq === e.conversation_seq) return o;
+    }
+    return null;
+  }
+
   function findMessage(e) {
     const stores = e.conversation_id ? [S.stores.get(e.conversation_id)] : [...S.stores.values()];
     for (const st of stores) {
-      if (!st) continue;
-      const m = st.byMid.get(e.message_id);
+      const m = findIn(st, e);
       if (m) return m;
-      if (e.conversation_seq != null) {
-        for (const o of st.msgs.values()) if (o.seq === e.conversation_seq) return o;
-      }
     }
     return null;
   }
@@ -478,8 +493,7 @@
   }
 
   function applyRecall(e) {
-    const m = findMessage(e);
-    if (m) markRecalled(m);
+    for (const m of [findMessage(e), S.view && findIn(S.view.st, e)]) if (m) markRecalled(m);
   }
 
   function applyRefused(e) {
@@ -521,6 +535,7 @@
     li.dataset.state = m.status || '';
     li.classList.toggle('own', own);
     li.classList.toggle('recalled', !!m.recalled);
+    li.classList.toggle('hit', !!(S.hit && S.hit.conv === m.conversation && S.hit.seq === m.seq));
     setText(li.querySelector('.sender'), own ? `${m.sender} (you)` : m.sender);
     setTime(li.querySelector('time'), m.created_at);
     setText(li.querySelector('.body'), m.recalled ? '' : m.body);
@@ -535,9 +550,12 @@
     return a.order - b.order;
   };
 
+  // The messages on screen: a search hit's window of history, or the conversation's store.
+  const shown = () => (S.view && S.view.conv === S.open ? S.view.st : S.open && S.stores.get(S.open));
+
   function renderMessages() {
     const ul = $('#messages');
-    const st = S.open && S.stores.get(S.open);
+    const st = shown();
     if (!st) { ul.replaceChildren(); return; }
     const nearBottom = ul.scrollHeight - ul.scrollTop - ul.clientHeight < 60;
     let prev = null;
@@ -552,6 +570,8 @@
     if (nearBottom || S.forceScroll) ul.scrollTop = ul.scrollHeight;
     S.forceScroll = false;
     $('#load-older').hidden = !st.hasMore;
+    $('#load-newer').hidden = st !== (S.view && S.view.st);
+    $('#back-to-latest').hidden = $('#load-newer').hidden;
     maybeRead();
   }
 
@@ -607,7 +627,7 @@
 
   async function loadOlder() {
     const id = S.open;
-    const st = id && S.stores.get(id);
+    const st = id && shown();
     if (!st) return;
     let low = Infinity;
     for (const m of st.msgs.values()) if (m.seq != null && m.seq < low) low = m.seq;
@@ -618,7 +638,7 @@
       const page = await api('GET', `/v1/conversations/${encConv(id)}/messages?before=${low}&limit=50`);
       for (const x of page.messages) upsert(id, st, x);
       st.hasMore = page.has_more;
-      if (S.open !== id) return;
+      if (S.open !== id || shown() !== st) return;
       renderMessages();
       ul.scrollTop = ul.scrollHeight - fromBottom;
     } catch (e) {
@@ -654,17 +674,20 @@
     renderChatActions();
   }
 
+  // Resolves when the latest page is loaded (or failed).
   function openConversation(id) {
     selectTab('chats');
     if (S.open !== id) {
       S.open = id;
+      S.view = null;
+      S.hit = null;
       showChat(id);
       markCurrent();
       renderMessages();
       if (isGroup(id)) loadMembers(id.slice(2));
     }
-    loadHistory(id);
     $('#composer-input').focus();
+    return loadHistory(id);
   }
 
   function sendMessage() {
@@ -673,6 +696,7 @@
     const body = input.value;
     if (!id || !body.trim()) return;
     if (body.length > MAX_BODY) { $('#chat-error').textContent = `A message holds at most ${MAX_BODY} characters.`; return; }
+    if (S.view) backToLatest();
     const target = isGroup(id) ? { group: id.slice(2) } : { to: peerOf(id) };
     const cid = `c-${hex(16)}`;
     const st = store(id);
@@ -1009,6 +1033,148 @@
     openConversation(`d:${[me(), user].sort().join(':')}`);
   }
 
+  // ---------------------------------------------------------------- search
+  // People (a click starts a chat) and messages this user may read (a click jumps to the message).
+  async function runSearch() {
+    const q = $('#search-q').value.trim();
+    const out = $('#search-error');
+    $('#search-results').hidden = false;
+    setText($('#search-for'), q);
+    $('#search-people').replaceChildren();
+    $('#search-messages').replaceChildren();
+    if (!q) { out.textContent = 'Type a name, a user id or words of a message.'; return; }
+    const gen = ++S.searchGen;
+    out.textContent = 'Searching…';
+    $('#search-go').disabled = true;
+    try {
+      const [people, messages] = await Promise.all([
+        api('GET', `/v1/search/users?q=${enc(q)}&limit=10`),
+        api('GET', `/v1/users/${enc(me())}/search/messages?q=${enc(q)}&limit=20`),
+      ]);
+      if (gen !== S.searchGen) return;
+      out.textContent = '';
+      $('#search-people').replaceChildren(...people.users.filter((u) => u.user !== me()).map(personHit));
+      $('#search-messages').replaceChildren(...messages.hits.map(messageHit));
+    } catch (e) {
+      if (gen === S.searchGen) out.textContent = errText(e);
+    } finally {
+      if (gen === S.searchGen) $('#search-go').disabled = false;
+    }
+  }
+
+  function hitButton(li, where, meta) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.innerHTML = '<span class="where"></span><span class="meta"></span>';
+    b.querySelector('.where').textContent = where;
+    b.querySelector('.meta').textContent = meta;
+    li.append(b);
+    return b;
+  }
+
+  function personHit(u) {
+    const li = document.createElement('li');
+    li.dataset.user = u.user;
+    hitButton(li, u.user, u.display_name ? `${u.display_name} · start a chat` : 'start a chat');
+    return li;
+  }
+
+  function messageHit(h) {
+    const li = document.createElement('li');
+    li.dataset.conversation = h.conversation_id;
+    li.dataset.seq = String(h.conversation_seq);
+    const where = isGroup(h.conversation_id) ? `Group ${titleOf(h.conversation_id)}` : `Chat with ${titleOf(h.conversation_id)}`;
+    const when = new Date(h.created_at);
+    const b = hitButton(li, where, `${h.sender} · ${Number.isNaN(when.getTime()) ? '' : dateFmt.format(when)}`);
+    b.append(snippetEl(h.snippet, h.highlights || []));
+    return li;
+  }
+
+  // The snippet with its matches marked; highlight offsets count characters (code points).
+  function snippetEl(text, highlights) {
+    const chars = Array.from(text);
+    const p = document.createElement('span');
+    p.className = 'snippet';
+    let at = 0;
+    for (const h of [...highlights].sort((a, b) => a.start - b.start)) {
+      if (h.start < at) continue;
+      p.append(chars.slice(at, h.start).join(''));
+      const mark = document.createElement('mark');
+      mark.textContent = chars.slice(h.start, h.start + h.length).join('');
+      p.append(mark);
+      at = h.start + h.length;
+    }
+    p.append(chars.slice(at).join(''));
+    return p;
+  }
+
+  const historyPage = (id, q) => api('GET', `/v1/conversations/${encConv(id)}/messages?${q}`);
+
+  // Opens the conversation at message `seq`: scrolled to it when the latest page holds it, otherwise
+  // in a window of history around it (`S.view`) until "Back to latest" or the newest message.
+  async function jumpTo(id, seq) {
+    S.view = null;
+    S.hit = null;
+    await openConversation(id);
+    if (S.open !== id) return;
+    const st = store(id);
+    if (![...st.msgs.values()].some((m) => m.seq === seq)) {
+      let older; let newer;
+      try {
+        [older, newer] = await Promise.all([
+          historyPage(id, `before=${seq + 1}&limit=25`),
+          historyPage(id, `after=${seq}&limit=25`),
+        ]);
+      } catch (e) {
+        if (S.open === id) $('#chat-error').textContent = errText(e);
+        return;
+      }
+      if (S.open !== id) return;
+      const win = { msgs: new Map(), byMid: new Map(), loaded: true, hasMore: older.has_more };
+      for (const x of [...older.messages, ...newer.messages]) upsert(id, win, x);
+      S.view = { conv: id, st: win };
+      if (!newer.has_more) leaveView();
+    }
+    S.hit = { conv: id, seq };
+    renderMessages();
+    const el = $(`#messages li[data-seq="${seq}"]`);
+    if (el) el.scrollIntoView({ block: 'center' });
+  }
+
+  // The window reached the newest message: its messages join the store, which shows again.
+  function leaveView() {
+    const { conv, st: win } = S.view;
+    S.view = null;
+    const st = store(conv);
+    let low = Infinity;
+    for (const m of st.msgs.values()) if (m.seq != null && m.seq < low) low = m.seq;
+    for (const m of win.msgs.values()) {
+      upsert(conv, st, m);
+      if (m.seq < low) st.hasMore = win.hasMore;
+    }
+  }
+
+  async function loadNewer() {
+    const view = S.view;
+    if (!view || view.conv !== S.open) return;
+    try {
+      const page = await historyPage(view.conv, `after=${maxSeq(view.st)}&limit=50`);
+      if (S.view !== view) return;
+      for (const x of page.messages) upsert(view.conv, view.st, x);
+      if (!page.has_more) leaveView();
+      renderMessages();
+    } catch (e) {
+      $('#chat-error').textContent = errText(e);
+    }
+  }
+
+  function backToLatest() {
+    S.view = null;
+    S.hit = null;
+    S.forceScroll = true;
+    renderMessages();
+  }
+
   // ---------------------------------------------------------------- feed
   function selectTab(tab) {
     S.tab = tab;
@@ -1090,6 +1256,18 @@
   onSubmit('#follow-form', follow);
   onSubmit('#post-form', post);
   $('#load-older').addEventListener('click', loadOlder);
+  $('#load-newer').addEventListener('click', loadNewer);
+  $('#back-to-latest').addEventListener('click', backToLatest);
+  onSubmit('#search-form', runSearch);
+  $('#search-close').addEventListener('click', () => { S.searchGen += 1; $('#search-results').hidden = true; });
+  $('#search-people').addEventListener('click', (ev) => {
+    const li = ev.target.closest('li[data-user]');
+    if (li) openConversation(`d:${[me(), li.dataset.user].sort().join(':')}`);
+  });
+  $('#search-messages').addEventListener('click', (ev) => {
+    const li = ev.target.closest('li[data-conversation]');
+    if (li) jumpTo(li.dataset.conversation, Number(li.dataset.seq));
+  });
   $('#composer-input').addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); sendMessage(); }
   });

@@ -43,7 +43,7 @@ pub(super) async fn apply(
             }
         }
     }
-    let (seq, mode) = store(tx, message).await?;
+    let (seq, mode) = store(tx, policy, message).await?;
     let held = seq_lock.acquire(tx).await?;
     let audience = Audience {
         seq,
@@ -159,7 +159,11 @@ async fn group_refusal(
 /// up to their own message, and the other person of a direct conversation gets it counted. A group's
 /// members' counts are derived (`conversation_state`), so a group message touches no member row but
 /// the sender's. Returns the seq and the conversation's delivery mode.
-async fn store(tx: &mut Tx, message: &MessageSent) -> Result<(i64, DeliveryMode), sqlx::Error> {
+async fn store(
+    tx: &mut Tx,
+    policy: &Policy,
+    message: &MessageSent,
+) -> Result<(i64, DeliveryMode), sqlx::Error> {
     let conversation = message.conversation.as_str();
     let (seq, mode): (i64, String) = sqlx::query_as(
         "UPDATE conversations SET last_seq = last_seq + 1, last_at = $2
@@ -181,7 +185,7 @@ async fn store(tx: &mut Tx, message: &MessageSent) -> Result<(i64, DeliveryMode)
     .bind(&message.body)
     .bind(message.client_msg_id.as_deref())
     .bind(message.created_at)
-    .bind(schemas::search::document(&message.body))
+    .bind(policy.searchable(&message.body))
     .execute(&mut **tx)
     .await?;
     // A group's rows are all derived: only the sender's changes, found by its key (a scan of the

@@ -232,6 +232,57 @@ async fn search_finds_chinese_and_english_only_where_the_caller_may_read() {
     reader.stop().await;
 }
 
+/// Stored without indexing (rows older than search, or `FANLINE_SKIP_SEARCH_INDEX`): search finds
+/// nothing; the reindexer then writes exactly what indexing on the way in writes — recalled messages
+/// stay out — and a second pass finds no backlog.
+#[tokio::test]
+async fn the_search_backlog_is_indexed_as_fan_out_would_have() {
+    use fanout::reindex::Reindexer;
+
+    let events = sourced(&history());
+    let indexed = TestDb::create().await;
+    apply_batch(&indexed.pool, &Policy::default(), &events)
+        .await
+        .unwrap();
+    let db = TestDb::create().await;
+    let skipping = Policy {
+        index_search: false,
+        ..Policy::default()
+    };
+    apply_batch(&db.pool, &skipping, &events).await.unwrap();
+    let reader = spawn_reader(&db.url).await;
+    let api = Api::new("", reader.url(""));
+    assert!(search(&api, "ann", "会议").await.unwrap().is_empty());
+
+    let reindexer = Reindexer {
+        pool: db.pool.clone(),
+        indexed: None,
+    };
+    // Six messages, one recalled; the group's name is indexed on the way in whatever the policy.
+    assert_eq!(reindexer.drain().await.unwrap(), 5);
+    assert_eq!(reindexer.drain().await.unwrap(), 0, "no backlog left");
+    let vectors = "SELECT message_id, search::text FROM messages ORDER BY message_id";
+    let stored: Vec<(String, Option<String>)> =
+        sqlx::query_as(vectors).fetch_all(&db.pool).await.unwrap();
+    let expected: Vec<(String, Option<String>)> = sqlx::query_as(vectors)
+        .fetch_all(&indexed.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored, expected,
+        "the same vectors as indexing on the way in"
+    );
+    assert_eq!(
+        search(&api, "ann", "会议").await.unwrap(),
+        [
+            "新的会议 for cat",
+            "会议纪要 after bob left",
+            "明天的会议改到下午三点"
+        ]
+    );
+    reader.stop().await;
+}
+
 /// Posts: the caller's own and their followed authors' (not others'), or one author's with `author=`;
 /// deleted posts never match; a 4,000-character word is indexed (cut) and found by its start.
 #[tokio::test]
@@ -427,4 +478,37 @@ async fn people_and_groups_are_found_by_id_and_name_private_groups_by_members_on
         );
     }
     reader.stop().await;
+}
+
+/// Searchable as soon as readable: fanout writes a message's searchable form in the transaction that
+/// stores it, so the moment its history shows a message (through Kafka and fanout), search finds it,
+/// without waiting for anything else. The bound after the `202` is fanout's lag (README "Search").
+#[tokio::test]
+async fn a_message_is_searchable_the_moment_its_history_shows_it() {
+    let stack = harness::stack::Stack::start().await;
+    let api = stack.api.as_user("ann");
+    let history = format!("{}/v1/conversations/d:ann:bob/messages", api.reader);
+    for n in 0..5 {
+        let token = format!("会议token{n}x");
+        stack
+            .message("ann", "bob", &format!("{token} agenda"))
+            .await;
+        harness::wait_until(
+            "history shows the message",
+            std::time::Duration::from_secs(30),
+            || async {
+                let (status, page) = api.raw(Method::GET, &history, None, None).await;
+                let shown = status == StatusCode::OK
+                    && page["messages"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().any(|m| m["body"] == format!("{token} agenda")));
+                shown.then_some(())
+            },
+        )
+        .await;
+        let found = search(&api, "ann", &format!("token{n}x")).await.unwrap();
+        assert_eq!(found, [format!("{token} agenda")], "message {n}");
+        assert_eq!(search(&api, "bob", "会议").await.unwrap().len(), n + 1);
+    }
+    stack.stop().await;
 }

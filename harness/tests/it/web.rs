@@ -424,3 +424,136 @@ async fn three_users_chat_in_real_browsers_across_a_reader_restart() {
     carol.close().await;
     stack.stop().await;
 }
+
+/// Search in the page: alice finds bob by his name and starts a chat from the hit; she finds a
+/// Chinese word said 100 messages back and the hit opens that chat around it (marked, scrolled to),
+/// with "Back to latest" returning to the newest messages.
+#[tokio::test]
+async fn search_starts_a_chat_and_jumps_to_an_old_message() {
+    let port = free_port();
+    let stack = Stack::start_with(|config| {
+        config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    })
+    .await;
+    let alice = Browser::open(&stack.reader.url("/")).await;
+    alice.register("alice").await;
+    let account = json!({"user": "bob", "password": "correct horse battery"});
+    let response = reqwest::Client::new()
+        .post(stack.ingest.url("/v1/accounts"))
+        .json(&account)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let profile = json!({"display_name": "Bobby Tables"});
+    stack
+        .write("bob", Method::PUT, "/v1/users/bob", profile)
+        .await;
+    stack.message("bob", "alice", "早上好").await;
+    stack
+        .message("bob", "alice", "明天的会议改到下午三点")
+        .await;
+    for n in 0..100 {
+        stack.message("bob", "alice", &format!("filler {n}")).await;
+    }
+    stack.applied().await;
+
+    // People: by a word of the display name; the hit starts the chat.
+    alice.type_into("#search-q", "tables").await;
+    alice.click("#search-go").await;
+    alice
+        .wait_text(
+            "#search-people li[data-user=\"bob\"]",
+            "bob is found",
+            |t| t.contains("Bobby Tables"),
+        )
+        .await;
+    alice.screenshot("search-people").await;
+    alice
+        .click("#search-people li[data-user=\"bob\"] button")
+        .await;
+    alice
+        .wait_text("#chat-title", "the chat with bob opens", |t| {
+            t.starts_with("Chat with bob")
+        })
+        .await;
+    alice
+        .wait_text(
+            "#messages li.message:last-child .body",
+            "the newest message",
+            |t| t == "filler 99",
+        )
+        .await;
+
+    // Messages: a two-character Chinese word, highlighted. The page already holds the message (its
+    // socket delivered all 102): the hit is marked and scrolled to in the chat as it is.
+    alice.type_into("#search-q", "会议").await;
+    alice.click("#search-go").await;
+    alice
+        .wait_text("#search-messages li mark", "the highlighted word", |t| {
+            t == "会议"
+        })
+        .await;
+    alice.screenshot("search-messages").await;
+    let hit = "#search-messages li[data-seq=\"2\"] button";
+    alice.click(hit).await;
+    alice
+        .wait_text(
+            "#messages li.message.hit .body",
+            "the hit in the chat",
+            |t| t == "明天的会议改到下午三点",
+        )
+        .await;
+    assert_eq!(alice.text("#back-to-latest").await.as_deref(), Some(""));
+
+    // A reload (the device acknowledged everything: only the latest page is loaded): the hit is 100
+    // messages back, so the chat shows a window of history around it until "Back to latest".
+    wait_until("alice's device acknowledged the messages", WAIT, || async {
+        let (acked,): (i64,) = sqlx::query_as(
+            "SELECT coalesce(max(acked_seq), 0) FROM device_cursors WHERE user_id = 'alice'",
+        )
+        .fetch_one(&stack.db.pool)
+        .await
+        .ok()?;
+        (acked >= 102).then_some(())
+    })
+    .await;
+    alice.client.refresh().await.expect("reload");
+    alice
+        .wait_text("#status", "online again", |t| t == "online")
+        .await;
+    alice.type_into("#search-q", "会议").await;
+    alice.click("#search-go").await;
+    alice.click(hit).await;
+    alice
+        .wait_text(
+            "#messages li.message.hit .body",
+            "the hit in a window",
+            |t| t == "明天的会议改到下午三点",
+        )
+        .await;
+    alice
+        .wait_text("#back-to-latest", "back to latest is offered", |t| {
+            t == "Back to latest"
+        })
+        .await;
+    let window = alice.messages().await;
+    assert_eq!(window.first().map(String::as_str), Some("早上好"));
+    assert_eq!(
+        window.len(),
+        27,
+        "25 after the hit, the hit and the one before"
+    );
+    alice.screenshot("search-jump").await;
+    alice.click("#back-to-latest").await;
+    alice
+        .wait_text(
+            "#messages li.message:last-child .body",
+            "the latest page again",
+            |t| t == "filler 99",
+        )
+        .await;
+    assert_eq!(alice.messages().await.len(), 50, "the latest page");
+    alice.close().await;
+    stack.stop().await;
+}

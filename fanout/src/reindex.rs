@@ -1,0 +1,145 @@
+//! The search backlog: rows stored without their searchable form — before search existed (migration
+//! 20261209000001), or by a worker running with `FANLINE_SKIP_SEARCH_INDEX` — indexed in the background
+//! by every worker that starts with indexing on, until none is left.
+//!
+//! Why not an event: a row's searchable form is a function of what the row already holds (its body, its
+//! name), as an index is of its table, so writing it twice writes the same thing and a replay computes it
+//! on its own. Workers share the backlog by `FOR UPDATE SKIP LOCKED`; each write re-checks that the row
+//! is still unindexed and searchable, so a recall, removal or delete in between wins.
+
+use std::time::Duration;
+
+use prometheus::IntCounterVec;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// Rows indexed per transaction.
+const BATCH: i64 = 1_000;
+/// The pause before a step that failed (Postgres away) is tried again.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// One table's backlog: how to pick rows (id, text; locked, via its partial index) and write them.
+struct Backlog {
+    table: &'static str,
+    pick: &'static str,
+    write: &'static str,
+}
+
+const BACKLOGS: [Backlog; 4] = [
+    Backlog {
+        table: "messages",
+        pick: "SELECT message_id, body FROM messages WHERE search IS NULL AND recalled_at IS NULL
+               ORDER BY conversation_id, seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        write: "UPDATE messages m SET search = t.search::tsvector
+                FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
+                WHERE m.message_id = t.id AND m.search IS NULL AND m.recalled_at IS NULL",
+    },
+    Backlog {
+        table: "posts",
+        pick: "SELECT post_id, body FROM posts WHERE search IS NULL AND deleted_at IS NULL
+               ORDER BY post_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        write: "UPDATE posts p SET search = t.search::tsvector
+                FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
+                WHERE p.post_id = t.id AND p.search IS NULL AND p.deleted_at IS NULL",
+    },
+    Backlog {
+        table: "users",
+        pick: "SELECT user_id, display_name FROM users WHERE search IS NULL
+               ORDER BY user_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        write: "UPDATE users u SET search = t.search::tsvector
+                FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
+                WHERE u.user_id = t.id AND u.search IS NULL",
+    },
+    Backlog {
+        table: "groups",
+        pick: "SELECT group_id, name || ' ' || coalesce(description, '') FROM groups
+               WHERE search IS NULL ORDER BY group_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        write: "UPDATE groups g SET search = t.search::tsvector
+                FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
+                WHERE g.group_id = t.id AND g.search IS NULL",
+    },
+];
+
+/// Indexes the search backlog.
+pub struct Reindexer {
+    pub pool: PgPool,
+    /// Rows indexed, by table (`fanline_fanout_search_backlog_indexed_total`).
+    pub indexed: Option<IntCounterVec>,
+}
+
+impl Reindexer {
+    /// Works through every table's backlog, retrying after failures, until it is empty or `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        for backlog in &BACKLOGS {
+            let mut total = 0;
+            loop {
+                let step = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    step = self.step(backlog) => step,
+                };
+                match step {
+                    Ok(0) => break,
+                    Ok(rows) => total += rows,
+                    Err(err) => {
+                        tracing::warn!(table = backlog.table, error = %err, "search backlog: retrying");
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(RETRY) => {}
+                        }
+                    }
+                }
+            }
+            if total > 0 {
+                tracing::info!(
+                    table = backlog.table,
+                    rows = total,
+                    "search backlog indexed"
+                );
+            }
+        }
+    }
+
+    /// Indexes every table's backlog now; the rows indexed.
+    pub async fn drain(&self) -> Result<u64, sqlx::Error> {
+        let mut total = 0;
+        for backlog in &BACKLOGS {
+            loop {
+                match self.step(backlog).await? {
+                    0 => break,
+                    rows => total += rows,
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// One batch of one table: the rows picked, all written as they were locked (0: its backlog is
+    /// empty, or other workers hold the rest).
+    async fn step(&self, backlog: &Backlog) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(backlog.pick)
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let picked = rows.len() as u64;
+        let (ids, texts): (Vec<String>, Vec<String>) = rows.into_iter().unzip();
+        let searchable: Vec<String> = texts
+            .iter()
+            .map(|text| schemas::search::document(text))
+            .collect();
+        let written = sqlx::query(backlog.write)
+            .bind(&ids)
+            .bind(&searchable)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        if let Some(indexed) = &self.indexed {
+            indexed.with_label_values(&[backlog.table]).inc_by(written);
+        }
+        Ok(picked)
+    }
+}
