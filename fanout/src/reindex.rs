@@ -1,6 +1,6 @@
 //! The search backlog: rows stored without their searchable form — before search existed (migration
-//! 20261209000001), or by a worker running with `FANLINE_SKIP_SEARCH_INDEX` — indexed in the background
-//! by every worker that starts with indexing on, until none is left.
+//! 20261209000001), or by a worker running with `FANLINE_SKIP_SEARCH_INDEX` — indexed in the background:
+//! every worker that starts with indexing on walks the backlog once, in id order, batch by batch.
 //!
 //! Why not an event: a row's searchable form is a function of what the row already holds (its body, its
 //! name), as an index is of its table, so writing it twice writes the same thing and a replay computes it
@@ -18,7 +18,8 @@ const BATCH: i64 = 1_000;
 /// The pause before a step that failed (Postgres away) is tried again.
 const RETRY: Duration = Duration::from_secs(5);
 
-/// One table's backlog: how to pick rows (id, text; locked, via its partial index) and write them.
+/// One table's backlog: how to pick rows (id, text; locked, via its partial index, after the id `$2`
+/// where the previous batch ended) and write them.
 struct Backlog {
     table: &'static str,
     pick: &'static str,
@@ -28,15 +29,17 @@ struct Backlog {
 const BACKLOGS: [Backlog; 4] = [
     Backlog {
         table: "messages",
-        pick: "SELECT message_id, body FROM messages WHERE search IS NULL AND recalled_at IS NULL
-               ORDER BY conversation_id, seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        pick: "SELECT message_id, body FROM messages
+               WHERE search IS NULL AND recalled_at IS NULL AND message_id > $2
+               ORDER BY message_id LIMIT $1 FOR UPDATE SKIP LOCKED",
         write: "UPDATE messages m SET search = t.search::tsvector
                 FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
                 WHERE m.message_id = t.id AND m.search IS NULL AND m.recalled_at IS NULL",
     },
     Backlog {
         table: "posts",
-        pick: "SELECT post_id, body FROM posts WHERE search IS NULL AND deleted_at IS NULL
+        pick: "SELECT post_id, body FROM posts
+               WHERE search IS NULL AND deleted_at IS NULL AND post_id > $2
                ORDER BY post_id LIMIT $1 FOR UPDATE SKIP LOCKED",
         write: "UPDATE posts p SET search = t.search::tsvector
                 FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
@@ -44,7 +47,7 @@ const BACKLOGS: [Backlog; 4] = [
     },
     Backlog {
         table: "users",
-        pick: "SELECT user_id, display_name FROM users WHERE search IS NULL
+        pick: "SELECT user_id, display_name FROM users WHERE search IS NULL AND user_id > $2
                ORDER BY user_id LIMIT $1 FOR UPDATE SKIP LOCKED",
         write: "UPDATE users u SET search = t.search::tsvector
                 FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
@@ -53,7 +56,8 @@ const BACKLOGS: [Backlog; 4] = [
     Backlog {
         table: "groups",
         pick: "SELECT group_id, name || ' ' || coalesce(description, '') FROM groups
-               WHERE search IS NULL ORDER BY group_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+               WHERE search IS NULL AND group_id > $2 ORDER BY group_id LIMIT $1
+               FOR UPDATE SKIP LOCKED",
         write: "UPDATE groups g SET search = t.search::tsvector
                 FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
                 WHERE g.group_id = t.id AND g.search IS NULL",
@@ -68,18 +72,22 @@ pub struct Reindexer {
 }
 
 impl Reindexer {
-    /// Works through every table's backlog, retrying after failures, until it is empty or `cancel`.
+    /// Works through every table's backlog once, retrying after failures, until its end or `cancel`.
     pub async fn run(self, cancel: CancellationToken) {
         for backlog in &BACKLOGS {
+            let mut after = String::new();
             let mut total = 0;
             loop {
                 let step = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    step = self.step(backlog) => step,
+                    step = self.step(backlog, &after) => step,
                 };
                 match step {
-                    Ok(0) => break,
-                    Ok(rows) => total += rows,
+                    Ok(None) => break,
+                    Ok(Some((rows, last))) => {
+                        total += rows;
+                        after = last;
+                    }
                     Err(err) => {
                         tracing::warn!(table = backlog.table, error = %err, "search backlog: retrying");
                         tokio::select! {
@@ -103,27 +111,31 @@ impl Reindexer {
     pub async fn drain(&self) -> Result<u64, sqlx::Error> {
         let mut total = 0;
         for backlog in &BACKLOGS {
-            loop {
-                match self.step(backlog).await? {
-                    0 => break,
-                    rows => total += rows,
-                }
+            let mut after = String::new();
+            while let Some((rows, last)) = self.step(backlog, &after).await? {
+                total += rows;
+                after = last;
             }
         }
         Ok(total)
     }
 
-    /// One batch of one table: the rows picked, all written as they were locked (0: its backlog is
-    /// empty, or other workers hold the rest).
-    async fn step(&self, backlog: &Backlog) -> Result<u64, sqlx::Error> {
+    /// One batch of one table after the id `after`: the rows picked (all written: they were locked)
+    /// and the last id, or none at the end of its backlog (rows other workers hold are theirs).
+    async fn step(
+        &self,
+        backlog: &Backlog,
+        after: &str,
+    ) -> Result<Option<(u64, String)>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<(String, String)> = sqlx::query_as(backlog.pick)
             .bind(BATCH)
+            .bind(after)
             .fetch_all(&mut *tx)
             .await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
+        let Some(last) = rows.last().map(|(id, _)| id.clone()) else {
+            return Ok(None);
+        };
         let picked = rows.len() as u64;
         let (ids, texts): (Vec<String>, Vec<String>) = rows.into_iter().unzip();
         let searchable: Vec<String> = texts
@@ -140,6 +152,6 @@ impl Reindexer {
         if let Some(indexed) = &self.indexed {
             indexed.with_label_values(&[backlog.table]).inc_by(written);
         }
-        Ok(picked)
+        Ok(Some((picked, last)))
     }
 }

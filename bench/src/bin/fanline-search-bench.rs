@@ -1,16 +1,19 @@
-//! Search bench (issue 22), on this machine's Postgres through fanout's store and the reader over HTTP:
+//! Search bench (issue 22), on this machine's Postgres through fanout's code and the reader over HTTP:
 //! 1. a corpus of `--messages` messages (a third Chinese, a third English, a third mixed) in
-//!    `--conversations` direct conversations is applied from the log into an empty database twice, in
-//!    fanout's batches: with search indexing (the index build rate of a replay) and without
-//!    (`FANLINE_SKIP_SEARCH_INDEX`) — messages/s each, and the ratio: what indexing costs fan-out;
-//! 2. the reindexer over the database built without indexing: rows/s for data stored before search;
-//! 3. a user in `--user-conversations` of them searches over HTTP — a two-character Chinese word, one
+//!    `--conversations` direct conversations is written straight into the tables without its
+//!    searchable form (a million events through fan-out would take most of an hour here: this measures
+//!    search, not seeding), and fanout's reindexer indexes it: rows/s, the rate at which an existing
+//!    history is made searchable;
+//! 2. a user in `--user-conversations` of them searches over HTTP — a two-character Chinese word, one
 //!    English word, three English words — p50/p99, against the reader's own SQL with the same parameters
 //!    straight on Postgres (one connection, prepared), requests alternating: the ratio of the medians
-//!    (target ≥ 0.7).
+//!    (target ≥ 0.7);
+//! 3. `--sample` more messages go through fanout's store on top of the corpus, in fanout's batches,
+//!    alternately with search indexing (what a replay does: its index build rate) and without
+//!    (`FANLINE_SKIP_SEARCH_INDEX`): messages/s each and the ratio, what indexing costs fan-out.
 //!
 //! `cargo run --release -p bench --bin fanline-search-bench`
-//! Needs Postgres as `scripts/test.sh` sets it up (FANLINE_TEST_DATABASE_URL); it makes its databases.
+//! Needs Postgres as `scripts/test.sh` sets it up (FANLINE_TEST_DATABASE_URL); it makes its database.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -42,6 +45,12 @@ struct Args {
     /// Searches per query (each over HTTP and straight on Postgres).
     #[arg(long, default_value_t = 200)]
     requests: usize,
+    /// Messages fanned out on top of the corpus, half with search indexing and half without.
+    #[arg(long, default_value_t = 20_000)]
+    sample: usize,
+    /// Keep the database afterwards (its name is printed), to look at plans.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Two-character Chinese words, the most frequent first (the corpus draws them skewed).
@@ -153,25 +162,114 @@ fn message(n: usize, args: &Args, start: DateTime<Utc>) -> Envelope {
     })
 }
 
-/// Applies the corpus in fanout's default batches; messages per second.
-async fn apply(pool: &PgPool, policy: &Policy, args: &Args, start: DateTime<Utc>) -> f64 {
-    let started = Instant::now();
-    let mut batch = Vec::with_capacity(BATCH_MAX_EVENTS);
-    for n in 0..args.messages {
-        batch.push(SourcedEvent {
-            partition: 0,
-            offset: n as i64,
-            envelope: message(n, args, start),
-        });
-        if batch.len() == BATCH_MAX_EVENTS || n + 1 == args.messages {
-            apply_batch(pool, policy, &batch).await.unwrap();
-            batch.clear();
+/// Writes messages `0..args.messages` straight into the tables, unindexed, with their conversations
+/// and both members of each.
+async fn load(pool: &PgPool, args: &Args, start: DateTime<Utc>) {
+    let mut last_seq = vec![0i64; args.conversations];
+    let mut last_at = vec![start; args.conversations];
+    const CHUNK: usize = 10_000;
+    for first in (0..args.messages).step_by(CHUNK) {
+        let mut rows: (Vec<String>, Vec<i64>, Vec<String>, Vec<String>, Vec<String>) =
+            Default::default();
+        let mut times = Vec::new();
+        for n in first..(first + CHUNK).min(args.messages) {
+            let mut rng = Rng::seeded(n);
+            let i = rng.below(args.conversations);
+            let (a, b) = parties(i, args);
+            let sender = if rng.below(2) == 0 {
+                a.clone()
+            } else {
+                b.clone()
+            };
+            last_seq[i] += 1;
+            let at = start + TimeDelta::milliseconds(n as i64 * 10);
+            last_at[i] = at;
+            rows.0.push(conversation(&a, &b).to_string());
+            rows.1.push(last_seq[i]);
+            rows.2.push(MessageId::generate().to_string());
+            rows.3.push(sender);
+            rows.4.push(body(&mut rng, n));
+            times.push(at);
         }
-        if (n + 1) % 100_000 == 0 {
-            eprintln!("  {} messages applied", n + 1);
-        }
+        sqlx::query(
+            "INSERT INTO messages (conversation_id, seq, message_id, sender, body, created_at)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                                  $6::timestamptz[])",
+        )
+        .bind(&rows.0)
+        .bind(&rows.1)
+        .bind(&rows.2)
+        .bind(&rows.3)
+        .bind(&rows.4)
+        .bind(&times)
+        .execute(pool)
+        .await
+        .unwrap();
     }
-    args.messages as f64 / started.elapsed().as_secs_f64()
+    let (mut ids, mut users) = (Vec::new(), Vec::new());
+    for i in 0..args.conversations {
+        let (a, b) = parties(i, args);
+        ids.push(conversation(&a, &b).to_string());
+        users.push((a, b));
+    }
+    let (a, b): (Vec<String>, Vec<String>) = users.into_iter().unzip();
+    sqlx::query(
+        "WITH c AS (SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[], $4::text[],
+                                         $5::text[]) AS c(id, last_seq, last_at, a, b)),
+              conversations AS (
+                  INSERT INTO conversations (conversation_id, kind, last_seq, last_at)
+                  SELECT id, 'direct', last_seq, last_at FROM c)
+         INSERT INTO conversation_members (user_id, conversation_id, delivered_seq, read_seq, last_activity)
+         SELECT u, id, last_seq, last_seq, last_at FROM c, unnest(ARRAY[a, b]) u",
+    )
+    .bind(&ids)
+    .bind(&last_seq)
+    .bind(&last_at)
+    .bind(&a)
+    .bind(&b)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+fn conversation(a: &str, b: &str) -> ConversationId {
+    ConversationId::direct(&user(a), &user(b)).unwrap()
+}
+
+/// Applies messages `from..from + args.sample` through fanout's store in its default batches,
+/// alternately with and without search indexing: messages/s of each.
+async fn fan_out(pool: &PgPool, args: &Args, start: DateTime<Utc>) -> (f64, f64) {
+    let skipping = Policy {
+        index_search: false,
+        ..Policy::default()
+    };
+    let mut spent = [Duration::ZERO; 2];
+    let mut applied = [0usize; 2];
+    let from = args.messages;
+    for (round, first) in (from..from + args.sample)
+        .step_by(BATCH_MAX_EVENTS)
+        .enumerate()
+    {
+        let batch: Vec<SourcedEvent> = (first..(first + BATCH_MAX_EVENTS).min(from + args.sample))
+            .map(|n| SourcedEvent {
+                partition: 0,
+                offset: n as i64,
+                envelope: message(n, args, start),
+            })
+            .collect();
+        let side = round % 2;
+        let policy = if side == 0 {
+            Policy::default()
+        } else {
+            skipping
+        };
+        let started = Instant::now();
+        apply_batch(pool, &policy, &batch).await.unwrap();
+        spent[side] += started.elapsed();
+        applied[side] += batch.len();
+    }
+    let rate = |side: usize| applied[side] as f64 / spent[side].as_secs_f64();
+    (rate(0), rate(1))
 }
 
 /// One query's latencies over HTTP and straight on Postgres, and how many hits the first page held.
@@ -230,49 +328,36 @@ async fn measure(api: &Api, pool: &PgPool, q: &str, requests: usize) -> Timings 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let start = Utc::now() - TimeDelta::milliseconds(args.messages as i64 * 10);
+    let start = Utc::now() - TimeDelta::milliseconds((args.messages + args.sample) as i64 * 10);
+    let db = TestDb::create().await;
+    eprintln!("writing {} messages", args.messages);
+    load(&db.pool, &args, start).await;
 
-    // 1. Fan-out with and without indexing.
-    let indexed = TestDb::create().await;
-    eprintln!("applying {} messages with search indexing", args.messages);
-    let with_index = apply(&indexed.pool, &Policy::default(), &args, start).await;
-    let plain = TestDb::create().await;
-    let skipping = Policy {
-        index_search: false,
-        ..Policy::default()
-    };
-    eprintln!("applying them without");
-    let without_index = apply(&plain.pool, &skipping, &args, start).await;
-
-    // 2. The reindexer over what was stored without indexing.
+    // 1. The reindexer makes the corpus searchable.
     let reindexer = Reindexer {
-        pool: plain.pool.clone(),
+        pool: db.pool.clone(),
         indexed: None,
     };
+    eprintln!("indexing them");
     let started = Instant::now();
-    let reindexed = reindexer.drain().await.unwrap();
-    let reindex_rate = reindexed as f64 / started.elapsed().as_secs_f64();
-    assert_eq!(reindexed as usize, args.messages, "every message indexed");
-    drop(plain);
+    let indexed = reindexer.drain().await.unwrap();
+    let index_rate = indexed as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(indexed as usize, args.messages, "every message indexed");
 
-    // 3. Search over HTTP against the same SQL straight on Postgres.
-    sqlx::query("ANALYZE").execute(&indexed.pool).await?;
+    // 2. Search over HTTP against the same SQL straight on Postgres.
+    sqlx::query("ANALYZE").execute(&db.pool).await?;
     let own = count(
-        &indexed.pool,
-        "SELECT count(*) FROM messages WHERE conversation_id LIKE '%searcher%'",
+        &db.pool,
+        "SELECT count(*) FROM messages WHERE conversation_id LIKE '%:searcher'",
     )
     .await;
     let index_mb = count(
-        &indexed.pool,
+        &db.pool,
         "SELECT pg_relation_size('messages_search') / 1000000",
     )
     .await;
-    let table_mb = count(
-        &indexed.pool,
-        "SELECT pg_relation_size('messages') / 1000000",
-    )
-    .await;
-    let reader = spawn_reader(&indexed.url).await;
+    let table_mb = count(&db.pool, "SELECT pg_table_size('messages') / 1000000").await;
+    let reader = spawn_reader(&db.url).await;
     let api = Api::new("", reader.url("")).as_user("searcher");
     println!(
         "corpus: {} messages in {} direct conversations (a third Chinese, a third English, a third mixed); the searcher is in {} of them ({own} messages); messages table {table_mb} MB, its search index {index_mb} MB",
@@ -288,7 +373,7 @@ async fn main() -> anyhow::Result<()> {
     ];
     let mut all_met = true;
     for (what, q) in queries {
-        let t = measure(&api, &indexed.pool, q, args.requests).await;
+        let t = measure(&api, &db.pool, q, args.requests).await;
         let (http50, http99) = (percentile_ms(&t.http, 0.5), percentile_ms(&t.http, 0.99));
         let (pg50, pg99) = (
             percentile_ms(&t.direct, 0.5),
@@ -301,24 +386,31 @@ async fn main() -> anyhow::Result<()> {
             t.hits
         );
     }
+    reader.stop().await;
+
+    // 3. Fan-out with and without indexing, on top of the corpus.
+    eprintln!("fanning out {} more messages", args.sample);
+    let (with_index, without_index) = fan_out(&db.pool, &args, start).await;
     println!();
-    println!("| fan-out of the corpus (batches of {BATCH_MAX_EVENTS}) | messages/s |");
+    println!("| what | rate |");
     println!("|---|---|");
-    println!("| with search indexing (a replay's index build rate) | {with_index:.0} |");
-    println!("| without (`FANLINE_SKIP_SEARCH_INDEX`) | {without_index:.0} |");
+    println!("| the reindexer over the stored corpus | {index_rate:.0} messages/s |");
+    println!(
+        "| fan-out with search indexing (a replay's index build rate), batches of {BATCH_MAX_EVENTS} | {with_index:.0} messages/s |"
+    );
+    println!("| fan-out without (`FANLINE_SKIP_SEARCH_INDEX`), alternating with the above | {without_index:.0} messages/s |");
     println!(
         "| ratio, with / without | {:.2} |",
         with_index / without_index
-    );
-    println!(
-        "| the reindexer over the corpus stored without indexing (rows/s) | {reindex_rate:.0} |"
     );
     println!();
     println!(
         "search latency ratio target (≥ 0.7): {}",
         if all_met { "met" } else { "NOT met" }
     );
-    reader.stop().await;
-    drop(indexed);
+    if args.keep {
+        println!("kept database {}", db.name);
+        std::mem::forget(db);
+    }
     Ok(())
 }
