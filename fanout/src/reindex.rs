@@ -1,11 +1,13 @@
 //! The search backlog: rows stored without their searchable form — before search existed (migration
 //! 20261209000001), or by a worker running with `FANLINE_SKIP_SEARCH_INDEX` — indexed in the background:
-//! every worker that starts with indexing on walks the backlog once, in id order, batch by batch.
+//! every worker that starts with indexing on walks the backlog in id order, batch by batch.
 //!
 //! Why not an event: a row's searchable form is a function of what the row already holds (its body, its
 //! name), as an index is of its table, so writing it twice writes the same thing and a replay computes it
-//! on its own. Workers share the backlog by `FOR UPDATE SKIP LOCKED`; each write re-checks that the row
-//! is still unindexed and searchable, so a recall, removal or delete in between wins.
+//! on its own. Workers share the backlog by `FOR NO KEY UPDATE SKIP LOCKED` (the search column is no
+//! key, so the key-share locks of foreign-key checks do not make a walk skip rows); each write re-checks
+//! that the row is still unindexed and searchable, so a recall, removal or delete in between wins. Rows
+//! skipped because another transaction held them are walked again while any backlog is left.
 
 use std::time::Duration;
 
@@ -24,6 +26,8 @@ struct Backlog {
     table: &'static str,
     pick: &'static str,
     write: &'static str,
+    /// Whether any backlog is left, held by others or not.
+    left: &'static str,
 }
 
 const BACKLOGS: [Backlog; 4] = [
@@ -31,36 +35,40 @@ const BACKLOGS: [Backlog; 4] = [
         table: "messages",
         pick: "SELECT message_id, body FROM messages
                WHERE search IS NULL AND recalled_at IS NULL AND message_id > $2
-               ORDER BY message_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+               ORDER BY message_id LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
         write: "UPDATE messages m SET search = t.search::tsvector
                 FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
                 WHERE m.message_id = t.id AND m.search IS NULL AND m.recalled_at IS NULL",
+        left: "SELECT EXISTS (SELECT FROM messages WHERE search IS NULL AND recalled_at IS NULL)",
     },
     Backlog {
         table: "posts",
         pick: "SELECT post_id, body FROM posts
                WHERE search IS NULL AND deleted_at IS NULL AND post_id > $2
-               ORDER BY post_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+               ORDER BY post_id LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
         write: "UPDATE posts p SET search = t.search::tsvector
                 FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
                 WHERE p.post_id = t.id AND p.search IS NULL AND p.deleted_at IS NULL",
+        left: "SELECT EXISTS (SELECT FROM posts WHERE search IS NULL AND deleted_at IS NULL)",
     },
     Backlog {
         table: "users",
         pick: "SELECT user_id, display_name FROM users WHERE search IS NULL AND user_id > $2
-               ORDER BY user_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+               ORDER BY user_id LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
         write: "UPDATE users u SET search = t.search::tsvector
                 FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
                 WHERE u.user_id = t.id AND u.search IS NULL",
+        left: "SELECT EXISTS (SELECT FROM users WHERE search IS NULL)",
     },
     Backlog {
         table: "groups",
         pick: "SELECT group_id, name || ' ' || coalesce(description, '') FROM groups
                WHERE search IS NULL AND group_id > $2 ORDER BY group_id LIMIT $1
-               FOR UPDATE SKIP LOCKED",
+               FOR NO KEY UPDATE SKIP LOCKED",
         write: "UPDATE groups g SET search = t.search::tsvector
                 FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
                 WHERE g.group_id = t.id AND g.search IS NULL",
+        left: "SELECT EXISTS (SELECT FROM groups WHERE search IS NULL)",
     },
 ];
 
@@ -72,39 +80,70 @@ pub struct Reindexer {
 }
 
 impl Reindexer {
-    /// Works through every table's backlog once, retrying after failures, until its end or `cancel`.
+    /// Walks every table's backlog, again after a pause while some is left (rows another transaction
+    /// held, rows a worker without indexing stored meanwhile), until none is or `cancel`.
     pub async fn run(self, cancel: CancellationToken) {
-        for backlog in &BACKLOGS {
-            let mut after = String::new();
-            let mut total = 0;
-            loop {
-                let step = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    step = self.step(backlog, &after) => step,
-                };
-                match step {
-                    Ok(None) => break,
-                    Ok(Some((rows, last))) => {
-                        total += rows;
-                        after = last;
-                    }
-                    Err(err) => {
-                        tracing::warn!(table = backlog.table, error = %err, "search backlog: retrying");
-                        tokio::select! {
-                            _ = cancel.cancelled() => return,
-                            _ = tokio::time::sleep(RETRY) => {}
-                        }
+        loop {
+            for backlog in &BACKLOGS {
+                if !self.walk(backlog, &cancel).await {
+                    return;
+                }
+            }
+            match self.left().await {
+                Ok(false) => return,
+                Ok(true) => {}
+                Err(err) => tracing::warn!(error = %err, "search backlog: retrying"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+
+    /// One walk through a table's backlog, retrying failed steps; false if cancelled.
+    async fn walk(&self, backlog: &Backlog, cancel: &CancellationToken) -> bool {
+        let mut after = String::new();
+        let mut total = 0;
+        loop {
+            let step = tokio::select! {
+                _ = cancel.cancelled() => return false,
+                step = self.step(backlog, &after) => step,
+            };
+            match step {
+                Ok(None) => break,
+                Ok(Some((rows, last))) => {
+                    total += rows;
+                    after = last;
+                }
+                Err(err) => {
+                    tracing::warn!(table = backlog.table, error = %err, "search backlog: retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return false,
+                        _ = tokio::time::sleep(RETRY) => {}
                     }
                 }
             }
-            if total > 0 {
-                tracing::info!(
-                    table = backlog.table,
-                    rows = total,
-                    "search backlog indexed"
-                );
+        }
+        if total > 0 {
+            tracing::info!(
+                table = backlog.table,
+                rows = total,
+                "search backlog indexed"
+            );
+        }
+        true
+    }
+
+    /// Whether any table has backlog left.
+    async fn left(&self) -> Result<bool, sqlx::Error> {
+        for backlog in &BACKLOGS {
+            let (left,): (bool,) = sqlx::query_as(backlog.left).fetch_one(&self.pool).await?;
+            if left {
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 
     /// Indexes every table's backlog now; the rows indexed.

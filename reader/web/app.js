@@ -43,6 +43,7 @@
     view: null, // {conv, st}: a window of older history around a search hit, shown instead of the store
     hit: null, // {conv, seq}: the message a search jumped to
     searchGen: 0,
+    jumpGen: 0,
   };
   const me = () => (S.session ? S.session.user : '');
 
@@ -212,6 +213,7 @@
     $('#search-messages').replaceChildren();
     $('#search-results').hidden = true;
     $('#search-q').value = '';
+    $('#search-go').disabled = false;
     $('#total-unread').textContent = '0';
     for (const id of ['#side-error', '#chat-error', '#feed-error']) $(id).textContent = '';
   }
@@ -578,6 +580,7 @@
   function maybeRead() {
     const id = S.open;
     if (!id || S.tab !== 'chats' || document.visibilityState !== 'visible') return;
+    if (S.view && S.view.conv === id) return; // older history on screen: the new messages are unseen
     const st = S.stores.get(id);
     if (!st) return;
     const top = maxSeq(st);
@@ -1058,7 +1061,8 @@
     } catch (e) {
       if (gen === S.searchGen) out.textContent = errText(e);
     } finally {
-      if (gen === S.searchGen) $('#search-go').disabled = false;
+      // Also when closed or outrun meanwhile: a disabled button would also block Enter in the box.
+      $('#search-go').disabled = false;
     }
   }
 
@@ -1113,10 +1117,11 @@
   // Opens the conversation at message `seq`: scrolled to it when the latest page holds it, otherwise
   // in a window of history around it (`S.view`) until "Back to latest" or the newest message.
   async function jumpTo(id, seq) {
+    const gen = ++S.jumpGen;
     S.view = null;
     S.hit = null;
     await openConversation(id);
-    if (S.open !== id) return;
+    if (S.open !== id || gen !== S.jumpGen) return;
     const st = store(id);
     if (![...st.msgs.values()].some((m) => m.seq === seq)) {
       let older; let newer;
@@ -1129,7 +1134,7 @@
         if (S.open === id) $('#chat-error').textContent = errText(e);
         return;
       }
-      if (S.open !== id) return;
+      if (S.open !== id || gen !== S.jumpGen) return;
       const win = { msgs: new Map(), byMid: new Map(), loaded: true, hasMore: older.has_more };
       for (const x of [...older.messages, ...newer.messages]) upsert(id, win, x);
       S.view = { conv: id, st: win };
@@ -1141,7 +1146,8 @@
     if (el) el.scrollIntoView({ block: 'center' });
   }
 
-  // The window reached the newest message: its messages join the store, which shows again.
+  // The window reached the newest message: its messages join the store, which shows again. A message
+  // the store holds stays as the store has it (live recalls reach the store).
   function leaveView() {
     const { conv, st: win } = S.view;
     S.view = null;
@@ -1149,7 +1155,10 @@
     let low = Infinity;
     for (const m of st.msgs.values()) if (m.seq != null && m.seq < low) low = m.seq;
     for (const m of win.msgs.values()) {
-      upsert(conv, st, m);
+      if (st.byMid.has(m.message_id)) continue;
+      const copy = { ...m, el: null, order: ++S.order };
+      st.msgs.set(copy.key, copy);
+      st.byMid.set(copy.message_id, copy);
       if (m.seq < low) st.hasMore = win.hasMore;
     }
   }

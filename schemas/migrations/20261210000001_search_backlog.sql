@@ -4,8 +4,11 @@
 -- stay behind until vacuum) and writes each row's searchable form; once the backlog is done they are
 -- empty and a fan-out's insert never enters them.
 -- Recalled or removed messages and deleted posts are not searchable: they are not backlog.
-CREATE INDEX messages_search_backlog ON messages (message_id)
+-- Built inside the migration's transaction, so writes to these tables wait for one scan of each. On a
+-- large database, create them first with CREATE INDEX CONCURRENTLY under the same names: IF NOT EXISTS
+-- then leaves them as they are.
+CREATE INDEX IF NOT EXISTS messages_search_backlog ON messages (message_id)
     WHERE search IS NULL AND recalled_at IS NULL;
-CREATE INDEX posts_search_backlog ON posts (post_id) WHERE search IS NULL AND deleted_at IS NULL;
-CREATE INDEX users_search_backlog ON users (user_id) WHERE search IS NULL;
-CREATE INDEX groups_search_backlog ON groups (group_id) WHERE search IS NULL;
+CREATE INDEX IF NOT EXISTS posts_search_backlog ON posts (post_id) WHERE search IS NULL AND deleted_at IS NULL;
+CREATE INDEX IF NOT EXISTS users_search_backlog ON users (user_id) WHERE search IS NULL;
+CREATE INDEX IF NOT EXISTS groups_search_backlog ON groups (group_id) WHERE search IS NULL;

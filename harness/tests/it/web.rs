@@ -427,7 +427,8 @@ async fn three_users_chat_in_real_browsers_across_a_reader_restart() {
 
 /// Search in the page: alice finds bob by his name and starts a chat from the hit; she finds a
 /// Chinese word said 100 messages back and the hit opens that chat around it (marked, scrolled to),
-/// with "Back to latest" returning to the newest messages.
+/// with "Back to latest" returning to the newest messages, and "Load newer" growing the window until it
+/// joins them.
 #[tokio::test]
 async fn search_starts_a_chat_and_jumps_to_an_old_message() {
     let port = free_port();
@@ -554,6 +555,31 @@ async fn search_starts_a_chat_and_jumps_to_an_old_message() {
         )
         .await;
     assert_eq!(alice.messages().await.len(), 50, "the latest page");
+
+    // The hit again, then "Load newer" until the window reaches the newest message: it joins the
+    // chat's store, which now holds the whole conversation, with nothing older to load.
+    alice.click(hit).await;
+    alice
+        .wait_text("#load-newer", "load newer is offered", |t| {
+            t == "Load newer messages"
+        })
+        .await;
+    alice.click("#load-newer").await;
+    wait_until("the window grows", WAIT, || async {
+        (alice.messages().await.len() == 77).then_some(())
+    })
+    .await;
+    alice.click("#load-newer").await;
+    alice
+        .wait_text("#back-to-latest", "the window is left", |t| t.is_empty())
+        .await;
+    let whole = alice.messages().await;
+    assert_eq!(whole.len(), 102, "the whole conversation, once each");
+    assert_eq!(
+        (whole[0].as_str(), whole[101].as_str()),
+        ("早上好", "filler 99")
+    );
+    assert_eq!(alice.text("#load-older").await.as_deref(), Some(""));
     alice.close().await;
     stack.stop().await;
 }
