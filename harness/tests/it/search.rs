@@ -1,6 +1,7 @@
-//! Search over HTTP — people and groups too. Messages: Chinese and English matching, scoping by membership (a non-member, a member
-//! who left, a member who joined late, another user's direct chat), recalls, bad input, and the same
-//! results after the log is applied again and rebuilt into a fresh database.
+//! Search over HTTP. Messages: Chinese and English matching, scoping by membership (a non-member, a
+//! member who left, a member who joined late, a late member of a `shared` group, another user's direct
+//! chat), recalls, bad input, the same results after the log is applied again and rebuilt, the backlog
+//! indexed as fan-out would have, searchable the moment history shows it. Posts; people and groups.
 
 use chrono::{TimeDelta, Utc};
 use fanout::store::{apply_batch, Policy, SourcedEvent};
@@ -229,6 +230,69 @@ async fn search_finds_chinese_and_english_only_where_the_caller_may_read() {
     let rebuilt_api = Api::new("", rebuilt.url(""));
     assert_eq!(everything_found(&rebuilt_api).await, before, "rebuilt");
     rebuilt.stop().await;
+    reader.stop().await;
+}
+
+/// A group whose history is `shared`: a member who joins late finds what was said before they
+/// joined, as its history shows them; after they leave, nothing said later.
+#[tokio::test]
+async fn a_late_member_of_a_shared_history_group_finds_what_was_said_before() {
+    let db = TestDb::create().await;
+    let club = GroupId::parse("group", "club").unwrap();
+    let conversation = ConversationId::group(&club);
+    let now = Utc::now() - TimeDelta::minutes(5);
+    let say = |body: &str, minute| {
+        Envelope::message_sent(MessageSent {
+            message_id: MessageId::generate(),
+            conversation: conversation.clone(),
+            sender: user("ann"),
+            body: body.into(),
+            client_msg_id: None,
+            created_at: now + TimeDelta::minutes(minute),
+        })
+    };
+    let membership = |who: &str| MembershipChange {
+        group: club.clone(),
+        user: user(who),
+        by: user(who),
+        role: None,
+    };
+    let events = vec![
+        Envelope::group_created(GroupCreated {
+            group: club.clone(),
+            owner: user("ann"),
+            name: "Club".into(),
+            group_type: None,
+            description: None,
+            join_rule: Some(schemas::JoinRule::Open),
+            history: Some(schemas::HistoryVisibility::Shared),
+            created_at: now,
+        }),
+        say("会议 before eve joined", 1),
+        Envelope::member_added(membership("eve")),
+        say("会议 while eve is in", 2),
+        Envelope::member_removed(membership("eve")),
+        say("会议 after eve left", 3),
+    ];
+    let events: Vec<SourcedEvent> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, envelope)| SourcedEvent {
+            partition: 0,
+            offset: i as i64,
+            envelope,
+        })
+        .collect();
+    apply_batch(&db.pool, &Policy::default(), &events)
+        .await
+        .unwrap();
+    let reader = spawn_reader(&db.url).await;
+    let api = Api::new("", reader.url(""));
+    assert_eq!(
+        search(&api, "eve", "会议").await.unwrap(),
+        ["会议 while eve is in", "会议 before eve joined"]
+    );
+    assert_eq!(search(&api, "ann", "会议").await.unwrap().len(), 3);
     reader.stop().await;
 }
 
