@@ -593,6 +593,8 @@
     setTimeout(() => scheduleConvs(0), 500);
   }
 
+  const historyPage = (id, q) => api('GET', `/v1/conversations/${encConv(id)}/messages?${q}`);
+
   // Loads the latest page (or, with `after`, what came after the newest message held).
   async function loadHistory(id, attempt = 0, after = false) {
     const st = store(id);
@@ -600,7 +602,7 @@
     const q = from > 0 ? `after=${from}&limit=200` : 'limit=50';
     let page;
     try {
-      page = await api('GET', `/v1/conversations/${encConv(id)}/messages?${q}`);
+      page = await historyPage(id, q);
     } catch (e) {
       if (S.open !== id) return;
       // A group created a moment ago is not applied yet: its members cannot read it for a while.
@@ -638,7 +640,7 @@
     const ul = $('#messages');
     const fromBottom = ul.scrollHeight - ul.scrollTop;
     try {
-      const page = await api('GET', `/v1/conversations/${encConv(id)}/messages?before=${low}&limit=50`);
+      const page = await historyPage(id, `before=${low}&limit=50`);
       for (const x of page.messages) upsert(id, st, x);
       st.hasMore = page.has_more;
       if (S.open !== id || shown() !== st) return;
@@ -1111,8 +1113,6 @@
     p.append(chars.slice(at).join(''));
     return p;
   }
-
-  const historyPage = (id, q) => api('GET', `/v1/conversations/${encConv(id)}/messages?${q}`);
 
   // Opens the conversation at message `seq`: scrolled to it when the latest page holds it, otherwise
   // in a window of history around it (`S.view`) until "Back to latest" or the newest message.

@@ -165,17 +165,43 @@ fn parties(i: usize, args: &Args) -> (String, String) {
 
 /// Message `n` of the log: the same in every run but for its id.
 fn message(n: usize, args: &Args, start: DateTime<Utc>) -> Envelope {
-    let mut rng = Rng::seeded(n);
-    let (a, b) = parties(rng.below(args.conversations), args);
-    let sender = if rng.below(2) == 0 { &a } else { &b };
+    let drawn = draw(n, args, start);
     Envelope::message_sent(MessageSent {
         message_id: MessageId::generate(),
-        conversation: ConversationId::direct(&user(&a), &user(&b)).unwrap(),
-        sender: user(sender),
-        body: body(&mut rng, n),
+        conversation: drawn.conversation,
+        sender: user(&drawn.sender),
+        body: drawn.body,
         client_msg_id: None,
-        created_at: start + TimeDelta::milliseconds(n as i64 * 10),
+        created_at: drawn.at,
     })
+}
+
+/// Message `n` as the corpus has it, whichever way it is written.
+struct Drawn {
+    /// Its conversation's number (`parties`) and id.
+    index: usize,
+    conversation: ConversationId,
+    sender: String,
+    body: String,
+    at: DateTime<Utc>,
+}
+
+fn draw(n: usize, args: &Args, start: DateTime<Utc>) -> Drawn {
+    let mut rng = Rng::seeded(n);
+    let index = rng.below(args.conversations);
+    let (a, b) = parties(index, args);
+    let sender = if rng.below(2) == 0 {
+        a.clone()
+    } else {
+        b.clone()
+    };
+    Drawn {
+        index,
+        conversation: conversation(&a, &b),
+        sender,
+        body: body(&mut rng, n),
+        at: start + TimeDelta::milliseconds(n as i64 * 10),
+    }
 }
 
 /// A chunk of message rows, column by column (bound as arrays).
@@ -198,23 +224,15 @@ async fn load(pool: &PgPool, args: &Args, start: DateTime<Utc>) {
     for first in (0..args.messages).step_by(CHUNK) {
         let mut rows = Columns::default();
         for n in first..(first + CHUNK).min(args.messages) {
-            let mut rng = Rng::seeded(n);
-            let i = rng.below(args.conversations);
-            let (a, b) = parties(i, args);
-            let sender = if rng.below(2) == 0 {
-                a.clone()
-            } else {
-                b.clone()
-            };
-            last_seq[i] += 1;
-            let at = start + TimeDelta::milliseconds(n as i64 * 10);
-            last_at[i] = at;
-            rows.conversations.push(conversation(&a, &b).to_string());
-            rows.seqs.push(last_seq[i]);
+            let drawn = draw(n, args, start);
+            last_seq[drawn.index] += 1;
+            last_at[drawn.index] = drawn.at;
+            rows.conversations.push(drawn.conversation.to_string());
+            rows.seqs.push(last_seq[drawn.index]);
             rows.ids.push(MessageId::generate().to_string());
-            rows.senders.push(sender);
-            rows.bodies.push(body(&mut rng, n));
-            rows.times.push(at);
+            rows.senders.push(drawn.sender);
+            rows.bodies.push(drawn.body);
+            rows.times.push(drawn.at);
         }
         sqlx::query(
             "INSERT INTO messages (conversation_id, seq, message_id, sender, body, created_at)
