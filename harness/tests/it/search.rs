@@ -103,6 +103,8 @@ fn history() -> Vec<Envelope> {
     ]
 }
 
+/// The events in order, each at the next offset of its partition (direct conversations on 1, the rest
+/// on 0), as a log holds them.
 fn sourced(events: &[Envelope]) -> Vec<SourcedEvent> {
     let mut offsets = [0i64; 2];
     events
@@ -274,15 +276,7 @@ async fn a_late_member_of_a_shared_history_group_finds_what_was_said_before() {
         Envelope::member_removed(membership("eve")),
         say("会议 after eve left", 3),
     ];
-    let events: Vec<SourcedEvent> = events
-        .into_iter()
-        .enumerate()
-        .map(|(i, envelope)| SourcedEvent {
-            partition: 0,
-            offset: i as i64,
-            envelope,
-        })
-        .collect();
+    let events = sourced(&events);
     apply_batch(&db.pool, &Policy::default(), &events)
         .await
         .unwrap();
@@ -386,15 +380,7 @@ async fn post_search_covers_followed_authors_and_one_author_on_request() {
             author: user("ann"),
         }),
     ];
-    let events: Vec<SourcedEvent> = events
-        .into_iter()
-        .enumerate()
-        .map(|(i, envelope)| SourcedEvent {
-            partition: 0,
-            offset: i as i64,
-            envelope,
-        })
-        .collect();
+    let events = sourced(&events);
     apply_batch(&db.pool, &Policy::default(), &events)
         .await
         .unwrap();
@@ -471,15 +457,7 @@ async fn people_and_groups_are_found_by_id_and_name_private_groups_by_members_on
         history: None,
         owner: None,
     }));
-    let events: Vec<SourcedEvent> = events
-        .into_iter()
-        .enumerate()
-        .map(|(i, envelope)| SourcedEvent {
-            partition: 0,
-            offset: i as i64,
-            envelope,
-        })
-        .collect();
+    let events = sourced(&events);
     apply_batch(&db.pool, &Policy::default(), &events)
         .await
         .unwrap();
