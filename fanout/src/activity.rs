@@ -224,7 +224,10 @@ async fn copy_posts(
              INSERT INTO sync_entries (user_id, seq, post_id, author)
              SELECT $1, nextval('sync_seq'), r.post_id, r.author
              FROM (SELECT post_id, author FROM recent ORDER BY post_id) AS r
-             ON CONFLICT DO NOTHING
+             -- Not already in the inbox (no unique index can say it on a partitioned inbox; the seq
+             -- lock makes the check exact).
+             WHERE NOT EXISTS (SELECT 1 FROM sync_entries s
+                               WHERE s.user_id = $1 AND s.post_id = r.post_id)
              RETURNING 1
          )
          SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM recent),

@@ -88,6 +88,10 @@ pub mod defaults {
     pub const PARTITIONS: i32 = 8;
     pub const DORMANCY_SWEEP_SECS: u64 = 300;
     pub const REPLICATION_FACTOR: i32 = 1;
+    pub const SYNC_RETENTION_DAYS: i64 = 30;
+    pub const SYNC_PARTITION_HOURS: i64 = 24;
+    pub const SYNC_PARTITION_SEQS: i64 = 100_000_000;
+    pub const RETENTION_INTERVAL_SECS: u64 = 60;
     // The delivery policy's own defaults (`Policy::default` reads them there).
     pub use crate::policy::defaults::{
         push_threshold, ACTIVE_AUDIENCE_MAX, ACTIVE_WINDOW_HOURS, FOLLOW_BACKFILL,
@@ -220,6 +224,24 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_SKIP_SEARCH_INDEX")]
     pub skip_search_index: bool,
 
+    /// Sync timeline entries older than this many days are removed (a device behind them is told to
+    /// reset); histories, store timelines, contact lists and unread counts are kept. 0: kept forever.
+    #[arg(long, global = true, env = "FANLINE_SYNC_RETENTION_DAYS", default_value_t = defaults::SYNC_RETENTION_DAYS)]
+    pub sync_retention_days: i64,
+
+    /// Sync timelines are stored in partitions of at most this many hours of entries (retention removes
+    /// whole partitions, so entries live up to this much longer than the retention).
+    #[arg(long, global = true, env = "FANLINE_SYNC_PARTITION_HOURS", default_value_t = defaults::SYNC_PARTITION_HOURS)]
+    pub sync_partition_hours: i64,
+
+    /// ... and of at most this many seqs.
+    #[arg(long, global = true, env = "FANLINE_SYNC_PARTITION_SEQS", default_value_t = defaults::SYNC_PARTITION_SEQS)]
+    pub sync_partition_seqs: i64,
+
+    /// How often the retention task keeps the partitions (creates ahead, seals, drops), in seconds.
+    #[arg(long, global = true, env = "FANLINE_RETENTION_INTERVAL_SECS", default_value_t = defaults::RETENTION_INTERVAL_SECS)]
+    pub retention_interval_secs: u64,
+
     /// Do not migrate the database or create topics on start (for deployments that do it separately).
     #[arg(long, global = true, env = "FANLINE_FANOUT_SKIP_SETUP")]
     pub skip_setup: bool,
@@ -268,6 +290,10 @@ impl Config {
             group_push_threshold: None,
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
             skip_search_index: false,
+            sync_retention_days: defaults::SYNC_RETENTION_DAYS,
+            sync_partition_hours: defaults::SYNC_PARTITION_HOURS,
+            sync_partition_seqs: defaults::SYNC_PARTITION_SEQS,
+            retention_interval_secs: defaults::RETENTION_INTERVAL_SECS,
             skip_setup: false,
             kafka_properties: Vec::new(),
             log_json: false,
@@ -320,6 +346,23 @@ impl Config {
                 ..ReturnWindow::default()
             },
             index_search: !self.skip_search_index,
+        })
+    }
+
+    /// The retention task's settings; errors on a negative age or an empty partition.
+    pub fn retention(&self) -> Result<crate::retention::RetentionSettings, String> {
+        if self.sync_retention_days < 0 {
+            return Err("sync-retention-days must not be negative".into());
+        }
+        if self.sync_partition_hours < 1 || self.sync_partition_seqs < 1 {
+            return Err("sync-partition-hours and sync-partition-seqs must be at least 1".into());
+        }
+        Ok(crate::retention::RetentionSettings {
+            age: (self.sync_retention_days > 0)
+                .then(|| chrono::TimeDelta::days(self.sync_retention_days)),
+            slice: chrono::TimeDelta::hours(self.sync_partition_hours),
+            span: self.sync_partition_seqs,
+            every: Duration::from_secs(self.retention_interval_secs.max(1)),
         })
     }
 
@@ -398,6 +441,10 @@ mod tests {
             return_window_hours,
             dormancy_sweep_secs,
             skip_search_index,
+            sync_retention_days,
+            sync_partition_hours,
+            sync_partition_seqs,
+            retention_interval_secs,
             skip_setup,
             kafka_properties,
             log_json,
@@ -452,6 +499,16 @@ mod tests {
         assert_eq!(return_window_hours, parsed.return_window_hours, "return");
         assert_eq!(dormancy_sweep_secs, parsed.dormancy_sweep_secs, "sweep");
         assert_eq!(skip_setup, parsed.skip_setup, "skip_setup");
+        assert_eq!(
+            (sync_retention_days, sync_partition_hours),
+            (parsed.sync_retention_days, parsed.sync_partition_hours),
+            "retention"
+        );
+        assert_eq!(
+            (sync_partition_seqs, retention_interval_secs),
+            (parsed.sync_partition_seqs, parsed.retention_interval_secs),
+            "partitions"
+        );
         assert_eq!(
             skip_search_index, parsed.skip_search_index,
             "skip_search_index"

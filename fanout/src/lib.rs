@@ -19,6 +19,8 @@
 //! - [`dormancy`]: the sweeper that reports users silent for the active window (`user_dormant`).
 //! - [`reindex`]: the search backlog — rows stored without their searchable form, indexed in the
 //!   background.
+//! - [`retention`]: sync timeline partitions — kept ahead, sealed, dropped past the retention age with
+//!   their users' floors recorded.
 //! - [`lag`]: consumer lag measurement for `/metrics`, and [`LagExporter`] outside the group.
 //! - [`topics`]: creating the topics when missing.
 //! - [`events_cli`]: `fanout events produce|consume`, the topic by hand.
@@ -59,6 +61,7 @@ pub mod progress;
 pub mod reindex;
 pub mod replay;
 pub mod replay_args;
+pub mod retention;
 pub mod seq_lock;
 pub mod setup;
 pub mod sourced;
@@ -95,6 +98,7 @@ pub struct App {
     lag_interval: Duration,
     sweeper: Option<dormancy::Sweeper>,
     reindexer: Option<reindex::Reindexer>,
+    retention: retention::Retention,
 }
 
 /// A client that reads the group's committed offsets without joining it (it never subscribes): lag
@@ -134,6 +138,11 @@ impl App {
             pool: applier.pool().clone(),
             indexed: Some(metrics.search_backlog_indexed.clone()),
         });
+        let retention = retention::Retention {
+            pool: applier.pool().clone(),
+            settings: config.retention().map_err(BuildError::Config)?,
+            metrics: Some(metrics.retention.clone()),
+        };
         let joined = Arc::new(AtomicBool::new(false));
         let health = Arc::new(lag::GroupHealth::default());
         let owned = consumer::Owned::default();
@@ -193,6 +202,7 @@ impl App {
             lag_interval: config.lag_interval(),
             sweeper,
             reindexer,
+            retention,
         })
     }
 
@@ -223,6 +233,7 @@ impl App {
         let reindexer = self
             .reindexer
             .map(|reindexer| tokio::spawn(reindexer.run(cancel.clone())));
+        let retention = tokio::spawn(self.retention.run(cancel.clone()));
         let server = tokio::spawn(httpkit::serve(
             self.listener,
             self.router,
@@ -236,6 +247,7 @@ impl App {
         for task in [sweeper, reindexer].into_iter().flatten() {
             let _ = task.await;
         }
+        let _ = retention.await;
         if let Err(err) = worker.await {
             tracing::error!(error = %err, "worker task failed");
         }

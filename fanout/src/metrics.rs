@@ -23,6 +23,7 @@ pub struct FanoutMetrics {
     pub(crate) mode_changes: IntCounter,
     pub(crate) im_refused: IntCounterVec,
     pub(crate) search_backlog_indexed: IntCounterVec,
+    pub(crate) retention: crate::retention::RetentionMetrics,
 }
 
 impl FanoutMetrics {
@@ -107,8 +108,37 @@ impl FanoutMetrics {
                 "Rows stored without their searchable form (before search existed, or with FANLINE_SKIP_SEARCH_INDEX) that the reindexer indexed, by table.",
                 &["table"],
             )?,
+            retention: retention_metrics(&metrics)?,
         })
     }
+}
+
+/// The retention task's metrics ([`crate::retention`]).
+fn retention_metrics(
+    metrics: &Metrics<'_>,
+) -> Result<crate::retention::RetentionMetrics, prometheus::Error> {
+    Ok(crate::retention::RetentionMetrics {
+        removed_rows: metrics.counter(
+            "fanline_fanout_sync_retention_removed_rows_total",
+            "Sync timeline entries removed by retention (whole partitions dropped).",
+        )?,
+        dropped_partitions: metrics.counter(
+            "fanline_fanout_sync_retention_dropped_partitions_total",
+            "Sync timeline partitions dropped by retention.",
+        )?,
+        failed_runs: metrics.counter(
+            "fanline_fanout_sync_retention_failed_runs_total",
+            "Retention runs that failed (retried at the next interval).",
+        )?,
+        retention_seconds: metrics.gauge(
+            "fanline_fanout_sync_retention_seconds",
+            "The configured sync timeline retention in seconds (0: kept forever).",
+        )?,
+        oldest_opened: metrics.gauge(
+            "fanline_fanout_sync_oldest_partition_opened_seconds",
+            "When the oldest sync timeline partition was opened (Unix time): how far back sync timelines reach; retention that stopped shows as this falling behind now - retention.",
+        )?,
+    })
 }
 
 /// Creates metrics already registered in the registry.

@@ -565,7 +565,20 @@ pub async fn replay(
         max_events: config.batch_max_events,
         linger: config.batch_linger().max(Duration::from_millis(5)),
     };
+    // A replay can draw more seqs than the partitions ahead hold: it keeps them too (removing none).
+    let keeper = crate::retention::Retention {
+        pool: applier.pool().clone(),
+        settings: crate::retention::RetentionSettings {
+            age: None,
+            ..config.retention().map_err(ReplayError::InvalidStart)?
+        },
+        metrics: None,
+    };
+    let keeping = cancel.child_token();
+    let kept = tokio::spawn(keeper.run(keeping.clone()));
     let stopped = batches.run(&mut checkpoint, &cancel).await;
+    keeping.cancel();
+    let _ = kept.await;
     applier.dead_letters.flush().await;
     // Dropping a consumer can block; keep that off the async runtime.
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;

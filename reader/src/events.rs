@@ -1,7 +1,8 @@
 //! `GET /v1/users/{user}/events`: the sync timeline as Server-Sent Events, for browsers' EventSource
 //! and curl. Each entry is an `entry` event whose `id` is its seq; a large group that advanced is a
 //! `conversation` event whose `id` is its position. A reconnecting EventSource sends the last id as
-//! `Last-Event-ID` and the stream resumes after it (or after `after`). The stream is read from the
+//! `Last-Event-ID` and the stream resumes after it (or after `after`); from below the user's
+//! retention floor it gets a `reset` event (`{"floor_seq": …}`, id the floor) first. The stream is read from the
 //! database page by page as the client reads (hyper pulls the next event only when the previous one
 //! was written), so a slow client holds one page at most; wake-ups come from [`crate::hub`].
 
@@ -151,6 +152,15 @@ impl StreamState {
     }
 
     fn queue(&mut self, page: schemas::api::SyncPage) {
+        if page.reset {
+            // Retention removed entries after the client's id: it reloads; a reconnect resumes after
+            // the floor (the event's id).
+            let data = serde_json::json!({ "floor_seq": page.last_seq });
+            if let Ok(event) = Event::default().event("reset").json_data(data) {
+                self.pending.push_back(event.id(page.last_seq.to_string()));
+            }
+            return;
+        }
         // Entries and group positions share one sequence: sent in that order, ids only grow.
         let mut items: Vec<(i64, Event)> = Vec::new();
         for entry in &page.entries {

@@ -68,7 +68,9 @@ pub const FEED_SQL: &str = "WITH candidates AS (
               WHERE f.follower = $1 AND f.active)
              UNION
              (SELECT below.post_id
-              FROM user_activity ua
+              FROM (SELECT greatest(
+                        (SELECT feed_pull_below FROM user_activity WHERE user_id = $1),
+                        (SELECT feed_below FROM sync_floors WHERE user_id = $1)) AS below) AS cut
               CROSS JOIN LATERAL (
                   SELECT $1::text AS author
                   UNION ALL
@@ -77,11 +79,11 @@ pub const FEED_SQL: &str = "WITH candidates AS (
               CROSS JOIN LATERAL (
                   SELECT p.post_id FROM posts p
                   WHERE p.author = source.author AND p.deleted_at IS NULL
-                    AND p.post_id < least(coalesce($2::text, '8'), ua.feed_pull_below)
+                    AND p.post_id < least(coalesce($2::text, '8'), cut.below)
                   ORDER BY p.post_id DESC
                   LIMIT $3
               ) AS below
-              WHERE ua.user_id = $1 AND ua.feed_pull_below IS NOT NULL)
+              WHERE cut.below IS NOT NULL)
          )
          SELECT c.post_id, p.author, p.body, p.created_at
          FROM (SELECT post_id FROM candidates ORDER BY post_id DESC LIMIT $3) c
@@ -93,7 +95,8 @@ pub const FEED_SQL: &str = "WITH candidates AS (
 /// A page of up to `limit` entries of `user`'s home feed older than `before`, newest first: the user's inbox
 /// (pushed posts) merged with the pull-mode posts of the authors they follow, deduplicated by post id.
 /// Below a returned user's `feed_pull_below` (where their return stopped copying what they missed while
-/// dormant) every post of the authors they follow and their own is read from the store timelines.
+/// dormant), or their `sync_floors.feed_below` (above the newest post retention removed from their
+/// inbox), every post of the authors they follow and their own is read from the store timelines.
 ///
 /// The cost is bounded by the number of sources, not by their history: each source contributes at most
 /// `limit` rows through an index range scan that starts at the cursor (`sync_entries (user_id, post_id)`
@@ -207,11 +210,12 @@ pub const SYNC_SQL: &str = sync_sql!("$1", "$2", "$3");
 /// 2,000/s instead of 4,000/s in `scripts/bench.sh`.)
 pub const SYNC_FLAGGED_SQL: &str = concat!(
     // The flag comes from a row that always exists; the entries join it (none: one row of NULLs).
-    "SELECT f.large_group_advanced, e.*
+    "SELECT f.large_group_advanced, f.floor_seq, e.*
      FROM (SELECT EXISTS (SELECT 1 FROM conversation_members cm
                           JOIN conversations c ON c.conversation_id = cm.conversation_id
                           WHERE cm.user_id = $1 AND cm.derived AND cm.active
-                            AND c.last_position > $2) AS large_group_advanced) f
+                            AND c.last_position > $2) AS large_group_advanced,
+                  (SELECT floor_seq FROM sync_floors WHERE user_id = $1) AS floor_seq) f
      LEFT JOIN LATERAL (",
     sync_sql!("$1", "$2", "$3"),
     ") e ON true ORDER BY e.seq"
@@ -300,22 +304,45 @@ where
     Ok(scan_of(rows, limit))
 }
 
-/// A sync scan, and whether one of the user's large groups advanced after `after` (see
-/// [`SYNC_FLAGGED_SQL`]): then the page needs the large groups' positions too.
+/// A flagged sync scan ([`sync_flagged`]).
+pub struct FlaggedScan {
+    pub scan: SyncScan,
+    /// One of the user's large groups advanced after the cursor: the page needs their positions too.
+    pub large_group_advanced: bool,
+    /// The highest seq retention removed from the user's sync timeline (from the same snapshot).
+    pub floor_seq: Option<i64>,
+}
+
+/// The highest seq retention removed from `user`'s sync timeline, if any.
+pub async fn sync_floor<'e, E>(executor: E, user: &str) -> Result<Option<i64>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    sqlx::query_scalar("SELECT floor_seq FROM sync_floors WHERE user_id = $1")
+        .bind(user)
+        .fetch_optional(executor)
+        .await
+}
+
+/// A sync scan, whether one of the user's large groups advanced after `after` (see
+/// [`SYNC_FLAGGED_SQL`]) and the user's floor.
 pub async fn sync_flagged(
     reads: &ReadPool,
     user: &str,
     after: i64,
     limit: i64,
-) -> Result<(SyncScan, bool), ReadError> {
+) -> Result<FlaggedScan, ReadError> {
     let rows = reads
         .query(SYNC_FLAGGED_SQL, &[&user, &after, &(limit + 1)])
         .await?;
     // The statement always returns a row (the flag's); without entries its entry columns are NULL.
     // Were there none, the snapshot path is the safe answer.
-    let large_group_advanced = match rows.first() {
-        Some(row) => row.try_get("large_group_advanced")?,
-        None => true,
+    let (large_group_advanced, floor_seq) = match rows.first() {
+        Some(row) => (
+            row.try_get("large_group_advanced")?,
+            row.try_get("floor_seq")?,
+        ),
+        None => (true, None),
     };
     let mut entries = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -323,7 +350,11 @@ pub async fn sync_flagged(
             entries.push(SyncRow::from_read(row)?);
         }
     }
-    Ok((scan_of(entries, limit), large_group_advanced))
+    Ok(FlaggedScan {
+        scan: scan_of(entries, limit),
+        large_group_advanced,
+        floor_seq,
+    })
 }
 
 /// [`SYNC_FLAGGED_SQL`] for many users at once, each from their own cursor: $1 users, $2 their

@@ -3,8 +3,9 @@
 //! The server streams the user's sync timeline from the device's cursor — its last acknowledged seq,
 //! kept in `device_cursors` — in seq order, at most `window` entries beyond the last ack. Because the
 //! stream is read from the database (never from an in-memory queue), a reconnect to any reader
-//! resumes exactly after the last ack: nothing is lost, only unacknowledged entries repeat. Wake-ups
-//! come from the process's one LISTEN connection ([`crate::hub`]).
+//! resumes exactly after the last ack: nothing is lost, only unacknowledged entries repeat (a cursor
+//! below the user's retention floor gets a `reset` frame instead of a gap). Wake-ups come from the
+//! process's one LISTEN connection ([`crate::hub`]).
 //!
 //! Why `device_cursors` is a table the reader writes, not an event through Kafka: an ack is device
 //! state, not timeline content — it has no audience, only moves forward (`GREATEST`), and must not be
@@ -484,6 +485,18 @@ impl Connection<'_> {
             limit,
         )
         .await?;
+        if page.reset {
+            // Retention removed entries this device never got: it reloads, then acks the floor and
+            // takes the entries after it as usual.
+            self.sent_upto = page.last_seq;
+            let frame = ServerFrame::Reset {
+                floor_seq: page.last_seq,
+            };
+            self.outbox
+                .push_waiting(&frame, self.realtime.settings.send_timeout)
+                .await;
+            return Ok(true);
+        }
         // A page can hold nothing to show yet move the cursor (entries of deleted posts are scanned,
         // not returned): that is progress too, sent as an empty frame the client can ack past.
         if page.last_seq <= self.sent_upto {

@@ -1,5 +1,6 @@
 //! Sync timeline scanning: one page of a user's sync timeline after a seq, for `/sync`, its long
-//! poll, the WebSocket and the SSE stream.
+//! poll, the WebSocket and the SSE stream — or, for a cursor below the user's retention floor, the
+//! reset every one of them passes on.
 
 use httpkit::ApiError;
 use schemas::api::{AdvancedConversation, SyncPage};
@@ -22,22 +23,31 @@ pub(crate) async fn sync_page(
     limit: i64,
 ) -> Result<SyncPage, ApiError> {
     // Most users have no large group that advanced: then one statement is the whole page.
-    let (scan, large_group_advanced) = queries::sync_flagged(reads, user, after, limit)
+    let flagged = queries::sync_flagged(reads, user, after, limit)
         .await
         .map_err(read_error)?;
-    if !large_group_advanced {
+    // Retention removed entries after the cursor (the floor is the highest seq it removed, so `after`
+    // below it means the device never saw one of them): tell it, never skip silently. The floor and
+    // the entries come from one snapshot, and floors commit before their rows go.
+    if let Some(floor) = flagged.floor_seq.filter(|floor| after < *floor) {
+        return Ok(SyncPage::reset(floor));
+    }
+    let scan = flagged.scan;
+    if !flagged.large_group_advanced {
         return Ok(SyncPage {
             last_seq: scan.last_scanned_seq.unwrap_or(after),
             entries: scan.entries,
             conversations: Vec::new(),
             has_more: scan.has_more,
+            reset: false,
+            floor_seq: None,
         });
     }
     let user = user.to_owned();
     // In a task of its own, to completion: a request that goes away must not cancel the transaction
     // halfway (a cancelled `BEGIN` leaves the pooled connection inside a transaction; seen under wrk).
     let pool = snapshots.clone();
-    let (scan, conversations) =
+    let (scan, conversations, floor) =
         tokio::spawn(async move { snapshot_scan(&pool, &user, after, limit).await })
             .await
             .map_err(|err| {
@@ -45,6 +55,10 @@ pub(crate) async fn sync_page(
                 ApiError::internal()
             })?
             .map_err(database_error)?;
+    // Again in this snapshot: retention may have moved the floor since the first statement.
+    if let Some(floor) = floor.filter(|floor| after < *floor) {
+        return Ok(SyncPage::reset(floor));
+    }
     let last_position = conversations.iter().map(|c| c.position).max();
     let last_seq = scan
         .last_scanned_seq
@@ -57,21 +71,24 @@ pub(crate) async fn sync_page(
         conversations,
         last_seq,
         has_more: scan.has_more,
+        reset: false,
+        floor_seq: None,
     })
 }
 
-/// The scan and the large groups that advanced in its range, from one snapshot: a large group's
-/// position read after an entry committed that the scan did not see would move the cursor past that
-/// entry.
+/// The scan, the large groups that advanced in its range and the user's floor, from one snapshot: a
+/// large group's position read after an entry committed that the scan did not see would move the
+/// cursor past that entry.
 async fn snapshot_scan(
     pool: &PgPool,
     user: &str,
     after: i64,
     limit: i64,
-) -> Result<(queries::SyncScan, Vec<AdvancedConversation>), sqlx::Error> {
+) -> Result<(queries::SyncScan, Vec<AdvancedConversation>, Option<i64>), sqlx::Error> {
     let mut snapshot = pool
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await?;
+    let floor = queries::sync_floor(&mut *snapshot, user).await?;
     let scan = queries::sync(&mut *snapshot, user, after, limit).await?;
     // Large groups advanced within the scanned range; without more entries, up to now.
     let upto = if scan.has_more {
@@ -81,5 +98,5 @@ async fn snapshot_scan(
     };
     let conversations = queries::advanced_conversations(&mut *snapshot, user, after, upto).await?;
     snapshot.commit().await?;
-    Ok((scan, conversations))
+    Ok((scan, conversations, floor))
 }

@@ -344,6 +344,7 @@
         break;
       case 'ping': wsSend({ type: 'pong' }); break;
       case 'sync': onSync(f); break;
+      case 'reset': onReset(f); break;
       case 'accepted': onAccepted(f); break;
       case 'error': onError(f); break;
       default: break;
@@ -388,6 +389,20 @@
       m.note = f.error || 'not sent';
       if (S.open === m.conversation) renderMessages();
     }
+  }
+
+  // Retention removed sync entries this device never got (new messages, recalls, invitations): what
+  // they said is in the contact list and the histories, so reload those and the feed, and go on after
+  // the floor. Closed chats are dropped and load again when opened.
+  function onReset(f) {
+    if (typeof f.floor_seq !== 'number') return;
+    if (f.floor_seq > S.lastSeq) S.lastSeq = f.floor_seq;
+    for (const id of [...S.stores.keys()]) if (id !== S.open) S.stores.delete(id);
+    scheduleConvs(0);
+    loadLists();
+    if (S.open) { loadHistory(S.open); scheduleHistory(); }
+    if (S.tab === 'feed') scheduleFeed(0);
+    wsSend({ type: 'ack', seq: f.floor_seq });
   }
 
   function onSync(f) {

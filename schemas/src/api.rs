@@ -463,6 +463,29 @@ pub struct SyncPage {
     pub last_seq: i64,
     /// Whether more entries follow right away.
     pub has_more: bool,
+    /// Entries after `after` were removed by retention: this page has none, `last_seq` is the user's
+    /// floor. Reload the contact list and the open histories (and the feed), then poll from `last_seq`.
+    /// Unread counts and histories are whole; only the sync timeline's old entries are gone.
+    #[serde(default)]
+    pub reset: bool,
+    /// With `reset`: the highest seq removed from this user's sync timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub floor_seq: Option<i64>,
+}
+
+impl SyncPage {
+    /// The answer to a cursor below the user's floor.
+    pub fn reset(floor_seq: i64) -> SyncPage {
+        SyncPage {
+            entries: Vec::new(),
+            conversations: Vec::new(),
+            last_seq: floor_seq,
+            has_more: true,
+            reset: true,
+            floor_seq: Some(floor_seq),
+        }
+    }
 }
 
 /// `GET /v1/users/{user}`.

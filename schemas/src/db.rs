@@ -17,9 +17,20 @@ pub enum DbFailure {
     Bug,
 }
 
+/// check_violation: also what Postgres raises for a row that fits no partition.
+const NO_PARTITION: &str = "23514";
+
 /// Classifies a sqlx error.
 pub fn classify(err: &sqlx::Error) -> DbFailure {
     match err {
+        // A row for which no partition exists yet (a seq past the partitions fanout's retention task
+        // created: it was not running) is refused without a constraint name, unlike a CHECK: it
+        // applies once the partition is there, so it is retried, never dead-lettered.
+        sqlx::Error::Database(db)
+            if db.code().as_deref() == Some(NO_PARTITION) && db.constraint().is_none() =>
+        {
+            DbFailure::Unavailable
+        }
         sqlx::Error::Database(db) => classify_sqlstate(db.code().as_deref().unwrap_or_default()),
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

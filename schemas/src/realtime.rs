@@ -56,6 +56,11 @@ pub enum ServerFrame {
         conversations: Vec<AdvancedConversation>,
         last_seq: i64,
     },
+    /// Entries after the device's cursor, up to `floor_seq`, were removed by retention: reload the
+    /// contact list and the open histories; `sync` frames go on after `floor_seq` (acknowledge it).
+    Reset {
+        floor_seq: i64,
+    },
     Ping,
     Pong,
     /// The broker stored a `send` or `read` (the message is delivered, with its seq, as a `sync` entry).

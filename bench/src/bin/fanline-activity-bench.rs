@@ -205,7 +205,13 @@ async fn synthetic_day(args: &Args, active_percent: i64, policy: &Policy) -> (i6
         log.push(post(&format!("w{}", i as i64 % args.users)));
     }
     let outcome = log.apply(pool, policy).await;
-    let bytes = count(pool, "SELECT pg_total_relation_size('sync_entries')").await;
+    // A partitioned table has no storage of its own: sum its partitions.
+    let bytes = count(
+        pool,
+        "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint FROM pg_inherits
+         WHERE inhparent = 'sync_entries'::regclass",
+    )
+    .await;
     (
         (outcome.posts_created + outcome.sync_entries_own + outcome.sync_entries_pushed) as i64,
         bytes,

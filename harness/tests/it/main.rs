@@ -17,6 +17,7 @@ mod plans;
 mod reader_api;
 mod realtime;
 mod replay;
+mod retention;
 mod safety;
 mod search;
 mod web;

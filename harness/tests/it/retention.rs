@@ -1,0 +1,298 @@
+//! Sync timeline retention (fanout/src/retention.rs): old partitions dropped, and a device whose cursor
+//! is below its user's floor told so on every transport — `/sync`, its long poll, the WebSocket and
+//! server-sent events — never left with a silent gap; contact lists, unread counts, histories and feeds
+//! unchanged.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use fanout::retention::{Retention, RetentionSettings, RunReport};
+use harness::ws::{Received, WsClient};
+use schemas::realtime::{ClientFrame, ServerFrame};
+use serde_json::{json, Value};
+
+use crate::im_api::{unread_of, Stack};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn retention(stack: &Stack) -> Retention {
+    Retention {
+        pool: stack.db.pool.clone(),
+        settings: RetentionSettings {
+            age: Some(TimeDelta::days(30)),
+            slice: TimeDelta::hours(1),
+            span: 100_000_000,
+            every: Duration::from_secs(60),
+        },
+        metrics: None,
+    }
+}
+
+/// One run at `at`, waiting while the stack's own retention task holds the lock.
+async fn run_at(retention: &Retention, at: chrono::DateTime<Utc>) -> RunReport {
+    harness::wait_until("the retention lock", WAIT, || async {
+        let report = retention.run_once(at).await.unwrap();
+        report.elected.then_some(report)
+    })
+    .await
+}
+
+/// Every row of the sync timeline of `user`, as the database holds it.
+async fn inbox_seqs(stack: &Stack, user: &str) -> Vec<i64> {
+    sqlx::query_scalar("SELECT seq FROM sync_entries WHERE user_id = $1 ORDER BY seq")
+        .bind(user)
+        .fetch_all(&stack.db.pool)
+        .await
+        .unwrap()
+}
+
+/// The messages of a conversation's history, oldest first.
+async fn history(stack: &Stack, conversation: &str) -> Vec<String> {
+    let page = stack
+        .read(&format!(
+            "/v1/conversations/{conversation}/messages?limit=100"
+        ))
+        .await;
+    let mut bodies: Vec<(i64, String)> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_i64().unwrap(),
+                m["body"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    bodies.sort();
+    bodies.into_iter().map(|(_, body)| body).collect()
+}
+
+fn feed_bodies(feed: &Value) -> Vec<String> {
+    feed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_device_below_the_floor_is_told_on_every_transport_and_nothing_else_changes() {
+    let stack = Stack::start().await;
+    stack.api.follow("bob", "alice").await;
+    stack.api.post("alice", "an old post", None).await;
+    for i in 0..4 {
+        stack.message("alice", "bob", &format!("old {i}")).await;
+    }
+    stack
+        .send(json!({"from": "bob", "to": "alice", "body": "old reply"}))
+        .await;
+    stack.applied().await;
+    let old = inbox_seqs(&stack, "bob").await;
+    assert_eq!(old.len(), 6, "a post, four messages in and one out");
+    let contacts_before = stack.contacts("bob").await;
+    let feed_before = stack.read("/v1/users/bob/feed").await;
+
+    // An hour on the partition is sealed; a month later it is dropped.
+    let retention = retention(&stack);
+    let now = Utc::now();
+    let sealed = run_at(&retention, now + TimeDelta::hours(2)).await;
+    assert_eq!((sealed.sealed, sealed.dropped), (1, 0), "{sealed:?}");
+    stack.message("alice", "bob", "new").await;
+    stack.applied().await;
+    let dropped = run_at(&retention, now + TimeDelta::days(31)).await;
+    assert!(dropped.dropped >= 1, "{dropped:?}");
+    assert_eq!(
+        dropped.removed_rows, 12,
+        "bob's six entries and alice's six"
+    );
+    let kept = inbox_seqs(&stack, "bob").await;
+    assert_eq!(kept.len(), 1, "only the new message is left: {kept:?}");
+    let floor = *old.last().unwrap();
+
+    // /sync from before the floor: a reset, nothing else; from the floor: the rest.
+    let reset = stack.read("/v1/users/bob/sync?after=0").await;
+    assert_eq!(reset["reset"], true, "{reset}");
+    assert_eq!(reset["floor_seq"], floor, "{reset}");
+    assert_eq!(reset["last_seq"], floor, "{reset}");
+    assert_eq!(reset["entries"], json!([]), "{reset}");
+    let from_floor = stack
+        .read(&format!("/v1/users/bob/sync?after={floor}"))
+        .await;
+    assert_eq!(from_floor["reset"], false, "{from_floor}");
+    let bodies: Vec<&str> = from_floor["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["new"]);
+    // A cursor between two removed entries is below the floor too.
+    let between = stack
+        .read(&format!("/v1/users/bob/sync?after={}", old[2]))
+        .await;
+    assert_eq!(between["reset"], true, "{between}");
+    // The long poll answers the reset at once instead of waiting.
+    let polled = stack.read("/v1/users/bob/sync?after=0&wait=20").await;
+    assert_eq!(polled["reset"], true, "{polled}");
+    // Someone retention removed nothing from is never reset.
+    let carol = stack.read("/v1/users/carol/sync?after=0").await;
+    assert_eq!(carol["reset"], false, "{carol}");
+
+    expect_socket_reset(&stack, floor).await;
+    expect_event_stream_reset(&stack, floor).await;
+
+    // What the reset tells the client to reload is whole, and the counts are as they were.
+    let contacts_after = stack.contacts("bob").await;
+    assert_eq!(
+        unread_of(&contacts_after, "d:alice:bob"),
+        unread_of(&contacts_before, "d:alice:bob") + 1,
+        "one message more, whatever retention removed"
+    );
+    assert_eq!(
+        contacts_after["conversations"].as_array().unwrap().len(),
+        contacts_before["conversations"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        history(&stack, "d:alice:bob").await,
+        ["old 0", "old 1", "old 2", "old 3", "old reply", "new"]
+    );
+    // The post's inbox entry is gone; the feed reads it from alice's store timeline.
+    let feed_after = stack.read("/v1/users/bob/feed").await;
+    assert_eq!(feed_bodies(&feed_after), feed_bodies(&feed_before));
+    assert_eq!(feed_bodies(&feed_after), ["an old post"]);
+    stack.stop().await;
+}
+
+/// A new device (cursor 0) on the WebSocket: hello, then a reset to the floor, then the entries after
+/// it; its ack of the floor is taken.
+async fn expect_socket_reset(stack: &Stack, floor: i64) {
+    let token = stack.api.token_for("bob");
+    let mut socket = WsClient::connect(&stack.reader.url(""), &token, "tablet", "")
+        .await
+        .unwrap();
+    assert!(matches!(
+        socket.next_data(WAIT).await,
+        Received::Frame(ServerFrame::Hello {
+            resume_after: 0,
+            ..
+        })
+    ));
+    match socket.next_data(WAIT).await {
+        Received::Frame(ServerFrame::Reset { floor_seq }) => assert_eq!(floor_seq, floor),
+        other => panic!("expected a reset frame, got {other:?}"),
+    }
+    let newest = match socket.next_data(WAIT).await {
+        Received::Frame(ServerFrame::Sync { entries, .. }) => {
+            let bodies: Vec<&str> = entries.iter().map(|e| e.body.as_str()).collect();
+            assert_eq!(bodies, ["new"]);
+            entries[0].seq
+        }
+        other => panic!("expected the entries after the floor, got {other:?}"),
+    };
+    socket.send(&ClientFrame::Ack { seq: floor }).await;
+    socket.send(&ClientFrame::Ack { seq: newest }).await;
+    harness::wait_until("the ack to be stored", WAIT, || async {
+        let acked: Option<i64> = sqlx::query_scalar(
+            "SELECT acked_seq FROM device_cursors WHERE user_id = 'bob' AND device_id = 'tablet'",
+        )
+        .fetch_optional(&stack.db.pool)
+        .await
+        .unwrap();
+        (acked == Some(newest)).then_some(())
+    })
+    .await;
+    socket.close().await;
+    // Reconnected, the device resumes after its ack: no reset any more.
+    let mut again = WsClient::connect(&stack.reader.url(""), &token, "tablet", "")
+        .await
+        .unwrap();
+    match again.next_data(WAIT).await {
+        Received::Frame(ServerFrame::Hello { resume_after, .. }) => {
+            assert!(resume_after > floor)
+        }
+        other => panic!("expected hello, got {other:?}"),
+    }
+    match again.next_data(Duration::from_millis(500)).await {
+        Received::Frame(ServerFrame::Reset { .. }) => panic!("reset after acking past the floor"),
+        Received::Frame(ServerFrame::Sync { entries, .. }) => assert!(entries.is_empty()),
+        _ => {}
+    }
+    again.close().await;
+}
+
+/// Server-sent events from the start: a `reset` event whose id is the floor, then the entry after it.
+async fn expect_event_stream_reset(stack: &Stack, floor: i64) {
+    let token = stack.api.token_for("bob");
+    let mut response = reqwest::Client::new()
+        .get(stack.reader.url("/v1/users/bob/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    while text.matches("\n\n").count() < 2 {
+        let chunk = tokio::time::timeout(WAIT, response.chunk())
+            .await
+            .expect("events in time")
+            .unwrap()
+            .expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let blocks: Vec<&str> = text.split("\n\n").collect();
+    assert!(blocks[0].contains("event: reset"), "{text}");
+    assert!(blocks[0].contains(&format!("id: {floor}")), "{text}");
+    assert!(
+        blocks[0].contains(&format!("\"floor_seq\":{floor}")),
+        "{text}"
+    );
+    assert!(blocks[1].contains("event: entry"), "{text}");
+    assert!(blocks[1].contains("\"body\":\"new\""), "{text}");
+}
+
+#[tokio::test]
+async fn a_seq_past_every_partition_is_retried_until_the_partition_exists() {
+    let stack = Stack::start().await;
+    stack.message("alice", "bob", "before").await;
+    stack.applied().await;
+    // As if fan-outs had drawn seqs with no retention task running: past every partition there is.
+    let (top,): (i64,) = sqlx::query_as("SELECT max(hi) FROM sync_partitions")
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT setval('sync_seq', $1)")
+        .bind(top + 10)
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    stack.message("alice", "bob", "past the end").await;
+    // The batch fails (no partition holds the seq) and is retried, not dead-lettered...
+    harness::wait_until("fanout to retry", WAIT, || async {
+        (stack
+            .fanout
+            .metric("fanline_fanout_apply_retries_total", &[])
+            > 0.0)
+            .then_some(())
+    })
+    .await;
+    // ... until the retention task creates the partition.
+    let report = run_at(&retention(&stack), Utc::now()).await;
+    assert!(report.created >= 1, "{report:?}");
+    stack.applied().await;
+    let bodies: Vec<String> = stack.read("/v1/users/bob/sync?after=0").await["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(bodies, ["before", "past the end"]);
+    assert_eq!(
+        stack
+            .fanout
+            .metric("fanline_fanout_dead_lettered_total", &[]),
+        0.0
+    );
+    stack.stop().await;
+}
