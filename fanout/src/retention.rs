@@ -66,6 +66,9 @@ pub struct RunReport {
     pub dropped: u32,
     pub removed_rows: i64,
     pub floored_users: i64,
+    /// Time spent recording floors, and detaching and dropping.
+    pub floor_time: Duration,
+    pub drop_time: Duration,
 }
 
 /// One partition as `sync_partitions` records it.
@@ -153,7 +156,7 @@ impl Retention {
         }
         if let Some(age) = self.settings.age {
             for partition in expired(conn, now - age).await? {
-                let (rows, users) = remove(conn, &partition.name).await?;
+                let (rows, users) = remove(conn, &partition.name, report).await?;
                 report.dropped += 1;
                 report.removed_rows += rows;
                 report.floored_users += users;
@@ -359,7 +362,11 @@ async fn expired(
 /// Records the floors of a partition's users, then detaches and drops it. Returns (rows removed, users
 /// whose floor it set). Each step may run again after a crash: floors only rise, a pending detach is
 /// finalised, a missing table is already dropped.
-async fn remove(conn: &mut PgConnection, name: &str) -> Result<(i64, i64), sqlx::Error> {
+async fn remove(
+    conn: &mut PgConnection,
+    name: &str,
+    report: &mut RunReport,
+) -> Result<(i64, i64), sqlx::Error> {
     let (exists, attached, pending): (bool, bool, bool) = sqlx::query_as(
         "SELECT to_regclass($1) IS NOT NULL,
                 EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1)),
@@ -370,7 +377,10 @@ async fn remove(conn: &mut PgConnection, name: &str) -> Result<(i64, i64), sqlx:
     .await?;
     let mut counted = (0, 0);
     if exists {
+        let started = std::time::Instant::now();
         counted = record_floors(conn, name).await?;
+        report.floor_time += started.elapsed();
+        let started = std::time::Instant::now();
         if pending {
             sqlx::query(&format!(
                 "ALTER TABLE sync_entries DETACH PARTITION {name} FINALIZE"
@@ -387,6 +397,7 @@ async fn remove(conn: &mut PgConnection, name: &str) -> Result<(i64, i64), sqlx:
         sqlx::query(&format!("DROP TABLE {name}"))
             .execute(&mut *conn)
             .await?;
+        report.drop_time += started.elapsed();
     }
     sqlx::query("DELETE FROM sync_partitions WHERE name = $1")
         .bind(name)

@@ -102,6 +102,13 @@ async fn load(pool: &PgPool, args: &Args, t0: DateTime<Utc>) {
         .unwrap();
 }
 
+/// What the read load reads: users drawn like the owners, from `after`.
+#[derive(Clone, Copy)]
+struct Load {
+    users: i64,
+    after: i64,
+}
+
 /// What a load measured over its window.
 struct Measured {
     messages_per_second: f64,
@@ -145,8 +152,9 @@ async fn fan_out(pool: PgPool, stop: Arc<AtomicBool>, applied: Arc<AtomicU64>, r
     }
 }
 
-/// The reader's sync scan of random users (from their start: the whole first page) until `stop`.
-async fn read(pool: PgPool, users: i64, stop: Arc<AtomicBool>, seed: u64) -> Vec<Duration> {
+/// The reader's sync scan of random users from `after` (in the newest loaded partition, which no
+/// removal touches: a device that keeps up, reading the same rows in every window) until `stop`.
+async fn read(pool: PgPool, load: Load, stop: Arc<AtomicBool>, seed: u64) -> Vec<Duration> {
     let mut state = seed | 1;
     let mut latencies = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -155,11 +163,11 @@ async fn read(pool: PgPool, users: i64, stop: Arc<AtomicBool>, seed: u64) -> Vec
         state ^= state << 17;
         // Users drawn like the owners: the busy ones more often.
         let u = (state % 1_000_000) as f64 / 1_000_000.0;
-        let who = format!("u{}", (users as f64 * u * u * u) as i64);
+        let who = format!("u{}", (load.users as f64 * u * u * u) as i64);
         let started = Instant::now();
         let rows = sqlx::query(reader::queries::SYNC_FLAGGED_SQL)
             .bind(&who)
-            .bind(0i64)
+            .bind(load.after)
             .bind(51i64)
             .fetch_all(&pool)
             .await
@@ -172,7 +180,13 @@ async fn read(pool: PgPool, users: i64, stop: Arc<AtomicBool>, seed: u64) -> Vec
 
 /// Runs the fan-out and read loads for `window` while `during` runs (started a second in); returns the
 /// measurements and what `during` returned.
-async fn under_load<T, F>(pool: &PgPool, args: &Args, round: u64, during: F) -> (Measured, T)
+async fn under_load<T, F>(
+    pool: &PgPool,
+    args: &Args,
+    load: Load,
+    round: u64,
+    during: F,
+) -> (Measured, T)
 where
     F: std::future::Future<Output = T>,
 {
@@ -180,7 +194,7 @@ where
     let applied = Arc::new(AtomicU64::new(0));
     let writer = tokio::spawn(fan_out(pool.clone(), stop.clone(), applied.clone(), round));
     let readers: Vec<_> = (0..2)
-        .map(|i| tokio::spawn(read(pool.clone(), args.users, stop.clone(), round * 7 + i)))
+        .map(|i| tokio::spawn(read(pool.clone(), load, stop.clone(), round * 7 + i)))
         .collect();
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -204,30 +218,34 @@ where
     (measured, result)
 }
 
-/// Deletes the rows of partition `name` in batches of 10,000 through the parent table, as a retention
-/// without partitions would (by seq range, oldest first); returns the rows removed.
+/// Deletes the rows of partition `name` in batches of 10,000 as a retention without partitions would
+/// delete a day of a plain table — by physical position, the cheapest batch measured in
+/// docs/retention-research.md — raising the floors of the rows' users as it goes (a reset needs them
+/// either way); returns the rows removed.
 async fn delete_in_batches(pool: &PgPool, name: &str) -> i64 {
-    let (lo, hi): (i64, i64) = sqlx::query_as("SELECT lo, hi FROM sync_partitions WHERE name = $1")
-        .bind(name)
+    let mut removed = 0;
+    loop {
+        let (done,): (i64,) = sqlx::query_as(&format!(
+            "WITH gone AS (
+                 DELETE FROM {name} WHERE ctid = ANY (ARRAY (SELECT ctid FROM {name} LIMIT 10000))
+                 RETURNING user_id, seq, kind, post_id
+             ), raised AS (
+                 INSERT INTO sync_floors (user_id, floor_seq, feed_below)
+                 SELECT user_id, max(seq), max(post_id) FILTER (WHERE kind = 'post') || '0'
+                 FROM gone GROUP BY user_id
+                 ON CONFLICT (user_id) DO UPDATE
+                     SET floor_seq = greatest(sync_floors.floor_seq, EXCLUDED.floor_seq),
+                         feed_below = greatest(sync_floors.feed_below, EXCLUDED.feed_below)
+             )
+             SELECT count(*) FROM gone"
+        ))
         .fetch_one(pool)
         .await
         .unwrap();
-    let mut removed = 0;
-    loop {
-        let done = sqlx::query(&format!(
-            "DELETE FROM sync_entries WHERE (user_id, seq) IN (
-                 SELECT user_id, seq FROM {name} WHERE seq >= $1 AND seq < $2 LIMIT 10000)"
-        ))
-        .bind(lo)
-        .bind(hi)
-        .execute(pool)
-        .await
-        .unwrap()
-        .rows_affected();
         if done == 0 {
             return removed;
         }
-        removed += done as i64;
+        removed += done;
     }
 }
 
@@ -256,15 +274,23 @@ async fn main() -> anyhow::Result<()> {
         .connect(&db.url)
         .await?;
 
+    let (after,): (i64,) =
+        sqlx::query_as("SELECT max(lo) FROM sync_partitions WHERE sealed_at IS NOT NULL")
+            .fetch_one(&pool)
+            .await?;
+    let load = Load {
+        users: args.users,
+        after,
+    };
     eprintln!("baseline");
-    let (base, ()) = under_load(&pool, &args, 1, async {}).await;
+    let (base, ()) = under_load(&pool, &args, load, 1, async {}).await;
 
     eprintln!("dropping the two oldest partitions under load");
     let retention = retention(&pool);
     // Partition p was sealed at t0 + p + 2 hours: at t0 + 30 days + 3.5 hours, partitions 0 and 1 (and
     // the empty first one of the migration) have expired.
     let at = t0 + TimeDelta::days(30) + TimeDelta::minutes(210);
-    let (dropping, (report, took)) = under_load(&pool, &args, 2, async {
+    let (dropping, (report, took)) = under_load(&pool, &args, load, 2, async {
         let started = Instant::now();
         let report = retention.run_once(at).await.unwrap();
         (report, started.elapsed())
@@ -278,7 +304,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .fetch_one(&pool)
     .await?;
-    let (deleting, (deleted, delete_took)) = under_load(&pool, &args, 3, async {
+    let (deleting, (deleted, delete_took)) = under_load(&pool, &args, load, 3, async {
         let started = Instant::now();
         let removed = delete_in_batches(&pool, &next.0).await;
         (removed, started.elapsed())
@@ -293,15 +319,17 @@ async fn main() -> anyhow::Result<()> {
     println!("| removal | rows | took | rows/s |");
     println!("|---|---:|---:|---:|");
     println!(
-        "| retention: floors of {} users, then DETACH CONCURRENTLY + DROP of {} partitions | {} | {:.2} s | {:.0} |",
+        "| retention: {} users' floors raised ({:.2} s), then DETACH CONCURRENTLY + DROP ({:.3} s), over {} partitions | {} | {:.2} s | {:.0} |",
         report.floored_users,
+        report.floor_time.as_secs_f64(),
+        report.drop_time.as_secs_f64(),
         report.dropped,
         report.removed_rows,
         took.as_secs_f64(),
         report.removed_rows as f64 / took.as_secs_f64()
     );
     println!(
-        "| peer: batched DELETE of one partition's rows, 10,000 a statement | {deleted} | {:.2} s | {:.0} |",
+        "| peer: batched DELETE of one partition's rows with their floors, 10,000 a statement (before VACUUM; space not returned) | {deleted} | {:.2} s | {:.0} |",
         delete_took.as_secs_f64(),
         deleted as f64 / delete_took.as_secs_f64()
     );
