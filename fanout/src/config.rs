@@ -89,6 +89,7 @@ pub mod defaults {
     pub const DORMANCY_SWEEP_SECS: u64 = 300;
     pub const REPLICATION_FACTOR: i32 = 1;
     pub const SYNC_RETENTION_DAYS: i64 = 30;
+    pub const SYNC_RETENTION_ENTRIES: i64 = 10_000;
     pub const SYNC_PARTITION_HOURS: i64 = 24;
     pub const SYNC_PARTITION_SEQS: i64 = 100_000_000;
     pub const RETENTION_INTERVAL_SECS: u64 = 60;
@@ -229,6 +230,11 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_SYNC_RETENTION_DAYS", default_value_t = defaults::SYNC_RETENTION_DAYS)]
     pub sync_retention_days: i64,
 
+    /// At most this many entries per user are kept in sealed sync partitions: the oldest beyond it are
+    /// removed (a device behind them is told to reset). 0: no cap.
+    #[arg(long, global = true, env = "FANLINE_SYNC_RETENTION_ENTRIES", default_value_t = defaults::SYNC_RETENTION_ENTRIES)]
+    pub sync_retention_entries: i64,
+
     /// Sync timelines are stored in partitions of at most this many hours of entries (retention removes
     /// whole partitions, so entries live up to this much longer than the retention).
     #[arg(long, global = true, env = "FANLINE_SYNC_PARTITION_HOURS", default_value_t = defaults::SYNC_PARTITION_HOURS)]
@@ -291,6 +297,7 @@ impl Config {
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
             skip_search_index: false,
             sync_retention_days: defaults::SYNC_RETENTION_DAYS,
+            sync_retention_entries: defaults::SYNC_RETENTION_ENTRIES,
             sync_partition_hours: defaults::SYNC_PARTITION_HOURS,
             sync_partition_seqs: defaults::SYNC_PARTITION_SEQS,
             retention_interval_secs: defaults::RETENTION_INTERVAL_SECS,
@@ -351,8 +358,10 @@ impl Config {
 
     /// The retention task's settings; errors on a negative age or an empty partition.
     pub fn retention(&self) -> Result<crate::retention::RetentionSettings, String> {
-        if self.sync_retention_days < 0 {
-            return Err("sync-retention-days must not be negative".into());
+        if self.sync_retention_days < 0 || self.sync_retention_entries < 0 {
+            return Err(
+                "sync-retention-days and sync-retention-entries must not be negative".into(),
+            );
         }
         if self.sync_partition_hours < 1 || self.sync_partition_seqs < 1 {
             return Err("sync-partition-hours and sync-partition-seqs must be at least 1".into());
@@ -360,6 +369,7 @@ impl Config {
         Ok(crate::retention::RetentionSettings {
             age: (self.sync_retention_days > 0)
                 .then(|| chrono::TimeDelta::days(self.sync_retention_days)),
+            cap: (self.sync_retention_entries > 0).then_some(self.sync_retention_entries),
             slice: chrono::TimeDelta::hours(self.sync_partition_hours),
             span: self.sync_partition_seqs,
             every: Duration::from_secs(self.retention_interval_secs.max(1)),
@@ -442,6 +452,7 @@ mod tests {
             dormancy_sweep_secs,
             skip_search_index,
             sync_retention_days,
+            sync_retention_entries,
             sync_partition_hours,
             sync_partition_seqs,
             retention_interval_secs,
@@ -500,8 +511,16 @@ mod tests {
         assert_eq!(dormancy_sweep_secs, parsed.dormancy_sweep_secs, "sweep");
         assert_eq!(skip_setup, parsed.skip_setup, "skip_setup");
         assert_eq!(
-            (sync_retention_days, sync_partition_hours),
-            (parsed.sync_retention_days, parsed.sync_partition_hours),
+            (
+                sync_retention_days,
+                sync_retention_entries,
+                sync_partition_hours
+            ),
+            (
+                parsed.sync_retention_days,
+                parsed.sync_retention_entries,
+                parsed.sync_partition_hours
+            ),
             "retention"
         );
         assert_eq!(

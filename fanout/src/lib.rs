@@ -21,6 +21,7 @@
 //!   background.
 //! - [`retention`]: sync timeline partitions — kept ahead, sealed, dropped past the retention age with
 //!   their users' floors recorded.
+//! - [`entry_cap`]: the per-user cap of sync entries, counted once per sealed partition.
 //! - [`lag`]: consumer lag measurement for `/metrics`, and [`LagExporter`] outside the group.
 //! - [`topics`]: creating the topics when missing.
 //! - [`events_cli`]: `fanout events produce|consume`, the topic by hand.
@@ -49,6 +50,7 @@ pub mod config;
 pub mod consumer;
 pub mod dlq;
 pub mod dormancy;
+mod entry_cap;
 pub mod error;
 pub mod events_cli;
 pub mod im;

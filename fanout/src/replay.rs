@@ -565,11 +565,13 @@ pub async fn replay(
         max_events: config.batch_max_events,
         linger: config.batch_linger().max(Duration::from_millis(5)),
     };
-    // A replay can draw more seqs than the partitions ahead hold: it keeps them too (removing none).
+    // A replay can draw more seqs than the partitions ahead hold: it keeps them too (removing none:
+    // the live workers' task removes).
     let keeper = crate::retention::Retention {
         pool: applier.pool().clone(),
         settings: crate::retention::RetentionSettings {
             age: None,
+            cap: None,
             ..config.retention().map_err(ReplayError::InvalidStart)?
         },
         metrics: None,

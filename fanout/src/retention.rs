@@ -35,6 +35,8 @@ const LOCK_TIMEOUT: &str = "5s";
 pub struct RetentionSettings {
     /// Entries older than this are removed; `None`: kept forever (partitions are still kept ahead).
     pub age: Option<TimeDelta>,
+    /// At most this many entries per user in sealed partitions; `None`: no cap.
+    pub cap: Option<i64>,
     /// The open partition is sealed after this long.
     pub slice: TimeDelta,
     /// Seqs per partition.
@@ -64,6 +66,8 @@ pub struct RunReport {
     pub created: u32,
     pub sealed: u32,
     pub dropped: u32,
+    /// Sealed partitions whose entries were counted for the cap.
+    pub counted: u32,
     pub removed_rows: i64,
     pub floored_users: i64,
     /// Time spent recording floors, and detaching and dropping.
@@ -153,6 +157,14 @@ impl Retention {
             report.sealed += 1;
             let next = next_seq(conn).await?;
             report.created += ensure_ahead(conn, next, self.settings.span, now).await?;
+        }
+        if let Some(cap) = self.settings.cap {
+            let (counted, trimmed) = crate::entry_cap::apply(conn, cap).await?;
+            report.counted += counted;
+            report.removed_rows += trimmed;
+            if let Some(metrics) = &self.metrics {
+                metrics.removed_rows.inc_by(trimmed.max(0) as u64);
+            }
         }
         if let Some(age) = self.settings.age {
             for partition in expired(conn, now - age).await? {
@@ -407,10 +419,15 @@ async fn remove(
 }
 
 /// Raises the floor of every user with entries in partition `name` to the highest of their seqs there,
-/// and their feed's cut above the highest post id there. Returns (rows, users).
+/// and their feed's cut above the highest post id there; takes the partition's entries off the users'
+/// counts ([`crate::entry_cap`]) if they were counted, and marks it `dropping` — one transaction, so a
+/// run after a crash raises floors again (they only rise) but never takes counts off twice. Returns
+/// (rows, users).
 async fn record_floors(conn: &mut PgConnection, name: &str) -> Result<(i64, i64), sqlx::Error> {
     sqlx::query_as(&format!(
-        "WITH per_user AS (
+        "WITH part AS (
+             SELECT counted AND NOT dropping AS take_off FROM sync_partitions WHERE name = $1
+         ), per_user AS (
              SELECT user_id, max(seq) AS floor_seq,
                     max(post_id) FILTER (WHERE kind = 'post') || '0' AS feed_below,
                     count(*) AS rows
@@ -421,9 +438,16 @@ async fn record_floors(conn: &mut PgConnection, name: &str) -> Result<(i64, i64)
              ON CONFLICT (user_id) DO UPDATE
                  SET floor_seq = greatest(sync_floors.floor_seq, EXCLUDED.floor_seq),
                      feed_below = greatest(sync_floors.feed_below, EXCLUDED.feed_below)
+         ), taken_off AS (
+             UPDATE sync_counts c SET sealed_entries = greatest(c.sealed_entries - p.rows, 0)
+             FROM per_user p
+             WHERE c.user_id = p.user_id AND (SELECT take_off FROM part)
+         ), marked AS (
+             UPDATE sync_partitions SET dropping = true WHERE name = $1
          )
          SELECT coalesce(sum(rows), 0)::bigint, count(*) FROM per_user"
     ))
+    .bind(name)
     .fetch_one(conn)
     .await
 }

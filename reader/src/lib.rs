@@ -18,6 +18,7 @@
 //! - [`blocks`]: the users a user blocked.
 //! - [`moderation`]: the operators' queue of reports.
 //! - [`search`]: message and post search, scoped to what the caller may read.
+//! - [`export`]: a user's data as JSON lines, streamed from one snapshot.
 //! - [`directory`]: people and group search.
 //! - [`sessions`]: login, refresh and logout, and the cleanup of ended sessions.
 //! - [`accounts`]: password change (checked here, appended as an event, other sessions revoked).
@@ -39,6 +40,7 @@ pub mod config;
 pub mod db;
 pub mod directory;
 pub mod events;
+pub mod export;
 pub mod failure;
 pub mod groups;
 pub mod hub;
@@ -216,6 +218,7 @@ fn safety_routes(pool: &sqlx::PgPool) -> axum::Router {
     groups::router(pool.clone())
         .merge(blocks::router(pool.clone()))
         .merge(search::router(pool.clone()))
+        .merge(export::router(pool.clone()))
         .merge(directory::router(pool.clone()))
         .merge(moderation::router(pool.clone()))
 }

@@ -31,6 +31,7 @@ use utoipa::OpenApi;
         crate::blocks::blocks,
         crate::search::messages,
         crate::search::posts,
+        crate::export::export,
         crate::directory::users,
         crate::directory::groups,
         crate::moderation::reports,

@@ -6,6 +6,7 @@
 //!   codecs.
 //! - [`requests`]: request → event conversions; each payload validates itself, for every entry point.
 //! - [`realtime`]: the WebSocket protocol's frames, frame limits and close codes.
+//! - [`export`]: the lines of a user's data export.
 //! - [`committed`]: checking a generated document (JSON Schema, OpenAPI) against its committed copy.
 //! - [`ids`]: user ids, post ids and the limits on text fields, with the validation every service uses.
 //! - [`moderation`]: the payloads of reports and of what operators do (disable accounts, remove).
@@ -26,6 +27,7 @@ pub mod api;
 pub mod committed;
 pub mod db;
 pub mod events;
+pub mod export;
 pub mod ids;
 pub mod json_schema;
 pub mod moderation;

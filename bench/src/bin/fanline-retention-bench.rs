@@ -59,6 +59,7 @@ fn retention(pool: &PgPool) -> Retention {
         pool: pool.clone(),
         settings: RetentionSettings {
             age: Some(TimeDelta::days(30)),
+            cap: None,
             slice: TimeDelta::hours(1),
             span: 100_000_000,
             every: Duration::from_secs(60),

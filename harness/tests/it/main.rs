@@ -5,6 +5,7 @@
 mod activity;
 mod auth;
 mod crash;
+mod export;
 mod fanout_store;
 mod feed_model;
 mod im_api;

@@ -20,6 +20,7 @@ fn retention(stack: &Stack) -> Retention {
         pool: stack.db.pool.clone(),
         settings: RetentionSettings {
             age: Some(TimeDelta::days(30)),
+            cap: None,
             slice: TimeDelta::hours(1),
             span: 100_000_000,
             every: Duration::from_secs(60),
@@ -294,5 +295,87 @@ async fn a_seq_past_every_partition_is_retried_until_the_partition_exists() {
             .metric("fanline_fanout_dead_lettered_total", &[]),
         0.0
     );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_over_the_entry_cap_loses_the_oldest_and_is_told() {
+    let stack = Stack::start().await;
+    for i in 0..5 {
+        stack.message("alice", "bob", &format!("m{i}")).await;
+    }
+    stack.applied().await;
+    let seqs = inbox_seqs(&stack, "bob").await;
+    let unread_before = unread_of(&stack.contacts("bob").await, "d:alice:bob");
+    let mut capped = retention(&stack);
+    capped.settings.cap = Some(3);
+    capped.settings.age = None;
+    let now = Utc::now();
+
+    // Sealed, counted and trimmed: bob's and alice's two oldest of five go.
+    let report = run_at(&capped, now + TimeDelta::hours(2)).await;
+    assert!(report.counted >= 1, "{report:?}");
+    assert_eq!(report.removed_rows, 4, "{report:?}");
+    assert_eq!(inbox_seqs(&stack, "bob").await, seqs[2..]);
+    let count = |user: &'static str| {
+        let pool = stack.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT sealed_entries FROM sync_counts WHERE user_id = $1",
+            )
+            .bind(user)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(count("bob").await, 3);
+    let reset = stack.read("/v1/users/bob/sync?after=0").await;
+    assert_eq!(
+        (&reset["reset"], &reset["floor_seq"]),
+        (&json!(true), &json!(seqs[1])),
+        "{reset}"
+    );
+    let rest = stack
+        .read(&format!("/v1/users/bob/sync?after={}", seqs[1]))
+        .await;
+    let bodies: Vec<&str> = rest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["m2", "m3", "m4"]);
+    assert_eq!(
+        unread_of(&stack.contacts("bob").await, "d:alice:bob"),
+        unread_before
+    );
+
+    // Counted again only when the next partition is sealed: one over, the oldest goes.
+    stack.message("alice", "bob", "m5").await;
+    stack.applied().await;
+    assert!(run_at(&capped, now + TimeDelta::hours(2)).await.counted == 0);
+    assert_eq!(
+        inbox_seqs(&stack, "bob").await.len(),
+        4,
+        "the open partition is not counted"
+    );
+    let report = run_at(&capped, now + TimeDelta::hours(4)).await;
+    assert_eq!((report.counted, report.removed_rows), (1, 2), "{report:?}");
+    let inbox = inbox_seqs(&stack, "bob").await;
+    assert_eq!(
+        (inbox.len(), &inbox[..2]),
+        (3, &seqs[3..]),
+        "m3, m4 and m5 are left"
+    );
+    assert_eq!(count("bob").await, 3);
+
+    // Dropped partitions take their entries off the counts.
+    let mut aged = capped;
+    aged.settings.age = Some(TimeDelta::days(30));
+    let report = run_at(&aged, now + TimeDelta::days(31)).await;
+    assert!(report.dropped >= 2, "{report:?}");
+    assert_eq!(count("bob").await, 0);
+    assert!(inbox_seqs(&stack, "bob").await.is_empty());
     stack.stop().await;
 }
