@@ -125,6 +125,9 @@ impl AccountDirectory {
             "SELECT EXISTS (SELECT 1 FROM accounts WHERE user_id = $1),
                     EXISTS (SELECT 1 FROM posts WHERE author = $1)
                     OR EXISTS (SELECT 1 FROM sync_entries WHERE user_id = $1)
+                    -- Retention may have removed every entry: the floor stays.
+                    OR EXISTS (SELECT 1 FROM sync_floors WHERE user_id = $1)
+                    OR EXISTS (SELECT 1 FROM follows WHERE follower = $1)
                     OR EXISTS (SELECT 1 FROM conversation_members WHERE user_id = $1)
                     OR EXISTS (SELECT 1 FROM follows WHERE followee = $1)",
         )

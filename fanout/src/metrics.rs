@@ -120,7 +120,7 @@ fn retention_metrics(
     Ok(crate::retention::RetentionMetrics {
         removed_rows: metrics.counter(
             "fanline_fanout_sync_retention_removed_rows_total",
-            "Sync timeline entries removed by retention (whole partitions dropped).",
+            "Sync timeline entries removed by retention: partitions dropped past the retention age, and users' oldest entries beyond the per-user cap.",
         )?,
         dropped_partitions: metrics.counter(
             "fanline_fanout_sync_retention_dropped_partitions_total",

@@ -150,8 +150,8 @@ impl Retention {
         now: DateTime<Utc>,
         report: &mut RunReport,
     ) -> Result<(), sqlx::Error> {
+        report.sealed += seal_full(conn, now).await?;
         let next = next_seq(conn).await?;
-        report.sealed += seal_full(conn, next, now).await?;
         report.created += ensure_ahead(conn, next, self.settings.span, now).await?;
         if seal_by_time(conn, now - self.settings.slice, now).await? {
             report.sealed += 1;
@@ -201,23 +201,28 @@ async fn next_seq(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     Ok(next)
 }
 
-/// Seals the open partitions the sequence has passed; the next one is opened now.
-async fn seal_full(
-    conn: &mut PgConnection,
-    next: i64,
-    now: DateTime<Utc>,
-) -> Result<u32, sqlx::Error> {
+/// Seals the open partitions the sequence has passed; the next one is opened now. Under the seq lock,
+/// with the sequence read there: every fan-out that drew a seq below it has committed, so a count of
+/// the sealed partition ([`crate::entry_cap`]) sees all its rows.
+async fn seal_full(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<u32, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SYNC_SEQ_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let next = next_seq(&mut tx).await?;
     let sealed = sqlx::query(
         "UPDATE sync_partitions SET sealed_at = $2 WHERE sealed_at IS NULL AND hi <= $1",
     )
     .bind(next)
     .bind(now)
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if sealed > 0 {
-        open_from(conn, next, now).await?;
+        open_from(&mut tx, next, now).await?;
     }
+    tx.commit().await?;
     Ok(sealed as u32)
 }
 
@@ -329,6 +334,20 @@ async fn seal_by_time(
     let Some(open) = open.filter(|open| open.opened_at < before) else {
         return Ok(false);
     };
+    // The sequence may have crossed into the partition ahead since this run looked: a full partition
+    // is still unsealed (the next run's `seal_full` opens the new one now), and one must wait beyond
+    // this one, or the sequence would point past every partition.
+    let (full_unsealed, ahead): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM sync_partitions WHERE sealed_at IS NULL AND hi <= $1),
+                EXISTS (SELECT 1 FROM sync_partitions WHERE lo = $2)",
+    )
+    .bind(now_next)
+    .bind(open.hi)
+    .fetch_one(&mut *tx)
+    .await?;
+    if full_unsealed || !ahead {
+        return Ok(false);
+    }
     if open.lo.is_some_and(|lo| now_next == lo) {
         // Nothing drawn in it yet: it starts now.
         sqlx::query("UPDATE sync_partitions SET opened_at = $2 WHERE name = $1")

@@ -5,10 +5,12 @@
 //! account). Messages are found per conversation of the user (the history's primary key, filtered by
 //! sender): no index on sender costs every message insert for a rare request.
 //!
-//! At most [`CONCURRENT`] exports run per reader; more get `429`. A failure after the first line
-//! ends the stream without its `end` line, which is how a client tells a cut download.
+//! At most [`CONCURRENT`] exports run per reader process; more get `429`. A client that reads nothing
+//! for [`SEND_TIMEOUT`] loses its export (the snapshot would hold back vacuum). A failure after the
+//! first line ends the stream without its `end` line, which is how a client tells a cut download.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
+use std::time::Duration;
 
 use authkit::Bearer;
 use axum::body::{Body, Bytes};
@@ -23,21 +25,34 @@ use httpkit::ApiError;
 use schemas::export::{ExportCounts, ExportRecord};
 use schemas::UserId;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::failure::database_error;
 
-/// Exports running at once per reader (each holds a connection and a snapshot).
+/// Exports running at once per reader process (each holds a connection and a snapshot).
 pub const CONCURRENT: usize = 2;
 /// Rows read per query.
 const PAGE: i64 = 1_000;
+/// A client that reads nothing for this long loses its export (its snapshot holds back vacuum).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// A statement of an export may take this long (the reads' usual bound is seconds: an export walks
+/// whole histories, by conversation and sender, without an index of its own).
+const STATEMENT_TIMEOUT: &str = "5min";
 
-static RUNNING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(CONCURRENT)));
+/// The export routes' state: the pool and the running exports' places.
+#[derive(Clone)]
+pub struct Exports {
+    pool: PgPool,
+    running: Arc<Semaphore>,
+}
 
 pub fn router(pool: PgPool) -> Router {
     Router::new()
         .route("/v1/users/{user}/export", get(export))
-        .with_state(pool)
+        .with_state(Exports {
+            pool,
+            running: Arc::new(Semaphore::new(CONCURRENT)),
+        })
 }
 
 /// Export my data.
@@ -58,38 +73,38 @@ pub fn router(pool: PgPool) -> Router {
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn export(
     bearer: Bearer,
-    State(pool): State<PgPool>,
+    State(exports): State<Exports>,
     Path(user): Path<String>,
 ) -> Result<Response, ApiError> {
     let user = UserId::parse("user", &user)?;
     bearer.require_user("user", &user)?;
-    let permit = RUNNING.clone().try_acquire_owned().map_err(|_| {
+    let permit = exports.running.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too many exports running: try again in a minute",
         )
     })?;
-    let mut snapshot = pool
-        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await
-        .map_err(database_error)?;
-    let counts = count(&mut snapshot, user.as_str())
-        .await
-        .map_err(database_error)?;
     let (lines, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let (started, start) = oneshot::channel();
     let file = format!(
         "attachment; filename=\"fanline-export-{}.jsonl\"",
         user.as_str()
     );
+    // The transaction begins in the task, never in this request's future: a client that goes away
+    // mid-`BEGIN` would leave a pooled connection inside a transaction (seen under wrk, `sync.rs`).
     tokio::spawn(write(
-        snapshot,
+        exports.pool,
         user,
-        counts,
         Lines {
             lines,
             _permit: permit,
         },
+        started,
     ));
+    start
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(database_error)?;
     let body = Body::from_stream(futures::stream::unfold(receiver, |mut receiver| async {
         receiver.recv().await.map(|line| (line, receiver))
     }));
@@ -124,21 +139,34 @@ impl Lines {
     async fn send(&self, record: &ExportRecord, written: &mut i64) -> Result<(), Stopped> {
         let mut line = serde_json::to_vec(record).unwrap_or_default();
         line.push(b'\n');
-        self.lines
-            .send(Ok(Bytes::from(line)))
+        tokio::time::timeout(SEND_TIMEOUT, self.lines.send(Ok(Bytes::from(line))))
             .await
+            .map_err(|_| Stopped::Gone)?
             .map_err(|_| Stopped::Gone)?;
         *written += 1;
         Ok(())
     }
 }
 
+/// Opens the snapshot and counts (answering `started`, so the request can still fail with a status),
+/// then writes every line.
 async fn write(
-    mut snapshot: Transaction<'static, Postgres>,
+    pool: PgPool,
     user: UserId,
-    counts: ExportCounts,
     lines: Lines,
+    started: oneshot::Sender<Result<(), sqlx::Error>>,
 ) {
+    let opened = open(&pool, user.as_str()).await;
+    let (mut snapshot, counts) = match opened {
+        Ok(opened) => {
+            let _ = started.send(Ok(()));
+            opened
+        }
+        Err(err) => {
+            let _ = started.send(Err(err));
+            return;
+        }
+    };
     match records(&mut snapshot, user.as_str(), counts, &lines).await {
         Ok(()) | Err(Stopped::Gone) => {}
         Err(Stopped::Database(err)) => {
@@ -150,6 +178,23 @@ async fn write(
         }
     }
     let _ = snapshot.rollback().await;
+}
+
+/// The export's snapshot, with its statement bound, and the counts of its first line.
+async fn open(
+    pool: &PgPool,
+    user: &str,
+) -> Result<(Transaction<'static, Postgres>, ExportCounts), sqlx::Error> {
+    let mut snapshot = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    sqlx::query(&format!(
+        "SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"
+    ))
+    .execute(&mut *snapshot)
+    .await?;
+    let counts = count(&mut snapshot, user).await?;
+    Ok((snapshot, counts))
 }
 
 /// Every line, in order.

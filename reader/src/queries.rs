@@ -68,9 +68,21 @@ pub const FEED_SQL: &str = "WITH candidates AS (
               WHERE f.follower = $1 AND f.active)
              UNION
              (SELECT below.post_id
-              FROM (SELECT greatest(
-                        (SELECT feed_pull_below FROM user_activity WHERE user_id = $1),
-                        (SELECT feed_below FROM sync_floors WHERE user_id = $1)) AS below) AS cut
+              FROM (SELECT c.below
+                    FROM (SELECT greatest(
+                              (SELECT feed_pull_below FROM user_activity WHERE user_id = $1),
+                              (SELECT feed_below FROM sync_floors WHERE user_id = $1)) AS below) AS c
+                    -- Only when the page reaches below the cut: fewer than a page of live inbox
+                    -- posts between the cut and the cursor (else every page would read every
+                    -- followed author's timeline).
+                    WHERE c.below IS NOT NULL
+                      AND (SELECT count(*) FROM (
+                               SELECT 1 FROM sync_entries s
+                               WHERE s.user_id = $1 AND s.post_id >= c.below
+                                 AND s.post_id < coalesce($2::text, '8')
+                                 AND (SELECT live.deleted_at IS NULL FROM posts live
+                                      WHERE live.post_id = s.post_id)
+                               LIMIT $3) AS above) < $3) AS cut
               CROSS JOIN LATERAL (
                   SELECT $1::text AS author
                   UNION ALL
@@ -82,8 +94,7 @@ pub const FEED_SQL: &str = "WITH candidates AS (
                     AND p.post_id < least(coalesce($2::text, '8'), cut.below)
                   ORDER BY p.post_id DESC
                   LIMIT $3
-              ) AS below
-              WHERE cut.below IS NOT NULL)
+              ) AS below)
          )
          SELECT c.post_id, p.author, p.body, p.created_at
          FROM (SELECT post_id FROM candidates ORDER BY post_id DESC LIMIT $3) c

@@ -88,7 +88,6 @@ async fn snapshot_scan(
     let mut snapshot = pool
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await?;
-    let floor = queries::sync_floor(&mut *snapshot, user).await?;
     let scan = queries::sync(&mut *snapshot, user, after, limit).await?;
     // Large groups advanced within the scanned range; without more entries, up to now.
     let upto = if scan.has_more {
@@ -97,6 +96,10 @@ async fn snapshot_scan(
         None
     };
     let conversations = queries::advanced_conversations(&mut *snapshot, user, after, upto).await?;
+    // After the scan, whose lock on the partitions makes a detach wait for this transaction: the
+    // entries are still here, or the floor committed before the snapshot (read first, the floor could
+    // predate a floor, detach and drop that all land before the scan's lock).
+    let floor = queries::sync_floor(&mut *snapshot, user).await?;
     snapshot.commit().await?;
     Ok((scan, conversations, floor))
 }
