@@ -20,7 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use httpkit::openapi::{Forbidden, InternalError, TooManyRequests, Unauthorized, Unavailable};
+use httpkit::openapi::{
+    BadRequest, Forbidden, InternalError, TooManyRequests, Unauthorized, Unavailable,
+};
 use httpkit::ApiError;
 use schemas::export::{ExportCounts, ExportRecord};
 use schemas::UserId;
@@ -67,7 +69,7 @@ pub fn router(pool: PgPool) -> Router {
     responses(
         (status = 200, description = "The export, one record per line.",
          content_type = "application/x-ndjson", body = ExportRecord),
-        Unauthorized, Forbidden, TooManyRequests, InternalError, Unavailable,
+        BadRequest, Unauthorized, Forbidden, TooManyRequests, InternalError, Unavailable,
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]

@@ -379,3 +379,65 @@ async fn a_user_over_the_entry_cap_loses_the_oldest_and_is_told() {
     assert!(inbox_seqs(&stack, "bob").await.is_empty());
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_drop_cut_short_by_a_crash_finishes_at_the_next_run_without_counting_twice() {
+    let stack = Stack::start().await;
+    let mut counting = retention(&stack);
+    counting.settings.cap = Some(10_000);
+    let now = Utc::now();
+    for i in 0..3 {
+        stack.message("alice", "bob", &format!("old {i}")).await;
+    }
+    stack.applied().await;
+    let old = inbox_seqs(&stack, "bob").await;
+    run_at(&counting, now + TimeDelta::hours(2)).await;
+    for i in 0..2 {
+        stack.message("alice", "bob", &format!("newer {i}")).await;
+    }
+    stack.applied().await;
+    // The second partition is sealed (and counted) much later: only the first expires below.
+    run_at(&counting, now + TimeDelta::days(20)).await;
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT sealed_entries FROM sync_counts WHERE user_id = 'bob'")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 5);
+
+    // A run died after recording the first partition's floors and taking its entries off the counts
+    // (one transaction, which marks it dropping), and after detaching it, before the drop.
+    let (name,): (String,) =
+        sqlx::query_as("SELECT name FROM sync_partitions WHERE lo <= $1 AND $1 < hi")
+            .bind(old[0])
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE sync_partitions SET dropping = true WHERE name = $1")
+        .bind(&name)
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sync_counts SET sealed_entries = sealed_entries - 3 WHERE user_id = 'bob'")
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("ALTER TABLE sync_entries DETACH PARTITION {name}"))
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+
+    let report = run_at(&counting, now + TimeDelta::days(31)).await;
+    assert!(report.dropped >= 1, "{report:?}");
+    let left: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(&name)
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, None, "the detached partition is dropped");
+    assert_eq!(count().await, 2, "its entries were not taken off twice");
+    let reset = stack.read("/v1/users/bob/sync?after=0").await;
+    assert_eq!(reset["floor_seq"], old[2], "{reset}");
+    stack.stop().await;
+}
