@@ -12,6 +12,8 @@
 
 use sqlx::{Connection, PgConnection};
 
+use crate::retention::{FEED_CUT, FLOORS_ONLY_RISE};
+
 /// Counts the sealed partitions not counted yet and trims every user over `cap`. Returns (partitions
 /// counted, entries removed). Users over the cap are looked for at every run (one scan of
 /// `sync_counts`), so a trim cut short by a crash or an outage resumes at the next run.
@@ -84,7 +86,7 @@ async fn trim(
     if exact > cap {
         // The cut is MATERIALIZED: inlined, the planner ran it once per row
         // (docs/retention-research.md).
-        removed = sqlx::query_scalar(
+        removed = sqlx::query_scalar(&format!(
             "WITH cut AS MATERIALIZED (
                  SELECT seq FROM sync_entries WHERE user_id = $1 AND seq < $3
                  ORDER BY seq OFFSET $2 - 1 LIMIT 1
@@ -93,14 +95,11 @@ async fn trim(
                  RETURNING s.seq, s.kind, s.post_id
              ), raised AS (
                  INSERT INTO sync_floors (user_id, floor_seq, feed_below)
-                 SELECT $1, max(seq), max(post_id) FILTER (WHERE kind = 'post') || '0' FROM gone
-                 HAVING count(*) > 0
-                 ON CONFLICT (user_id) DO UPDATE
-                     SET floor_seq = greatest(sync_floors.floor_seq, EXCLUDED.floor_seq),
-                         feed_below = greatest(sync_floors.feed_below, EXCLUDED.feed_below)
+                 SELECT $1, max(seq), {FEED_CUT} FROM gone HAVING count(*) > 0
+                 {FLOORS_ONLY_RISE}
              )
              SELECT count(*) FROM gone",
-        )
+        ))
         .bind(user)
         .bind(exact - cap)
         .bind(below)

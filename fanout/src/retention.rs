@@ -25,6 +25,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::seq_lock::SYNC_SEQ_LOCK;
 
+/// The feed cut of a user's removed entries (columns `kind`, `post_id`): right above the highest post id
+/// among them (`id || '0'` sorts above `id` and below every greater id).
+pub const FEED_CUT: &str = "max(post_id) FILTER (WHERE kind = 'post') || '0'";
+/// The tail of every `INSERT INTO sync_floors`, wherever entries are removed: floors and feed cuts
+/// only rise.
+pub const FLOORS_ONLY_RISE: &str = "ON CONFLICT (user_id) DO UPDATE
+    SET floor_seq = greatest(sync_floors.floor_seq, EXCLUDED.floor_seq),
+        feed_below = greatest(sync_floors.feed_below, EXCLUDED.feed_below)";
+
 /// Key of the session-level advisory lock held by the worker that keeps the partitions ("FANLRETN").
 const RETENTION_LOCK: i64 = 0x4641_4e4c_5245_544e;
 /// How long a partition change may wait for its lock before the run gives up (and the next one tries).
@@ -447,16 +456,12 @@ async fn record_floors(conn: &mut PgConnection, name: &str) -> Result<(i64, i64)
         "WITH part AS (
              SELECT counted AND NOT dropping AS take_off FROM sync_partitions WHERE name = $1
          ), per_user AS (
-             SELECT user_id, max(seq) AS floor_seq,
-                    max(post_id) FILTER (WHERE kind = 'post') || '0' AS feed_below,
-                    count(*) AS rows
+             SELECT user_id, max(seq) AS floor_seq, {FEED_CUT} AS feed_below, count(*) AS rows
              FROM {name} GROUP BY user_id
          ), raised AS (
              INSERT INTO sync_floors (user_id, floor_seq, feed_below)
              SELECT user_id, floor_seq, feed_below FROM per_user
-             ON CONFLICT (user_id) DO UPDATE
-                 SET floor_seq = greatest(sync_floors.floor_seq, EXCLUDED.floor_seq),
-                     feed_below = greatest(sync_floors.feed_below, EXCLUDED.feed_below)
+             {FLOORS_ONLY_RISE}
          ), taken_off AS (
              UPDATE sync_counts c SET sealed_entries = greatest(c.sealed_entries - p.rows, 0)
              FROM per_user p

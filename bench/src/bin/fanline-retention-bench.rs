@@ -22,7 +22,7 @@ use bench::measure::percentile_ms;
 use bench::seed::{count, user};
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
-use fanout::retention::{Retention, RetentionSettings};
+use fanout::retention::{Retention, RetentionSettings, FEED_CUT, FLOORS_ONLY_RISE};
 use fanout::store::{apply_batch, Policy, SourcedEvent};
 use harness::TestDb;
 use schemas::{ConversationId, Envelope, MessageId, MessageSent};
@@ -232,11 +232,8 @@ async fn delete_in_batches(pool: &PgPool, name: &str) -> i64 {
                  RETURNING user_id, seq, kind, post_id
              ), raised AS (
                  INSERT INTO sync_floors (user_id, floor_seq, feed_below)
-                 SELECT user_id, max(seq), max(post_id) FILTER (WHERE kind = 'post') || '0'
-                 FROM gone GROUP BY user_id
-                 ON CONFLICT (user_id) DO UPDATE
-                     SET floor_seq = greatest(sync_floors.floor_seq, EXCLUDED.floor_seq),
-                         feed_below = greatest(sync_floors.feed_below, EXCLUDED.feed_below)
+                 SELECT user_id, max(seq), {FEED_CUT} FROM gone GROUP BY user_id
+                 {FLOORS_ONLY_RISE}
              )
              SELECT count(*) FROM gone"
         ))

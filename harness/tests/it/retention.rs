@@ -47,6 +47,15 @@ async fn inbox_seqs(stack: &Stack, user: &str) -> Vec<i64> {
         .unwrap()
 }
 
+/// How many of `user`'s entries the cap counts (`sync_counts`).
+async fn sealed_entries(stack: &Stack, user: &str) -> i64 {
+    sqlx::query_scalar("SELECT sealed_entries FROM sync_counts WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap()
+}
+
 /// The messages of a conversation's history, oldest first.
 async fn history(stack: &Stack, conversation: &str) -> Vec<String> {
     let page = stack
@@ -317,19 +326,7 @@ async fn a_user_over_the_entry_cap_loses_the_oldest_and_is_told() {
     assert!(report.counted >= 1, "{report:?}");
     assert_eq!(report.removed_rows, 4, "{report:?}");
     assert_eq!(inbox_seqs(&stack, "bob").await, seqs[2..]);
-    let count = |user: &'static str| {
-        let pool = stack.db.pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT sealed_entries FROM sync_counts WHERE user_id = $1",
-            )
-            .bind(user)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-        }
-    };
-    assert_eq!(count("bob").await, 3);
+    assert_eq!(sealed_entries(&stack, "bob").await, 3);
     let reset = stack.read("/v1/users/bob/sync?after=0").await;
     assert_eq!(
         (&reset["reset"], &reset["floor_seq"]),
@@ -368,14 +365,14 @@ async fn a_user_over_the_entry_cap_loses_the_oldest_and_is_told() {
         (3, &seqs[3..]),
         "m3, m4 and m5 are left"
     );
-    assert_eq!(count("bob").await, 3);
+    assert_eq!(sealed_entries(&stack, "bob").await, 3);
 
     // Dropped partitions take their entries off the counts.
     let mut aged = capped;
     aged.settings.age = Some(TimeDelta::days(30));
     let report = run_at(&aged, now + TimeDelta::days(31)).await;
     assert!(report.dropped >= 2, "{report:?}");
-    assert_eq!(count("bob").await, 0);
+    assert_eq!(sealed_entries(&stack, "bob").await, 0);
     assert!(inbox_seqs(&stack, "bob").await.is_empty());
     stack.stop().await;
 }
@@ -398,13 +395,7 @@ async fn a_drop_cut_short_by_a_crash_finishes_at_the_next_run_without_counting_t
     stack.applied().await;
     // The second partition is sealed (and counted) much later: only the first expires below.
     run_at(&counting, now + TimeDelta::days(20)).await;
-    let count = || async {
-        sqlx::query_scalar::<_, i64>("SELECT sealed_entries FROM sync_counts WHERE user_id = 'bob'")
-            .fetch_one(&stack.db.pool)
-            .await
-            .unwrap()
-    };
-    assert_eq!(count().await, 5);
+    assert_eq!(sealed_entries(&stack, "bob").await, 5);
 
     // A run died after recording the first partition's floors and taking its entries off the counts
     // (one transaction, which marks it dropping), and after detaching it, before the drop.
@@ -436,7 +427,11 @@ async fn a_drop_cut_short_by_a_crash_finishes_at_the_next_run_without_counting_t
         .await
         .unwrap();
     assert_eq!(left, None, "the detached partition is dropped");
-    assert_eq!(count().await, 2, "its entries were not taken off twice");
+    assert_eq!(
+        sealed_entries(&stack, "bob").await,
+        2,
+        "its entries were not taken off twice"
+    );
     let reset = stack.read("/v1/users/bob/sync?after=0").await;
     assert_eq!(reset["floor_seq"], old[2], "{reset}");
     stack.stop().await;
