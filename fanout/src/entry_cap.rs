@@ -12,7 +12,7 @@
 
 use sqlx::{Connection, PgConnection};
 
-use crate::retention::{FEED_CUT, FLOORS_ONLY_RISE};
+use crate::floors::{FEED_CUT, FLOORS_ONLY_RISE};
 
 /// Counts the sealed partitions not counted yet and trims every user over `cap`. Returns (partitions
 /// counted, entries removed). Users over the cap are looked for at every run (one scan of

@@ -22,6 +22,7 @@
 //! - [`retention`]: sync timeline partitions — kept ahead, sealed, dropped past the retention age with
 //!   their users' floors recorded.
 //! - [`entry_cap`]: the per-user cap of sync entries, counted once per sealed partition.
+//! - [`floors`]: the floor rule every removal of sync entries follows.
 //! - [`lag`]: consumer lag measurement for `/metrics`, and [`LagExporter`] outside the group.
 //! - [`topics`]: creating the topics when missing.
 //! - [`events_cli`]: `fanout events produce|consume`, the topic by hand.
@@ -53,6 +54,7 @@ pub mod dormancy;
 mod entry_cap;
 pub mod error;
 pub mod events_cli;
+pub mod floors;
 pub mod im;
 pub mod lag;
 pub mod metrics;

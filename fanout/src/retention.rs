@@ -23,16 +23,8 @@ use prometheus::{IntCounter, IntGauge};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
+use crate::floors::{FEED_CUT, FLOORS_ONLY_RISE};
 use crate::seq_lock::SYNC_SEQ_LOCK;
-
-/// The feed cut of a user's removed entries (columns `kind`, `post_id`): right above the highest post id
-/// among them (`id || '0'` sorts above `id` and below every greater id).
-pub const FEED_CUT: &str = "max(post_id) FILTER (WHERE kind = 'post') || '0'";
-/// The tail of every `INSERT INTO sync_floors`, wherever entries are removed: floors and feed cuts
-/// only rise.
-pub const FLOORS_ONLY_RISE: &str = "ON CONFLICT (user_id) DO UPDATE
-    SET floor_seq = greatest(sync_floors.floor_seq, EXCLUDED.floor_seq),
-        feed_below = greatest(sync_floors.feed_below, EXCLUDED.feed_below)";
 
 /// Key of the session-level advisory lock held by the worker that keeps the partitions ("FANLRETN").
 const RETENTION_LOCK: i64 = 0x4641_4e4c_5245_544e;
