@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use prometheus::{IntCounter, IntGauge};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use crate::floors::{FEED_CUT, FLOORS_ONLY_RISE};
-use crate::seq_lock::SYNC_SEQ_LOCK;
+use crate::seq_lock::SeqLock;
 
 /// Key of the session-level advisory lock held by the worker that keeps the partitions ("FANLRETN").
 const RETENTION_LOCK: i64 = 0x4641_4e4c_5245_544e;
@@ -202,16 +202,19 @@ async fn next_seq(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     Ok(next)
 }
 
+/// Takes the seq lock in `tx` (fan-outs draw no seq until it commits; every one that drew before has
+/// committed) and reads the seq the next fan-out will draw.
+async fn next_seq_locked(tx: &mut Transaction<'_, Postgres>) -> Result<i64, sqlx::Error> {
+    SeqLock::default().acquire(tx).await?;
+    next_seq(tx).await
+}
+
 /// Seals the open partitions the sequence has passed; the next one is opened now. Under the seq lock,
 /// with the sequence read there: every fan-out that drew a seq below it has committed, so a count of
 /// the sealed partition ([`crate::entry_cap`]) sees all its rows.
 async fn seal_full(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<u32, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(SYNC_SEQ_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    let next = next_seq(&mut tx).await?;
+    let next = next_seq_locked(&mut tx).await?;
     let sealed = sqlx::query(
         "UPDATE sync_partitions SET sealed_at = $2 WHERE sealed_at IS NULL AND hi <= $1",
     )
@@ -319,12 +322,8 @@ async fn seal_by_time(
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(SYNC_SEQ_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    // Read under the lock: the sequence only moves forward from here, to the open partition's end.
-    let now_next = next_seq(&mut tx).await?;
+    // The sequence only moves forward from here, to the open partition's end.
+    let now_next = next_seq_locked(&mut tx).await?;
     let open: Option<Partition> = sqlx::query_as(
         "SELECT name, lo, hi, opened_at FROM sync_partitions
          WHERE sealed_at IS NULL AND coalesce(lo, $1) <= $1 AND $1 < hi",

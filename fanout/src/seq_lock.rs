@@ -32,7 +32,7 @@ impl SeqLock {
     /// Takes the lock in `tx` unless this transaction already holds it.
     pub(crate) async fn acquire(
         &mut self,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<SeqLockHeld<'_>, sqlx::Error> {
         if !self.held {
             // From here to commit, this transaction is the only one drawing seqs.

@@ -453,6 +453,23 @@ pub async fn spawn_fanout(config: fanout::Config) -> Running {
     running((port, port), registry, |shutdown| app.run(shutdown))
 }
 
+/// fanout's retention task as the retention tests and bench run it, on a simulated clock (each
+/// `run_once(at)` is told the time): 30 days' retention, partitions sealed after an hour, no per-user
+/// cap (set `settings.cap` for one), no metrics.
+pub fn simulated_retention(pool: &sqlx::PgPool) -> fanout::retention::Retention {
+    fanout::retention::Retention {
+        pool: pool.clone(),
+        settings: fanout::retention::RetentionSettings {
+            age: Some(chrono::TimeDelta::days(30)),
+            cap: None,
+            slice: chrono::TimeDelta::hours(1),
+            span: 100_000_000,
+            every: Duration::from_secs(60),
+        },
+        metrics: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

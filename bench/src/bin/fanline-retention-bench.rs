@@ -23,7 +23,6 @@ use bench::seed::{count, user};
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
 use fanout::floors::{FEED_CUT, FLOORS_ONLY_RISE};
-use fanout::retention::{Retention, RetentionSettings};
 use fanout::store::{apply_batch, Policy, SourcedEvent};
 use harness::TestDb;
 use schemas::{ConversationId, Envelope, MessageId, MessageSent};
@@ -55,23 +54,9 @@ struct Args {
 /// by one, so a smaller batch only commits more often).
 const BATCH: usize = 100;
 
-fn retention(pool: &PgPool) -> Retention {
-    Retention {
-        pool: pool.clone(),
-        settings: RetentionSettings {
-            age: Some(TimeDelta::days(30)),
-            cap: None,
-            slice: TimeDelta::hours(1),
-            span: 100_000_000,
-            every: Duration::from_secs(60),
-        },
-        metrics: None,
-    }
-}
-
 /// Writes the entries, partition by partition, each sealed an hour after the one before (simulated).
 async fn load(pool: &PgPool, args: &Args, t0: DateTime<Utc>) {
-    let retention = retention(pool);
+    let retention = harness::simulated_retention(pool);
     let per = args.entries / args.partitions;
     for p in 0..args.partitions {
         let started = Instant::now();
@@ -285,7 +270,7 @@ async fn main() -> anyhow::Result<()> {
     let (base, ()) = under_load(&pool, &args, load, 1, async {}).await;
 
     eprintln!("dropping the two oldest partitions under load");
-    let retention = retention(&pool);
+    let retention = harness::simulated_retention(&pool);
     // Partition p was sealed at t0 + p + 2 hours: at t0 + 30 days + 3.5 hours, partitions 0 and 1 (and
     // the empty first one of the migration) have expired.
     let at = t0 + TimeDelta::days(30) + TimeDelta::minutes(210);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use fanout::retention::{Retention, RetentionSettings, RunReport};
+use fanout::retention::{Retention, RunReport};
 use harness::ws::{Received, WsClient};
 use schemas::realtime::{ClientFrame, ServerFrame};
 use serde_json::{json, Value};
@@ -14,20 +14,6 @@ use serde_json::{json, Value};
 use crate::im_api::{unread_of, Stack};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn retention(stack: &Stack) -> Retention {
-    Retention {
-        pool: stack.db.pool.clone(),
-        settings: RetentionSettings {
-            age: Some(TimeDelta::days(30)),
-            cap: None,
-            slice: TimeDelta::hours(1),
-            span: 100_000_000,
-            every: Duration::from_secs(60),
-        },
-        metrics: None,
-    }
-}
 
 /// One run at `at`, waiting while the stack's own retention task holds the lock.
 async fn run_at(retention: &Retention, at: chrono::DateTime<Utc>) -> RunReport {
@@ -105,7 +91,7 @@ async fn a_device_below_the_floor_is_told_on_every_transport_and_nothing_else_ch
     let feed_before = stack.read("/v1/users/bob/feed").await;
 
     // An hour on the partition is sealed; a month later it is dropped.
-    let retention = retention(&stack);
+    let retention = harness::simulated_retention(&stack.db.pool);
     let now = Utc::now();
     let sealed = run_at(&retention, now + TimeDelta::hours(2)).await;
     assert_eq!((sealed.sealed, sealed.dropped), (1, 0), "{sealed:?}");
@@ -288,7 +274,7 @@ async fn a_seq_past_every_partition_is_retried_until_the_partition_exists() {
     })
     .await;
     // ... until the retention task creates the partition.
-    let report = run_at(&retention(&stack), Utc::now()).await;
+    let report = run_at(&harness::simulated_retention(&stack.db.pool), Utc::now()).await;
     assert!(report.created >= 1, "{report:?}");
     stack.applied().await;
     let bodies: Vec<String> = stack.read("/v1/users/bob/sync?after=0").await["entries"]
@@ -316,7 +302,7 @@ async fn a_user_over_the_entry_cap_loses_the_oldest_and_is_told() {
     stack.applied().await;
     let seqs = inbox_seqs(&stack, "bob").await;
     let unread_before = unread_of(&stack.contacts("bob").await, "d:alice:bob");
-    let mut capped = retention(&stack);
+    let mut capped = harness::simulated_retention(&stack.db.pool);
     capped.settings.cap = Some(3);
     capped.settings.age = None;
     let now = Utc::now();
@@ -380,7 +366,7 @@ async fn a_user_over_the_entry_cap_loses_the_oldest_and_is_told() {
 #[tokio::test]
 async fn a_drop_cut_short_by_a_crash_finishes_at_the_next_run_without_counting_twice() {
     let stack = Stack::start().await;
-    let mut counting = retention(&stack);
+    let mut counting = harness::simulated_retention(&stack.db.pool);
     counting.settings.cap = Some(10_000);
     let now = Utc::now();
     for i in 0..3 {

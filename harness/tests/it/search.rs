@@ -105,6 +105,16 @@ fn history() -> Vec<Envelope> {
 
 /// The events in order, each at the next offset of its partition (direct conversations on 1, the rest
 /// on 0), as a log holds them.
+/// `events` applied (with [`sourced`]'s positions, the default policy) and a reader over `db`.
+async fn applied_and_served(db: &TestDb, events: &[Envelope]) -> (harness::Running, Api) {
+    apply_batch(&db.pool, &Policy::default(), &sourced(events))
+        .await
+        .unwrap();
+    let reader = spawn_reader(&db.url).await;
+    let api = Api::new("", reader.url(""));
+    (reader, api)
+}
+
 fn sourced(events: &[Envelope]) -> Vec<SourcedEvent> {
     let mut offsets = [0i64; 2];
     events
@@ -163,11 +173,8 @@ async fn everything_found(api: &Api) -> Vec<Vec<String>> {
 #[tokio::test]
 async fn search_finds_chinese_and_english_only_where_the_caller_may_read() {
     let db = TestDb::create().await;
-    let policy = Policy::default();
-    let events = sourced(&history());
-    apply_batch(&db.pool, &policy, &events).await.unwrap();
-    let reader = spawn_reader(&db.url).await;
-    let api = Api::new("", reader.url(""));
+    let history = history();
+    let (reader, api) = applied_and_served(&db, &history).await;
 
     // A two-character Chinese word in the middle of a sentence; newest first; recalled never.
     assert_eq!(
@@ -224,12 +231,12 @@ async fn search_finds_chinese_and_english_only_where_the_caller_may_read() {
 
     // The log again, and a rebuild: the same results.
     let before = everything_found(&api).await;
-    apply_batch(&db.pool, &policy, &events).await.unwrap();
+    apply_batch(&db.pool, &Policy::default(), &sourced(&history))
+        .await
+        .unwrap();
     assert_eq!(everything_found(&api).await, before, "applied again");
     let fresh = TestDb::create().await;
-    apply_batch(&fresh.pool, &policy, &events).await.unwrap();
-    let rebuilt = spawn_reader(&fresh.url).await;
-    let rebuilt_api = Api::new("", rebuilt.url(""));
+    let (rebuilt, rebuilt_api) = applied_and_served(&fresh, &history).await;
     assert_eq!(everything_found(&rebuilt_api).await, before, "rebuilt");
     rebuilt.stop().await;
     reader.stop().await;
@@ -276,12 +283,7 @@ async fn a_late_member_of_a_shared_history_group_finds_what_was_said_before() {
         Envelope::member_removed(membership("eve")),
         say("会议 after eve left", 3),
     ];
-    let events = sourced(&events);
-    apply_batch(&db.pool, &Policy::default(), &events)
-        .await
-        .unwrap();
-    let reader = spawn_reader(&db.url).await;
-    let api = Api::new("", reader.url(""));
+    let (reader, api) = applied_and_served(&db, &events).await;
     assert_eq!(
         search(&api, "eve", "会议").await.unwrap(),
         ["会议 while eve is in", "会议 before eve joined"]
@@ -380,12 +382,7 @@ async fn post_search_covers_followed_authors_and_one_author_on_request() {
             author: user("ann"),
         }),
     ];
-    let events = sourced(&events);
-    apply_batch(&db.pool, &Policy::default(), &events)
-        .await
-        .unwrap();
-    let reader = spawn_reader(&db.url).await;
-    let api = Api::new("", reader.url(""));
+    let (reader, api) = applied_and_served(&db, &events).await;
     let find = |who: &'static str, query: String| {
         let api = api.as_user(who);
         let url = format!("{}/v1/users/{who}/search/posts?{query}", api.reader);
@@ -457,12 +454,7 @@ async fn people_and_groups_are_found_by_id_and_name_private_groups_by_members_on
         history: None,
         owner: None,
     }));
-    let events = sourced(&events);
-    apply_batch(&db.pool, &Policy::default(), &events)
-        .await
-        .unwrap();
-    let reader = spawn_reader(&db.url).await;
-    let api = Api::new("", reader.url(""));
+    let (reader, api) = applied_and_served(&db, &events).await;
     let find = |who: &'static str, what: &'static str, q: &str| {
         let api = api.as_user(who);
         let url = format!("{}/v1/search/{what}?q={}", api.reader, urlencode(q));
