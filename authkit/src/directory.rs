@@ -15,7 +15,7 @@
 //! ([`crate::TokenKey::claim_code`]), so nobody takes over an existing inbox by registering first.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::http::StatusCode;
 use httpkit::ApiError;
@@ -34,12 +34,17 @@ pub enum IdStatus {
     HoldsData,
     /// Nothing: anyone may register it.
     Free,
+    /// A deleted account's: nobody may register it, unless an operator released it and its
+    /// relationships were all ended (`departed`).
+    Erased { released: bool, departed: bool },
 }
 
 pub struct AccountDirectory {
     /// `None`: switched off (`FANLINE_ACCOUNTS_REQUIRED=false`): every id passes, as before the rule.
     pool: Option<PgPool>,
     with_account: Mutex<HashSet<String>>,
+    /// The polled deleted accounts: an id cached as having an account is refused once deleted.
+    deleted: Option<Arc<crate::DisabledAccounts>>,
 }
 
 impl AccountDirectory {
@@ -47,6 +52,7 @@ impl AccountDirectory {
         AccountDirectory {
             pool: Some(pool),
             with_account: Mutex::new(HashSet::new()),
+            deleted: None,
         }
     }
 
@@ -56,7 +62,14 @@ impl AccountDirectory {
         AccountDirectory {
             pool: None,
             with_account: Mutex::new(HashSet::new()),
+            deleted: None,
         }
+    }
+
+    /// Refuses the ids `accounts` reports deleted (its polls), also those cached as having an account.
+    pub fn watching(mut self, accounts: Arc<crate::DisabledAccounts>) -> Self {
+        self.deleted = Some(accounts);
+        self
     }
 
     /// `Ok` when `user` has an account; `404` naming `field` when not, `503` when the database cannot
@@ -65,6 +78,17 @@ impl AccountDirectory {
         let Some(pool) = &self.pool else {
             return Ok(());
         };
+        if self
+            .deleted
+            .as_ref()
+            .is_some_and(|d| d.is_deleted(user.as_str()))
+        {
+            return Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!("the account {user} was deleted").into(),
+                field: Some(field.into()),
+            });
+        }
         if self.cached(user) {
             return Ok(());
         }
@@ -121,7 +145,7 @@ impl AccountDirectory {
         let Some(pool) = &self.pool else {
             return Ok(IdStatus::Free);
         };
-        let (account, data): (bool, bool) = sqlx::query_as(
+        let (account, data, erased): (bool, bool, Option<(bool, bool)>) = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM accounts WHERE user_id = $1),
                     EXISTS (SELECT 1 FROM posts WHERE author = $1)
                     OR EXISTS (SELECT 1 FROM sync_entries WHERE user_id = $1)
@@ -129,16 +153,19 @@ impl AccountDirectory {
                     OR EXISTS (SELECT 1 FROM sync_floors WHERE user_id = $1)
                     OR EXISTS (SELECT 1 FROM follows WHERE follower = $1)
                     OR EXISTS (SELECT 1 FROM conversation_members WHERE user_id = $1)
-                    OR EXISTS (SELECT 1 FROM follows WHERE followee = $1)",
+                    OR EXISTS (SELECT 1 FROM follows WHERE followee = $1),
+                    (SELECT (released, departed_at IS NOT NULL) FROM erased_users
+                     WHERE user_id = $1)",
         )
         .bind(user.as_str())
         .fetch_one(pool)
         .await
         .map_err(unavailable)?;
-        Ok(match (account, data) {
-            (true, _) => IdStatus::Account,
-            (false, true) => IdStatus::HoldsData,
-            (false, false) => IdStatus::Free,
+        Ok(match (account, data, erased) {
+            (true, _, _) => IdStatus::Account,
+            (false, _, Some((released, departed))) => IdStatus::Erased { released, departed },
+            (false, true, None) => IdStatus::HoldsData,
+            (false, false, None) => IdStatus::Free,
         })
     }
 

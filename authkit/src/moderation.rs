@@ -3,9 +3,9 @@
 //! - [`Operators`]: the accounts the deployment's configuration names (`FANLINE_OPERATORS`); nothing a
 //!   user can do grants the role, and a token carries no role: each service compares the caller with
 //!   its own configuration.
-//! - [`DisabledAccounts`]: the accounts an operator disabled, polled from Postgres in the background
-//!   (`disabled_accounts`, written by fanout), so the check on every request is a lookup in memory, not
-//!   a query. A disabled account's access tokens are refused from the first poll that sees it: within
+//! - [`DisabledAccounts`]: the accounts an operator disabled, and the deleted ones (`erased_users`
+//!   without a new registration), polled from Postgres in the background (both written by fanout), so
+//!   the check on every request is a lookup in memory, not a query. A disabled account's access tokens are refused from the first poll that sees it: within
 //!   fanout's lag plus the poll interval (docs/limits.md). The [`crate::Bearer`] extractor refuses
 //!   them when the set is a request extension.
 
@@ -44,13 +44,15 @@ impl Operators {
     }
 }
 
-/// The accounts an operator disabled, as of the last poll.
+/// The accounts an operator disabled and the deleted ones, as of the last poll.
 #[derive(Debug, Default)]
 pub struct DisabledAccounts {
     users: RwLock<HashSet<String>>,
+    deleted: RwLock<HashSet<String>>,
 }
 
 impl DisabledAccounts {
+    /// Disabled or deleted: its tokens are refused.
     pub fn is_disabled(&self, user: &str) -> bool {
         self.users
             .read()
@@ -58,13 +60,31 @@ impl DisabledAccounts {
             .contains(user)
     }
 
-    /// Reads the table again; returns the accounts disabled since the last poll.
+    /// Deleted (and the id not registered again since).
+    pub fn is_deleted(&self, user: &str) -> bool {
+        self.deleted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(user)
+    }
+
+    /// Reads the tables again; returns the accounts disabled or deleted since the last poll.
     pub async fn poll(&self, pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
-        let now: HashSet<String> = sqlx::query_scalar("SELECT user_id FROM disabled_accounts")
-            .fetch_all(pool)
-            .await?
-            .into_iter()
+        let rows: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT user_id, false FROM disabled_accounts
+             UNION ALL
+             SELECT user_id, true FROM erased_users e
+             WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.user_id = e.user_id)",
+        )
+        .fetch_all(pool)
+        .await?;
+        let deleted: HashSet<String> = rows
+            .iter()
+            .filter(|(_, deleted)| *deleted)
+            .map(|(user, _)| user.clone())
             .collect();
+        let now: HashSet<String> = rows.into_iter().map(|(user, _)| user).collect();
+        *self.deleted.write().unwrap_or_else(PoisonError::into_inner) = deleted;
         let mut users = self.users.write().unwrap_or_else(PoisonError::into_inner);
         let new: Vec<String> = now.difference(&users).cloned().collect();
         *users = now;
@@ -97,12 +117,17 @@ impl DisabledAccounts {
         }
     }
 
-    /// `403` for a disabled account.
+    /// `403` for a disabled or deleted account.
     pub fn check(&self, user: &str) -> Result<(), ApiError> {
         if self.is_disabled(user) {
+            let message = if self.is_deleted(user) {
+                "this account was deleted"
+            } else {
+                "this account is disabled"
+            };
             return Err(ApiError {
                 status: StatusCode::FORBIDDEN,
-                message: "this account is disabled".into(),
+                message: message.into(),
                 field: Some("token".into()),
             });
         }

@@ -87,6 +87,7 @@ pub mod defaults {
     pub const LAG_INTERVAL_MS: u64 = 5000;
     pub const PARTITIONS: i32 = 8;
     pub const DORMANCY_SWEEP_SECS: u64 = 300;
+    pub const DEPARTURES_SWEEP_SECS: u64 = 10;
     pub const REPLICATION_FACTOR: i32 = 1;
     pub const SYNC_RETENTION_DAYS: i64 = 30;
     pub const SYNC_RETENTION_ENTRIES: i64 = 10_000;
@@ -214,6 +215,11 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_DORMANCY_SWEEP_SECS", default_value_t = defaults::DORMANCY_SWEEP_SECS)]
     pub dormancy_sweep_secs: u64,
 
+    /// How often the departures sweeper ends deleted accounts' memberships, follows and blocks, in
+    /// seconds.
+    #[arg(long, global = true, env = "FANLINE_DEPARTURES_SWEEP_SECS", default_value_t = defaults::DEPARTURES_SWEEP_SECS)]
+    pub departures_sweep_secs: u64,
+
     /// How long after sending a message its sender may recall it, in seconds (checked by fanout against
     /// the times ingest stamped on the message and on the recall).
     #[arg(long, global = true, env = "FANLINE_RECALL_WINDOW_SECS", default_value_t = defaults::RECALL_WINDOW_SECS)]
@@ -292,6 +298,7 @@ impl Config {
             active_window_hours: defaults::ACTIVE_WINDOW_HOURS,
             return_window_hours: defaults::RETURN_WINDOW_HOURS,
             dormancy_sweep_secs: defaults::DORMANCY_SWEEP_SECS,
+            departures_sweep_secs: defaults::DEPARTURES_SWEEP_SECS,
             group_pull_threshold: defaults::GROUP_PULL_THRESHOLD,
             group_push_threshold: None,
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
@@ -450,6 +457,7 @@ mod tests {
             active_window_hours,
             return_window_hours,
             dormancy_sweep_secs,
+            departures_sweep_secs,
             skip_search_index,
             sync_retention_days,
             sync_retention_entries,
@@ -509,6 +517,10 @@ mod tests {
         assert_eq!(active_window_hours, parsed.active_window_hours, "window");
         assert_eq!(return_window_hours, parsed.return_window_hours, "return");
         assert_eq!(dormancy_sweep_secs, parsed.dormancy_sweep_secs, "sweep");
+        assert_eq!(
+            departures_sweep_secs, parsed.departures_sweep_secs,
+            "departures"
+        );
         assert_eq!(skip_setup, parsed.skip_setup, "skip_setup");
         assert_eq!(
             (

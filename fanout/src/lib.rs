@@ -2,7 +2,8 @@
 //! graph and push fan-out to per-user sync timelines.
 //!
 //! Architecture invariant: fanout is the only writer of timelines. It reads Kafka, writes Postgres and
-//! the dead-letter topic (and, from its sweeper, `user_dormant` events to the events topic), and serves
+//! the dead-letter topic (and, from its sweepers, `user_dormant` events and deleted accounts' departures
+//! to the events topic), and serves
 //! only operations endpoints.
 //!
 //! # Layout
@@ -17,6 +18,8 @@
 //! - [`replay`]: `fanout replay` — start offsets (beginning, time, offsets, resume) and its checkpoint.
 //! - [`dlq`]: the dead-letter producer.
 //! - [`dormancy`]: the sweeper that reports users silent for the active window (`user_dormant`).
+//! - [`departures`]: the sweeper that ends deleted accounts' memberships, follows and blocks through
+//!   ordinary events.
 //! - [`reindex`]: the search backlog — rows stored without their searchable form, indexed in the
 //!   background.
 //! - [`retention`]: sync timeline partitions — kept ahead, sealed, dropped past the retention age with
@@ -36,6 +39,7 @@
 //! - [`watermark`]: one effect per IM event — the per-key applied position.
 //! - [`activity`]: whose inboxes fan-out writes — activity, dormancy and a dormant user's return.
 //! - [`users`]: a user's own events — accounts and profiles, and the moderation records on a user's key.
+//! - [`erasure`]: an account's deletion — what is the user's own, erased on their key.
 //! - [`moderation`]: reports and disabled accounts.
 //! - [`im`]: a conversation's events — groups and membership, messages, recalls, read markers.
 //! - [`outcome`]: what a batch did, and why IM events were refused.
@@ -49,9 +53,11 @@ pub mod applier;
 mod batches;
 pub mod config;
 pub mod consumer;
+pub mod departures;
 pub mod dlq;
 pub mod dormancy;
 mod entry_cap;
+pub mod erasure;
 pub mod error;
 pub mod events_cli;
 pub mod floors;
@@ -101,6 +107,7 @@ pub struct App {
     topic: String,
     lag_interval: Duration,
     sweeper: Option<dormancy::Sweeper>,
+    departures: departures::Departures,
     reindexer: Option<reindex::Reindexer>,
     retention: retention::Retention,
 }
@@ -137,7 +144,7 @@ impl App {
         let metrics = metrics::FanoutMetrics::new(&registry)?;
         let http_metrics = httpkit::HttpMetrics::new(&registry)?;
         let applier = applier::Applier::new(config, &kafka, metrics.clone())?;
-        let sweeper = sweeper(config, &registry, applier.pool())?;
+        let (sweeper, departures) = sweepers(config, &registry, applier.pool())?;
         let reindexer = (!config.skip_search_index).then(|| reindex::Reindexer {
             pool: applier.pool().clone(),
             indexed: Some(metrics.search_backlog_indexed.clone()),
@@ -205,6 +212,7 @@ impl App {
             topic: config.topic.clone(),
             lag_interval: config.lag_interval(),
             sweeper,
+            departures,
             reindexer,
             retention,
         })
@@ -237,6 +245,7 @@ impl App {
         let reindexer = self
             .reindexer
             .map(|reindexer| tokio::spawn(reindexer.run(cancel.clone())));
+        let departures = Some(tokio::spawn(self.departures.run(cancel.clone())));
         let retention = tokio::spawn(self.retention.run(cancel.clone()));
         let server = tokio::spawn(httpkit::serve(
             self.listener,
@@ -248,7 +257,7 @@ impl App {
         tracing::info!("draining");
         cancel.cancel();
         let _ = lag.await;
-        for task in [sweeper, reindexer].into_iter().flatten() {
+        for task in [sweeper, departures, reindexer].into_iter().flatten() {
             let _ = task.await;
         }
         let _ = retention.await;
@@ -262,15 +271,13 @@ impl App {
     }
 }
 
-/// The dormancy sweeper, unless nobody is to become dormant (an active window of 0).
-fn sweeper(
+/// The dormancy sweeper, unless nobody is to become dormant (an active window of 0), and the
+/// departures sweeper; they share one producer.
+fn sweepers(
     config: &Config,
     registry: &Registry,
     pool: &PgPool,
-) -> Result<Option<dormancy::Sweeper>, BuildError> {
-    if config.active_window_hours == 0 {
-        return Ok(None);
-    }
+) -> Result<(Option<dormancy::Sweeper>, departures::Departures), BuildError> {
     let metrics =
         kafkakit::ProduceMetrics::new(registry, "fanout", httpkit::metrics::LATENCY_BUCKETS)?;
     let settings = kafkakit::ProducerSettings {
@@ -278,12 +285,19 @@ fn sweeper(
         topic: config.topic.clone(),
         timeout: Duration::from_secs(30),
     };
-    Ok(Some(dormancy::Sweeper {
+    let producer = kafkakit::EventProducer::new(&config.kafka()?, &settings, metrics)?;
+    let dormancy = (config.active_window_hours > 0).then(|| dormancy::Sweeper {
         pool: pool.clone(),
-        producer: kafkakit::EventProducer::new(&config.kafka()?, &settings, metrics)?,
+        producer: producer.clone(),
         window: chrono::TimeDelta::hours(config.active_window_hours),
         every: Duration::from_secs(config.dormancy_sweep_secs.max(1)),
-    }))
+    });
+    let departures = departures::Departures {
+        pool: pool.clone(),
+        producer,
+        every: Duration::from_secs(config.departures_sweep_secs.max(1)),
+    };
+    Ok((dormancy, departures))
 }
 
 /// Ready: Postgres answers, the group was joined, and this member does not own nothing while the

@@ -22,6 +22,7 @@ use schemas::{Event, FollowChange, PostCreated, PostDeleted};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::activity::{self, ActivityEvent};
+use crate::erasure;
 use crate::im::{self, ImEvent};
 use crate::policy::{next_mode, DeliveryMode};
 use crate::seq_lock::{SeqLock, SeqLockHeld};
@@ -64,6 +65,10 @@ pub async fn apply_batch(
                 let applied = im::apply(&mut tx, policy, event, im_event, &mut seq_lock).await?;
                 outcome.im.add(applied);
             }
+            Run::Erasure(event, deleted) => {
+                let applied = erasure::apply(&mut tx, event, deleted, &mut seq_lock).await?;
+                outcome.im.add(applied);
+            }
             Run::Activity(event, change) => {
                 let applied =
                     activity::apply(&mut tx, policy, event, change, &mut seq_lock).await?;
@@ -85,6 +90,8 @@ enum Run<'a> {
     Im(&'a SourcedEvent, ImEvent<'a>),
     /// A user's activity, applied on its own ([`crate::activity`]).
     Activity(&'a SourcedEvent, ActivityEvent<'a>),
+    /// An account's deletion, applied on its own ([`crate::erasure`]).
+    Erasure(&'a SourcedEvent, &'a schemas::AccountDeleted),
 }
 
 fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
@@ -171,6 +178,7 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
             Event::ReportResolved(resolved) => {
                 runs.push(Run::User(event, UserEvent::ReportResolved(resolved)));
             }
+            Event::AccountDeleted(deleted) => runs.push(Run::Erasure(event, deleted)),
         }
     }
     runs
@@ -199,13 +207,21 @@ async fn apply_posts(
     let inserted: Vec<(String, String, String, bool)> = sqlx::query_as(
         "INSERT INTO posts (post_id, author, body, message_id, created_at, delivery_mode, deleted_at,
                             search)
-         SELECT t.post_id, t.author, CASE WHEN d.post_id IS NULL THEN t.body ELSE '' END,
+         SELECT t.post_id, t.author, CASE WHEN d.deleted_at IS NULL THEN t.body ELSE '' END,
                 t.message_id, t.created_at, coalesce(a.mode, 'push'), d.deleted_at,
-                CASE WHEN d.post_id IS NULL THEN t.search::tsvector END
+                CASE WHEN d.deleted_at IS NULL THEN t.search::tsvector END
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
               WITH ORDINALITY AS t(post_id, author, body, message_id, created_at, search, ord)
          LEFT JOIN authors a ON a.author = t.author
-         LEFT JOIN post_tombstones d ON d.post_id = t.post_id AND d.author = t.author
+         -- Stored deleted: a post its author deleted, or one of an author who deleted their account
+         -- (crate::erasure) — a post in flight when the account went.
+         LEFT JOIN LATERAL (
+             SELECT coalesce((SELECT pt.deleted_at FROM post_tombstones pt
+                              WHERE pt.post_id = t.post_id AND pt.author = t.author),
+                             (SELECT e.erased_at FROM erased_users e
+                              WHERE e.user_id = t.author
+                                AND (NOT e.released OR t.created_at <= e.erased_at))) AS deleted_at
+         ) d ON true
          -- Kafka order decides which copy of a retried request is kept: the first. The join may
          -- reorder rows, so restore the input order before they are inserted.
          ORDER BY t.ord
@@ -427,7 +443,7 @@ async fn apply_follow(
     }
     if !active {
         outcome.sync_entries_removed = take_posts_out(tx, change).await?;
-    } else {
+    } else if !is_erased(tx, &change.follower, event.envelope.ts).await? {
         let held = seq_lock.acquire(tx).await?;
         if policy.follow_backfill > 0 {
             outcome.sync_entries_backfilled =
@@ -436,6 +452,19 @@ async fn apply_follow(
         keep_feed_exact(tx, change, policy.follow_backfill).await?;
     }
     Ok(outcome)
+}
+
+/// Whether `user`'s account was deleted as of `at` (crate::erasure): then nothing is copied to them.
+async fn is_erased(
+    tx: &mut Transaction<'static, Postgres>,
+    user: &schemas::UserId,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT fanline_erased($1, $2)")
+        .bind(user.as_str())
+        .bind(at)
+        .fetch_one(&mut **tx)
+        .await
 }
 
 /// A follower who returned from dormancy reads every followed author's posts below their feed's cut
@@ -496,7 +525,10 @@ async fn set_edge(
              VALUES ($1, $2, coalesce($3, false) AND NOT coalesce($6, false)
                              AND NOT coalesce($7, false),
                      $4, $5, coalesce($6, false), coalesce($7, false),
-                     coalesce((SELECT active FROM user_activity WHERE user_id = $2), true))
+                     -- An erased follower (a follow replayed after the deletion) is copied nothing
+                     -- until the departures' unfollow ends the edge (crate::erasure).
+                     coalesce((SELECT active FROM user_activity WHERE user_id = $2), true)
+                     AND NOT fanline_erased($2, $8))
              ON CONFLICT (followee, follower) DO UPDATE
              -- Only a follow, which holds the seq lock, copies the follower's activity: a block's
              -- change may run beside a return or a dormancy and would write what it read before.
@@ -522,6 +554,7 @@ async fn set_edge(
     .bind(event.offset)
     .bind(by_follower)
     .bind(by_followee)
+    .bind(event.envelope.ts)
     .fetch_one(&mut **tx)
     .await?;
     Ok(now_active.map(|now| (was_active.unwrap_or(false), now)))
@@ -706,7 +739,8 @@ mod tests {
                 | Run::Delete(..)
                 | Run::User(..)
                 | Run::Im(..)
-                | Run::Activity(..) => 0,
+                | Run::Activity(..)
+                | Run::Erasure(..) => 0,
             })
             .collect();
         assert_eq!(shape, vec![2, 0, 1]);

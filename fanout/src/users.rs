@@ -62,9 +62,11 @@ async fn apply_account(
     event: &SourcedEvent,
     account: &AccountRegistered,
 ) -> Result<ImOutcome, sqlx::Error> {
+    // A deleted account's id is not registered again unless an operator released it.
     let written = sqlx::query(
         "INSERT INTO accounts (user_id, password_hash, registered_at, src_partition, src_offset)
-         VALUES ($1, $2, $3, $4, $5)
+         SELECT $1, $2, $3, $4, $5
+         WHERE NOT EXISTS (SELECT 1 FROM erased_users WHERE user_id = $1 AND NOT released)
          ON CONFLICT (user_id) DO NOTHING",
     )
     .bind(account.user.as_str())
@@ -107,10 +109,11 @@ async fn apply_profile(
     event: &SourcedEvent,
     profile: &ProfileUpdated,
 ) -> Result<ImOutcome, sqlx::Error> {
-    sqlx::query(
+    // A profile in flight when its account was deleted stays erased (crate::erasure).
+    let written = sqlx::query(
         "INSERT INTO users (user_id, display_name, age, gender, signature, src_partition, src_offset,
                             search)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::tsvector)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8::tsvector WHERE NOT fanline_erased($1, $9)
          ON CONFLICT (user_id) DO UPDATE
          SET display_name = EXCLUDED.display_name, age = EXCLUDED.age, gender = EXCLUDED.gender,
              signature = EXCLUDED.signature, src_partition = EXCLUDED.src_partition,
@@ -124,7 +127,9 @@ async fn apply_profile(
     .bind(event.partition)
     .bind(event.offset)
     .bind(schemas::search::document(&profile.display_name))
+    .bind(event.envelope.ts)
     .execute(&mut **tx)
-    .await?;
-    Ok(ImOutcome::applied())
+    .await?
+    .rows_affected();
+    Ok(ImOutcome::applied_if(written > 0))
 }

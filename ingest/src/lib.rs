@@ -137,7 +137,9 @@ impl App {
                             config.caps.clone(),
                             config.read_pool()?,
                         ))))
-                        .layer(axum::Extension(Arc::new(config.account_directory()?)))
+                        .layer(axum::Extension(Arc::new(
+                            config.account_directory()?.watching(disabled.clone()),
+                        )))
                         .layer(axum::Extension(Arc::new(authkit::WriteLimiter::new(
                             config.writes.quota(),
                             &registry,

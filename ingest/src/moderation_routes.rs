@@ -35,6 +35,7 @@ pub fn router(producer: Arc<EventProducer>) -> Router {
             "/v1/admin/accounts/{user}/disabled",
             put(disable).delete(enable),
         )
+        .route("/v1/admin/accounts/{user}", delete(delete_account))
         .route("/v1/admin/posts/{post_id}", delete(remove_post))
         .route("/v1/admin/messages/{message_id}", delete(remove_message))
         .route("/v1/admin/groups/{group}", delete(dissolve_group))
@@ -183,6 +184,51 @@ pub async fn enable(
         None,
     )
     .await
+}
+
+/// Delete an account (operators).
+///
+/// As `DELETE /v1/accounts/{user}` by the user (see there), for an operator. `release=true` also lets
+/// someone else register the id once the account's relationships are ended (a new owner starts with
+/// an empty inbox, and in a conversation of the deleted account only from the next message on); for
+/// an account already deleted it only releases the id.
+#[utoipa::path(
+    delete, path = "/v1/admin/accounts/{user}", tag = "moderation",
+    params(
+        ("user" = schemas::UserId, Path, description = "The account."),
+        ("release" = Option<bool>, Query, description = "Let someone else register the id afterwards (default false)."),
+    ),
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
+    )
+)]
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn delete_account(
+    bearer: Bearer,
+    State(producer): State<Arc<EventProducer>>,
+    Extension(operators): Extension<Arc<Operators>>,
+    Path(user): Path<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let by = operator(&bearer, &operators)?;
+    let release = match params.get("release") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::bad_field("release", "must be true or false")),
+    };
+    let deleted = schemas::AccountDeleted {
+        user: UserId::parse("user", &user)?,
+        by,
+        release,
+    };
+    if deleted.user == deleted.by {
+        return Err(ApiError::bad_field(
+            "user",
+            "an operator deletes their own account as a user does (DELETE /v1/accounts/{user})",
+        ));
+    }
+    append(&producer, &Envelope::account_deleted(deleted), None, None).await
 }
 
 /// Remove a post (operators).

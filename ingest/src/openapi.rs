@@ -14,6 +14,7 @@ use utoipa::OpenApi;
     modifiers(&Security),
     paths(
         crate::routes::register,
+        crate::routes::delete_account,
         crate::routes::create_post,
         crate::routes::create_posts,
         crate::routes::delete_post,
@@ -38,6 +39,7 @@ use utoipa::OpenApi;
         crate::moderation_routes::resolve,
         crate::moderation_routes::disable,
         crate::moderation_routes::enable,
+        crate::moderation_routes::delete_account,
         crate::moderation_routes::remove_post,
         crate::moderation_routes::remove_message,
         crate::moderation_routes::dissolve_group,

@@ -26,6 +26,7 @@ use kafkakit::{Acknowledged, EventProducer};
 pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Router {
     Router::new()
         .route("/v1/accounts", post(register))
+        .route("/v1/accounts/{user}", delete(delete_account))
         .route("/v1/posts", post(create_post))
         .route(
             "/v1/posts/batch",
@@ -95,6 +96,40 @@ pub async fn register(
     Ok(accepted(&envelope, None, ack))
 }
 
+/// Delete my account.
+///
+/// Appends `account_deleted` keyed by the user. Once fanout applied it (well under a second): the
+/// profile, the account and its password, the contents of every post and message the user wrote
+/// (tombstones: ids and seqs stay), their inbox, contact list, devices and sessions are gone — open
+/// sockets and streams close, tokens are refused — and within seconds their memberships, follows and
+/// blocks are ended (a group they own passes to its longest-standing admin or member). The id stays
+/// taken. What the Kafka log keeps, and for how long, is the operator's setting: README "Account
+/// deletion". Clients should ask for the password again (a fresh login) before offering this.
+#[utoipa::path(
+    delete, path = "/v1/accounts/{user}", tag = "accounts",
+    params(("user" = schemas::UserId, Path, description = "The account: the token's own.")),
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, Unauthorized, Forbidden, Unavailable,
+    )
+)]
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn delete_account(
+    bearer: authkit::Bearer,
+    State(producer): State<Arc<EventProducer>>,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = UserId::parse("user", &user)?;
+    bearer.require_user("user", &user)?;
+    let envelope = Envelope::account_deleted(schemas::AccountDeleted {
+        by: user.clone(),
+        user,
+        release: false,
+    });
+    let ack = producer.send(&envelope).await?;
+    Ok(accepted(&envelope, None, ack))
+}
+
 /// Who may register `user`: anyone when the id is free; nobody when it has an account; for an id
 /// that holds data without an account (squatting it would take over its inbox), only the bearer of
 /// its claim code.
@@ -112,6 +147,21 @@ async fn check_claim(
     match directory.status(user).await? {
         authkit::IdStatus::Free => Ok(()),
         authkit::IdStatus::Account => Err(conflict("this id is taken", "user")),
+        authkit::IdStatus::Erased {
+            released: true,
+            departed: true,
+        } => Ok(()),
+        authkit::IdStatus::Erased {
+            released: true,
+            departed: false,
+        } => Err(conflict(
+            "this id's deleted account is still being wound up: try again in a minute",
+            "user",
+        )),
+        authkit::IdStatus::Erased { .. } => Err(conflict(
+            "this id belonged to a deleted account and is not available",
+            "user",
+        )),
         authkit::IdStatus::HoldsData => match claim_code {
             Some(code) if key.is_claim_code(user.as_str(), code) => Ok(()),
             Some(_) => Err(conflict("not the claim code of this id", "claim_code")),

@@ -25,7 +25,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 /// The channel the triggers notify.
-pub const CHANNEL: &str = "fanline_sync";
+pub const CHANNEL: &str = schemas::db::SYNC_CHANNEL;
 
 impl Wake {
     fn plain(&mut self) {
@@ -259,7 +259,7 @@ impl Hub {
         for item in payload.split(',') {
             if let Some(group) = item.strip_prefix("g:") {
                 groups.push(group);
-            } else if let Some(session) = item.strip_prefix("s:") {
+            } else if let Some(session) = item.strip_prefix(schemas::db::SESSION_ENDED_PREFIX) {
                 self.sessions.end(session);
             } else {
                 notified.push(item);

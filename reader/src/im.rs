@@ -241,14 +241,16 @@ pub const CONVERSATIONS_SQL: &str = concat!(
 /// A history page scrolling back: $1 conversation, $2 seq bound (exclusive), $3 rows wanted, $4 the
 /// seq the reader's history starts after.
 pub const HISTORY_BEFORE_SQL: &str =
-    "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL
+    "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL,
+            erased_at IS NOT NULL
      FROM messages WHERE conversation_id = $1 AND seq < $2 AND seq > $4
      ORDER BY seq DESC LIMIT $3";
 
 /// A history page catching up: $1 conversation, $2 seq bound (exclusive), $3 rows wanted, $4 the seq
 /// the reader's history starts after.
 pub const HISTORY_AFTER_SQL: &str =
-    "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL
+    "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL,
+            erased_at IS NOT NULL
      FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq > $4
      ORDER BY seq LIMIT $3";
 
@@ -383,6 +385,7 @@ pub async fn messages(
                 body: row.try_get(3)?,
                 created_at: row.try_get(4)?,
                 recalled: row.try_get(5)?,
+                sender_deleted: row.try_get(6)?,
             })
         })
         .collect::<Result<Vec<Message>, tokio_postgres::Error>>()

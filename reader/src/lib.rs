@@ -299,7 +299,7 @@ impl App {
                 config.streams_per_address,
             ),
             origins: realtime::OriginPolicy::new(&config.ws_allowed_origins),
-            directory: Arc::new(directory(config, &connections.pool)),
+            directory: Arc::new(directory(config, &connections.pool).watching(disabled.clone())),
             writes: authkit::WriteLimiter::new(config.writes.quota(), &registry, "reader")?,
         });
         let session_state = Arc::new(sessions(

@@ -385,8 +385,9 @@ pub(crate) fn revoke_notifying(condition: &str) -> String {
         "WITH ended AS (
              UPDATE sessions SET revoked_at = now() WHERE {condition}
              RETURNING session_id, user_id)
-         SELECT user_id FROM ended, LATERAL pg_notify('{channel}', 's:' || session_id)",
-        channel = crate::hub::CHANNEL
+         SELECT user_id FROM ended, LATERAL pg_notify('{channel}', '{prefix}' || session_id)",
+        channel = crate::hub::CHANNEL,
+        prefix = schemas::db::SESSION_ENDED_PREFIX,
     )
 }
 

@@ -741,11 +741,14 @@ pub struct Message {
     pub seq: i64,
     pub message_id: String,
     pub sender: String,
-    /// Empty when recalled.
+    /// Empty when recalled or when its sender deleted their account.
     pub body: String,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recalled: bool,
+    /// Its sender deleted their account: the body is gone, the seq stays.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sender_deleted: bool,
 }
 
 /// `GET /v1/conversations/{conversation}/messages`: ascending seq.

@@ -4,6 +4,13 @@
 //! events: after the fix and a restart they apply) and dead-letters [`DbFailure::Refused`]; the reader
 //! answers `503` to `Unavailable` and `500` to the rest, so a SQL bug never looks like an outage.
 
+/// The `LISTEN` channel readers wake on: the inbox triggers' notifications, and session ends written
+/// as [`SESSION_ENDED_PREFIX`] + the session id (by the reader's logout and revocations, and by fanout
+/// when an account is deleted).
+pub const SYNC_CHANNEL: &str = "fanline_sync";
+/// The prefix of a session end's notification on [`SYNC_CHANNEL`].
+pub const SESSION_ENDED_PREFIX: &str = "s:";
+
 /// The kind of a Postgres failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbFailure {

@@ -22,7 +22,9 @@ use crate::ids::{
     validate_body, validate_message_id, ConversationId, GroupId, MessageId, PostId, TimelineKey,
     UserId, ValidationError,
 };
-use crate::moderation::{AccountModeration, MessageRemoved, ReportFiled, ReportResolved};
+use crate::moderation::{
+    AccountDeleted, AccountModeration, MessageRemoved, ReportFiled, ReportResolved,
+};
 use crate::safety::{
     BlockChange, ConversationMute, FollowBlock, GroupDissolved, GroupUpdated, HistoryVisibility,
     JoinRule, MemberMute,
@@ -62,6 +64,7 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "message_removed",
     "user_active",
     "user_dormant",
+    "account_deleted",
 ];
 
 /// One event on the topic.
@@ -144,6 +147,8 @@ pub enum Event {
     UserActive(UserActive),
     /// A user was away for the active window: fan-out stops writing their inbox (keyed by the user).
     UserDormant(UserDormant),
+    /// A user (or an operator) deleted the account: erased, its relationships ended (keyed by the user).
+    AccountDeleted(AccountDeleted),
 }
 
 pub use crate::ids::{validate_text, MAX_AGE, MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TEXT_CHARS};
@@ -593,6 +598,11 @@ impl Envelope {
         )
     }
 
+    /// A new `account_deleted` event, keyed by the user (after their registration and posts).
+    pub fn account_deleted(deleted: AccountDeleted) -> Self {
+        Self::wrap((&deleted.user).into(), Event::AccountDeleted(deleted))
+    }
+
     /// A new `message_removed` event, keyed by its conversation (after the message).
     pub fn message_removed(removed: MessageRemoved) -> Self {
         Self::wrap(
@@ -643,6 +653,7 @@ impl Envelope {
             Event::MessageRemoved(_) => "message_removed",
             Event::UserActive(_) => "user_active",
             Event::UserDormant(_) => "user_dormant",
+            Event::AccountDeleted(_) => "account_deleted",
         }
     }
 
@@ -737,6 +748,7 @@ impl Envelope {
             | Event::ReportResolved(_)
             | Event::AccountDisabled(_)
             | Event::AccountEnabled(_)
+            | Event::AccountDeleted(_)
             | Event::MessageRemoved(_) => self.validate_moderation()?,
             Event::UserActive(_) | Event::UserDormant(_) => self.validate_activity()?,
         }
@@ -766,6 +778,9 @@ impl Envelope {
             Event::AccountDisabled(change) | Event::AccountEnabled(change) => {
                 self.expect_key(change.user.as_str(), "payload.user")?;
                 change.validate().map_err(in_payload)?;
+            }
+            Event::AccountDeleted(deleted) => {
+                self.expect_key(deleted.user.as_str(), "payload.user")?;
             }
             Event::MessageRemoved(removed) => {
                 self.expect_key(removed.conversation.as_str(), "payload.conversation")?;

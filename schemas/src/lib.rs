@@ -45,7 +45,9 @@ pub use events::{
 pub use ids::{
     ConversationId, DeviceId, GroupId, MessageId, PostId, TimelineKey, UserId, ValidationError,
 };
-pub use moderation::{AccountModeration, MessageRemoved, ReportFiled, ReportKind, ReportResolved};
+pub use moderation::{
+    AccountDeleted, AccountModeration, MessageRemoved, ReportFiled, ReportKind, ReportResolved,
+};
 pub use safety::{
     BlockChange, ConversationMute, FollowBlock, GroupDissolved, GroupUpdated, HistoryVisibility,
     JoinRule, MemberMute,

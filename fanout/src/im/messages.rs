@@ -101,7 +101,9 @@ async fn is_retried_send(tx: &mut Tx, message: &MessageSent) -> Result<bool, sql
     Ok(true)
 }
 
-/// A direct conversation exists from its first message on, with both people as members.
+/// A direct conversation exists from its first message on, with both people as members — but for a
+/// person who deleted their account (crate::erasure). Someone who registered a released id joins an
+/// existing conversation from its current seq on: the deleted account's history is not theirs.
 async fn open_direct(
     tx: &mut Tx,
     conversation: &str,
@@ -117,8 +119,13 @@ async fn open_direct(
     .await?;
     for user in people {
         sqlx::query(
-            "INSERT INTO conversation_members (user_id, conversation_id, last_activity)
-             VALUES ($1, $2, $3)
+            "INSERT INTO conversation_members
+                 (user_id, conversation_id, from_seq, delivered_seq, read_seq, last_activity)
+             SELECT $1, c.conversation_id, s.start, s.start, s.start, $3
+             FROM conversations c,
+                  LATERAL (SELECT CASE WHEN EXISTS (SELECT 1 FROM erased_users WHERE user_id = $1)
+                                       THEN c.last_seq ELSE 0 END AS start) s
+             WHERE c.conversation_id = $2 AND NOT fanline_erased($1, $3)
              ON CONFLICT DO NOTHING",
         )
         .bind(user.as_str())
@@ -173,10 +180,15 @@ async fn store(
     .bind(message.created_at)
     .fetch_one(&mut **tx)
     .await?;
+    // A sender who deleted their account (a message in flight then, or a replay applying the deletion
+    // first): stored as the deletion leaves their messages, a tombstone (crate::erasure).
     sqlx::query(
         "INSERT INTO messages (conversation_id, seq, message_id, sender, body, client_msg_id, created_at,
-                               search)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::tsvector)",
+                               search, erased_at)
+         SELECT $1, $2, $3, $4, CASE WHEN e.erased_at IS NULL THEN $5 ELSE '' END, $6, $7,
+                CASE WHEN e.erased_at IS NULL THEN $8::tsvector END, e.erased_at
+         FROM (SELECT (SELECT erased_at FROM erased_users
+                       WHERE user_id = $4 AND (NOT released OR $7 <= erased_at)) AS erased_at) e",
     )
     .bind(conversation)
     .bind(seq)
@@ -311,14 +323,16 @@ async fn tell_sender(
     message: &MessageSent,
     _held: SeqLockHeld<'_>,
 ) -> Result<u64, sqlx::Error> {
+    // An erased sender has no inbox (crate::erasure).
     let entries = sqlx::query(
         "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, message_id)
-         VALUES ($1, nextval('sync_seq'), $1, 'refused', $2, $3)
+         SELECT $1, nextval('sync_seq'), $1, 'refused', $2, $3 WHERE NOT fanline_erased($1, $4)
          ON CONFLICT DO NOTHING",
     )
     .bind(message.sender.as_str())
     .bind(message.conversation.as_str())
     .bind(message.message_id.as_str())
+    .bind(message.created_at)
     .execute(&mut **tx)
     .await?
     .rows_affected();

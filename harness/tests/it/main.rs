@@ -5,6 +5,7 @@
 mod activity;
 mod auth;
 mod crash;
+mod erasure;
 mod export;
 mod fanout_store;
 mod feed_model;

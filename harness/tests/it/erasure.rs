@@ -1,0 +1,319 @@
+//! Account deletion (fanout/src/erasure.rs, fanout/src/departures.rs): what the account owned is
+//! erased on its key, what it shared ends through ordinary events — and both come out the same live,
+//! on a replay, and in other interleavings of the keys (a rebuild), also with events that were in
+//! flight when the account went.
+
+mod store {
+    use chrono::Utc;
+    use fanout::store::{apply_batch, Policy, SourcedEvent};
+    use harness::TestDb;
+    use schemas::{
+        AccountDeleted, AccountRegistered, BlockChange, ConversationId, Envelope, FollowBlock,
+        FollowChange, GroupCreated, GroupId, JoinRule, MembershipChange, MessageId, MessageSent,
+        PostCreated, PostId, ProfileUpdated, Role, UserActive, UserId,
+    };
+
+    const PARTITIONS: i32 = 4;
+
+    fn user(name: &str) -> UserId {
+        UserId::parse("user", name).unwrap()
+    }
+
+    fn partition_of(envelope: &Envelope) -> i32 {
+        (envelope.key.as_str().bytes().map(u32::from).sum::<u32>() % PARTITIONS as u32) as i32
+    }
+
+    /// Kafka positions for `envelopes`, appended after `log`.
+    fn append(log: &mut Vec<SourcedEvent>, envelopes: Vec<Envelope>) {
+        for envelope in envelopes {
+            let partition = partition_of(&envelope);
+            let offset = log.iter().filter(|e| e.partition == partition).count() as i64;
+            log.push(SourcedEvent {
+                partition,
+                offset,
+                envelope,
+            });
+        }
+    }
+
+    fn message(conversation: &ConversationId, sender: &str, body: &str) -> Envelope {
+        Envelope::message_sent(MessageSent {
+            message_id: MessageId::generate(),
+            conversation: conversation.clone(),
+            sender: user(sender),
+            body: body.into(),
+            client_msg_id: None,
+            created_at: Utc::now(),
+        })
+    }
+
+    fn post(author: &str, body: &str) -> Envelope {
+        Envelope::post_created(PostCreated {
+            post_id: PostId::generate(),
+            author: user(author),
+            body: body.into(),
+            message_id: None,
+            created_at: Utc::now(),
+        })
+    }
+
+    fn follow(follower: &str, followee: &str) -> Envelope {
+        Envelope::followed(FollowChange {
+            follower: user(follower),
+            followee: user(followee),
+        })
+    }
+
+    fn join(group: &GroupId, who: &str, by: &str, role: Option<Role>) -> Envelope {
+        Envelope::member_added(MembershipChange {
+            group: group.clone(),
+            user: user(who),
+            by: user(by),
+            role,
+        })
+    }
+
+    fn group(name: &str, owner: &str) -> (GroupId, Envelope) {
+        let id = GroupId::parse("group", name).unwrap();
+        let created = Envelope::group_created(GroupCreated {
+            group: id.clone(),
+            owner: user(owner),
+            name: name.into(),
+            group_type: None,
+            description: None,
+            join_rule: Some(JoinRule::Open),
+            history: None,
+            created_at: Utc::now(),
+        });
+        (id, created)
+    }
+
+    fn account(name: &str) -> Envelope {
+        Envelope::account_registered(AccountRegistered {
+            user: user(name),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+        })
+    }
+
+    fn profile(name: &str) -> Envelope {
+        Envelope::profile_updated(ProfileUpdated {
+            user: user(name),
+            display_name: format!("{name} the user"),
+            age: None,
+            gender: None,
+            signature: Some("my private signature".into()),
+        })
+    }
+
+    /// Ann's life before she deletes her account: a profile, posts, follows both ways, a group she
+    /// owns (Bob an admin, Cat a member), Cat's group she joined, direct and group messages, a block.
+    fn before() -> Vec<Envelope> {
+        let (team, team_created) = group("team", "ann");
+        let (club, club_created) = group("club", "cat");
+        let direct = ConversationId::direct(&user("ann"), &user("bob")).unwrap();
+        let mut events = vec![
+            account("ann"),
+            account("bob"),
+            profile("ann"),
+            post("ann", "ann's first post"),
+            post("bob", "bob's post"),
+            follow("bob", "ann"),
+            follow("cat", "ann"),
+            follow("ann", "bob"),
+            team_created,
+            join(&team, "cat", "cat", None),
+            join(&team, "bob", "bob", None),
+            join(&team, "bob", "ann", Some(Role::Admin)),
+            club_created,
+            join(&club, "ann", "ann", None),
+            message(&direct, "ann", "hi bob, secret"),
+            message(&direct, "bob", "hi ann"),
+            message(&ConversationId::group(&team), "ann", "hello team, secret"),
+            message(&ConversationId::group(&team), "bob", "bob to the team"),
+            message(&ConversationId::group(&club), "ann", "hello club, secret"),
+            post("ann", "ann's second post"),
+            post("bob", "bob's second post"),
+        ];
+        let block = BlockChange {
+            blocker: user("ann"),
+            target: user("dan"),
+        };
+        for edge in FollowBlock::both_ways(&block.blocker, &block.target) {
+            events.push(Envelope::follow_blocked(edge, true));
+        }
+        events.extend(Envelope::user_blocked(block, true));
+        events
+    }
+
+    /// The deletion, and what was on its way when it was applied (ann's writes, and Bob writing to
+    /// her), and someone registering her id.
+    fn deletion_and_in_flight() -> Vec<Envelope> {
+        let direct = ConversationId::direct(&user("ann"), &user("bob")).unwrap();
+        vec![
+            Envelope::account_deleted(AccountDeleted {
+                user: user("ann"),
+                by: user("ann"),
+                release: false,
+            }),
+            message(&direct, "bob", "are you there?"),
+            message(&direct, "ann", "late, secret"),
+            message(
+                &ConversationId::group(&GroupId::parse("group", "team").unwrap()),
+                "ann",
+                "late to the team, secret",
+            ),
+            post("ann", "a late post, secret"),
+            profile("ann"),
+            follow("ann", "cat"),
+            Envelope::user_active(UserActive {
+                user: user("ann"),
+                at: Utc::now(),
+            }),
+            account("ann"),
+        ]
+    }
+
+    async fn apply_each(db: &TestDb, events: &[SourcedEvent]) {
+        for event in events {
+            apply_batch(&db.pool, &Policy::default(), std::slice::from_ref(event))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Every row the deletion touches or must leave alone, as text (seqs of inboxes vary with the
+    /// interleaving; what each inbox holds does not).
+    async fn state(db: &TestDb) -> Vec<String> {
+        let mut rows = Vec::new();
+        for query in [
+            "SELECT 'account ' || user_id FROM accounts",
+            "SELECT 'profile ' || user_id || ' ' || coalesce(signature, '') FROM users",
+            "SELECT 'activity ' || user_id FROM user_activity",
+            "SELECT 'post ' || author || ' ' || body || ' ' || (deleted_at IS NOT NULL) || ' '
+                    || (search IS NOT NULL) FROM posts",
+            "SELECT 'message ' || conversation_id || ' ' || seq || ' ' || sender || ' ' || body || ' '
+                    || (erased_at IS NOT NULL) || ' ' || (search IS NOT NULL) FROM messages",
+            "SELECT 'refused ' || sender || ' ' || reason FROM refused_messages",
+            "SELECT 'group ' || group_id || ' ' || owner || ' ' || member_count FROM groups",
+            "SELECT 'member ' || group_id || ' ' || user_id || ' ' || role || ' ' || active
+                    FROM group_members",
+            "SELECT 'follow ' || follower || '>' || followee || ' ' || active FROM follows",
+            "SELECT 'block ' || blocker || ' ' || target FROM blocks",
+            "SELECT 'contact ' || user_id || ' ' || conversation_id || ' ' || from_seq || ' '
+                    || active || ' ' || unread FROM conversation_members",
+            "SELECT 'inbox ' || s.user_id || ' ' || s.kind || ' '
+                    || coalesce(p.body, s.message_id, s.conversation_id, '')
+             FROM sync_entries s LEFT JOIN posts p ON p.post_id = s.post_id",
+            "SELECT 'erased ' || user_id || ' ' || released FROM erased_users",
+        ] {
+            let part: Vec<(String,)> = sqlx::query_as(query).fetch_all(&db.pool).await.unwrap();
+            rows.extend(part.into_iter().map(|(row,)| row));
+        }
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn a_deletion_comes_out_the_same_live_on_a_replay_and_in_other_interleavings() {
+        let mut log = Vec::new();
+        append(&mut log, before());
+        append(&mut log, deletion_and_in_flight());
+        let live = TestDb::create().await;
+        apply_each(&live, &log).await;
+        // The departures sweeper's events, as it would write them until nothing is left.
+        let mut rounds = 0;
+        loop {
+            let departures = fanout::departures::departures_of(&live.pool, &user("ann"))
+                .await
+                .unwrap();
+            if departures.is_empty() {
+                break;
+            }
+            rounds += 1;
+            assert!(rounds < 4, "departures do not converge: {departures:?}");
+            let from = log.len();
+            append(&mut log, departures);
+            apply_each(&live, &log[from..]).await;
+        }
+        let expected = state(&live).await;
+        let secrets: Vec<&String> = expected.iter().filter(|r| r.contains("secret")).collect();
+        assert!(secrets.is_empty(), "content left: {secrets:#?}");
+        for row in [
+            "account bob",
+            "erased ann false",
+            // The team passed to its admin; ann left both groups.
+            "group team bob 2",
+            "member team ann admin false",
+            "member team bob owner true",
+            "member club ann member false",
+            "group club cat 1",
+            // Tombstones: contents and search vectors gone, seqs kept; the others' intact.
+            "message d:ann:bob 1 ann  true false",
+            "message d:ann:bob 2 bob hi ann false true",
+            "message d:ann:bob 3 bob are you there? false true",
+            "message d:ann:bob 4 ann  true false",
+            "message g:team 1 ann  true false",
+            "message g:team 3 ann  true false",
+            "post ann  true false",
+            "post bob bob's post false true",
+            // Bob's contact list and unread are his: ann's last message is a tombstone, unread.
+            "contact bob d:ann:bob 0 true 1",
+            "follow bob>ann false",
+            "follow ann>bob false",
+            "follow ann>cat false",
+            "follow ann>dan false",
+        ] {
+            assert!(expected.contains(&row.to_owned()), "{row} in {expected:#?}");
+        }
+        for prefix in [
+            "profile ann",
+            "activity ann",
+            "contact ann",
+            "inbox ann",
+            "block ann",
+            "account ann",
+            "inbox bob post ",
+        ] {
+            let left: Vec<&String> = expected.iter().filter(|r| r.starts_with(prefix)).collect();
+            assert!(
+                left.iter()
+                    .all(|r| !r.starts_with("inbox bob post ") || r.contains("bob's")),
+                "{prefix}: {left:#?}"
+            );
+            if prefix != "inbox bob post " {
+                assert!(left.is_empty(), "{prefix}: {left:#?}");
+            }
+        }
+        assert_eq!(
+            expected
+                .iter()
+                .filter(|r| r.starts_with("post ann"))
+                .count(),
+            3,
+            "ann's three posts stay as tombstones: {expected:#?}"
+        );
+
+        apply_each(&live, &log).await;
+        assert_eq!(state(&live).await, expected, "a replay changes nothing");
+
+        // A rebuild meets the keys in other orders: the deletion before or after the others.
+        for descending in [false, true] {
+            let mut by_partition = log.clone();
+            by_partition.sort_by_key(|event| {
+                let partition = if descending {
+                    -event.partition
+                } else {
+                    event.partition
+                };
+                (partition, event.offset)
+            });
+            let rebuilt = TestDb::create().await;
+            apply_each(&rebuilt, &by_partition).await;
+            assert_eq!(
+                state(&rebuilt).await,
+                expected,
+                "partitions one after another, descending: {descending}"
+            );
+        }
+    }
+}
