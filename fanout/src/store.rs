@@ -184,6 +184,32 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
     runs
 }
 
+/// Inserts a run of posts (see [`apply_posts`]): $1 ids, $2 authors, $3 bodies, $4 idempotency keys,
+/// $5 creation times, $6 search documents; returns (post id, author, mode, stored deleted).
+const INSERT_POSTS_SQL: &str =
+    "INSERT INTO posts (post_id, author, body, message_id, created_at, delivery_mode, deleted_at,
+                        search)
+     SELECT t.post_id, t.author, CASE WHEN d.deleted_at IS NULL THEN t.body ELSE '' END,
+            t.message_id, t.created_at, coalesce(a.mode, 'push'), d.deleted_at,
+            CASE WHEN d.deleted_at IS NULL THEN t.search::tsvector END
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+          WITH ORDINALITY AS t(post_id, author, body, message_id, created_at, search, ord)
+     LEFT JOIN authors a ON a.author = t.author
+     -- Stored deleted: a post its author deleted, or one of an author who deleted their account
+     -- (crate::erasure) — a post in flight when the account went.
+     LEFT JOIN LATERAL (
+         SELECT coalesce((SELECT pt.deleted_at FROM post_tombstones pt
+                          WHERE pt.post_id = t.post_id AND pt.author = t.author),
+                         (SELECT e.erased_at FROM erased_users e
+                          WHERE e.user_id = t.author
+                            AND (NOT e.released OR t.created_at <= e.erased_at))) AS deleted_at
+     ) d ON true
+     -- Kafka order decides which copy of a retried request is kept: the first. The join may
+     -- reorder rows, so restore the input order before they are inserted.
+     ORDER BY t.ord
+     ON CONFLICT DO NOTHING
+     RETURNING post_id, author, delivery_mode, deleted_at IS NOT NULL";
+
 async fn apply_posts(
     tx: &mut Transaction<'static, Postgres>,
     policy: &Policy,
@@ -204,38 +230,15 @@ async fn apply_posts(
     // A post its own author deleted before it arrived (a tombstone of the same author and id) is
     // stored deleted: it keeps its id and idempotency key, so a retried copy stays a duplicate, and
     // it is fanned out to nobody. Another author's tombstone of the id suppresses nothing.
-    let inserted: Vec<(String, String, String, bool)> = sqlx::query_as(
-        "INSERT INTO posts (post_id, author, body, message_id, created_at, delivery_mode, deleted_at,
-                            search)
-         SELECT t.post_id, t.author, CASE WHEN d.deleted_at IS NULL THEN t.body ELSE '' END,
-                t.message_id, t.created_at, coalesce(a.mode, 'push'), d.deleted_at,
-                CASE WHEN d.deleted_at IS NULL THEN t.search::tsvector END
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-              WITH ORDINALITY AS t(post_id, author, body, message_id, created_at, search, ord)
-         LEFT JOIN authors a ON a.author = t.author
-         -- Stored deleted: a post its author deleted, or one of an author who deleted their account
-         -- (crate::erasure) — a post in flight when the account went.
-         LEFT JOIN LATERAL (
-             SELECT coalesce((SELECT pt.deleted_at FROM post_tombstones pt
-                              WHERE pt.post_id = t.post_id AND pt.author = t.author),
-                             (SELECT e.erased_at FROM erased_users e
-                              WHERE e.user_id = t.author
-                                AND (NOT e.released OR t.created_at <= e.erased_at))) AS deleted_at
-         ) d ON true
-         -- Kafka order decides which copy of a retried request is kept: the first. The join may
-         -- reorder rows, so restore the input order before they are inserted.
-         ORDER BY t.ord
-         ON CONFLICT DO NOTHING
-         RETURNING post_id, author, delivery_mode, deleted_at IS NOT NULL",
-    )
-    .bind(&post_ids)
-    .bind(&authors)
-    .bind(&bodies)
-    .bind(&message_ids)
-    .bind(&created_at)
-    .bind(&searchable)
-    .fetch_all(&mut **tx)
-    .await?;
+    let inserted: Vec<(String, String, String, bool)> = sqlx::query_as(INSERT_POSTS_SQL)
+        .bind(&post_ids)
+        .bind(&authors)
+        .bind(&bodies)
+        .bind(&message_ids)
+        .bind(&created_at)
+        .bind(&searchable)
+        .fetch_all(&mut **tx)
+        .await?;
 
     let mut outcome = ApplyOutcome {
         posts_created: inserted.len() as u64,

@@ -748,18 +748,22 @@ impl Envelope {
             | Event::ReportResolved(_)
             | Event::AccountDisabled(_)
             | Event::AccountEnabled(_)
-            | Event::AccountDeleted(_)
             | Event::MessageRemoved(_) => self.validate_moderation()?,
-            Event::UserActive(_) | Event::UserDormant(_) => self.validate_activity()?,
+            Event::UserActive(_) | Event::UserDormant(_) | Event::AccountDeleted(_) => {
+                self.validate_activity()?
+            }
         }
         Ok(())
     }
 
-    /// [`Self::validate`] of the activity events (`crate::activity`): keyed by their user.
+    /// [`Self::validate`] of the activity events (`crate::activity`) and deletions: keyed by their user.
     fn validate_activity(&self) -> Result<(), ValidationError> {
         match &self.event {
             Event::UserActive(active) => self.expect_key(active.user.as_str(), "payload.user"),
             Event::UserDormant(dormant) => self.expect_key(dormant.user.as_str(), "payload.user"),
+            Event::AccountDeleted(deleted) => {
+                self.expect_key(deleted.user.as_str(), "payload.user")
+            }
             _ => Ok(()),
         }
     }
@@ -778,9 +782,6 @@ impl Envelope {
             Event::AccountDisabled(change) | Event::AccountEnabled(change) => {
                 self.expect_key(change.user.as_str(), "payload.user")?;
                 change.validate().map_err(in_payload)?;
-            }
-            Event::AccountDeleted(deleted) => {
-                self.expect_key(deleted.user.as_str(), "payload.user")?;
             }
             Event::MessageRemoved(removed) => {
                 self.expect_key(removed.conversation.as_str(), "payload.conversation")?;

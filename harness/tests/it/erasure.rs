@@ -317,3 +317,345 @@ mod store {
         }
     }
 }
+
+mod http {
+    //! Deletion as a user and an operator meet it, over HTTP and a WebSocket.
+
+    use std::time::Duration;
+
+    use harness::stack::Stack;
+    use harness::wait_until;
+    use harness::ws::{Received, WsClient};
+    use reqwest::{Method, StatusCode};
+    use serde_json::{json, Value};
+
+    const POLL_MS: u64 = 200;
+
+    async fn call(
+        method: Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = reqwest::Client::new().request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn login(stack: &Stack, user: &str) -> (StatusCode, Value) {
+        let body = json!({"user": user, "password": "correct horse"});
+        call(
+            Method::POST,
+            &stack.reader.url("/v1/sessions"),
+            None,
+            Some(body),
+        )
+        .await
+    }
+
+    /// Registers `user` and returns their first session's tokens once it logs in.
+    async fn register(stack: &Stack, user: &str) -> (StatusCode, Value) {
+        let body = json!({"user": user, "password": "correct horse"});
+        let answer = call(
+            Method::POST,
+            &stack.ingest.url("/v1/accounts"),
+            None,
+            Some(body),
+        )
+        .await;
+        if answer.0 != StatusCode::ACCEPTED {
+            return answer;
+        }
+        wait_until(
+            "the registration applied",
+            Duration::from_secs(30),
+            || async {
+                let (status, tokens) = login(stack, user).await;
+                (status == StatusCode::OK).then_some((status, tokens))
+            },
+        )
+        .await
+    }
+
+    async fn erased_departed(stack: &Stack, user: &str) -> bool {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM erased_users WHERE user_id = $1 AND departed_at IS NOT NULL)",
+        )
+        .bind(user)
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_deleted_account_is_gone_for_everyone_and_its_id_stays_taken_until_released() {
+        let stack = Stack::start_configured(
+            |config| {
+                config.accounts_required = true;
+                config.moderation.operators = vec!["root".to_owned()];
+                config.moderation.disabled_poll_ms = POLL_MS;
+            },
+            |fanout| fanout.departures_sweep_secs = 1,
+        )
+        .await;
+        let (_, ann) = register(&stack, "ann").await;
+        register(&stack, "bob").await;
+        let ann_token = ann["access_token"].as_str().unwrap().to_owned();
+        let bob = stack.api.as_user("bob");
+        let root = stack.api.token_for("root");
+        stack
+            .write(
+                "ann",
+                Method::PUT,
+                "/v1/users/ann",
+                json!({"display_name": "Ann Secret"}),
+            )
+            .await;
+        stack
+            .write(
+                "ann",
+                Method::POST,
+                "/v1/posts",
+                json!({"author": "ann", "body": "ann's zebra post"}),
+            )
+            .await;
+        stack
+            .write(
+                "ann",
+                Method::POST,
+                "/v1/groups",
+                json!({"group": "team", "owner": "ann", "name": "Team", "join_rule": "open"}),
+            )
+            .await;
+        stack
+            .write(
+                "bob",
+                Method::PUT,
+                "/v1/groups/team/members/bob",
+                Value::Null,
+            )
+            .await;
+        stack
+            .write(
+                "bob",
+                Method::PUT,
+                "/v1/users/bob/following/ann",
+                Value::Null,
+            )
+            .await;
+        stack.message("ann", "bob", "a zebra secret").await;
+        stack.message("bob", "ann", "hi ann").await;
+        stack.applied().await;
+        let mut socket = WsClient::connect(&stack.reader.url(""), &ann_token, "phone", "")
+            .await
+            .unwrap();
+
+        // Only the account itself (or an operator) deletes it; bad input names its field.
+        let ann_url = stack.ingest.url("/v1/accounts/ann");
+        let (status, _) = call(
+            Method::DELETE,
+            &ann_url,
+            Some(&stack.api.token_for("bob")),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body) = call(
+            Method::DELETE,
+            &stack.ingest.url("/v1/admin/accounts/ann?release=maybe"),
+            Some(&root),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("release"))
+        );
+        let (status, _) = call(
+            Method::DELETE,
+            &stack.ingest.url("/v1/admin/accounts/ann"),
+            Some(&stack.api.token_for("bob")),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body) = call(Method::DELETE, &ann_url, Some(&ann_token), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+        // Her socket closes, her token and her password stop working.
+        let closed = loop {
+            match socket.next(Duration::from_secs(10)).await {
+                Received::Frame(_) => continue,
+                other => break other,
+            }
+        };
+        assert!(matches!(closed, Received::Closed(_)), "{closed:?}");
+        let contacts = stack.reader.url("/v1/users/ann/conversations");
+        let refused = wait_until("ann's token refused", Duration::from_secs(10), || async {
+            let (status, body) = call(Method::GET, &contacts, Some(&ann_token), None).await;
+            (status == StatusCode::FORBIDDEN).then_some(body)
+        })
+        .await;
+        assert_eq!(refused["error"], "this account was deleted", "{refused}");
+        assert_eq!(login(&stack, "ann").await.0, StatusCode::UNAUTHORIZED);
+        let refresh = json!({"refresh_token": ann["refresh_token"]});
+        let (status, _) = call(
+            Method::POST,
+            &stack.reader.url("/v1/sessions/refresh"),
+            None,
+            Some(refresh),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // Bob: her profile and post are gone, her message a tombstone, his own and his unread intact.
+        let (status, _) = bob
+            .raw(Method::GET, &stack.reader.url("/v1/users/ann"), None, None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (_, feed) = bob
+            .raw(
+                Method::GET,
+                &stack.reader.url("/v1/users/bob/feed"),
+                None,
+                None,
+            )
+            .await;
+        assert!(!feed.to_string().contains("zebra"), "{feed}");
+        let (_, history) = bob
+            .raw(
+                Method::GET,
+                &stack.reader.url("/v1/conversations/d:ann:bob/messages"),
+                None,
+                None,
+            )
+            .await;
+        let messages = history["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2, "{history}");
+        assert_eq!(
+            (
+                messages[0]["body"].as_str(),
+                messages[0]["sender_deleted"].as_bool()
+            ),
+            (Some(""), Some(true))
+        );
+        assert_eq!(messages[1]["body"], "hi ann");
+        let (_, found) = bob
+            .raw(
+                Method::GET,
+                &stack.reader.url("/v1/users/bob/search/messages?q=zebra"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(found["hits"].as_array().map(Vec::len), Some(0), "{found}");
+        // Writing to her is refused where it enters.
+        let (status, body) = bob
+            .raw(
+                Method::POST,
+                &stack.ingest.url("/v1/messages"),
+                Some(
+                    &serde_json::to_vec(&json!({"from": "bob", "to": "ann", "body": "there?"}))
+                        .unwrap(),
+                ),
+                Some("application/json"),
+            )
+            .await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::NOT_FOUND, Some("to")),
+            "{body}"
+        );
+
+        // Her group passed to Bob, her follows ended: all through the log.
+        wait_until(
+            "ann's relationships ended",
+            Duration::from_secs(30),
+            || async { erased_departed(&stack, "ann").await.then_some(()) },
+        )
+        .await;
+        let (_, group) = bob
+            .raw(
+                Method::GET,
+                &stack.reader.url("/v1/groups/team"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(group["owner"], "bob", "{group}");
+        let (_, members) = bob
+            .raw(
+                Method::GET,
+                &stack.reader.url("/v1/groups/team/members"),
+                None,
+                None,
+            )
+            .await;
+        assert!(!members.to_string().contains("\"ann\""), "{members}");
+
+        // The id stays taken until an operator releases it; then a newcomer starts empty.
+        let (status, body) = register(&stack, "ann").await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::CONFLICT, Some("user")),
+            "{body}"
+        );
+        let (status, _) = call(
+            Method::DELETE,
+            &stack.ingest.url("/v1/admin/accounts/ann?release=true"),
+            Some(&root),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        wait_until("the id released", Duration::from_secs(30), || async {
+            let released: bool = sqlx::query_scalar("SELECT released AND departed_at IS NOT NULL FROM erased_users WHERE user_id = 'ann'")
+                .fetch_one(&stack.db.pool)
+                .await
+                .unwrap();
+            released.then_some(())
+        })
+        .await;
+        let (status, newcomer) = register(&stack, "ann").await;
+        assert_eq!(status, StatusCode::OK, "{newcomer}");
+        let newcomer_token = newcomer["access_token"].as_str().unwrap().to_owned();
+        wait_until(
+            "the newcomer is not refused",
+            Duration::from_secs(10),
+            || async {
+                let (status, _) = call(Method::GET, &contacts, Some(&newcomer_token), None).await;
+                (status == StatusCode::OK).then_some(())
+            },
+        )
+        .await;
+        stack.message("bob", "ann", "welcome").await;
+        stack.applied().await;
+        let (_, history) = call(
+            Method::GET,
+            &stack.reader.url("/v1/conversations/d:ann:bob/messages"),
+            Some(&newcomer_token),
+            None,
+        )
+        .await;
+        let bodies: Vec<&str> = history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["body"].as_str())
+            .collect();
+        assert_eq!(
+            bodies,
+            ["welcome"],
+            "the deleted account's history is not the newcomer's: {history}"
+        );
+        socket.close().await;
+        stack.stop().await;
+    }
+}
