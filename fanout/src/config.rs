@@ -231,6 +231,16 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_SKIP_SEARCH_INDEX")]
     pub skip_search_index: bool,
 
+    /// Messages older than this many days are removed from conversation histories (a group owner may
+    /// set a shorter retention); history pages say older messages were removed. 0: kept forever.
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_HISTORY_RETENTION_DAYS",
+        default_value_t = 0
+    )]
+    pub history_retention_days: i64,
+
     /// Sync timeline entries older than this many days are removed (a device behind them is told to
     /// reset); histories, store timelines, contact lists and unread counts are kept. 0: kept forever.
     #[arg(long, global = true, env = "FANLINE_SYNC_RETENTION_DAYS", default_value_t = defaults::SYNC_RETENTION_DAYS)]
@@ -303,6 +313,7 @@ impl Config {
             group_push_threshold: None,
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
             skip_search_index: false,
+            history_retention_days: 0,
             sync_retention_days: defaults::SYNC_RETENTION_DAYS,
             sync_retention_entries: defaults::SYNC_RETENTION_ENTRIES,
             sync_partition_hours: defaults::SYNC_PARTITION_HOURS,
@@ -383,6 +394,23 @@ impl Config {
         })
     }
 
+    /// The history retention task: the deployment's age (none when 0), run as often as the sync
+    /// timelines' retention.
+    pub fn history_retention(
+        &self,
+        pool: sqlx::PgPool,
+    ) -> Result<crate::history_retention::HistoryRetention, String> {
+        if self.history_retention_days < 0 {
+            return Err("history-retention-days must not be negative".into());
+        }
+        Ok(crate::history_retention::HistoryRetention {
+            pool,
+            age: (self.history_retention_days > 0)
+                .then(|| chrono::TimeDelta::days(self.history_retention_days)),
+            every: Duration::from_secs(self.retention_interval_secs.max(1)),
+        })
+    }
+
     pub fn batch_linger(&self) -> Duration {
         Duration::from_millis(self.batch_linger_ms)
     }
@@ -459,6 +487,7 @@ mod tests {
             dormancy_sweep_secs,
             departures_sweep_secs,
             skip_search_index,
+            history_retention_days,
             sync_retention_days,
             sync_retention_entries,
             sync_partition_hours,
@@ -522,6 +551,10 @@ mod tests {
             "departures"
         );
         assert_eq!(skip_setup, parsed.skip_setup, "skip_setup");
+        assert_eq!(
+            history_retention_days, parsed.history_retention_days,
+            "history"
+        );
         assert_eq!(
             (
                 sync_retention_days,

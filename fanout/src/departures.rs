@@ -194,6 +194,7 @@ async fn groups_left(pool: &PgPool, user: &UserId) -> Result<Vec<Envelope>, sqlx
                 join_rule: None,
                 history: None,
                 owner: Some(owner),
+                retention_days: None,
             }));
         }
         events.push(Envelope::member_removed(MembershipChange {

@@ -24,6 +24,8 @@
 //!   background.
 //! - [`retention`]: sync timeline partitions — kept ahead, sealed, dropped past the retention age with
 //!   their users' floors recorded.
+//! - [`history_retention`]: conversation histories past their retention (deployment, group) removed,
+//!   with a floor history pages report.
 //! - [`entry_cap`]: the per-user cap of sync entries, counted once per sealed partition.
 //! - [`floors`]: the floor rule every removal of sync entries follows.
 //! - [`lag`]: consumer lag measurement for `/metrics`, and [`LagExporter`] outside the group.
@@ -61,6 +63,7 @@ pub mod erasure;
 pub mod error;
 pub mod events_cli;
 pub mod floors;
+pub mod history_retention;
 pub mod im;
 pub mod lag;
 pub mod metrics;
@@ -110,6 +113,7 @@ pub struct App {
     departures: departures::Departures,
     reindexer: Option<reindex::Reindexer>,
     retention: retention::Retention,
+    history_retention: history_retention::HistoryRetention,
 }
 
 /// A client that reads the group's committed offsets without joining it (it never subscribes): lag
@@ -154,6 +158,9 @@ impl App {
             settings: config.retention().map_err(BuildError::Config)?,
             metrics: Some(metrics.retention.clone()),
         };
+        let history_retention = config
+            .history_retention(applier.pool().clone())
+            .map_err(BuildError::Config)?;
         let joined = Arc::new(AtomicBool::new(false));
         let health = Arc::new(lag::GroupHealth::default());
         let owned = consumer::Owned::default();
@@ -215,6 +222,7 @@ impl App {
             departures,
             reindexer,
             retention,
+            history_retention,
         })
     }
 
@@ -246,6 +254,7 @@ impl App {
             .reindexer
             .map(|reindexer| tokio::spawn(reindexer.run(cancel.clone())));
         let departures = Some(tokio::spawn(self.departures.run(cancel.clone())));
+        let history = Some(tokio::spawn(self.history_retention.run(cancel.clone())));
         let retention = tokio::spawn(self.retention.run(cancel.clone()));
         let server = tokio::spawn(httpkit::serve(
             self.listener,
@@ -257,7 +266,10 @@ impl App {
         tracing::info!("draining");
         cancel.cancel();
         let _ = lag.await;
-        for task in [sweeper, departures, reindexer].into_iter().flatten() {
+        for task in [sweeper, departures, history, reindexer]
+            .into_iter()
+            .flatten()
+        {
             let _ = task.await;
         }
         let _ = retention.await;

@@ -64,11 +64,13 @@ async fn access(pool: &PgPool, group: &GroupId, caller: &str) -> Result<Option<S
         Option<bool>,
         Option<String>,
         bool,
+        Option<i32>,
     );
     let row: Option<Row> = sqlx::query_as(
         "SELECT g.name, g.group_type, g.description, g.owner, g.member_count, g.created_at,
                 g.join_rule, g.history, g.dissolved_at IS NOT NULL, m.active, m.role,
-                EXISTS (SELECT 1 FROM group_pending WHERE group_id = g.group_id AND user_id = $2)
+                EXISTS (SELECT 1 FROM group_pending WHERE group_id = g.group_id AND user_id = $2),
+                g.retention_days
          FROM groups g
          LEFT JOIN group_members m ON m.group_id = g.group_id AND m.user_id = $2
          WHERE g.group_id = $1",
@@ -106,6 +108,7 @@ async fn access(pool: &PgPool, group: &GroupId, caller: &str) -> Result<Option<S
         join_rule,
         history: HistoryVisibility::parse(&history),
         dissolved,
+        retention_days: row.12,
     };
     Ok(Some(Seen { access, role, card }))
 }

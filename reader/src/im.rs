@@ -378,7 +378,9 @@ pub async fn messages(
 ) -> Result<Json<MessagePage>, ApiError> {
     let conversation = ConversationId::parse("conversation", &conversation)?;
     let limit = page_limit(&params)?;
-    let floor = require_participant(&pool, &bearer, &conversation).await?;
+    let member_floor = require_participant(&pool, &bearer, &conversation).await?;
+    let removed_through = history_floor(&pool, &conversation).await?;
+    let floor = member_floor.max(removed_through);
     let before = params.int_in("before", 1, i64::MAX)?;
     let after = params.int_in("after", 0, i64::MAX)?;
     let (sql, bound) = match (before, after) {
@@ -414,8 +416,28 @@ pub async fn messages(
     if after.is_none() {
         rows.reverse();
     }
+    // Retention removed what this reader could otherwise have read, and this page reaches it: going
+    // back, nothing older is left; catching up, the page starts above a cursor that was removed.
+    let older_removed = removed_through > member_floor
+        && match after {
+            None => !has_more,
+            Some(after) => after < removed_through,
+        };
     Ok(Json(MessagePage {
         messages: rows,
         has_more,
+        older_removed,
+        removed_through_seq: (removed_through > 0).then_some(removed_through),
     }))
+}
+
+/// The highest seq retention removed from the conversation (0: none).
+async fn history_floor(pool: &PgPool, conversation: &ConversationId) -> Result<i64, ApiError> {
+    let floor: Option<i64> =
+        sqlx::query_scalar("SELECT history_floor FROM conversations WHERE conversation_id = $1")
+            .bind(conversation.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(database_error)?;
+    Ok(floor.unwrap_or(0))
 }

@@ -182,7 +182,8 @@ macro_rules! sync_sql {
             "SELECT s.seq, s.kind, s.post_id, s.message_id, s.conversation_id, s.conv_seq,
                 coalesce(p.author, s.author) AS author, coalesce(p.body, m.body, '') AS body,
                 coalesce(p.created_at, m.created_at, r.refused_at, now()) AS created_at,
-                p.deleted_at IS NOT NULL AS deleted, m.recalled_at IS NOT NULL AS recalled, r.reason
+                p.deleted_at IS NOT NULL AS deleted, m.recalled_at IS NOT NULL AS recalled,
+                (s.kind = 'message' AND m.body IS NULL) AS expired, r.reason
          FROM (SELECT seq, kind, post_id, message_id, conversation_id, conv_seq, author
                FROM sync_entries
                WHERE user_id = ",
@@ -246,6 +247,7 @@ struct SyncRow {
     created_at: DateTime<Utc>,
     deleted: bool,
     recalled: bool,
+    expired: bool,
     reason: Option<String>,
 }
 
@@ -264,6 +266,7 @@ impl SyncRow {
             created_at: row.try_get("created_at")?,
             deleted: row.try_get("deleted")?,
             recalled: row.try_get("recalled")?,
+            expired: row.try_get("expired")?,
             reason: row.try_get("reason")?,
         })
     }
@@ -453,6 +456,7 @@ fn scan_of(rows: Vec<SyncRow>, limit: i64) -> SyncScan {
             body: row.body,
             created_at: row.created_at,
             recalled: row.recalled,
+            expired: row.expired,
             reason: row.reason,
         })
         .collect();

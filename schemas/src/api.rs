@@ -268,6 +268,11 @@ pub struct UpdateGroupRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::UserId>, nullable = false)]
     pub owner: Option<String>,
+    /// Keep the group's messages this many days (owner only; the deployment's retention, if it has
+    /// one, still applies when shorter); 0: back to the deployment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 36500, nullable = false)]
+    pub retention_days: Option<u32>,
 }
 
 /// Body of `POST /v1/reports`: what is reported and why.
@@ -429,6 +434,10 @@ pub struct SyncEntry {
     /// The message was recalled since (its body is gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recalled: bool,
+    /// The message was removed since by its conversation's retention (its body is gone; the history
+    /// now starts after it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
     /// Why a message was refused (kind `refused`): `not_member`, `no_such_group` (also a dissolved
     /// group), `muted`, `blocked`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -526,6 +535,10 @@ pub struct Group {
     pub history: crate::HistoryVisibility,
     /// The owner dissolved the group: it has no members and takes no messages.
     pub dissolved: bool,
+    /// The owner's retention, in days (absent: the deployment's). Older messages are removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub retention_days: Option<i32>,
 }
 
 /// An invitation to a group or a request to join one, waiting for the user (invitation) or for an
@@ -758,6 +771,15 @@ pub struct MessagePage {
     /// Whether more messages lie beyond this page in the direction asked (older for `before` and for
     /// the latest page, newer for `after`).
     pub has_more: bool,
+    /// Older messages were removed by the conversation's retention and this page reaches where they
+    /// were: scrolling back, nothing older is left ("older messages were removed"); catching up
+    /// (`after`), messages after the cursor were among them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub older_removed: bool,
+    /// The highest seq retention removed (absent: none); history starts after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub removed_through_seq: Option<i64>,
 }
 
 /// Every error response: `field` names the request field at fault, if one is.

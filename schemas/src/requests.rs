@@ -130,6 +130,7 @@ impl UpdateGroupRequest {
             join_rule: self.join_rule,
             history: self.history,
             owner,
+            retention_days: self.retention_days,
         };
         update.validate()?;
         Ok(update)

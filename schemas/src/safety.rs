@@ -91,7 +91,14 @@ pub struct GroupUpdated {
     /// The new owner (owner only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<UserId>,
+    /// Keep the group's messages this many days (owner only; at most the deployment's retention);
+    /// 0: back to the deployment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
+
+/// The longest per-group retention, in days (a hundred years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 impl GroupUpdated {
     pub fn validate(&self) -> Result<(), ValidationError> {
@@ -101,15 +108,25 @@ impl GroupUpdated {
         if let Some(description) = &self.description {
             validate_text("description", description, false, MAX_TEXT_CHARS)?;
         }
+        if self
+            .retention_days
+            .is_some_and(|days| days > MAX_RETENTION_DAYS)
+        {
+            return Err(ValidationError::new(
+                "retention_days",
+                "at most 36500 days (0: the deployment's retention)",
+            ));
+        }
         if self.name.is_none()
             && self.description.is_none()
             && self.join_rule.is_none()
             && self.history.is_none()
             && self.owner.is_none()
+            && self.retention_days.is_none()
         {
             return Err(ValidationError::new(
                 "name",
-                "give at least one of name, description, join_rule, history, owner",
+                "give at least one of name, description, join_rule, history, owner, retention_days",
             ));
         }
         Ok(())

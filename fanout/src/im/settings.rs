@@ -1,6 +1,7 @@
 //! A group's settings and end: `group_updated` (name, description, join rule, history visibility, a
-//! new owner) and `group_dissolved`. Owner and admins change settings; only the owner hands the group
-//! over (to an active member; the old owner becomes an admin) or dissolves it.
+//! new owner, retention) and `group_dissolved`. Owner and admins change settings; only the owner hands
+//! the group over (to an active member; the old owner becomes an admin), sets how long its messages
+//! are kept (`crate::history_retention` removes them), or dissolves it.
 
 use schemas::{ConversationId, GroupDissolved, GroupUpdated, Role};
 
@@ -21,7 +22,7 @@ pub(super) async fn apply_updated(
     let by = active_role(tx, group, update.by.as_str()).await?;
     let may = match by {
         Some(Role::Owner) => true,
-        Some(Role::Admin) => update.owner.is_none(),
+        Some(Role::Admin) => update.owner.is_none() && update.retention_days.is_none(),
         _ => false,
     };
     if !may {
@@ -36,7 +37,9 @@ pub(super) async fn apply_updated(
     sqlx::query(
         "UPDATE groups SET name = coalesce($2, name),
              description = CASE WHEN $3::text IS NULL THEN description ELSE nullif($3, '') END,
-             join_rule = coalesce($4, join_rule), history = coalesce($5, history)
+             join_rule = coalesce($4, join_rule), history = coalesce($5, history),
+             retention_days = CASE WHEN $6::integer IS NULL THEN retention_days
+                                   ELSE nullif($6, 0) END
          WHERE group_id = $1",
     )
     .bind(group)
@@ -44,6 +47,7 @@ pub(super) async fn apply_updated(
     .bind(update.description.as_deref())
     .bind(update.join_rule.map(|rule| rule.as_str()))
     .bind(update.history.map(|history| history.as_str()))
+    .bind(update.retention_days.map(|days| days as i32))
     .execute(&mut **tx)
     .await?;
     index_group(tx, group).await?;

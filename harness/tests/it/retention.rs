@@ -422,3 +422,212 @@ async fn a_drop_cut_short_by_a_crash_finishes_at_the_next_run_without_counting_t
     assert_eq!(reset["floor_seq"], old[2], "{reset}");
     stack.stop().await;
 }
+
+mod history {
+    //! Conversation histories past their retention (fanout/src/history_retention.rs): removed from the
+    //! oldest, pages that say so, unread counts that count only what is left, a group owner's shorter
+    //! retention.
+
+    use chrono::{TimeDelta, Utc};
+    use fanout::history_retention::{HistoryRetention, TrimReport};
+    use reqwest::{Method, StatusCode};
+    use serde_json::{json, Value};
+
+    use super::WAIT;
+    use crate::im_api::{unread_of, Stack};
+
+    async fn trim(stack: &Stack, age: Option<TimeDelta>) -> TrimReport {
+        let retention = HistoryRetention {
+            pool: stack.db.pool.clone(),
+            age,
+            every: WAIT,
+        };
+        harness::wait_until("the history retention lock", WAIT, || async {
+            let report = retention.run_once(Utc::now()).await.unwrap();
+            report.elected.then_some(report)
+        })
+        .await
+    }
+
+    /// Ages the conversation's messages up to `seq` by `days`.
+    async fn age(stack: &Stack, conversation: &str, seq: i64, days: i64) {
+        sqlx::query(
+            "UPDATE messages SET created_at = created_at - make_interval(days => $3::int)
+             WHERE conversation_id = $1 AND seq <= $2",
+        )
+        .bind(conversation)
+        .bind(seq)
+        .bind(days as i32)
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    }
+
+    fn seqs(page: &Value) -> Vec<i64> {
+        let messages = page["messages"].as_array().unwrap();
+        messages
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn old_messages_go_pages_say_so_and_unread_counts_what_is_left() {
+        let stack = Stack::start().await;
+        stack
+            .write(
+                Method::POST,
+                "/v1/groups",
+                json!({"group": "club", "owner": "ann", "name": "Club", "join_rule": "open"}),
+            )
+            .await;
+        for who in ["bob", "cat"] {
+            stack
+                .write(
+                    Method::PUT,
+                    &format!("/v1/groups/club/members/{who}"),
+                    Value::Null,
+                )
+                .await;
+        }
+        stack.applied().await;
+        let mut group_ids = Vec::new();
+        for i in 1..=6 {
+            stack.message("ann", "bob", &format!("direct {i}")).await;
+            let sent = stack
+                .send(json!({"from": "ann", "group": "club", "body": format!("club {i}")}))
+                .await;
+            group_ids.push(sent["message_id"].as_str().unwrap().to_owned());
+        }
+        stack.applied().await;
+        let recall = format!("/v1/messages/{}?from=ann&conversation=g:club", group_ids[1]);
+        stack.write(Method::DELETE, &recall, Value::Null).await;
+        for conversation in ["d:ann:bob", "g:club"] {
+            let read = format!("/v1/users/bob/conversations/{conversation}/read");
+            stack.write(Method::PUT, &read, json!({"seq": 1})).await;
+        }
+        stack.applied().await;
+        let before = stack.contacts("bob").await;
+        assert_eq!(unread_of(&before, "d:ann:bob"), 5);
+        assert_eq!(unread_of(&before, "g:club"), 4, "6 − read 1 − recalled 1");
+
+        // The deployment keeps 30 days: the first three of each are 40 days old.
+        age(&stack, "d:ann:bob", 3, 40).await;
+        age(&stack, "g:club", 3, 40).await;
+        let report = trim(&stack, Some(TimeDelta::days(30))).await;
+        assert_eq!(
+            (report.conversations, report.messages),
+            (2, 6),
+            "{report:?}"
+        );
+        assert_eq!(
+            trim(&stack, Some(TimeDelta::days(30))).await.messages,
+            0,
+            "once"
+        );
+
+        let stack_ref = &stack;
+        let history = |query: &str| {
+            let path = format!("/v1/conversations/d:ann:bob/messages{query}");
+            async move { stack_ref.read_as("bob", &path).await }
+        };
+        let latest = history("").await;
+        assert_eq!(seqs(&latest), [4, 5, 6]);
+        assert_eq!(
+            (
+                &latest["has_more"],
+                &latest["older_removed"],
+                &latest["removed_through_seq"]
+            ),
+            (&json!(false), &json!(true), &json!(3)),
+            "{latest}"
+        );
+        let older = history("?before=4").await;
+        assert_eq!(
+            (seqs(&older), &older["older_removed"]),
+            (vec![], &json!(true))
+        );
+        let caught_up = history("?after=1").await;
+        assert_eq!(
+            (seqs(&caught_up), &caught_up["older_removed"]),
+            (vec![4, 5, 6], &json!(true))
+        );
+        let current = history("?after=3").await;
+        assert_eq!(current.get("older_removed"), None, "{current}");
+        // Unread counts only what can still be read; a group's recall below the floor no longer
+        // counts either way.
+        let after = stack.contacts("bob").await;
+        assert_eq!(unread_of(&after, "d:ann:bob"), 3);
+        assert_eq!(unread_of(&after, "g:club"), 3);
+        // Inbox entries of removed messages say so.
+        let sync = stack
+            .read_as("bob", "/v1/users/bob/sync?after=0&limit=100")
+            .await;
+        let expired: Vec<i64> = sync["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["conversation_id"] == "d:ann:bob" && e["expired"] == true)
+            .map(|e| e["conversation_seq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(expired, [1, 2, 3], "{sync}");
+
+        // The owner keeps the club a day; an admin may not change that; bad input names the field.
+        let too_long = stack
+            .api
+            .as_user("ann")
+            .raw(
+                Method::PATCH,
+                &format!("{}/v1/groups/club", stack.api.ingest),
+                Some(&serde_json::to_vec(&json!({"by": "ann", "retention_days": 40000})).unwrap()),
+                Some("application/json"),
+            )
+            .await;
+        assert_eq!(
+            (too_long.0, &too_long.1["field"]),
+            (StatusCode::BAD_REQUEST, &json!("retention_days"))
+        );
+        stack
+            .write(
+                Method::PUT,
+                "/v1/groups/club/members/cat?by=ann",
+                json!({"role": "admin"}),
+            )
+            .await;
+        stack
+            .write(
+                Method::PATCH,
+                "/v1/groups/club",
+                json!({"by": "ann", "retention_days": 1}),
+            )
+            .await;
+        stack
+            .write(
+                Method::PATCH,
+                "/v1/groups/club",
+                json!({"by": "cat", "retention_days": 7}), // refused: an admin
+            )
+            .await;
+        stack.applied().await;
+        assert_eq!(
+            stack.read_as("bob", "/v1/groups/club").await["retention_days"],
+            1
+        );
+        age(&stack, "g:club", 4, 2).await;
+        age(&stack, "d:ann:bob", 4, 2).await;
+        let report = trim(&stack, None).await;
+        assert_eq!(
+            (report.conversations, report.messages),
+            (1, 1),
+            "only the club: {report:?}"
+        );
+        let club = stack
+            .read_as("bob", "/v1/conversations/g:club/messages")
+            .await;
+        assert_eq!(
+            (seqs(&club), &club["removed_through_seq"]),
+            (vec![5, 6], &json!(4))
+        );
+        stack.stop().await;
+    }
+}

@@ -605,6 +605,7 @@ mod store {
             join_rule: None,
             history: None,
             owner: None,
+            retention_days: None,
         };
         let mut events = vec![
             Envelope::group_created(GroupCreated {

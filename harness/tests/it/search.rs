@@ -453,6 +453,7 @@ async fn people_and_groups_are_found_by_id_and_name_private_groups_by_members_on
         join_rule: None,
         history: None,
         owner: None,
+        retention_days: None,
     }));
     let (reader, api) = applied_and_served(&db, &events).await;
     let find = |who: &'static str, what: &'static str, q: &str| {

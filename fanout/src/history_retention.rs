@@ -1,0 +1,219 @@
+//! Retention of conversation histories (store timelines): messages older than the deployment's
+//! retention (`FANLINE_HISTORY_RETENTION_DAYS`, off by default) or their group owner's shorter one
+//! (`groups.retention_days`, set by `group_updated`) are removed, a conversation at a time, oldest
+//! first; `conversations.history_floor` records the highest seq removed, and history pages stop
+//! above it and say so (`older_removed`, `reader/src/im.rs`). Seqs above it never change.
+//!
+//! Not an event, like the sync timelines' retention ([`crate::retention`]): removal is a function of
+//! time and policy (the policy itself — a group's retention — is an event); a rebuild stores the
+//! messages again and the next run removes them again.
+//!
+//! Unread counts stay exact: a removed message cannot be read, so members' read positions move up to
+//! the floor, and a direct conversation's stored count is recounted from what is left (a group's is
+//! derived from its seqs). Sync entries that pointed at a removed message stay until the inbox's own
+//! retention and arrive marked `expired`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// Key of the transaction-scoped advisory lock held by the worker that trims ("FANLHIST").
+const TRIM_LOCK: i64 = 0x4641_4e4c_4849_5354;
+/// Conversations trimmed per run.
+const CONVERSATIONS_PER_RUN: i64 = 1_000;
+/// Messages looked at per conversation and run (the rest next run).
+const MESSAGES_PER_TRIM: i64 = 10_000;
+
+/// Removes messages past their conversation's retention.
+pub struct HistoryRetention {
+    pub pool: PgPool,
+    /// The deployment's retention (`None`: messages are kept unless their group says otherwise).
+    pub age: Option<TimeDelta>,
+    /// Time between runs.
+    pub every: Duration,
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TrimReport {
+    /// This worker held the lock (another was running otherwise).
+    pub elected: bool,
+    pub conversations: u64,
+    pub messages: u64,
+}
+
+impl HistoryRetention {
+    /// Runs every `every` until `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            match self.run_once(Utc::now()).await {
+                Ok(report) if report.messages > 0 => {
+                    tracing::info!(?report, "old messages removed");
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "history retention failed; retrying later")
+                }
+            }
+        }
+    }
+
+    /// One run as of `now`, if no other worker is running one.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<TrimReport, sqlx::Error> {
+        let mut election = self.pool.begin().await?;
+        let (elected,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(TRIM_LOCK)
+            .fetch_one(&mut *election)
+            .await?;
+        let mut report = TrimReport {
+            elected,
+            ..TrimReport::default()
+        };
+        if elected {
+            for conversation in self.due(now).await? {
+                let removed = trim(&self.pool, &conversation, now, self.age).await?;
+                report.conversations += u64::from(removed > 0);
+                report.messages += removed;
+            }
+        }
+        election.rollback().await?;
+        Ok(report)
+    }
+
+    /// Conversations holding messages past a retention: by the deployment's (through the BRIN index
+    /// on `created_at`), and every group with a retention of its own whose oldest message is past it.
+    async fn due(&self, now: DateTime<Utc>) -> Result<Vec<String>, sqlx::Error> {
+        let mut due: Vec<String> = Vec::new();
+        if let Some(age) = self.age {
+            // Rows rather than DISTINCT: the scan stops at the limit instead of aggregating a backlog.
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT conversation_id FROM messages WHERE created_at < $1 LIMIT $2",
+            )
+            .bind(now - age)
+            .bind(CONVERSATIONS_PER_RUN * 10)
+            .fetch_all(&self.pool)
+            .await?;
+            due.extend(rows);
+        }
+        let groups: Vec<String> = sqlx::query_scalar(
+            "SELECT c.conversation_id FROM groups g
+             JOIN conversations c ON c.conversation_id = 'g:' || g.group_id
+             JOIN messages m ON m.conversation_id = c.conversation_id AND m.seq = c.history_floor + 1
+             WHERE g.retention_days IS NOT NULL
+               AND m.created_at < $1 - make_interval(days => g.retention_days)
+             LIMIT $2",
+        )
+        .bind(now)
+        .bind(CONVERSATIONS_PER_RUN)
+        .fetch_all(&self.pool)
+        .await?;
+        due.extend(groups);
+        due.sort();
+        due.dedup();
+        due.truncate(CONVERSATIONS_PER_RUN as usize);
+        Ok(due)
+    }
+}
+
+/// Removes `conversation`'s messages past its retention as of `now` (up to [`MESSAGES_PER_TRIM`]);
+/// returns how many.
+async fn trim(
+    pool: &PgPool,
+    conversation: &str,
+    now: DateTime<Utc>,
+    age: Option<TimeDelta>,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // The conversation's row first, as a message's apply takes it: the two wait for each other.
+    let row: Option<(i64, Option<i32>)> = sqlx::query_as(
+        "SELECT c.history_floor, g.retention_days FROM conversations c
+         LEFT JOIN groups g ON c.conversation_id = 'g:' || g.group_id
+         WHERE c.conversation_id = $1 FOR UPDATE OF c",
+    )
+    .bind(conversation)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((floor, group_days)) = row else {
+        return Ok(0);
+    };
+    // The shorter of the two retentions wins: a group may keep less than the deployment, not more.
+    let cutoff = [age, group_days.map(|days| TimeDelta::days(days.into()))]
+        .into_iter()
+        .flatten()
+        .map(|age| now - age)
+        .max();
+    let Some(cutoff) = cutoff else {
+        return Ok(0);
+    };
+    // Seqs follow ingest's clocks closely but not exactly: the floor is the last seq of the oldest
+    // run of messages past the cutoff, so nothing newer than a kept message goes.
+    let new_floor: Option<i64> = sqlx::query_scalar(
+        "SELECT max(seq) FROM (
+             SELECT seq, created_at, bool_and(created_at < $3) OVER (ORDER BY seq) AS old
+             FROM (SELECT seq, created_at FROM messages
+                   WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $4) page
+         ) walked WHERE old",
+    )
+    .bind(conversation)
+    .bind(floor)
+    .bind(cutoff)
+    .bind(MESSAGES_PER_TRIM)
+    .fetch_one(&mut *tx)
+    .await?;
+    let Some(new_floor) = new_floor else {
+        return Ok(0);
+    };
+    let removed = remove_below(&mut tx, conversation, floor, new_floor).await?;
+    tx.commit().await?;
+    Ok(removed)
+}
+
+/// Removes the messages in (`floor`, `new_floor`], raises the floor, and moves members' read
+/// positions up to it with their stored unread counts recounted.
+async fn remove_below(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    conversation: &str,
+    floor: i64,
+    new_floor: i64,
+) -> Result<u64, sqlx::Error> {
+    let removed =
+        sqlx::query("DELETE FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3")
+            .bind(conversation)
+            .bind(floor)
+            .bind(new_floor)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    sqlx::query("UPDATE conversations SET history_floor = $2 WHERE conversation_id = $1")
+        .bind(conversation)
+        .bind(new_floor)
+        .execute(&mut **tx)
+        .await?;
+    // A group's unread is derived from its seqs and the recalled messages above the read position:
+    // with that position at the floor, the removed recalls no longer count. A direct conversation
+    // stores its count: recounted from the messages left, for the members whose position moved.
+    sqlx::query(
+        "UPDATE conversation_members cm
+         SET read_seq = CASE WHEN cm.derived THEN $2 ELSE least($2, cm.delivered_seq) END,
+             unread = CASE WHEN cm.derived OR NOT cm.active THEN cm.unread ELSE (
+                 SELECT count(*) FROM messages m
+                 WHERE m.conversation_id = cm.conversation_id
+                   AND m.seq > least($2, cm.delivered_seq) AND m.seq <= cm.delivered_seq
+                   AND m.sender <> cm.user_id AND m.recalled_at IS NULL) END
+         WHERE cm.conversation_id = $1 AND cm.read_seq < $2
+           AND (cm.derived OR cm.read_seq < cm.delivered_seq)",
+    )
+    .bind(conversation)
+    .bind(new_floor)
+    .execute(&mut **tx)
+    .await?;
+    Ok(removed)
+}
