@@ -241,6 +241,16 @@ pub struct Config {
     )]
     pub history_retention_days: i64,
 
+    /// Posts older than this many days are removed from their authors' timelines (and so from feeds);
+    /// an author's timeline says older posts were removed. 0: kept forever.
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_POST_RETENTION_DAYS",
+        default_value_t = 0
+    )]
+    pub post_retention_days: i64,
+
     /// Sync timeline entries older than this many days are removed (a device behind them is told to
     /// reset); histories, store timelines, contact lists and unread counts are kept. 0: kept forever.
     #[arg(long, global = true, env = "FANLINE_SYNC_RETENTION_DAYS", default_value_t = defaults::SYNC_RETENTION_DAYS)]
@@ -314,6 +324,7 @@ impl Config {
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
             skip_search_index: false,
             history_retention_days: 0,
+            post_retention_days: 0,
             sync_retention_days: defaults::SYNC_RETENTION_DAYS,
             sync_retention_entries: defaults::SYNC_RETENTION_ENTRIES,
             sync_partition_hours: defaults::SYNC_PARTITION_HOURS,
@@ -394,19 +405,22 @@ impl Config {
         })
     }
 
-    /// The history retention task: the deployment's age (none when 0), run as often as the sync
-    /// timelines' retention.
-    pub fn history_retention(
+    /// The store timelines' retention task: the deployment's ages (none when 0), run as often as the
+    /// sync timelines' retention.
+    pub fn store_retention(
         &self,
         pool: sqlx::PgPool,
-    ) -> Result<crate::history_retention::HistoryRetention, String> {
-        if self.history_retention_days < 0 {
-            return Err("history-retention-days must not be negative".into());
+    ) -> Result<crate::store_retention::StoreRetention, String> {
+        if self.history_retention_days < 0 || self.post_retention_days < 0 {
+            return Err(
+                "history-retention-days and post-retention-days must not be negative".into(),
+            );
         }
-        Ok(crate::history_retention::HistoryRetention {
+        let days = |days: i64| (days > 0).then(|| chrono::TimeDelta::days(days));
+        Ok(crate::store_retention::StoreRetention {
             pool,
-            age: (self.history_retention_days > 0)
-                .then(|| chrono::TimeDelta::days(self.history_retention_days)),
+            age: days(self.history_retention_days),
+            post_age: days(self.post_retention_days),
             every: Duration::from_secs(self.retention_interval_secs.max(1)),
         })
     }
@@ -488,6 +502,7 @@ mod tests {
             departures_sweep_secs,
             skip_search_index,
             history_retention_days,
+            post_retention_days,
             sync_retention_days,
             sync_retention_entries,
             sync_partition_hours,
@@ -552,8 +567,9 @@ mod tests {
         );
         assert_eq!(skip_setup, parsed.skip_setup, "skip_setup");
         assert_eq!(
-            history_retention_days, parsed.history_retention_days,
-            "history"
+            (history_retention_days, post_retention_days),
+            (parsed.history_retention_days, parsed.post_retention_days),
+            "store retention"
         );
         assert_eq!(
             (

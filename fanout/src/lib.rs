@@ -24,8 +24,8 @@
 //!   background.
 //! - [`retention`]: sync timeline partitions — kept ahead, sealed, dropped past the retention age with
 //!   their users' floors recorded.
-//! - [`history_retention`]: conversation histories past their retention (deployment, group) removed,
-//!   with a floor history pages report.
+//! - [`store_retention`]: store timelines past their retention removed — conversation histories
+//!   (deployment, group owner) and authors' posts (deployment) — with the floors their pages report.
 //! - [`entry_cap`]: the per-user cap of sync entries, counted once per sealed partition.
 //! - [`floors`]: the floor rule every removal of sync entries follows.
 //! - [`lag`]: consumer lag measurement for `/metrics`, and [`LagExporter`] outside the group.
@@ -63,7 +63,6 @@ pub mod erasure;
 pub mod error;
 pub mod events_cli;
 pub mod floors;
-pub mod history_retention;
 pub mod im;
 pub mod lag;
 pub mod metrics;
@@ -79,6 +78,7 @@ pub mod seq_lock;
 pub mod setup;
 pub mod sourced;
 pub mod store;
+pub mod store_retention;
 pub mod topics;
 pub mod users;
 pub mod watermark;
@@ -113,7 +113,7 @@ pub struct App {
     departures: departures::Departures,
     reindexer: Option<reindex::Reindexer>,
     retention: retention::Retention,
-    history_retention: history_retention::HistoryRetention,
+    store_retention: store_retention::StoreRetention,
 }
 
 /// A client that reads the group's committed offsets without joining it (it never subscribes): lag
@@ -158,8 +158,8 @@ impl App {
             settings: config.retention().map_err(BuildError::Config)?,
             metrics: Some(metrics.retention.clone()),
         };
-        let history_retention = config
-            .history_retention(applier.pool().clone())
+        let store_retention = config
+            .store_retention(applier.pool().clone())
             .map_err(BuildError::Config)?;
         let joined = Arc::new(AtomicBool::new(false));
         let health = Arc::new(lag::GroupHealth::default());
@@ -222,7 +222,7 @@ impl App {
             departures,
             reindexer,
             retention,
-            history_retention,
+            store_retention,
         })
     }
 
@@ -254,7 +254,7 @@ impl App {
             .reindexer
             .map(|reindexer| tokio::spawn(reindexer.run(cancel.clone())));
         let departures = Some(tokio::spawn(self.departures.run(cancel.clone())));
-        let history = Some(tokio::spawn(self.history_retention.run(cancel.clone())));
+        let history = Some(tokio::spawn(self.store_retention.run(cancel.clone())));
         let retention = tokio::spawn(self.retention.run(cancel.clone()));
         let server = tokio::spawn(httpkit::serve(
             self.listener,

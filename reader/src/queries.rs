@@ -43,6 +43,7 @@ fn page_of(rows: Vec<FeedRow>, limit: i64) -> FeedPage {
     FeedPage {
         entries,
         next_cursor,
+        older_removed: false,
     }
 }
 
@@ -131,14 +132,25 @@ pub const STORE_TIMELINE_SQL: &str = "SELECT post_id, author, body, created_at
          ORDER BY post_id DESC
          LIMIT $3";
 
-/// A page of up to `limit` of `author`'s own posts older than `before`, newest first.
+/// A page of up to `limit` of `author`'s own posts older than `before`, newest first; its last page
+/// says whether retention removed older posts.
 pub async fn store_timeline(
     reads: &ReadPool,
     author: &str,
     before: Option<&str>,
     limit: i64,
 ) -> Result<FeedPage, ReadError> {
-    post_page(reads, STORE_TIMELINE_SQL, author, before, limit).await
+    let mut page = post_page(reads, STORE_TIMELINE_SQL, author, before, limit).await?;
+    if page.next_cursor.is_none() {
+        let removed = reads
+            .query(
+                "SELECT 1 FROM authors WHERE author = $1 AND posts_removed_below IS NOT NULL",
+                &[&author],
+            )
+            .await?;
+        page.older_removed = !removed.is_empty();
+    }
+    Ok(page)
 }
 
 /// Runs a page query ordered by post id (`$1` whose page, `$2` cursor, `$3` rows wanted) for one row
@@ -182,7 +194,9 @@ macro_rules! sync_sql {
             "SELECT s.seq, s.kind, s.post_id, s.message_id, s.conversation_id, s.conv_seq,
                 coalesce(p.author, s.author) AS author, coalesce(p.body, m.body, '') AS body,
                 coalesce(p.created_at, m.created_at, r.refused_at, now()) AS created_at,
-                p.deleted_at IS NOT NULL AS deleted, m.recalled_at IS NOT NULL AS recalled,
+                -- A post removed by retention is skipped as a deleted one is.
+                (p.deleted_at IS NOT NULL OR (s.kind = 'post' AND p.author IS NULL)) AS deleted,
+                m.recalled_at IS NOT NULL AS recalled,
                 (s.kind = 'message' AND m.body IS NULL) AS expired, r.reason
          FROM (SELECT seq, kind, post_id, message_id, conversation_id, conv_seq, author
                FROM sync_entries

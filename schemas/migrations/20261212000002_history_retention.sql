@@ -1,4 +1,4 @@
--- Retention of conversation histories (issue 23; docs/design.md "History retention").
+-- Retention of store timelines (issue 23; docs/design.md "Store timeline retention").
 --
 -- `history_floor`: the highest seq removed from the conversation by retention (0: nothing). History
 -- pages stop above it and say that older messages were removed; seqs above it are untouched.
@@ -12,3 +12,6 @@ CREATE INDEX groups_with_retention ON groups (group_id) WHERE retention_days IS 
 -- BRIN index answers by block ranges at almost no cost to inserts (a B-tree would add an index write
 -- to every message for a question asked once a minute).
 CREATE INDEX messages_created_brin ON messages USING brin (created_at);
+
+-- Posts: every post of the author with an id below this one was removed by retention (NULL: none).
+ALTER TABLE authors ADD COLUMN posts_removed_below text;

@@ -385,6 +385,9 @@ pub struct FeedPage {
     /// Pass as `cursor` for the next (older) page; `null` when there is none.
     #[schema(required)]
     pub next_cursor: Option<String>,
+    /// An author's timeline (`/posts`) reached its end, and older posts were removed by retention.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub older_removed: bool,
 }
 
 /// What a sync entry carries.

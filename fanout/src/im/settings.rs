@@ -1,7 +1,7 @@
 //! A group's settings and end: `group_updated` (name, description, join rule, history visibility, a
 //! new owner, retention) and `group_dissolved`. Owner and admins change settings; only the owner hands
 //! the group over (to an active member; the old owner becomes an admin), sets how long its messages
-//! are kept (`crate::history_retention` removes them), or dissolves it.
+//! are kept (`crate::store_retention` removes them), or dissolves it.
 
 use schemas::{ConversationId, GroupDissolved, GroupUpdated, Role};
 

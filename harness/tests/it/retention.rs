@@ -424,12 +424,12 @@ async fn a_drop_cut_short_by_a_crash_finishes_at_the_next_run_without_counting_t
 }
 
 mod history {
-    //! Conversation histories past their retention (fanout/src/history_retention.rs): removed from the
-    //! oldest, pages that say so, unread counts that count only what is left, a group owner's shorter
-    //! retention.
+    //! Store timelines past their retention (fanout/src/store_retention.rs): conversation histories
+    //! removed from the oldest, pages that say so, unread counts that count only what is left, a group
+    //! owner's shorter retention; authors' posts gone from timelines, feeds and inboxes alike.
 
     use chrono::{TimeDelta, Utc};
-    use fanout::history_retention::{HistoryRetention, TrimReport};
+    use fanout::store_retention::{StoreRetention, TrimReport};
     use reqwest::{Method, StatusCode};
     use serde_json::{json, Value};
 
@@ -437,13 +437,23 @@ mod history {
     use crate::im_api::{unread_of, Stack};
 
     async fn trim(stack: &Stack, age: Option<TimeDelta>) -> TrimReport {
-        let retention = HistoryRetention {
+        trim_at(stack, age, None, Utc::now()).await
+    }
+
+    async fn trim_at(
+        stack: &Stack,
+        age: Option<TimeDelta>,
+        post_age: Option<TimeDelta>,
+        now: chrono::DateTime<Utc>,
+    ) -> TrimReport {
+        let retention = StoreRetention {
             pool: stack.db.pool.clone(),
             age,
+            post_age,
             every: WAIT,
         };
-        harness::wait_until("the history retention lock", WAIT, || async {
-            let report = retention.run_once(Utc::now()).await.unwrap();
+        harness::wait_until("the store retention lock", WAIT, || async {
+            let report = retention.run_once(now).await.unwrap();
             report.elected.then_some(report)
         })
         .await
@@ -628,6 +638,55 @@ mod history {
             (seqs(&club), &club["removed_through_seq"]),
             (vec![5, 6], &json!(4))
         );
+        stack.stop().await;
+    }
+
+    #[tokio::test]
+    async fn old_posts_leave_timelines_feeds_and_inboxes_and_the_timeline_says_so() {
+        let stack = Stack::start().await;
+        stack.api.follow("bob", "ann").await;
+        stack.applied().await;
+        for i in 1..=3 {
+            stack.api.post("ann", &format!("old post {i}"), None).await;
+        }
+        stack.api.post("cat", "cat's post", None).await;
+        stack.applied().await;
+        // Two days from now, posts are kept one day: every post so far is past it.
+        let later = Utc::now() + TimeDelta::days(2);
+        let report = trim_at(&stack, None, Some(TimeDelta::days(1)), later).await;
+        assert_eq!(report.posts, 4, "{report:?}");
+        stack.api.post("ann", "new post", None).await;
+        stack.applied().await;
+
+        let bodies = |page: &Value| -> Vec<String> {
+            let entries = page["entries"].as_array().unwrap();
+            entries
+                .iter()
+                .map(|e| e["body"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let timeline = stack.read_as("bob", "/v1/users/ann/posts").await;
+        assert_eq!(bodies(&timeline), ["new post"]);
+        assert_eq!(
+            (&timeline["next_cursor"], &timeline["older_removed"]),
+            (&Value::Null, &json!(true)),
+            "{timeline}"
+        );
+        let feed = stack.read_as("bob", "/v1/users/bob/feed").await;
+        assert_eq!(bodies(&feed), ["new post"], "{feed}");
+        let sync = stack
+            .read_as("bob", "/v1/users/bob/sync?after=0&limit=100")
+            .await;
+        let posts: Vec<&str> = sync["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "post")
+            .map(|e| e["body"].as_str().unwrap())
+            .collect();
+        assert_eq!(posts, ["new post"], "{sync}");
+        let untouched = stack.read_as("bob", "/v1/users/dan/posts").await;
+        assert_eq!(untouched.get("older_removed"), None, "{untouched}");
         stack.stop().await;
     }
 }

@@ -1,8 +1,12 @@
-//! Retention of conversation histories (store timelines): messages older than the deployment's
-//! retention (`FANLINE_HISTORY_RETENTION_DAYS`, off by default) or their group owner's shorter one
-//! (`groups.retention_days`, set by `group_updated`) are removed, a conversation at a time, oldest
-//! first; `conversations.history_floor` records the highest seq removed, and history pages stop
-//! above it and say so (`older_removed`, `reader/src/im.rs`). Seqs above it never change.
+//! Retention of store timelines, both off by default:
+//! - conversation histories: messages older than the deployment's retention
+//!   (`FANLINE_HISTORY_RETENTION_DAYS`) or their group owner's shorter one (`groups.retention_days`,
+//!   set by `group_updated`) are removed, a conversation at a time, oldest first;
+//!   `conversations.history_floor` records the highest seq removed, and history pages stop above it
+//!   and say so (`older_removed`, `reader/src/im.rs`). Seqs above it never change.
+//! - authors' timelines: posts older than `FANLINE_POST_RETENTION_DAYS` are removed, oldest first by
+//!   id (ids are ULIDs minted at the post's time); `authors.posts_removed_below` records where, and
+//!   the author's timeline says so at its end. Feeds and inboxes skip what is gone.
 //!
 //! Not an event, like the sync timelines' retention ([`crate::retention`]): removal is a function of
 //! time and policy (the policy itself — a group's retention — is an event); a rebuild stores the
@@ -27,10 +31,12 @@ const CONVERSATIONS_PER_RUN: i64 = 1_000;
 const MESSAGES_PER_TRIM: i64 = 10_000;
 
 /// Removes messages past their conversation's retention.
-pub struct HistoryRetention {
+pub struct StoreRetention {
     pub pool: PgPool,
-    /// The deployment's retention (`None`: messages are kept unless their group says otherwise).
+    /// The deployment's retention of messages (`None`: kept unless their group says otherwise).
     pub age: Option<TimeDelta>,
+    /// The deployment's retention of posts (`None`: kept).
+    pub post_age: Option<TimeDelta>,
     /// Time between runs.
     pub every: Duration,
 }
@@ -42,9 +48,10 @@ pub struct TrimReport {
     pub elected: bool,
     pub conversations: u64,
     pub messages: u64,
+    pub posts: u64,
 }
 
-impl HistoryRetention {
+impl StoreRetention {
     /// Runs every `every` until `cancel`.
     pub async fn run(self, cancel: CancellationToken) {
         let mut ticker = tokio::time::interval(self.every);
@@ -55,8 +62,8 @@ impl HistoryRetention {
                 _ = ticker.tick() => {}
             }
             match self.run_once(Utc::now()).await {
-                Ok(report) if report.messages > 0 => {
-                    tracing::info!(?report, "old messages removed");
+                Ok(report) if report.messages + report.posts > 0 => {
+                    tracing::info!(?report, "old messages and posts removed");
                 }
                 Ok(_) => {}
                 Err(err) => {
@@ -82,6 +89,9 @@ impl HistoryRetention {
                 let removed = trim(&self.pool, &conversation, now, self.age).await?;
                 report.conversations += u64::from(removed > 0);
                 report.messages += removed;
+            }
+            if let Some(age) = self.post_age {
+                report.posts = trim_posts(&self.pool, now - age).await?;
             }
         }
         election.rollback().await?;
@@ -216,4 +226,29 @@ async fn remove_below(
     .execute(&mut **tx)
     .await?;
     Ok(removed)
+}
+
+/// Removes up to [`MESSAGES_PER_TRIM`] posts created before `cutoff`, oldest first, and records each
+/// author's new floor (every post with a smaller id is gone); returns how many.
+async fn trim_posts(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let below = schemas::PostId::lowest_at(cutoff);
+    let removed: i64 = sqlx::query_scalar(
+        "WITH gone AS (
+             DELETE FROM posts WHERE post_id IN (
+                 SELECT post_id FROM posts WHERE post_id < $1 ORDER BY post_id LIMIT $2)
+             RETURNING author, post_id
+         ), floors AS (
+             INSERT INTO authors (author, posts_removed_below)
+             SELECT author, max(post_id) || '0' FROM gone GROUP BY author
+             ON CONFLICT (author) DO UPDATE
+             SET posts_removed_below = greatest(authors.posts_removed_below,
+                                                EXCLUDED.posts_removed_below)
+         )
+         SELECT count(*) FROM gone",
+    )
+    .bind(below.as_str())
+    .bind(MESSAGES_PER_TRIM)
+    .fetch_one(pool)
+    .await?;
+    Ok(removed as u64)
 }
