@@ -34,9 +34,8 @@ pub enum IdStatus {
     HoldsData,
     /// Nothing: anyone may register it.
     Free,
-    /// A deleted account's: nobody may register it, unless an operator released it and its
-    /// relationships were all ended (`departed`).
-    Erased { released: bool, departed: bool },
+    /// A deleted account's: nobody may register it.
+    Erased,
 }
 
 pub struct AccountDirectory {
@@ -145,7 +144,7 @@ impl AccountDirectory {
         let Some(pool) = &self.pool else {
             return Ok(IdStatus::Free);
         };
-        let (account, data, erased): (bool, bool, Option<(bool, bool)>) = sqlx::query_as(
+        let (account, data, erased): (bool, bool, bool) = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM accounts WHERE user_id = $1),
                     EXISTS (SELECT 1 FROM posts WHERE author = $1)
                     OR EXISTS (SELECT 1 FROM sync_entries WHERE user_id = $1)
@@ -154,8 +153,7 @@ impl AccountDirectory {
                     OR EXISTS (SELECT 1 FROM follows WHERE follower = $1)
                     OR EXISTS (SELECT 1 FROM conversation_members WHERE user_id = $1)
                     OR EXISTS (SELECT 1 FROM follows WHERE followee = $1),
-                    (SELECT (released, departed_at IS NOT NULL) FROM erased_users
-                     WHERE user_id = $1)",
+                    EXISTS (SELECT 1 FROM erased_users WHERE user_id = $1)",
         )
         .bind(user.as_str())
         .fetch_one(pool)
@@ -163,9 +161,9 @@ impl AccountDirectory {
         .map_err(unavailable)?;
         Ok(match (account, data, erased) {
             (true, _, _) => IdStatus::Account,
-            (false, _, Some((released, departed))) => IdStatus::Erased { released, departed },
-            (false, true, None) => IdStatus::HoldsData,
-            (false, false, None) => IdStatus::Free,
+            (false, _, true) => IdStatus::Erased,
+            (false, true, false) => IdStatus::HoldsData,
+            (false, false, false) => IdStatus::Free,
         })
     }
 

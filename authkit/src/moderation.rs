@@ -3,8 +3,8 @@
 //! - [`Operators`]: the accounts the deployment's configuration names (`FANLINE_OPERATORS`); nothing a
 //!   user can do grants the role, and a token carries no role: each service compares the caller with
 //!   its own configuration.
-//! - [`DisabledAccounts`]: the accounts an operator disabled, and the deleted ones (`erased_users`
-//!   without a new registration), polled from Postgres in the background (both written by fanout), so
+//! - [`DisabledAccounts`]: the accounts an operator disabled, and the deleted ones (`erased_users`),
+//!   polled from Postgres in the background (both written by fanout), so
 //!   the check on every request is a lookup in memory, not a query. A disabled account's access tokens are refused from the first poll that sees it: within
 //!   fanout's lag plus the poll interval (docs/limits.md). The [`crate::Bearer`] extractor refuses
 //!   them when the set is a request extension.
@@ -60,7 +60,7 @@ impl DisabledAccounts {
             .contains(user)
     }
 
-    /// Deleted (and the id not registered again since).
+    /// Deleted.
     pub fn is_deleted(&self, user: &str) -> bool {
         self.deleted
             .read()
@@ -73,8 +73,7 @@ impl DisabledAccounts {
         let rows: Vec<(String, bool)> = sqlx::query_as(
             "SELECT user_id, false FROM disabled_accounts
              UNION ALL
-             SELECT user_id, true FROM erased_users e
-             WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.user_id = e.user_id)",
+             SELECT user_id, true FROM erased_users",
         )
         .fetch_all(pool)
         .await?;

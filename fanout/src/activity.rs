@@ -78,7 +78,7 @@ async fn apply_active(
     seq_lock: &mut SeqLock,
 ) -> Result<ImOutcome, sqlx::Error> {
     let user = active.user.as_str();
-    if is_erased(tx, user, active.at).await? {
+    if is_erased(tx, user).await? {
         // A device heard of just before the account went: nothing comes back (crate::erasure).
         return Ok(ImOutcome::duplicate());
     }
@@ -117,11 +117,10 @@ async fn apply_active(
     }
 }
 
-/// Whether `user`'s account was deleted as of `at`.
-async fn is_erased(tx: &mut Tx, user: &str, at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT fanline_erased($1, $2)")
+/// Whether `user`'s account was deleted.
+async fn is_erased(tx: &mut Tx, user: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT fanline_erased($1)")
         .bind(user)
-        .bind(at)
         .fetch_one(&mut **tx)
         .await
 }
@@ -169,7 +168,7 @@ async fn apply_dormant(
 /// Locks the user's active group rows before the seq lock, in the order a message takes them (its
 /// sender's row, then the seq lock), so that a flip and a message of the same user wait for each other
 /// instead of deadlocking.
-pub(crate) async fn lock_group_rows(tx: &mut Tx, user: &str) -> Result<(), sqlx::Error> {
+async fn lock_group_rows(tx: &mut Tx, user: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "SELECT 1 FROM conversation_members WHERE user_id = $1 AND derived AND active FOR UPDATE",
     )

@@ -11,9 +11,11 @@
 //! Why events and not updates: these decide what happens on other keys (who may send to a group,
 //! whom a post reaches), and a replay applies keys in any order relative to the deletion; as events
 //! in the log they are applied where they were live. An account with nothing left is marked departed
-//! and not looked at again. A sweep repeated (another worker, a crash before the mark) writes the
-//! same events again, which change nothing: a leave of a non-member, an unfollow of an inactive
-//! edge, an unblock of no block.
+//! and not looked at again, ten minutes after the deletion at the earliest (a join or follow of theirs
+//! in flight on a lagging partition is still ended). A sweep repeated (another worker, a crash before
+//! the mark, a rebuild meeting state not yet caught up) writes the same events again, which change
+//! nothing: a leave of a non-member, an unfollow of an inactive edge, an unblock of no block — the id
+//! never gets a new owner whose relationships they could end.
 
 use std::time::Duration;
 
@@ -31,6 +33,9 @@ use crate::dormancy::SweepError;
 const SWEEP_LOCK: i64 = 0x4641_4e4c_4445_5054;
 /// Accounts looked at per sweep.
 const PAGE: i64 = 1_000;
+/// How long after a deletion an account is still swept although nothing was left to end: an event of
+/// theirs sent just before their tokens were refused may still be behind on its partition.
+const SETTLE: Duration = Duration::from_secs(600);
 
 /// Ends the relationships of deleted accounts through the log.
 pub struct Departures {
@@ -75,27 +80,30 @@ impl Departures {
     }
 
     async fn sweep_elected(&self) -> Result<usize, SweepError> {
-        // A released id someone registered again is theirs: its relationships are not swept.
-        let users: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM erased_users e
-             WHERE departed_at IS NULL
-               AND (NOT released OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.user_id = e.user_id))
-             ORDER BY erased_at LIMIT $1",
+        let users: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT user_id, erased_at < now() - make_interval(secs => $2) FROM erased_users
+             WHERE departed_at IS NULL ORDER BY erased_at LIMIT $1",
         )
         .bind(PAGE)
+        .bind(SETTLE.as_secs_f64())
         .fetch_all(&self.pool)
         .await?;
         let mut written = 0;
-        for user in users {
+        for (user, settled) in users {
             let Ok(user) = UserId::parse("user", &user) else {
                 continue;
             };
             let events = departures_of(&self.pool, &user).await?;
-            if events.is_empty() {
+            // Marked departed only once nothing of theirs can still be on its way (their tokens were
+            // refused within seconds; SETTLE covers a lagging partition).
+            if events.is_empty() && settled {
                 sqlx::query("UPDATE erased_users SET departed_at = now() WHERE user_id = $1")
                     .bind(user.as_str())
                     .execute(&self.pool)
                     .await?;
+                continue;
+            }
+            if events.is_empty() {
                 continue;
             }
             // Enqueued in order: a group's hand-over before its leave (one key, one partition).

@@ -5,7 +5,8 @@
 //! their posts and messages (tombstones: bodies and search vectors gone, ids and seqs kept), their
 //! inbox, floors and counts, their contact-list rows, devices' cursors, sessions (their sockets and
 //! streams close: a session end is announced on the readers' channel) and activity. An
-//! `erased_users` row keeps the id taken unless an operator released it.
+//! `erased_users` row keeps the id taken for good: the handle is the account's identity in every key
+//! and row, so a second owner could not be told from the first on a replay.
 //!
 //! What is shared with others — memberships, follows, blocks — decides what happens on *other* keys
 //! (whether a member may send, whom a post reaches), and a replay applies other keys in any order
@@ -14,15 +15,16 @@
 //! replay. Until they apply, nothing reaches the erased user: their follow edges stop copying posts
 //! (as for a dormant user) and without contact-list rows no message is delivered to them.
 //!
-//! Events of other keys applied after the deletion ask `fanline_erased(user, at)` (the migration
+//! Events of other keys applied after the deletion ask `fanline_erased(user)` (the migration
 //! `20261212000001_erasure.sql`): a message of an erased sender is stored as a tombstone, a direct
-//! conversation or a group opens no row for an erased user, a follow or block by them changes nothing.
-//! Either order gives the same state, which is what makes the deletion survive a replay.
+//! conversation, a group join or an invitation opens no row or inbox entry for an erased user, a
+//! follow copies nothing to them. None of that changes a decision (who may send, whom a post reaches),
+//! only contents and the erased user's own rows, so either order gives the same state — what makes
+//! the deletion survive a replay.
 
 use schemas::AccountDeleted;
 use sqlx::{Postgres, Transaction};
 
-use crate::activity;
 use crate::outcome::ImOutcome;
 use crate::seq_lock::SeqLock;
 use crate::sourced::SourcedEvent;
@@ -43,23 +45,24 @@ pub(crate) async fn apply(
     let user = deleted.user.as_str();
     let at = event.envelope.ts;
     sqlx::query(
-        "INSERT INTO erased_users (user_id, erased_at, erased_by, released) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (user_id) DO UPDATE
-         SET erased_at = greatest(erased_users.erased_at, EXCLUDED.erased_at),
-             erased_by = EXCLUDED.erased_by, released = EXCLUDED.released, departed_at = NULL",
+        "INSERT INTO erased_users (user_id, erased_at, erased_by) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) DO NOTHING",
     )
     .bind(user)
     .bind(at)
     .bind(deleted.by.as_str())
-    .bind(deleted.release)
     .execute(&mut **tx)
     .await?;
-    // As a dormancy does: the user's group rows, then the seq lock, so that no fan-out is half way
-    // through writing their inbox while it goes.
-    activity::lock_group_rows(tx, user).await?;
+    // Every contact-list row of the user, then the seq lock, as a message's apply takes them (its
+    // members' rows, then the seq lock): the two wait for each other instead of deadlocking, and no
+    // fan-out is half way through writing their inbox while it goes.
+    sqlx::query("SELECT 1 FROM conversation_members WHERE user_id = $1 FOR UPDATE")
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
     let _held = seq_lock.acquire(tx).await?;
     let erased = erase_contents(tx, user, at).await? + erase_own_rows(tx, user).await?;
-    tracing::info!(user, by = %deleted.by, release = deleted.release, erased, "account deleted");
+    tracing::info!(user, by = %deleted.by, erased, "account deleted");
     Ok(ImOutcome::applied())
 }
 

@@ -153,14 +153,7 @@ impl App {
             pool: applier.pool().clone(),
             indexed: Some(metrics.search_backlog_indexed.clone()),
         });
-        let retention = retention::Retention {
-            pool: applier.pool().clone(),
-            settings: config.retention().map_err(BuildError::Config)?,
-            metrics: Some(metrics.retention.clone()),
-        };
-        let store_retention = config
-            .store_retention(applier.pool().clone())
-            .map_err(BuildError::Config)?;
+        let (retention, store_retention) = retention_tasks(config, applier.pool(), &metrics)?;
         let joined = Arc::new(AtomicBool::new(false));
         let health = Arc::new(lag::GroupHealth::default());
         let owned = consumer::Owned::default();
@@ -281,6 +274,23 @@ impl App {
             Err(err) => Err(std::io::Error::other(err)),
         }
     }
+}
+
+/// The retention tasks: of sync timelines, and of store timelines.
+fn retention_tasks(
+    config: &Config,
+    pool: &PgPool,
+    metrics: &metrics::FanoutMetrics,
+) -> Result<(retention::Retention, store_retention::StoreRetention), BuildError> {
+    let retention = retention::Retention {
+        pool: pool.clone(),
+        settings: config.retention().map_err(BuildError::Config)?,
+        metrics: Some(metrics.retention.clone()),
+    };
+    let store = config
+        .store_retention(pool.clone())
+        .map_err(BuildError::Config)?;
+    Ok((retention, store))
 }
 
 /// The dormancy sweeper, unless nobody is to become dormant (an active window of 0), and the

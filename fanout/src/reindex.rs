@@ -34,12 +34,14 @@ const BACKLOGS: [Backlog; 4] = [
     Backlog {
         table: "messages",
         pick: "SELECT message_id, body FROM messages
-               WHERE search IS NULL AND recalled_at IS NULL AND message_id > $2
+               WHERE search IS NULL AND recalled_at IS NULL AND erased_at IS NULL AND message_id > $2
                ORDER BY message_id LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
         write: "UPDATE messages m SET search = t.search::tsvector
                 FROM UNNEST($1::text[], $2::text[]) AS t(id, search)
-                WHERE m.message_id = t.id AND m.search IS NULL AND m.recalled_at IS NULL",
-        left: "SELECT EXISTS (SELECT FROM messages WHERE search IS NULL AND recalled_at IS NULL)",
+                WHERE m.message_id = t.id AND m.search IS NULL AND m.recalled_at IS NULL
+                  AND m.erased_at IS NULL",
+        left: "SELECT EXISTS (SELECT FROM messages
+                       WHERE search IS NULL AND recalled_at IS NULL AND erased_at IS NULL)",
     },
     Backlog {
         table: "posts",

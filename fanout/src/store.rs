@@ -201,9 +201,10 @@ const INSERT_POSTS_SQL: &str =
          SELECT coalesce((SELECT pt.deleted_at FROM post_tombstones pt
                           WHERE pt.post_id = t.post_id AND pt.author = t.author),
                          (SELECT e.erased_at FROM erased_users e
-                          WHERE e.user_id = t.author
-                            AND (NOT e.released OR t.created_at <= e.erased_at))) AS deleted_at
+                          WHERE e.user_id = t.author)) AS deleted_at
      ) d ON true
+     -- A replay's copy of a post retention removed stays removed (crate::store_retention).
+     WHERE a.posts_removed_below IS NULL OR t.post_id >= a.posts_removed_below
      -- Kafka order decides which copy of a retried request is kept: the first. The join may
      -- reorder rows, so restore the input order before they are inserted.
      ORDER BY t.ord
@@ -446,7 +447,7 @@ async fn apply_follow(
     }
     if !active {
         outcome.sync_entries_removed = take_posts_out(tx, change).await?;
-    } else if !is_erased(tx, &change.follower, event.envelope.ts).await? {
+    } else if !is_erased(tx, &change.follower).await? {
         let held = seq_lock.acquire(tx).await?;
         if policy.follow_backfill > 0 {
             outcome.sync_entries_backfilled =
@@ -457,15 +458,13 @@ async fn apply_follow(
     Ok(outcome)
 }
 
-/// Whether `user`'s account was deleted as of `at` (crate::erasure): then nothing is copied to them.
+/// Whether `user`'s account was deleted (crate::erasure): then nothing is copied to them.
 async fn is_erased(
     tx: &mut Transaction<'static, Postgres>,
     user: &schemas::UserId,
-    at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT fanline_erased($1, $2)")
+    sqlx::query_scalar("SELECT fanline_erased($1)")
         .bind(user.as_str())
-        .bind(at)
         .fetch_one(&mut **tx)
         .await
 }
@@ -531,7 +530,7 @@ async fn set_edge(
                      -- An erased follower (a follow replayed after the deletion) is copied nothing
                      -- until the departures' unfollow ends the edge (crate::erasure).
                      coalesce((SELECT active FROM user_activity WHERE user_id = $2), true)
-                     AND NOT fanline_erased($2, $8))
+                     AND NOT fanline_erased($2))
              ON CONFLICT (followee, follower) DO UPDATE
              -- Only a follow, which holds the seq lock, copies the follower's activity: a block's
              -- change may run beside a return or a dormancy and would write what it read before.
@@ -557,7 +556,6 @@ async fn set_edge(
     .bind(event.offset)
     .bind(by_follower)
     .bind(by_followee)
-    .bind(event.envelope.ts)
     .fetch_one(&mut **tx)
     .await?;
     Ok(now_active.map(|now| (was_active.unwrap_or(false), now)))

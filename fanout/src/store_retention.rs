@@ -142,7 +142,12 @@ async fn trim(
     age: Option<TimeDelta>,
 ) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // The conversation's row first, as a message's apply takes it: the two wait for each other.
+    // The conversation's row, then its members' rows: a message's apply takes them in that order, but
+    // a batch may hold a member's row (a read marker) before a message of the same conversation. The
+    // trim gives way rather than wait (it runs again next time); fan-out never waits long on it.
+    sqlx::query("SET LOCAL lock_timeout = '500ms'")
+        .execute(&mut *tx)
+        .await?;
     let row: Option<(i64, Option<i32>)> = sqlx::query_as(
         "SELECT c.history_floor, g.retention_days FROM conversations c
          LEFT JOIN groups g ON c.conversation_id = 'g:' || g.group_id
@@ -194,19 +199,30 @@ async fn remove_below(
     floor: i64,
     new_floor: i64,
 ) -> Result<u64, sqlx::Error> {
-    let removed =
-        sqlx::query("DELETE FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3")
-            .bind(conversation)
-            .bind(floor)
-            .bind(new_floor)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-    sqlx::query("UPDATE conversations SET history_floor = $2 WHERE conversation_id = $1")
-        .bind(conversation)
-        .bind(new_floor)
-        .execute(&mut **tx)
-        .await?;
+    let (removed, newest_removed): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "WITH gone AS (
+             DELETE FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3
+             RETURNING created_at)
+         SELECT count(*), max(created_at) FROM gone",
+    )
+    .bind(conversation)
+    .bind(floor)
+    .bind(new_floor)
+    .fetch_one(&mut **tx)
+    .await?;
+    let removed = removed as u64;
+    // The floor's time too: a replay's copy of a removed message is recognised by it and skipped
+    // (`crate::im` messages), instead of coming back under a new seq.
+    sqlx::query(
+        "UPDATE conversations SET history_floor = $2,
+             history_floor_at = greatest(history_floor_at, $3)
+         WHERE conversation_id = $1",
+    )
+    .bind(conversation)
+    .bind(new_floor)
+    .bind(newest_removed)
+    .execute(&mut **tx)
+    .await?;
     // A group's unread is derived from its seqs and the recalled messages above the read position:
     // with that position at the floor, the removed recalls no longer count. A direct conversation
     // stores its count: recounted from the messages left, for the members whose position moved.

@@ -62,11 +62,11 @@ async fn apply_account(
     event: &SourcedEvent,
     account: &AccountRegistered,
 ) -> Result<ImOutcome, sqlx::Error> {
-    // A deleted account's id is not registered again unless an operator released it.
+    // A deleted account's id is never registered again.
     let written = sqlx::query(
         "INSERT INTO accounts (user_id, password_hash, registered_at, src_partition, src_offset)
          SELECT $1, $2, $3, $4, $5
-         WHERE NOT EXISTS (SELECT 1 FROM erased_users WHERE user_id = $1 AND NOT released)
+         WHERE NOT fanline_erased($1)
          ON CONFLICT (user_id) DO NOTHING",
     )
     .bind(account.user.as_str())
@@ -113,7 +113,7 @@ async fn apply_profile(
     let written = sqlx::query(
         "INSERT INTO users (user_id, display_name, age, gender, signature, src_partition, src_offset,
                             search)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8::tsvector WHERE NOT fanline_erased($1, $9)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8::tsvector WHERE NOT fanline_erased($1)
          ON CONFLICT (user_id) DO UPDATE
          SET display_name = EXCLUDED.display_name, age = EXCLUDED.age, gender = EXCLUDED.gender,
              signature = EXCLUDED.signature, src_partition = EXCLUDED.src_partition,
@@ -127,7 +127,6 @@ async fn apply_profile(
     .bind(event.partition)
     .bind(event.offset)
     .bind(schemas::search::document(&profile.display_name))
-    .bind(event.envelope.ts)
     .execute(&mut **tx)
     .await?
     .rows_affected();

@@ -188,16 +188,10 @@ pub async fn enable(
 
 /// Delete an account (operators).
 ///
-/// As `DELETE /v1/accounts/{user}` by the user (see there), for an operator. `release=true` also lets
-/// someone else register the id once the account's relationships are ended (a new owner starts with
-/// an empty inbox, and in a conversation of the deleted account only from the next message on); for
-/// an account already deleted it only releases the id.
+/// As `DELETE /v1/accounts/{user}` by the user (see there), for an operator.
 #[utoipa::path(
     delete, path = "/v1/admin/accounts/{user}", tag = "moderation",
-    params(
-        ("user" = schemas::UserId, Path, description = "The account."),
-        ("release" = Option<bool>, Query, description = "Let someone else register the id afterwards (default false)."),
-    ),
+    params(("user" = schemas::UserId, Path, description = "The account.")),
     responses(
         (status = 202, description = "The broker stored the event.", body = Accepted),
         BadRequest, Unauthorized, Forbidden, NoSuchRoute, Unavailable,
@@ -209,18 +203,10 @@ pub async fn delete_account(
     State(producer): State<Arc<EventProducer>>,
     Extension(operators): Extension<Arc<Operators>>,
     Path(user): Path<String>,
-    params: QueryParams,
 ) -> Result<Response, ApiError> {
-    let by = operator(&bearer, &operators)?;
-    let release = match params.get("release") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(ApiError::bad_field("release", "must be true or false")),
-    };
     let deleted = schemas::AccountDeleted {
         user: UserId::parse("user", &user)?,
-        by,
-        release,
+        by: operator(&bearer, &operators)?,
     };
     if deleted.user == deleted.by {
         return Err(ApiError::bad_field(

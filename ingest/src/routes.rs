@@ -102,8 +102,8 @@ pub async fn register(
 /// profile, the account and its password, the contents of every post and message the user wrote
 /// (tombstones: ids and seqs stay), their inbox, contact list, devices and sessions are gone — open
 /// sockets and streams close, tokens are refused — and within seconds their memberships, follows and
-/// blocks are ended (a group they own passes to its longest-standing admin or member). The id stays
-/// taken. What the Kafka log keeps, and for how long, is the operator's setting: README "Account
+/// blocks are ended (a group they own passes to its longest-standing admin or member). The id is
+/// never registered again. What the Kafka log keeps, and for how long, is the operator's setting: README "Account
 /// deletion". Clients should ask for the password again (a fresh login) before offering this.
 #[utoipa::path(
     delete, path = "/v1/accounts/{user}", tag = "accounts",
@@ -124,7 +124,6 @@ pub async fn delete_account(
     let envelope = Envelope::account_deleted(schemas::AccountDeleted {
         by: user.clone(),
         user,
-        release: false,
     });
     let ack = producer.send(&envelope).await?;
     Ok(accepted(&envelope, None, ack))
@@ -147,18 +146,7 @@ async fn check_claim(
     match directory.status(user).await? {
         authkit::IdStatus::Free => Ok(()),
         authkit::IdStatus::Account => Err(conflict("this id is taken", "user")),
-        authkit::IdStatus::Erased {
-            released: true,
-            departed: true,
-        } => Ok(()),
-        authkit::IdStatus::Erased {
-            released: true,
-            departed: false,
-        } => Err(conflict(
-            "this id's deleted account is still being wound up: try again in a minute",
-            "user",
-        )),
-        authkit::IdStatus::Erased { .. } => Err(conflict(
+        authkit::IdStatus::Erased => Err(conflict(
             "this id belonged to a deleted account and is not available",
             "user",
         )),

@@ -38,26 +38,7 @@ pub(crate) async fn require_participant(
 ) -> Result<i64, ApiError> {
     let caller = UserId::parse("token", bearer.user())?;
     let floor = match conversation.kind() {
-        ConversationKind::Direct(..) if !conversation.is_direct_between(&caller) => None,
-        // From the start, but for someone who registered a deleted account's released id: the
-        // conversation is theirs from when they joined it (fanout's `open_direct`), and not at all
-        // before.
-        ConversationKind::Direct(..) => Some(
-            sqlx::query_scalar::<_, i64>(
-                "SELECT coalesce(
-                     (SELECT from_seq FROM conversation_members
-                      WHERE user_id = $1 AND conversation_id = $2),
-                     (SELECT c.last_seq FROM conversations c
-                      WHERE c.conversation_id = $2
-                        AND EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = $1)),
-                     0)",
-            )
-            .bind(caller.as_str())
-            .bind(conversation.as_str())
-            .fetch_one(pool)
-            .await
-            .map_err(database_error)?,
-        ),
+        ConversationKind::Direct(..) => conversation.is_direct_between(&caller).then_some(0),
         ConversationKind::Group(group) => sqlx::query_scalar::<_, i64>(
             "SELECT CASE WHEN g.history = 'shared' THEN 0 ELSE cm.from_seq END
              FROM group_members gm

@@ -1,26 +1,23 @@
 -- Account deletion (issue 23; docs/design.md "Account deletion").
 --
 -- One row per deleted account, written by fanout from `account_deleted` (keyed by the user). It keeps
--- the id taken (the directory refuses its registration) unless an operator released it, and it is what
--- the other keys' events ask when they are applied after the deletion (a replay may apply them in any
--- order across partitions): a message of an erased sender is stored without its body, a direct
--- conversation or group opens no row for an erased user.
+-- the id taken for good (the directory refuses its registration), and it is what the other keys'
+-- events ask when they are applied after the deletion (a replay may apply them in any order across
+-- partitions): a message of an erased sender is stored without its body, a direct conversation or
+-- group opens no row for an erased user.
 CREATE TABLE erased_users (
     user_id     text        PRIMARY KEY,
     erased_at   timestamptz NOT NULL,
     erased_by   text        NOT NULL,
-    released    boolean     NOT NULL DEFAULT false,
     -- Set by the departures sweeper once no membership, follow or block of the user is left to end.
     departed_at timestamptz
 );
 CREATE INDEX erased_users_departing ON erased_users (erased_at) WHERE departed_at IS NULL;
 
--- Whether `account` was erased as of `at`: always, unless an operator released the id, after which
--- only what happened up to the deletion belongs to the erased account (later events are a new owner's).
-CREATE FUNCTION fanline_erased(account text, at timestamptz) RETURNS boolean
+-- Whether `account` was deleted: whatever its events' times, since the id never changes hands.
+CREATE FUNCTION fanline_erased(account text) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT EXISTS (SELECT 1 FROM erased_users e
-                   WHERE e.user_id = account AND (NOT e.released OR at <= e.erased_at))
+    SELECT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = account)
 $$;
 
 -- A message whose sender deleted their account: the body is gone, the seq stays.

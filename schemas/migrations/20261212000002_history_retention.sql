@@ -3,6 +3,8 @@
 -- `history_floor`: the highest seq removed from the conversation by retention (0: nothing). History
 -- pages stop above it and say that older messages were removed; seqs above it are untouched.
 ALTER TABLE conversations ADD COLUMN history_floor bigint NOT NULL DEFAULT 0;
+-- The newest removed message's time: a replayed message this old is one retention removed.
+ALTER TABLE conversations ADD COLUMN history_floor_at timestamptz;
 
 -- A group owner's retention in days (NULL: the deployment's, FANLINE_HISTORY_RETENTION_DAYS).
 ALTER TABLE groups ADD COLUMN retention_days integer CHECK (retention_days > 0);

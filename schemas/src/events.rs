@@ -727,13 +727,8 @@ impl Envelope {
                 self.expect_key(read.conversation.as_str(), "payload.conversation")?;
                 read.validate().map_err(in_payload)?;
             }
-            Event::AccountRegistered(account) => {
-                self.expect_key(account.user.as_str(), "payload.user")?;
-                check_password_hash(&account.password_hash)?;
-            }
-            Event::PasswordChanged(change) => {
-                self.expect_key(change.user.as_str(), "payload.user")?;
-                check_password_hash(&change.password_hash)?;
+            Event::AccountRegistered(_) | Event::PasswordChanged(_) | Event::AccountDeleted(_) => {
+                self.validate_account()?
             }
             Event::GroupUpdated(_)
             | Event::GroupDissolved(_)
@@ -749,21 +744,34 @@ impl Envelope {
             | Event::AccountDisabled(_)
             | Event::AccountEnabled(_)
             | Event::MessageRemoved(_) => self.validate_moderation()?,
-            Event::UserActive(_) | Event::UserDormant(_) | Event::AccountDeleted(_) => {
-                self.validate_activity()?
-            }
+            Event::UserActive(_) | Event::UserDormant(_) => self.validate_activity()?,
         }
         Ok(())
     }
 
-    /// [`Self::validate`] of the activity events (`crate::activity`) and deletions: keyed by their user.
+    /// [`Self::validate`] of an account's events: keyed by their user; hashes that are argon2id.
+    fn validate_account(&self) -> Result<(), ValidationError> {
+        match &self.event {
+            Event::AccountRegistered(account) => {
+                self.expect_key(account.user.as_str(), "payload.user")?;
+                check_password_hash(&account.password_hash)
+            }
+            Event::PasswordChanged(change) => {
+                self.expect_key(change.user.as_str(), "payload.user")?;
+                check_password_hash(&change.password_hash)
+            }
+            Event::AccountDeleted(deleted) => {
+                self.expect_key(deleted.user.as_str(), "payload.user")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Self::validate`] of the activity events (`crate::activity`): keyed by their user.
     fn validate_activity(&self) -> Result<(), ValidationError> {
         match &self.event {
             Event::UserActive(active) => self.expect_key(active.user.as_str(), "payload.user"),
             Event::UserDormant(dormant) => self.expect_key(dormant.user.as_str(), "payload.user"),
-            Event::AccountDeleted(deleted) => {
-                self.expect_key(deleted.user.as_str(), "payload.user")
-            }
             _ => Ok(()),
         }
     }

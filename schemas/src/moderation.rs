@@ -131,15 +131,12 @@ impl AccountModeration {
 /// Payload of `account_deleted` (keyed by the user, in order with their registration and posts): the
 /// user (or an operator) deletes the account. Its profile, posts' and messages' contents, sessions,
 /// devices and inbox are erased; its memberships, follows and blocks are ended by ordinary events of
-/// their own keys (docs/design.md "Account deletion"). The id stays taken unless `release`.
+/// their own keys (docs/design.md "Account deletion"). The id is never registered again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AccountDeleted {
     pub user: UserId,
     /// The user themselves or an operator.
     pub by: UserId,
-    /// Whether someone else may register the id afterwards (operators only).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub release: bool,
 }
 
 /// Payload of `message_removed` (keyed by the conversation): an operator removes a message, as its

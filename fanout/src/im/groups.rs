@@ -98,7 +98,7 @@ pub(super) async fn join_conversation(
          CROSS JOIN (SELECT coalesce((SELECT NOT active FROM user_activity WHERE user_id = $1),
                                      false) AS dormant) d
          -- A join applied after its user's account deletion (a replay) opens no row (crate::erasure).
-         WHERE c.conversation_id = $2 AND NOT fanline_erased($1, $3)
+         WHERE c.conversation_id = $2 AND NOT fanline_erased($1)
          ON CONFLICT (user_id, conversation_id) DO UPDATE
          SET from_seq = EXCLUDED.from_seq, delivered_seq = EXCLUDED.delivered_seq,
              read_seq = EXCLUDED.read_seq, unread = 0, active = true,
@@ -204,7 +204,7 @@ pub(super) async fn apply_membership(
         Decision::Invite => {
             set_pending(tx, event, change, Some(Pending::Invitation)).await?;
             let held = seq_lock.acquire(tx).await?;
-            let entries = tell_invitee(tx, change, event.envelope.ts, held).await?;
+            let entries = tell_invitee(tx, change, held).await?;
             return Ok(ImOutcome {
                 applied: 1,
                 sync_entries: entries,
@@ -222,18 +222,16 @@ pub(super) async fn apply_membership(
 async fn tell_invitee(
     tx: &mut Tx,
     change: &MembershipChange,
-    at: DateTime<Utc>,
     _held: SeqLockHeld<'_>,
 ) -> Result<u64, sqlx::Error> {
     // An erased invitee has no inbox (crate::erasure).
     let entries = sqlx::query(
         "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id)
-         SELECT $1, nextval('sync_seq'), $2, 'invitation', $3 WHERE NOT fanline_erased($1, $4)",
+         SELECT $1, nextval('sync_seq'), $2, 'invitation', $3 WHERE NOT fanline_erased($1)",
     )
     .bind(change.user.as_str())
     .bind(change.by.as_str())
     .bind(ConversationId::group(&change.group).as_str())
-    .bind(at)
     .execute(&mut **tx)
     .await?
     .rows_affected();

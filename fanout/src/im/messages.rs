@@ -21,7 +21,10 @@ pub(super) async fn apply(
     message: &MessageSent,
     seq_lock: &mut SeqLock,
 ) -> Result<ImOutcome, sqlx::Error> {
-    if is_known(tx, message.message_id.as_str()).await? || is_retried_send(tx, message).await? {
+    if is_known(tx, message.message_id.as_str()).await?
+        || is_retried_send(tx, message).await?
+        || was_removed(tx, message).await?
+    {
         return Ok(ImOutcome::duplicate());
     }
     match message.conversation.kind() {
@@ -72,6 +75,19 @@ async fn is_known(tx: &mut Tx, message_id: &str) -> Result<bool, sqlx::Error> {
     Ok(known.is_some())
 }
 
+/// Whether retention removed this message (a replay meets it again): it is no newer than the newest
+/// message removed from the conversation (`crate::store_retention`).
+async fn was_removed(tx: &mut Tx, message: &MessageSent) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM conversations
+                        WHERE conversation_id = $1 AND history_floor_at >= $2)",
+    )
+    .bind(message.conversation.as_str())
+    .bind(message.created_at)
+    .fetch_one(&mut **tx)
+    .await
+}
+
 /// Whether the sender already sent this `client_msg_id` in the conversation (a retried request): then
 /// this message id becomes an alias of the first.
 async fn is_retried_send(tx: &mut Tx, message: &MessageSent) -> Result<bool, sqlx::Error> {
@@ -102,8 +118,7 @@ async fn is_retried_send(tx: &mut Tx, message: &MessageSent) -> Result<bool, sql
 }
 
 /// A direct conversation exists from its first message on, with both people as members — but for a
-/// person who deleted their account (crate::erasure). Someone who registered a released id joins an
-/// existing conversation from its current seq on: the deleted account's history is not theirs.
+/// person who deleted their account (crate::erasure).
 async fn open_direct(
     tx: &mut Tx,
     conversation: &str,
@@ -119,13 +134,8 @@ async fn open_direct(
     .await?;
     for user in people {
         sqlx::query(
-            "INSERT INTO conversation_members
-                 (user_id, conversation_id, from_seq, delivered_seq, read_seq, last_activity)
-             SELECT $1, c.conversation_id, s.start, s.start, s.start, $3
-             FROM conversations c,
-                  LATERAL (SELECT CASE WHEN EXISTS (SELECT 1 FROM erased_users WHERE user_id = $1)
-                                       THEN c.last_seq ELSE 0 END AS start) s
-             WHERE c.conversation_id = $2 AND NOT fanline_erased($1, $3)
+            "INSERT INTO conversation_members (user_id, conversation_id, last_activity)
+             SELECT $1, $2, $3 WHERE NOT fanline_erased($1)
              ON CONFLICT DO NOTHING",
         )
         .bind(user.as_str())
@@ -187,8 +197,7 @@ async fn store(
                                search, erased_at)
          SELECT $1, $2, $3, $4, CASE WHEN e.erased_at IS NULL THEN $5 ELSE '' END, $6, $7,
                 CASE WHEN e.erased_at IS NULL THEN $8::tsvector END, e.erased_at
-         FROM (SELECT (SELECT erased_at FROM erased_users
-                       WHERE user_id = $4 AND (NOT released OR $7 <= erased_at)) AS erased_at) e",
+         FROM (SELECT (SELECT erased_at FROM erased_users WHERE user_id = $4) AS erased_at) e",
     )
     .bind(conversation)
     .bind(seq)
@@ -326,13 +335,12 @@ async fn tell_sender(
     // An erased sender has no inbox (crate::erasure).
     let entries = sqlx::query(
         "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, message_id)
-         SELECT $1, nextval('sync_seq'), $1, 'refused', $2, $3 WHERE NOT fanline_erased($1, $4)
+         SELECT $1, nextval('sync_seq'), $1, 'refused', $2, $3 WHERE NOT fanline_erased($1)
          ON CONFLICT DO NOTHING",
     )
     .bind(message.sender.as_str())
     .bind(message.conversation.as_str())
     .bind(message.message_id.as_str())
-    .bind(message.created_at)
     .execute(&mut **tx)
     .await?
     .rows_affected();

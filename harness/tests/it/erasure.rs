@@ -153,7 +153,6 @@ mod store {
             Envelope::account_deleted(AccountDeleted {
                 user: user("ann"),
                 by: user("ann"),
-                release: false,
             }),
             message(&direct, "bob", "are you there?"),
             message(&direct, "ann", "late, secret"),
@@ -204,7 +203,7 @@ mod store {
             "SELECT 'inbox ' || s.user_id || ' ' || s.kind || ' '
                     || coalesce(p.body, s.message_id, s.conversation_id, '')
              FROM sync_entries s LEFT JOIN posts p ON p.post_id = s.post_id",
-            "SELECT 'erased ' || user_id || ' ' || released FROM erased_users",
+            "SELECT 'erased ' || user_id FROM erased_users",
         ] {
             let part: Vec<(String,)> = sqlx::query_as(query).fetch_all(&db.pool).await.unwrap();
             rows.extend(part.into_iter().map(|(row,)| row));
@@ -240,7 +239,7 @@ mod store {
         assert!(secrets.is_empty(), "content left: {secrets:#?}");
         for row in [
             "account bob",
-            "erased ann false",
+            "erased ann",
             // The team passed to its admin; ann left both groups.
             "group team bob 2",
             "member team ann admin false",
@@ -384,18 +383,8 @@ mod http {
         .await
     }
 
-    async fn erased_departed(stack: &Stack, user: &str) -> bool {
-        sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM erased_users WHERE user_id = $1 AND departed_at IS NOT NULL)",
-        )
-        .bind(user)
-        .fetch_one(&stack.db.pool)
-        .await
-        .unwrap()
-    }
-
     #[tokio::test]
-    async fn a_deleted_account_is_gone_for_everyone_and_its_id_stays_taken_until_released() {
+    async fn a_deleted_account_is_gone_for_everyone_and_its_id_stays_taken() {
         let stack = Stack::start_configured(
             |config| {
                 config.accounts_required = true;
@@ -457,35 +446,21 @@ mod http {
             .await
             .unwrap();
 
-        // Only the account itself (or an operator) deletes it; bad input names its field.
+        // Only the account itself (or an operator) deletes it.
         let ann_url = stack.ingest.url("/v1/accounts/ann");
-        let (status, _) = call(
-            Method::DELETE,
-            &ann_url,
-            Some(&stack.api.token_for("bob")),
-            None,
-        )
-        .await;
+        let bob_token = stack.api.token_for("bob");
+        let (status, _) = call(Method::DELETE, &ann_url, Some(&bob_token), None).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        let (status, body) = call(
-            Method::DELETE,
-            &stack.ingest.url("/v1/admin/accounts/ann?release=maybe"),
-            Some(&root),
-            None,
-        )
-        .await;
+        let admin_url = stack.ingest.url("/v1/admin/accounts/ann");
+        let (status, _) = call(Method::DELETE, &admin_url, Some(&bob_token), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let dan_url = stack.ingest.url("/v1/admin/accounts/dan");
+        let (status, body) = call(Method::DELETE, &dan_url, Some(&root), None).await;
         assert_eq!(
-            (status, body["field"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("release"))
+            status,
+            StatusCode::ACCEPTED,
+            "an operator deletes dan: {body}"
         );
-        let (status, _) = call(
-            Method::DELETE,
-            &stack.ingest.url("/v1/admin/accounts/ann"),
-            Some(&stack.api.token_for("bob")),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
         let (status, body) = call(Method::DELETE, &ann_url, Some(&ann_token), None).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 
@@ -575,21 +550,19 @@ mod http {
         );
 
         // Her group passed to Bob, her follows ended: all through the log.
-        wait_until(
-            "ann's relationships ended",
-            Duration::from_secs(30),
-            || async { erased_departed(&stack, "ann").await.then_some(()) },
-        )
+        let group = wait_until("the group handed over", Duration::from_secs(30), || async {
+            let (_, group) = bob
+                .raw(
+                    Method::GET,
+                    &stack.reader.url("/v1/groups/team"),
+                    None,
+                    None,
+                )
+                .await;
+            (group["owner"] == "bob").then_some(group)
+        })
         .await;
-        let (_, group) = bob
-            .raw(
-                Method::GET,
-                &stack.reader.url("/v1/groups/team"),
-                None,
-                None,
-            )
-            .await;
-        assert_eq!(group["owner"], "bob", "{group}");
+        assert_eq!(group["member_count"], 1, "{group}");
         let (_, members) = bob
             .raw(
                 Method::GET,
@@ -599,61 +572,29 @@ mod http {
             )
             .await;
         assert!(!members.to_string().contains("\"ann\""), "{members}");
+        wait_until("bob's follow ended", Duration::from_secs(30), || async {
+            let follows: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM follows WHERE (follower = 'ann' OR followee = 'ann') AND active",
+            )
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+            (follows == 0).then_some(())
+        })
+        .await;
 
-        // The id stays taken until an operator releases it; then a newcomer starts empty.
+        // The ids stay taken.
+        let (status, _) = register(&stack, "dan").await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "dan's id, deleted by an operator"
+        );
         let (status, body) = register(&stack, "ann").await;
         assert_eq!(
             (status, body["field"].as_str()),
             (StatusCode::CONFLICT, Some("user")),
             "{body}"
-        );
-        let (status, _) = call(
-            Method::DELETE,
-            &stack.ingest.url("/v1/admin/accounts/ann?release=true"),
-            Some(&root),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-        wait_until("the id released", Duration::from_secs(30), || async {
-            let released: bool = sqlx::query_scalar("SELECT released AND departed_at IS NOT NULL FROM erased_users WHERE user_id = 'ann'")
-                .fetch_one(&stack.db.pool)
-                .await
-                .unwrap();
-            released.then_some(())
-        })
-        .await;
-        let (status, newcomer) = register(&stack, "ann").await;
-        assert_eq!(status, StatusCode::OK, "{newcomer}");
-        let newcomer_token = newcomer["access_token"].as_str().unwrap().to_owned();
-        wait_until(
-            "the newcomer is not refused",
-            Duration::from_secs(10),
-            || async {
-                let (status, _) = call(Method::GET, &contacts, Some(&newcomer_token), None).await;
-                (status == StatusCode::OK).then_some(())
-            },
-        )
-        .await;
-        stack.message("bob", "ann", "welcome").await;
-        stack.applied().await;
-        let (_, history) = call(
-            Method::GET,
-            &stack.reader.url("/v1/conversations/d:ann:bob/messages"),
-            Some(&newcomer_token),
-            None,
-        )
-        .await;
-        let bodies: Vec<&str> = history["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["body"].as_str())
-            .collect();
-        assert_eq!(
-            bodies,
-            ["welcome"],
-            "the deleted account's history is not the newcomer's: {history}"
         );
         socket.close().await;
         stack.stop().await;

@@ -656,6 +656,7 @@ mod history {
         let report = trim_at(&stack, None, Some(TimeDelta::days(1)), later).await;
         assert_eq!(report.posts, 4, "{report:?}");
         stack.api.post("ann", "new post", None).await;
+        stack.api.post("eve", "eve's post", None).await;
         stack.applied().await;
 
         let bodies = |page: &Value| -> Vec<String> {
@@ -685,7 +686,9 @@ mod history {
             .map(|e| e["body"].as_str().unwrap())
             .collect();
         assert_eq!(posts, ["new post"], "{sync}");
-        let untouched = stack.read_as("bob", "/v1/users/dan/posts").await;
+        // An author none of whose posts were removed: the end of the timeline is just the end.
+        let untouched = stack.read_as("bob", "/v1/users/eve/posts").await;
+        assert_eq!(bodies(&untouched), ["eve's post"]);
         assert_eq!(untouched.get("older_removed"), None, "{untouched}");
         stack.stop().await;
     }
