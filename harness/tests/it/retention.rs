@@ -692,4 +692,90 @@ mod history {
         assert_eq!(untouched.get("older_removed"), None, "{untouched}");
         stack.stop().await;
     }
+
+    #[tokio::test]
+    async fn a_replay_does_not_bring_back_what_retention_removed() {
+        use fanout::store::{apply_batch, Policy, SourcedEvent};
+        use schemas::{
+            ConversationId, Envelope, MessageId, MessageSent, PostCreated, PostId, UserId,
+        };
+
+        let db = harness::TestDb::create().await;
+        let user = |name: &str| UserId::parse("user", name).unwrap();
+        let old = Utc::now() - TimeDelta::days(40);
+        let pair = ConversationId::direct(&user("ann"), &user("bob")).unwrap();
+        let mut envelopes = Vec::new();
+        for (i, at) in [old, old, Utc::now()].into_iter().enumerate() {
+            envelopes.push(Envelope::message_sent(MessageSent {
+                message_id: MessageId::generate(),
+                conversation: pair.clone(),
+                sender: user("ann"),
+                body: format!("message {i}"),
+                client_msg_id: None,
+                created_at: at,
+            }));
+        }
+        for (id, at) in [
+            (PostId::lowest_at(old), old),
+            (PostId::generate(), Utc::now()),
+        ] {
+            envelopes.push(Envelope::post_created(PostCreated {
+                post_id: id,
+                author: user("ann"),
+                body: "a post".into(),
+                message_id: None,
+                created_at: at,
+            }));
+        }
+        let events: Vec<SourcedEvent> = envelopes
+            .into_iter()
+            .enumerate()
+            .map(|(offset, envelope)| SourcedEvent {
+                partition: 0,
+                offset: offset as i64,
+                envelope,
+            })
+            .collect();
+        let state = || async {
+            let row: (i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM messages), (SELECT last_seq FROM conversations),
+                        (SELECT count(*) FROM posts),
+                        (SELECT count(*) FROM sync_entries WHERE kind = 'post')",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            row
+        };
+        apply_batch(&db.pool, &Policy::default(), &events)
+            .await
+            .unwrap();
+        let retention = StoreRetention {
+            pool: db.pool.clone(),
+            age: Some(TimeDelta::days(30)),
+            post_age: Some(TimeDelta::days(30)),
+            every: WAIT,
+        };
+        let report = retention.run_once(Utc::now()).await.unwrap();
+        assert_eq!((report.messages, report.posts), (2, 1), "{report:?}");
+        let trimmed = state().await;
+        // One message and one post left; both posts' own inbox entries stay (a removed one is skipped).
+        assert_eq!(trimmed, (1, 3, 1, 2));
+        // The whole log again, as `fanout replay` into this database would apply it.
+        let replayed: Vec<SourcedEvent> = events
+            .iter()
+            .map(|e| SourcedEvent {
+                partition: 1,
+                ..e.clone()
+            })
+            .collect();
+        apply_batch(&db.pool, &Policy::default(), &replayed)
+            .await
+            .unwrap();
+        assert_eq!(
+            state().await,
+            trimmed,
+            "removed messages and posts stay removed"
+        );
+    }
 }
