@@ -467,7 +467,7 @@
     if (m.message_id && m.message_id !== x.message_id) st.byMid.delete(m.message_id);
     Object.assign(m, {
       seq: x.seq, message_id: x.message_id, sender: x.sender, body: x.body || '',
-      recalled: !!x.recalled, created_at: x.created_at,
+      recalled: !!x.recalled, erased: !!x.sender_deleted, created_at: x.created_at,
     });
     if (m.sender === me() && m.status !== 'refused') { m.status = 'delivered'; m.note = ''; }
     st.byMid.set(m.message_id, m);
@@ -475,7 +475,8 @@
   }
 
   function applyMessage(e) {
-    if (!e.conversation_id || !e.message_id) return;
+    // Removed by the conversation's retention since: history starts after it.
+    if (!e.conversation_id || !e.message_id || e.expired) return;
     const st = store(e.conversation_id);
     const top = maxSeq(st);
     if (st.loaded && e.conversation_id === S.open && top > 0 && e.conversation_seq > top + 1) scheduleHistory();
@@ -552,6 +553,7 @@
     li.dataset.state = m.status || '';
     li.classList.toggle('own', own);
     li.classList.toggle('recalled', !!m.recalled);
+    li.classList.toggle('erased', !!m.erased && !m.recalled);
     li.classList.toggle('hit', !!(S.hit && S.hit.conv === m.conversation && S.hit.seq === m.seq));
     setText(li.querySelector('.sender'), own ? `${m.sender} (you)` : m.sender);
     setTime(li.querySelector('time'), m.created_at);
@@ -587,6 +589,7 @@
     if (nearBottom || S.forceScroll) ul.scrollTop = ul.scrollHeight;
     S.forceScroll = false;
     $('#load-older').hidden = !st.hasMore;
+    $('#older-removed').hidden = st.hasMore || !st.olderRemoved;
     $('#load-newer').hidden = st !== (S.view && S.view.st);
     $('#back-to-latest').hidden = $('#load-newer').hidden;
     maybeRead();
@@ -629,7 +632,10 @@
       return;
     }
     for (const x of page.messages) upsert(id, st, x);
-    if (!st.loaded || from === 0) st.hasMore = page.has_more;
+    if (!st.loaded || from === 0) {
+      st.hasMore = page.has_more;
+      st.olderRemoved = !!page.older_removed;
+    }
     st.loaded = true;
     if (S.open === id) {
       if (attempt > 0 || !after) $('#chat-error').textContent = '';
@@ -658,6 +664,7 @@
       const page = await historyPage(id, `before=${low}&limit=50`);
       for (const x of page.messages) upsert(id, st, x);
       st.hasMore = page.has_more;
+      st.olderRemoved = !!page.older_removed;
       if (S.open !== id || shown() !== st) return;
       renderMessages();
       ul.scrollTop = ul.scrollHeight - fromBottom;

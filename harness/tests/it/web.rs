@@ -583,3 +583,79 @@ async fn search_starts_a_chat_and_jumps_to_an_old_message() {
     alice.close().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_deleted_sender_and_removed_history_are_shown_as_such() {
+    let port = free_port();
+    let stack = Stack::start_with(|config| {
+        config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    })
+    .await;
+    let alice = Browser::open(&stack.reader.url("/")).await;
+    alice.register("alice").await;
+    for body in ["an old one", "hello alice", "bye"] {
+        stack.message("bob", "alice", body).await;
+    }
+    stack.message("alice", "bob", "hi bob").await;
+    stack.applied().await;
+    // The first message is past a 30-day retention; then bob deletes his account.
+    sqlx::query(
+        "UPDATE messages SET created_at = created_at - interval '40 days'
+         WHERE conversation_id = 'd:alice:bob' AND seq = 1",
+    )
+    .execute(&stack.db.pool)
+    .await
+    .unwrap();
+    let retention = fanout::store_retention::StoreRetention {
+        pool: stack.db.pool.clone(),
+        age: Some(chrono::TimeDelta::days(30)),
+        post_age: None,
+        every: WAIT,
+    };
+    wait_until("the history trimmed", WAIT, || async {
+        let report = retention.run_once(chrono::Utc::now()).await.unwrap();
+        (report.elected && report.messages == 1).then_some(())
+    })
+    .await;
+    stack
+        .write("bob", Method::DELETE, "/v1/accounts/bob", json!(null))
+        .await;
+    stack.applied().await;
+
+    // What the page already held stays until it reads the history again (as a mail client's copy;
+    // no event retracts a deleted account's messages): a reload does.
+    alice.client.refresh().await.expect("reload");
+    alice
+        .wait_text("#status", "online again", |t| t == "online")
+        .await;
+    alice
+        .click("#conversations li[data-conversation=\"d:alice:bob\"]")
+        .await;
+    // Bob's two messages left are tombstones (the body is gone, the page says why); alice's stays.
+    alice
+        .wait_messages("bob's messages erased", &["", "", "hi bob"])
+        .await;
+    let erased = alice
+        .client
+        .find_all(Locator::Css("#messages li.message.erased"))
+        .await
+        .unwrap();
+    assert_eq!(erased.len(), 2);
+    alice
+        .wait_text("#older-removed", "the removed history is said", |t| {
+            t == "Older messages were removed"
+        })
+        .await;
+    let load_older = alice
+        .client
+        .find(Locator::Css("#load-older"))
+        .await
+        .unwrap();
+    assert!(
+        !load_older.is_displayed().await.unwrap(),
+        "nothing older to load"
+    );
+    alice.screenshot("deleted-and-removed").await;
+    alice.close().await;
+    stack.stop().await;
+}
