@@ -78,7 +78,7 @@ async fn apply_active(
     seq_lock: &mut SeqLock,
 ) -> Result<ImOutcome, sqlx::Error> {
     let user = active.user.as_str();
-    if is_erased(tx, user).await? {
+    if crate::erasure::is_erased(tx, user).await? {
         // A device heard of just before the account went: nothing comes back (crate::erasure).
         return Ok(ImOutcome::duplicate());
     }
@@ -115,14 +115,6 @@ async fn apply_active(
             Ok(ImOutcome::applied())
         }
     }
-}
-
-/// Whether `user`'s account was deleted.
-async fn is_erased(tx: &mut Tx, user: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT fanline_erased($1)")
-        .bind(user)
-        .fetch_one(&mut **tx)
-        .await
 }
 
 /// Applies `user_dormant`, unless the user was heard of since the sweeper looked: their inboxes stop

@@ -28,6 +28,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::dormancy::SweepError;
+use crate::election::if_elected;
 
 /// Key of the transaction-scoped advisory lock held by the worker that sweeps ("FANLDEPT").
 const SWEEP_LOCK: i64 = 0x4641_4e4c_4445_5054;
@@ -65,18 +66,8 @@ impl Departures {
 
     /// One sweep, if no other worker is sweeping: the events written.
     pub async fn sweep(&self) -> Result<usize, SweepError> {
-        // Transaction-scoped: released by the rollback, or when the connection goes away.
-        let mut election = self.pool.begin().await?;
-        let (elected,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(SWEEP_LOCK)
-            .fetch_one(&mut *election)
-            .await?;
-        if !elected {
-            return Ok(0);
-        }
-        let swept = self.sweep_elected().await;
-        election.rollback().await?;
-        swept
+        let swept = if_elected(&self.pool, SWEEP_LOCK, self.sweep_elected()).await?;
+        Ok(swept.unwrap_or(0))
     }
 
     async fn sweep_elected(&self) -> Result<usize, SweepError> {

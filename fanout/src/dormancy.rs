@@ -16,6 +16,8 @@ use schemas::{Envelope, UserDormant, UserId};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::election::if_elected;
+
 /// Key of the transaction-scoped advisory lock held by the worker that sweeps ("FANLDORM").
 const SWEEP_LOCK: i64 = 0x4641_4e4c_444f_524d;
 /// Users looked at per query; a sweep pages through all of them.
@@ -60,19 +62,8 @@ impl Sweeper {
 
     /// One sweep, if no other worker is sweeping: the `user_dormant` events written.
     pub async fn sweep(&self) -> Result<usize, SweepError> {
-        // A transaction-scoped lock, held for the sweep: released by the rollback below, or by
-        // Postgres when the connection goes away — never left behind on a pooled connection.
-        let mut election = self.pool.begin().await?;
-        let (elected,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(SWEEP_LOCK)
-            .fetch_one(&mut *election)
-            .await?;
-        if !elected {
-            return Ok(0);
-        }
-        let swept = self.sweep_elected().await;
-        election.rollback().await?;
-        swept
+        let swept = if_elected(&self.pool, SWEEP_LOCK, self.sweep_elected()).await?;
+        Ok(swept.unwrap_or(0))
     }
 
     async fn sweep_elected(&self) -> Result<usize, SweepError> {

@@ -66,6 +66,14 @@ pub(crate) async fn apply(
     Ok(ImOutcome::applied())
 }
 
+/// Whether `user`'s account was deleted (other keys' events ask, as `fanline_erased` does in SQL).
+pub(crate) async fn is_erased(tx: &mut Tx, user: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT fanline_erased($1)")
+        .bind(user)
+        .fetch_one(&mut **tx)
+        .await
+}
+
 /// Tombstones the user's posts and messages; returns how many.
 async fn erase_contents(
     tx: &mut Tx,

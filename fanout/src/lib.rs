@@ -17,6 +17,7 @@
 //! - [`replay_args`]: `fanout replay`'s flags and start points.
 //! - [`replay`]: `fanout replay` — start offsets (beginning, time, offsets, resume) and its checkpoint.
 //! - [`dlq`]: the dead-letter producer.
+//! - [`election`]: one worker at a time for the background tasks, by an advisory lock.
 //! - [`dormancy`]: the sweeper that reports users silent for the active window (`user_dormant`).
 //! - [`departures`]: the sweeper that ends deleted accounts' memberships, follows and blocks through
 //!   ordinary events.
@@ -58,6 +59,7 @@ pub mod consumer;
 pub mod departures;
 pub mod dlq;
 pub mod dormancy;
+mod election;
 mod entry_cap;
 pub mod erasure;
 pub mod error;

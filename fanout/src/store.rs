@@ -447,7 +447,8 @@ async fn apply_follow(
     }
     if !active {
         outcome.sync_entries_removed = take_posts_out(tx, change).await?;
-    } else if !is_erased(tx, &change.follower).await? {
+    } else if !erasure::is_erased(tx, change.follower.as_str()).await? {
+        // A deleted follower (crate::erasure) is copied nothing.
         let held = seq_lock.acquire(tx).await?;
         if policy.follow_backfill > 0 {
             outcome.sync_entries_backfilled =
@@ -456,17 +457,6 @@ async fn apply_follow(
         keep_feed_exact(tx, change, policy.follow_backfill).await?;
     }
     Ok(outcome)
-}
-
-/// Whether `user`'s account was deleted (crate::erasure): then nothing is copied to them.
-async fn is_erased(
-    tx: &mut Transaction<'static, Postgres>,
-    user: &schemas::UserId,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT fanline_erased($1)")
-        .bind(user.as_str())
-        .fetch_one(&mut **tx)
-        .await
 }
 
 /// A follower who returned from dormancy reads every followed author's posts below their feed's cut

@@ -23,6 +23,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::election::if_elected;
+
 /// Key of the transaction-scoped advisory lock held by the worker that trims ("FANLHIST").
 const TRIM_LOCK: i64 = 0x4641_4e4c_4849_5354;
 /// Conversations trimmed per run.
@@ -75,26 +77,23 @@ impl StoreRetention {
 
     /// One run as of `now`, if no other worker is running one.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<TrimReport, sqlx::Error> {
-        let mut election = self.pool.begin().await?;
-        let (elected,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(TRIM_LOCK)
-            .fetch_one(&mut *election)
-            .await?;
+        let report = if_elected(&self.pool, TRIM_LOCK, self.run_elected(now)).await?;
+        Ok(report.unwrap_or_default())
+    }
+
+    async fn run_elected(&self, now: DateTime<Utc>) -> Result<TrimReport, sqlx::Error> {
         let mut report = TrimReport {
-            elected,
+            elected: true,
             ..TrimReport::default()
         };
-        if elected {
-            for conversation in self.due(now).await? {
-                let removed = trim(&self.pool, &conversation, now, self.age).await?;
-                report.conversations += u64::from(removed > 0);
-                report.messages += removed;
-            }
-            if let Some(age) = self.post_age {
-                report.posts = trim_posts(&self.pool, now - age).await?;
-            }
+        for conversation in self.due(now).await? {
+            let removed = trim(&self.pool, &conversation, now, self.age).await?;
+            report.conversations += u64::from(removed > 0);
+            report.messages += removed;
         }
-        election.rollback().await?;
+        if let Some(age) = self.post_age {
+            report.posts = trim_posts(&self.pool, now - age).await?;
+        }
         Ok(report)
     }
 
