@@ -388,6 +388,7 @@ pub async fn messages(
                 created_at: row.try_get(4)?,
                 recalled: row.try_get(5)?,
                 sender_deleted: row.try_get(6)?,
+                read_by: None,
             })
         })
         .collect::<Result<Vec<Message>, tokio_postgres::Error>>()
@@ -397,6 +398,7 @@ pub async fn messages(
     if after.is_none() {
         rows.reverse();
     }
+    let peer = crate::receipts::attach(&pool, &conversation, bearer.user(), &mut rows).await?;
     // Retention removed what this reader could otherwise have read, and this page reaches it: going
     // back, nothing older is left; catching up, the page starts above a cursor that was removed.
     let older_removed = removed_through > member_floor
@@ -409,6 +411,8 @@ pub async fn messages(
         has_more,
         older_removed,
         removed_through_seq: (removed_through > 0).then_some(removed_through),
+        peer_read_seq: peer.map(|(read, _)| read),
+        peer_delivered_seq: peer.map(|(_, delivered)| delivered),
     }))
 }
 

@@ -11,6 +11,7 @@
 //! - [`failure`]: what a failed database call answers (503 or 500), in one place.
 //! - [`params`]: the `limit` and `cursor` parameters every page shares.
 //! - [`queries`]: the SQL behind each page.
+//! - [`receipts`]: read receipts — a direct peer's read and delivered seqs, a small group's readers.
 //! - [`sync`]: one page of a user's sync timeline, shared by `/sync`, long polls, sockets and SSE.
 //! - [`routes`]: the HTTP handlers of feeds, store timelines and sync scans.
 //! - [`im`]: the HTTP handlers of contact lists, histories and profiles.
@@ -51,6 +52,7 @@ pub mod params;
 pub mod presence;
 pub mod queries;
 pub mod realtime;
+pub mod receipts;
 pub mod routes;
 pub mod search;
 pub mod session_ends;
@@ -219,6 +221,7 @@ fn safety_routes(pool: &sqlx::PgPool) -> axum::Router {
         .merge(blocks::router(pool.clone()))
         .merge(search::router(pool.clone()))
         .merge(export::router(pool.clone()))
+        .merge(receipts::router(pool.clone()))
         .merge(directory::router(pool.clone()))
         .merge(moderation::router(pool.clone()))
 }

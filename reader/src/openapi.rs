@@ -23,6 +23,7 @@ use utoipa::OpenApi;
         crate::routes::posts,
         crate::im::conversations,
         crate::im::messages,
+        crate::receipts::readers,
         crate::im::profile,
         crate::groups::group,
         crate::groups::members,

@@ -765,6 +765,11 @@ pub struct Message {
     /// Its sender deleted their account: the body is gone, the seq stays.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sender_deleted: bool,
+    /// How many of the group's other members read it (the caller's own messages, in groups of at
+    /// most 500 members: `GET …/messages/{seq}/readers` lists them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub read_by: Option<i64>,
 }
 
 /// `GET /v1/conversations/{conversation}/messages`: ascending seq.
@@ -783,6 +788,28 @@ pub struct MessagePage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub removed_through_seq: Option<i64>,
+    /// A direct conversation's receipts: the other person read up to this seq (read ticks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub peer_read_seq: Option<i64>,
+    /// A direct conversation's receipts: a device of the other person acknowledged messages up to this
+    /// seq (delivered ticks; 0 until one acknowledges over the WebSocket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub peer_delivered_seq: Option<i64>,
+}
+
+/// `GET /v1/conversations/{conversation}/messages/{seq}/readers`: who read one of the caller's
+/// messages (the other members whose read position reached it), by user id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessageReaders {
+    pub seq: i64,
+    /// All of them, also beyond this page.
+    pub count: i64,
+    pub readers: Vec<String>,
+    /// Pass as `cursor` for the next page; `null` when there is none.
+    #[schema(required)]
+    pub next_cursor: Option<String>,
 }
 
 /// Every error response: `field` names the request field at fault, if one is.

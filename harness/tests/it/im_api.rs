@@ -584,3 +584,181 @@ async fn a_large_group_costs_constant_rows_per_message_and_stays_exact_across_it
     assert_eq!(late["conversations"][0]["conversation_id"], "g:big");
     stack.stop().await;
 }
+
+/// Read receipts (reader/src/receipts.rs): a direct conversation's ticks from the peer's read marker and
+/// a device's acknowledgement, a small group's readers — shown to the sender only.
+#[tokio::test]
+async fn read_receipts_tick_in_direct_chats_and_name_readers_in_small_groups() {
+    use harness::ws::WsClient;
+    use schemas::realtime::ClientFrame;
+
+    let stack = Stack::start().await;
+    for body in ["one", "two", "three"] {
+        stack.message("alice", "bob", body).await;
+    }
+    stack.applied().await;
+    let history = |who: &'static str, conversation: &'static str| {
+        let stack = &stack;
+        async move {
+            let path = format!("/v1/conversations/{conversation}/messages");
+            stack.read_as(who, &path).await
+        }
+    };
+    let page = history("alice", "d:alice:bob").await;
+    assert_eq!(
+        (&page["peer_read_seq"], &page["peer_delivered_seq"]),
+        (&json!(0), &json!(0)),
+        "{page}"
+    );
+    // Bob's phone acknowledges everything it received; he reads up to the second.
+    let sync = stack.read_as("bob", "/v1/users/bob/sync?after=0").await;
+    let last = sync["last_seq"].as_i64().unwrap();
+    let token = stack.api.token_for("bob");
+    let mut phone = WsClient::connect(&stack.reader.url(""), &token, "phone", "")
+        .await
+        .unwrap();
+    phone.send(&ClientFrame::Ack { seq: last }).await;
+    stack
+        .write(
+            Method::PUT,
+            "/v1/users/bob/conversations/d:alice:bob/read",
+            json!({"seq": 2}),
+        )
+        .await;
+    stack.applied().await;
+    let page = harness::wait_until("bob's ack", std::time::Duration::from_secs(10), || async {
+        let page = history("alice", "d:alice:bob").await;
+        (page["peer_delivered_seq"] == 3).then_some(page)
+    })
+    .await;
+    assert_eq!(page["peer_read_seq"], 2, "{page}");
+    let bobs = history("bob", "d:alice:bob").await;
+    // Her read position covers what she sent herself.
+    assert_eq!(bobs["peer_read_seq"], 3, "{bobs}");
+
+    // A group of three: read_by on alice's own messages, readers listed to her alone.
+    stack
+        .write(
+            Method::POST,
+            "/v1/groups",
+            json!({"group": "trio", "owner": "alice", "name": "Trio", "join_rule": "open"}),
+        )
+        .await;
+    for who in ["bob", "cat"] {
+        let path = format!("/v1/groups/trio/members/{who}");
+        stack.write(Method::PUT, &path, Value::Null).await;
+    }
+    stack.applied().await;
+    for body in ["g1", "g2"] {
+        stack
+            .send(json!({"from": "alice", "group": "trio", "body": body}))
+            .await;
+    }
+    stack
+        .send(json!({"from": "bob", "group": "trio", "body": "bob's"}))
+        .await;
+    stack.applied().await;
+    for (who, seq) in [("bob", 2), ("cat", 1)] {
+        let path = format!("/v1/users/{who}/conversations/g:trio/read");
+        stack.write(Method::PUT, &path, json!({"seq": seq})).await;
+    }
+    stack.applied().await;
+    let page = history("alice", "g:trio").await;
+    let read_by: Vec<Value> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["read_by"].clone())
+        .collect();
+    assert_eq!(read_by, [json!(2), json!(1), Value::Null], "{page}");
+    let readers = stack
+        .read_as("alice", "/v1/conversations/g:trio/messages/2/readers")
+        .await;
+    assert_eq!(
+        (&readers["count"], &readers["readers"]),
+        (&json!(1), &json!(["bob"]))
+    );
+    let first = stack
+        .read_as(
+            "alice",
+            "/v1/conversations/g:trio/messages/1/readers?limit=1",
+        )
+        .await;
+    assert_eq!(
+        (&first["count"], &first["readers"], &first["next_cursor"]),
+        (&json!(2), &json!(["bob"]), &json!("bob"))
+    );
+    let next = stack
+        .read_as(
+            "alice",
+            "/v1/conversations/g:trio/messages/1/readers?limit=1&cursor=bob",
+        )
+        .await;
+    assert_eq!(next["readers"], json!(["cat"]));
+    // Others' messages: no counts, no readers; bad input names its field; a big group has none.
+    let url = |path: &str| format!("{}{path}", stack.api.reader);
+    let refusals = [
+        (
+            "bob",
+            "/v1/conversations/g:trio/messages/1/readers",
+            403,
+            "seq",
+        ),
+        (
+            "alice",
+            "/v1/conversations/g:trio/messages/99/readers",
+            404,
+            "seq",
+        ),
+        (
+            "alice",
+            "/v1/conversations/g:trio/messages/x/readers",
+            400,
+            "seq",
+        ),
+        (
+            "dan",
+            "/v1/conversations/g:trio/messages/1/readers",
+            403,
+            "conversation",
+        ),
+    ];
+    for (who, path, status, field) in refusals {
+        let (got, body) = stack
+            .api
+            .as_user(who)
+            .raw(Method::GET, &url(path), None, None)
+            .await;
+        assert_eq!(
+            (got.as_u16(), &body["field"]),
+            (status, &json!(field)),
+            "{path}"
+        );
+    }
+    sqlx::query("UPDATE groups SET member_count = 501 WHERE group_id = 'trio'")
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    let page = history("alice", "g:trio").await;
+    assert!(page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m.get("read_by").is_none()));
+    let (got, body) = stack
+        .api
+        .as_user("alice")
+        .raw(
+            Method::GET,
+            &url("/v1/conversations/g:trio/messages/1/readers"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (got.as_u16(), &body["field"]),
+        (409, &json!("conversation"))
+    );
+    phone.close().await;
+    stack.stop().await;
+}
