@@ -22,6 +22,7 @@
 //! - [`export`]: a user's data as JSON lines, streamed from one snapshot.
 //! - [`directory`]: people and group search.
 //! - [`sessions`]: login, refresh and logout, and the cleanup of ended sessions.
+//! - [`access`]: who may read a conversation (history, receipts).
 //! - [`accounts`]: password change (checked here, appended as an event, other sessions revoked).
 //! - [`presence`]: reports users' activity to fanout and holds a dormant user's first read until their
 //!   inbox is filled.
@@ -34,6 +35,7 @@
 //! - [`web`]: the web chat client, served at `/`.
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 
+pub mod access;
 pub mod accounts;
 pub mod blocks;
 pub mod caps;

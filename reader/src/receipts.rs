@@ -26,8 +26,8 @@ use schemas::ids::ConversationKind;
 use schemas::{ConversationId, UserId};
 use sqlx::PgPool;
 
+use crate::access::require_participant;
 use crate::failure::database_error;
-use crate::im::require_participant;
 use crate::params::{cursor_param, page_limit};
 
 /// The largest group whose messages have receipts.

@@ -171,10 +171,11 @@ fn every_documented_limit_and_wait_is_the_enforced_one() {
         }
     }
     // feed, posts, sync, the contact list, members, history, a group's pending, a user's invitations
-    // and blocks, the moderation queue, message, post, people and group search; the sync long poll.
+    // and blocks, the moderation queue, message, post, people and group search, a message's readers;
+    // the sync long poll.
     assert_eq!(
         (limits, waits),
-        (14, 1),
+        (15, 1),
         "every paged route documents its parameters"
     );
 }
