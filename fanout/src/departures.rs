@@ -28,7 +28,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::dormancy::SweepError;
-use crate::election::if_elected;
+use crate::election::{every, if_elected};
 
 /// Key of the transaction-scoped advisory lock held by the worker that sweeps ("FANLDEPT").
 const SWEEP_LOCK: i64 = 0x4641_4e4c_4445_5054;
@@ -49,19 +49,15 @@ pub struct Departures {
 impl Departures {
     /// Sweeps every `every` until `cancel`.
     pub async fn run(self, cancel: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = ticker.tick() => {}
+        let this = &self;
+        every(self.every, cancel, "departures sweep", || async move {
+            let written = this.sweep().await?;
+            if written > 0 {
+                tracing::info!(written, "deleted accounts' relationships ended");
             }
-            match self.sweep().await {
-                Ok(0) => {}
-                Ok(written) => tracing::info!(written, "deleted accounts' relationships ended"),
-                Err(err) => tracing::warn!(error = %err, "departures sweep failed; retrying later"),
-            }
-        }
+            Ok::<_, SweepError>(())
+        })
+        .await;
     }
 
     /// One sweep, if no other worker is sweeping: the events written.

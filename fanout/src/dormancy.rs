@@ -16,7 +16,7 @@ use schemas::{Envelope, UserDormant, UserId};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::election::if_elected;
+use crate::election::{every, if_elected};
 
 /// Key of the transaction-scoped advisory lock held by the worker that sweeps ("FANLDORM").
 const SWEEP_LOCK: i64 = 0x4641_4e4c_444f_524d;
@@ -45,19 +45,15 @@ pub struct Sweeper {
 impl Sweeper {
     /// Sweeps every `every` until `cancel`.
     pub async fn run(self, cancel: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = ticker.tick() => {}
+        let this = &self;
+        every(self.every, cancel, "dormancy sweep", || async move {
+            let reported = this.sweep().await?;
+            if reported > 0 {
+                tracing::info!(reported, "dormant users reported");
             }
-            match self.sweep().await {
-                Ok(0) => {}
-                Ok(reported) => tracing::info!(reported, "dormant users reported"),
-                Err(err) => tracing::warn!(error = %err, "dormancy sweep failed; retrying later"),
-            }
-        }
+            Ok::<_, SweepError>(())
+        })
+        .await;
     }
 
     /// One sweep, if no other worker is sweeping: the `user_dormant` events written.

@@ -17,7 +17,7 @@
 //! - [`replay_args`]: `fanout replay`'s flags and start points.
 //! - [`replay`]: `fanout replay` — start offsets (beginning, time, offsets, resume) and its checkpoint.
 //! - [`dlq`]: the dead-letter producer.
-//! - [`election`]: one worker at a time for the background tasks, by an advisory lock.
+//! - [`election`]: the background tasks' rounds, one worker at a time by an advisory lock.
 //! - [`dormancy`]: the sweeper that reports users silent for the active window (`user_dormant`).
 //! - [`departures`]: the sweeper that ends deleted accounts' memberships, follows and blocks through
 //!   ordinary events.

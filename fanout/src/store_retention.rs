@@ -23,7 +23,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::election::if_elected;
+use crate::election::{every, if_elected};
 
 /// Key of the transaction-scoped advisory lock held by the worker that trims ("FANLHIST").
 const TRIM_LOCK: i64 = 0x4641_4e4c_4849_5354;
@@ -56,23 +56,15 @@ pub struct TrimReport {
 impl StoreRetention {
     /// Runs every `every` until `cancel`.
     pub async fn run(self, cancel: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = ticker.tick() => {}
+        let this = &self;
+        every(self.every, cancel, "store retention", || async move {
+            let report = this.run_once(Utc::now()).await?;
+            if report.messages + report.posts > 0 {
+                tracing::info!(?report, "old messages and posts removed");
             }
-            match self.run_once(Utc::now()).await {
-                Ok(report) if report.messages + report.posts > 0 => {
-                    tracing::info!(?report, "old messages and posts removed");
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(error = %err, "history retention failed; retrying later")
-                }
-            }
-        }
+            Ok::<_, sqlx::Error>(())
+        })
+        .await;
     }
 
     /// One run as of `now`, if no other worker is running one.
