@@ -8,7 +8,7 @@ use harness::{wait_until, Api};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-async fn call(
+pub(crate) async fn call(
     method: Method,
     url: &str,
     token: Option<&str>,
@@ -28,7 +28,7 @@ async fn call(
     (status, headers, value)
 }
 
-async fn login(stack: &Stack, user: &str, password: &str) -> (StatusCode, Value) {
+pub(crate) async fn login(stack: &Stack, user: &str, password: &str) -> (StatusCode, Value) {
     let url = stack.reader.url("/v1/sessions");
     let body = json!({"user": user, "password": password});
     let (status, _, value) = call(Method::POST, &url, None, Some(body)).await;

@@ -5,23 +5,15 @@
 
 mod store {
     use chrono::Utc;
-    use fanout::store::{apply_batch, Policy, SourcedEvent};
+    use fanout::store::SourcedEvent;
     use harness::TestDb;
     use schemas::{
         AccountDeleted, AccountRegistered, BlockChange, ConversationId, Envelope, FollowBlock,
-        FollowChange, GroupCreated, GroupId, JoinRule, MembershipChange, MessageId, MessageSent,
-        PostCreated, PostId, ProfileUpdated, Role, UserActive, UserId,
+        GroupCreated, GroupId, JoinRule, MembershipChange, PostCreated, PostId, ProfileUpdated,
+        Role, UserActive,
     };
 
-    const PARTITIONS: i32 = 4;
-
-    fn user(name: &str) -> UserId {
-        UserId::parse("user", name).unwrap()
-    }
-
-    fn partition_of(envelope: &Envelope) -> i32 {
-        (envelope.key.as_str().bytes().map(u32::from).sum::<u32>() % PARTITIONS as u32) as i32
-    }
+    use crate::safety::store::{apply_each, follow, message, partition_of, user};
 
     /// Kafka positions for `envelopes`, appended after `log`.
     fn append(log: &mut Vec<SourcedEvent>, envelopes: Vec<Envelope>) {
@@ -36,17 +28,6 @@ mod store {
         }
     }
 
-    fn message(conversation: &ConversationId, sender: &str, body: &str) -> Envelope {
-        Envelope::message_sent(MessageSent {
-            message_id: MessageId::generate(),
-            conversation: conversation.clone(),
-            sender: user(sender),
-            body: body.into(),
-            client_msg_id: None,
-            created_at: Utc::now(),
-        })
-    }
-
     fn post(author: &str, body: &str) -> Envelope {
         Envelope::post_created(PostCreated {
             post_id: PostId::generate(),
@@ -54,13 +35,6 @@ mod store {
             body: body.into(),
             message_id: None,
             created_at: Utc::now(),
-        })
-    }
-
-    fn follow(follower: &str, followee: &str) -> Envelope {
-        Envelope::followed(FollowChange {
-            follower: user(follower),
-            followee: user(followee),
         })
     }
 
@@ -170,14 +144,6 @@ mod store {
             }),
             account("ann"),
         ]
-    }
-
-    async fn apply_each(db: &TestDb, events: &[SourcedEvent]) {
-        for event in events {
-            apply_batch(&db.pool, &Policy::default(), std::slice::from_ref(event))
-                .await
-                .unwrap();
-        }
     }
 
     /// Every row the deletion touches or must leave alone, as text (seqs of inboxes vary with the
@@ -330,33 +296,19 @@ mod http {
 
     const POLL_MS: u64 = 200;
 
+    /// `auth`'s request helper without the headers.
     async fn call(
         method: Method,
         url: &str,
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = reqwest::Client::new().request(method, url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let (status, _, value) = crate::auth::call(method, url, token, body).await;
+        (status, value)
     }
 
     async fn login(stack: &Stack, user: &str) -> (StatusCode, Value) {
-        let body = json!({"user": user, "password": "correct horse"});
-        call(
-            Method::POST,
-            &stack.reader.url("/v1/sessions"),
-            None,
-            Some(body),
-        )
-        .await
+        crate::auth::login(stack, user, "correct horse").await
     }
 
     /// Registers `user` and returns their first session's tokens once it logs in.

@@ -511,7 +511,7 @@ async fn blocks_refuse_messages_and_follows_both_ways_and_a_muted_conversation_l
     stack.stop().await;
 }
 
-mod store {
+pub(crate) mod store {
     //! The safety rules applied through fanout's store, one event at a time: live, again (a replay),
     //! and into a fresh database partition by partition (another interleaving of the keys, as a
     //! rebuild may meet it). Each rule is decided on the key its events share, so all three agree.
@@ -528,11 +528,11 @@ mod store {
 
     const PARTITIONS: i32 = 4;
 
-    fn user(name: &str) -> UserId {
+    pub(crate) fn user(name: &str) -> UserId {
         UserId::parse("user", name).unwrap()
     }
 
-    fn partition_of(envelope: &Envelope) -> i32 {
+    pub(crate) fn partition_of(envelope: &Envelope) -> i32 {
         (envelope.key.as_str().bytes().map(u32::from).sum::<u32>() % PARTITIONS as u32) as i32
     }
 
@@ -562,7 +562,7 @@ mod store {
         }
     }
 
-    fn message(conversation: &ConversationId, sender: &str, body: &str) -> Envelope {
+    pub(crate) fn message(conversation: &ConversationId, sender: &str, body: &str) -> Envelope {
         Envelope::message_sent(MessageSent {
             message_id: MessageId::generate(),
             conversation: conversation.clone(),
@@ -573,7 +573,7 @@ mod store {
         })
     }
 
-    fn follow(follower: &str, followee: &str) -> Envelope {
+    pub(crate) fn follow(follower: &str, followee: &str) -> Envelope {
         Envelope::followed(FollowChange {
             follower: user(follower),
             followee: user(followee),
@@ -741,7 +741,7 @@ mod store {
         rows
     }
 
-    async fn apply_each(db: &TestDb, events: &[SourcedEvent]) {
+    pub(crate) async fn apply_each(db: &TestDb, events: &[SourcedEvent]) {
         for event in events {
             apply_batch(&db.pool, &Policy::default(), std::slice::from_ref(event))
                 .await
