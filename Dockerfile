@@ -8,4 +8,6 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/ingest /src/target/release/fanout /src/target/release/reader /usr/local/bin/
+# The directory store's volume (compose `blobs`): a fresh named volume takes this owner.
+RUN mkdir -p /var/lib/fanline/blobs && chown nobody /var/lib/fanline/blobs
 USER nobody

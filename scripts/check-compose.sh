@@ -16,12 +16,13 @@ fi
 # The token key comes from the operator's environment or compose/.env: without one, compose refuses.
 no_env_file="$(mktemp)"
 trap 'rm -f "$no_env_file"' EXIT
-if env -u FANLINE_TOKEN_KEY docker-compose -f compose/docker-compose.yml --env-file "$no_env_file" config -q 2>/dev/null; then
+if FANLINE_BLOB_SECRET=x env -u FANLINE_TOKEN_KEY docker-compose -f compose/docker-compose.yml --env-file "$no_env_file" config -q 2>/dev/null; then
   die "compose accepted a stack without FANLINE_TOKEN_KEY"
 fi
 # A throwaway key for the checks below; never written anywhere.
 FANLINE_TOKEN_KEY="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
-export FANLINE_TOKEN_KEY
+FANLINE_BLOB_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
+export FANLINE_TOKEN_KEY FANLINE_BLOB_SECRET
 docker-compose -f compose/docker-compose.yml config -q
 # Every long-running service restarts after a crash and says whether it is healthy; the one-shot setup
 # job retries on failure.
@@ -52,6 +53,13 @@ docker-compose -f compose/docker-compose.yml config | python3 -c '
 import sys, yaml
 config = yaml.safe_load(sys.stdin)
 del config["services"]["reader"]["environment"]["FANLINE_TOKEN_KEY"]
+yaml.safe_dump(config, sys.stdout)
+' | python3 scripts/check-compose-services.py "$bin_dir" --expect-failure >&2
+# And without the attachment URL key (the directory store cannot sign without one).
+docker-compose -f compose/docker-compose.yml config | python3 -c '
+import sys, yaml
+config = yaml.safe_load(sys.stdin)
+del config["services"]["ingest"]["environment"]["FANLINE_BLOB_SECRET"]
 yaml.safe_dump(config, sys.stdout)
 ' | python3 scripts/check-compose-services.py "$bin_dir" --expect-failure >&2
 log "compose/docker-compose.yml is valid"

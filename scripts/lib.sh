@@ -5,6 +5,7 @@ FANLINE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FANLINE_STATE="${FANLINE_STATE_DIR:-$FANLINE_ROOT/.fanline}"
 TANSU_VERSION="0.6.0"
 SCHEMATHESIS_VERSION="4.32.5"
+MOTO_VERSION="5.2.1"
 FANLINE_BROKER_HOST="${FANLINE_BROKER_HOST:-127.0.0.1}"
 FANLINE_BROKER_PORT="${FANLINE_BROKER_PORT:-9092}"
 export FANLINE_KAFKA_BROKERS="${FANLINE_KAFKA_BROKERS:-$FANLINE_BROKER_HOST:$FANLINE_BROKER_PORT}"
@@ -153,4 +154,22 @@ ensure_schemathesis() {
   python3 -m venv "$venv" >&2 || die "python3 -m venv $venv failed"
   "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" >&2 \
     || die "pip install schemathesis==$SCHEMATHESIS_VERSION failed"
+}
+
+# An S3-compatible server for the attachment tests: moto's server mode (PyPI). The machine's own
+# Python may already have it; otherwise the pinned version goes into the project's virtualenv.
+# Exports FANLINE_TEST_S3_SERVER, the command that starts one (it takes `-p PORT`).
+ensure_moto() {
+  local venv="$FANLINE_STATE/venv"
+  if python3 -c 'import moto.server, flask_cors' 2>/dev/null; then
+    export FANLINE_TEST_S3_SERVER="python3 -m moto.server"
+    return 0
+  fi
+  if ! "$venv/bin/python" -c 'import moto.server, flask_cors' 2>/dev/null; then
+    log "installing moto[server] $MOTO_VERSION into $venv (PyPI)"
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2 || die "python3 -m venv $venv failed"
+    "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION" >&2 \
+      || die "pip install moto[server]==$MOTO_VERSION failed"
+  fi
+  export FANLINE_TEST_S3_SERVER="$venv/bin/python -m moto.server"
 }

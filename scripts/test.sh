@@ -9,6 +9,7 @@ start_broker
 ensure_prometheus
 ensure_schemathesis
 ensure_chromium
+ensure_moto
 export FANLINE_SCHEMATHESIS="$FANLINE_STATE/venv/bin/st"
 export FANLINE_TEST_BROKERS="$FANLINE_KAFKA_BROKERS"
 export FANLINE_TEST_DATABASE_URL="${FANLINE_TEST_DATABASE_URL:-postgres://root@127.0.0.1:5432/postgres}"

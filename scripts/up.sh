@@ -39,6 +39,23 @@ if [ -z "${FANLINE_TOKEN_KEY:-}" ]; then
 fi
 export FANLINE_TOKEN_KEY
 
+# Attachments: a local directory behind the same interface as S3, with its own URL-signing key (kept
+# like the token key). FANLINE_BLOB_STORE=s3://BUCKET (and AWS_* credentials, FANLINE_S3_ENDPOINT for
+# MinIO/Garage) uses object storage instead.
+export FANLINE_BLOB_STORE="${FANLINE_BLOB_STORE:-dir:$FANLINE_STATE/blobs}"
+if [ -z "${FANLINE_BLOB_SECRET:-}" ]; then
+  blob_key_file="$FANLINE_STATE/blob.key"
+  if [ ! -s "$blob_key_file" ]; then
+    (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$blob_key_file")
+    log "generated the attachment URL signing key $blob_key_file"
+  fi
+  FANLINE_BLOB_SECRET="$(cat "$blob_key_file")"
+fi
+export FANLINE_BLOB_SECRET
+# Where clients reach the services (signed upload and download URLs of the directory store point there).
+export FANLINE_PUBLIC_INGEST_URL="${FANLINE_PUBLIC_INGEST_URL:-http://${FANLINE_INGEST_LISTEN:-127.0.0.1:8080}}"
+export FANLINE_PUBLIC_READER_URL="${FANLINE_PUBLIC_READER_URL:-http://${FANLINE_READER_LISTEN:-127.0.0.1:8081}}"
+
 # Running means: the service's own /healthz answers. A pid alone proves nothing: right after kill -9 the
 # dying process still answers `kill -0`, and a pid can be reused by an unrelated process.
 service_healthy() { curl -fs -m 2 -o /dev/null "$1/healthz"; }

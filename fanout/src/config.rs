@@ -88,6 +88,7 @@ pub mod defaults {
     pub const PARTITIONS: i32 = 8;
     pub const DORMANCY_SWEEP_SECS: u64 = 300;
     pub const DEPARTURES_SWEEP_SECS: u64 = 10;
+    pub const ATTACHMENT_SWEEP_SECS: u64 = 300;
     pub const REPLICATION_FACTOR: i32 = 1;
     pub const SYNC_RETENTION_DAYS: i64 = 30;
     pub const SYNC_RETENTION_ENTRIES: i64 = 10_000;
@@ -220,6 +221,14 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_DEPARTURES_SWEEP_SECS", default_value_t = defaults::DEPARTURES_SWEEP_SECS)]
     pub departures_sweep_secs: u64,
 
+    /// How often unsent uploads and attachments nobody holds any more are deleted, in seconds.
+    #[arg(long, global = true, env = "FANLINE_ATTACHMENT_SWEEP_SECS", default_value_t = defaults::ATTACHMENT_SWEEP_SECS)]
+    pub attachment_sweep_secs: u64,
+
+    /// Where attachments live (the sweep deletes from there).
+    #[command(flatten)]
+    pub blobs: blobkit::BlobArgs,
+
     /// How long after sending a message its sender may recall it, in seconds (checked by fanout against
     /// the times ingest stamped on the message and on the recall).
     #[arg(long, global = true, env = "FANLINE_RECALL_WINDOW_SECS", default_value_t = defaults::RECALL_WINDOW_SECS)]
@@ -319,6 +328,8 @@ impl Config {
             return_window_hours: defaults::RETURN_WINDOW_HOURS,
             dormancy_sweep_secs: defaults::DORMANCY_SWEEP_SECS,
             departures_sweep_secs: defaults::DEPARTURES_SWEEP_SECS,
+            attachment_sweep_secs: defaults::ATTACHMENT_SWEEP_SECS,
+            blobs: blobkit::BlobArgs::off(),
             group_pull_threshold: defaults::GROUP_PULL_THRESHOLD,
             group_push_threshold: None,
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,
@@ -500,6 +511,8 @@ mod tests {
             return_window_hours,
             dormancy_sweep_secs,
             departures_sweep_secs,
+            attachment_sweep_secs,
+            blobs,
             skip_search_index,
             history_retention_days,
             post_retention_days,
@@ -598,6 +611,11 @@ mod tests {
             "kafka_properties"
         );
         assert_eq!(log_json, parsed.log_json, "log_json");
+        assert_eq!(
+            attachment_sweep_secs, parsed.attachment_sweep_secs,
+            "attachment_sweep_secs"
+        );
+        assert_eq!(blobs.blob_store, parsed.blobs.blob_store, "blobs");
     }
 
     #[test]

@@ -17,4 +17,6 @@ pub enum BuildError {
     Config(String),
     #[error("invalid Kafka property")]
     KafkaProperty(#[from] kafkakit::PropertyError),
+    #[error(transparent)]
+    Blobs(#[from] blobkit::BlobError),
 }

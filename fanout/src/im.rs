@@ -40,10 +40,12 @@
 //! - [`mutes`]: muted conversations and muted group members.
 //! - [`blocks`]: blocks between users (their direct messages).
 //! - [`messages`]: messages, their refusals, delivery into inboxes.
+//! - [`content`]: what a message references (attachments, mentions, the message it replies to).
 //! - [`recalls`]: recalls within the recall window, and operators' removals.
 //! - [`reads`]: read markers.
 
 mod blocks;
+mod content;
 mod groups;
 mod membership;
 mod messages;
@@ -63,6 +65,7 @@ use crate::policy::Policy;
 use crate::seq_lock::SeqLock;
 use crate::sourced::SourcedEvent;
 use crate::watermark;
+pub(crate) use content::{attachments_json, searchable_text};
 use membership::Request;
 
 type Tx = Transaction<'static, Postgres>;

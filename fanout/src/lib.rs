@@ -27,6 +27,7 @@
 //!   their users' floors recorded.
 //! - [`store_retention`]: store timelines past their retention removed — conversation histories
 //!   (deployment, group owner) and authors' posts (deployment) — with the floors their pages report.
+//! - [`attachment_sweep`]: deletes uploads never sent and attachments no live message or post holds.
 //! - [`entry_cap`]: the per-user cap of sync entries, counted once per sealed partition.
 //! - [`floors`]: the floor rule every removal of sync entries follows.
 //! - [`lag`]: consumer lag measurement for `/metrics`, and [`LagExporter`] outside the group.
@@ -53,6 +54,7 @@
 
 pub mod activity;
 pub mod applier;
+pub mod attachment_sweep;
 mod batches;
 pub mod config;
 pub mod consumer;
@@ -116,6 +118,7 @@ pub struct App {
     reindexer: Option<reindex::Reindexer>,
     retention: retention::Retention,
     store_retention: store_retention::StoreRetention,
+    attachment_sweep: Option<attachment_sweep::AttachmentSweep>,
 }
 
 /// A client that reads the group's committed offsets without joining it (it never subscribes): lag
@@ -156,6 +159,7 @@ impl App {
             indexed: Some(metrics.search_backlog_indexed.clone()),
         });
         let (retention, store_retention) = retention_tasks(config, applier.pool(), &metrics)?;
+        let attachment_sweep = attachment_sweep(config, applier.pool())?;
         let joined = Arc::new(AtomicBool::new(false));
         let health = Arc::new(lag::GroupHealth::default());
         let owned = consumer::Owned::default();
@@ -218,6 +222,7 @@ impl App {
             reindexer,
             retention,
             store_retention,
+            attachment_sweep,
         })
     }
 
@@ -250,6 +255,9 @@ impl App {
             .map(|reindexer| tokio::spawn(reindexer.run(cancel.clone())));
         let departures = Some(tokio::spawn(self.departures.run(cancel.clone())));
         let history = Some(tokio::spawn(self.store_retention.run(cancel.clone())));
+        let attachments = self
+            .attachment_sweep
+            .map(|sweep| tokio::spawn(sweep.run(cancel.clone())));
         let retention = tokio::spawn(self.retention.run(cancel.clone()));
         let server = tokio::spawn(httpkit::serve(
             self.listener,
@@ -261,7 +269,7 @@ impl App {
         tracing::info!("draining");
         cancel.cancel();
         let _ = lag.await;
-        for task in [sweeper, departures, history, reindexer]
+        for task in [sweeper, departures, history, reindexer, attachments]
             .into_iter()
             .flatten()
         {
@@ -276,6 +284,21 @@ impl App {
             Err(err) => Err(std::io::Error::other(err)),
         }
     }
+}
+
+/// The attachment sweep, when attachments are on.
+fn attachment_sweep(
+    config: &Config,
+    pool: &PgPool,
+) -> Result<Option<attachment_sweep::AttachmentSweep>, BuildError> {
+    Ok(config
+        .blobs
+        .open()?
+        .map(|blobs| attachment_sweep::AttachmentSweep {
+            pool: pool.clone(),
+            blobs: Arc::new(blobs),
+            every: Duration::from_secs(config.attachment_sweep_secs.max(1)),
+        }))
 }
 
 /// The retention tasks: of sync timelines, and of store timelines.

@@ -54,5 +54,6 @@ pub fn check_config(config: &Config) -> Result<(), BuildError> {
     config.policy().map_err(BuildError::Config)?;
     config.kafka()?;
     let _: sqlx::postgres::PgConnectOptions = config.database_url.expose_secret().parse()?;
+    config.blobs.check()?;
     Ok(())
 }

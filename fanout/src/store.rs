@@ -185,15 +185,20 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
 }
 
 /// Inserts a run of posts (see [`apply_posts`]): $1 ids, $2 authors, $3 bodies, $4 idempotency keys,
-/// $5 creation times, $6 search documents; returns (post id, author, mode, stored deleted).
+/// $5 creation times, $6 search documents, $7 content types, $8 attachments, $9 payloads (JSON
+/// text); returns (post id, author, mode, stored deleted).
 const INSERT_POSTS_SQL: &str =
     "INSERT INTO posts (post_id, author, body, message_id, created_at, delivery_mode, deleted_at,
-                        search)
+                        search, content_type, attachments, payload)
      SELECT t.post_id, t.author, CASE WHEN d.deleted_at IS NULL THEN t.body ELSE '' END,
             t.message_id, t.created_at, coalesce(a.mode, 'push'), d.deleted_at,
-            CASE WHEN d.deleted_at IS NULL THEN t.search::tsvector END
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-          WITH ORDINALITY AS t(post_id, author, body, message_id, created_at, search, ord)
+            CASE WHEN d.deleted_at IS NULL THEN t.search::tsvector END, t.content_type,
+            CASE WHEN d.deleted_at IS NULL THEN t.attachments::jsonb END,
+            CASE WHEN d.deleted_at IS NULL THEN t.payload::jsonb END
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+                 $7::text[], $8::text[], $9::text[])
+          WITH ORDINALITY AS t(post_id, author, body, message_id, created_at, search, content_type,
+                               attachments, payload, ord)
      LEFT JOIN authors a ON a.author = t.author
      -- Stored deleted: a post its author deleted, or one of an author who deleted their account
      -- (crate::erasure) — a post in flight when the account went.
@@ -211,6 +216,38 @@ const INSERT_POSTS_SQL: &str =
      ON CONFLICT DO NOTHING
      RETURNING post_id, author, delivery_mode, deleted_at IS NOT NULL";
 
+/// The attachments of the posts just stored live (`inserted`: id, author, mode), for downloads and
+/// the orphan sweep (`crate::im::content`).
+async fn record_post_attachments(
+    tx: &mut Transaction<'static, Postgres>,
+    posts: &[&PostCreated],
+    inserted: &[(String, String, String)],
+) -> Result<(), sqlx::Error> {
+    let (mut post_ids, mut attachment_ids) = (Vec::new(), Vec::new());
+    for post in posts {
+        if inserted
+            .iter()
+            .any(|(id, _, _)| id == post.post_id.as_str())
+        {
+            for attachment in &post.content.attachments {
+                post_ids.push(post.post_id.as_str());
+                attachment_ids.push(attachment.id.as_str());
+            }
+        }
+    }
+    if !post_ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO post_attachments (post_id, attachment_id)
+             SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(&post_ids)
+        .bind(&attachment_ids)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 async fn apply_posts(
     tx: &mut Transaction<'static, Postgres>,
     policy: &Policy,
@@ -222,8 +259,22 @@ async fn apply_posts(
     let bodies: Vec<&str> = posts.iter().map(|p| p.body.as_str()).collect();
     let message_ids: Vec<Option<&str>> = posts.iter().map(|p| p.message_id.as_deref()).collect();
     let created_at: Vec<DateTime<Utc>> = posts.iter().map(|p| p.created_at).collect();
-    let searchable: Vec<Option<String>> =
-        posts.iter().map(|p| policy.searchable(&p.body)).collect();
+    let searchable: Vec<Option<String>> = posts
+        .iter()
+        .map(|p| policy.searchable(&crate::im::searchable_text(&p.body, &p.content)))
+        .collect();
+    let content_types: Vec<&str> = posts
+        .iter()
+        .map(|p| p.content.content_type.label())
+        .collect();
+    let attachments: Vec<Option<String>> = posts
+        .iter()
+        .map(|p| crate::im::attachments_json(&p.content).map(|v| v.to_string()))
+        .collect();
+    let payloads: Vec<Option<String>> = posts
+        .iter()
+        .map(|p| p.content.payload.as_ref().map(|v| v.to_string()))
+        .collect();
 
     // DO NOTHING without a conflict target covers the post id (a post applied before, also one
     // stored deleted) and (author, message_id), also for two copies of one retried request inside this very batch. The
@@ -238,6 +289,9 @@ async fn apply_posts(
         .bind(&message_ids)
         .bind(&created_at)
         .bind(&searchable)
+        .bind(&content_types)
+        .bind(&attachments)
+        .bind(&payloads)
         .fetch_all(&mut **tx)
         .await?;
 
@@ -257,6 +311,7 @@ async fn apply_posts(
     if inserted.is_empty() {
         return Ok(outcome);
     }
+    record_post_attachments(tx, posts, &inserted).await?;
     outcome.posts_pulled = mark_pull_authors(tx, &inserted).await?;
     // Seqs in Kafka order, whatever order `RETURNING` gave: an inbox reads the same however the
     // events were batched.
@@ -702,6 +757,7 @@ mod tests {
             post_id: PostId::generate(),
             author: user(author),
             body: "x".into(),
+            content: Default::default(),
             message_id: None,
             created_at: Utc::now(),
         })

@@ -99,6 +99,7 @@ impl Api {
         let request = CreatePostRequest {
             author: author.to_owned(),
             body: body.to_owned(),
+            content: Default::default(),
             message_id: message_id.map(str::to_owned),
         };
         let body = serde_json::to_vec(&request).unwrap();

@@ -20,6 +20,7 @@
 //! - [`model`]: what the model tests share: a log partitioned by key, a feed walked page by page.
 //! - [`broker`]: a private tansu broker, for tests that kill the broker.
 //! - [`proxy`]: [`TcpProxy`], a TCP forwarder that can be cut, to take Postgres "down" for one service.
+//! - [`s3`]: [`s3::S3Server`], a real S3-compatible server (moto) for the attachment tests.
 //! - [`stack`]: the whole pipeline in this process, for tests that act as a user would.
 //! - [`ws`]: a WebSocket client of the reader's `/v1/ws`.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
@@ -28,6 +29,7 @@ pub mod api;
 pub mod broker;
 pub mod model;
 pub mod proxy;
+pub mod s3;
 pub mod stack;
 pub mod ws;
 
@@ -81,6 +83,7 @@ pub async fn seed_followed_posts(
                 post_id,
                 author: user("alice"),
                 body,
+                content: Default::default(),
                 message_id: None,
                 created_at: chrono::Utc::now(),
             }),

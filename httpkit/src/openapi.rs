@@ -65,6 +65,14 @@ pub enum InternalError {
     Internal(ErrorBody),
 }
 
+/// `501`: attachments are off on this server (`FANLINE_BLOB_STORE` unset).
+#[derive(IntoResponses)]
+pub enum AttachmentsOff {
+    /// This server takes no attachments.
+    #[response(status = 501)]
+    NotImplemented(ErrorBody),
+}
+
 /// `503` with `Retry-After`: the broker or the database is down or too slow.
 #[derive(IntoResponses)]
 pub enum Unavailable {

@@ -97,6 +97,17 @@ pub struct Config {
     #[command(flatten)]
     pub caps: crate::caps::CapArgs,
 
+    #[command(flatten)]
+    pub blobs: blobkit::BlobArgs,
+
+    /// Ingest's URL as clients reach it: the directory store's upload URLs point here.
+    #[arg(
+        long,
+        env = "FANLINE_PUBLIC_INGEST_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
+
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "FANLINE_LOG_JSON")]
     pub log_json: bool,
@@ -125,6 +136,8 @@ impl Config {
             accounts_required: false,
             moderation: authkit::ModerationArgs::off(),
             caps: crate::caps::CapArgs::none(),
+            blobs: blobkit::BlobArgs::off(),
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 

@@ -21,6 +21,7 @@ use httpkit::{ApiError, JsonBody, QueryParams};
 use schemas::api::{Accepted, CreateGroupRequest, ProfileRequest, ReadRequest, SendMessageRequest};
 use schemas::{ConversationId, Envelope, MembershipChange, MessageId, MessageRecalled, UserId};
 
+use crate::attachment_routes::Attachments;
 use kafkakit::EventProducer;
 
 pub fn router(producer: Arc<EventProducer>) -> Router {
@@ -76,6 +77,7 @@ pub async fn send_message(
     State(producer): State<Arc<EventProducer>>,
     Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
     Extension(directory): Extension<Arc<authkit::AccountDirectory>>,
+    Extension(attachments): Extension<Attachments>,
     JsonBody(request): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
     let message = request.into_event()?;
@@ -86,6 +88,8 @@ pub async fn send_message(
     if let Some(recipient) = message.conversation.other_party(&message.sender) {
         directory.require("to", &recipient).await?;
     }
+    let blobs = attachments.blobs.as_deref();
+    blobkit::check_content(blobs, &message.content, message.forwarded).await?;
     let (id, conversation) = (message.message_id.clone(), message.conversation.clone());
     let envelope = Envelope::message_sent(message);
     append(&producer, &envelope, Some(&id), Some(&conversation)).await

@@ -5,6 +5,7 @@
 //! can run behind a load balancer.
 //!
 //! # Layout
+//! - [`attachment_routes`]: uploads — signed upload requests, and the directory store's upload route.
 //! - [`caps`]: follows per user, groups per user, members per group.
 //! - [`config`]: command-line flags and environment variables.
 //! - [`routes`]: the HTTP handlers of posts, follows and accounts.
@@ -16,6 +17,7 @@
 //! The producer is [`kafkakit::EventProducer`]; request rules and request → event conversions are
 //! the payloads' own, in `schemas`.
 
+pub mod attachment_routes;
 pub mod caps;
 pub mod config;
 pub mod im_routes;
@@ -48,6 +50,8 @@ pub enum BuildError {
     TokenKey(#[from] authkit::KeyError),
     #[error("FANLINE_DATABASE_URL: {0}")]
     DatabaseUrl(#[from] sqlx::Error),
+    #[error(transparent)]
+    Blobs(#[from] blobkit::BlobError),
 }
 
 /// Checks what [`App::build`] needs from the configuration before it connects anywhere: the token
@@ -57,6 +61,7 @@ pub fn check_config(config: &Config) -> Result<(), BuildError> {
     config.token.key()?;
     config.kafka()?;
     config.account_directory()?;
+    config.blobs.check()?;
     Ok(())
 }
 
@@ -123,6 +128,7 @@ impl App {
                 .merge(im_routes::router(producer.clone()))
                 .merge(safety_routes::router(producer.clone()))
                 .merge(moderation_routes::router(producer.clone()))
+                .merge(attachment_routes::router())
                 .route(
                     "/openapi.json",
                     httpkit::json_document(openapi::document_json()),
@@ -131,6 +137,10 @@ impl App {
                 .layer(
                     tower::ServiceBuilder::new()
                         .layer(axum::Extension(token_key))
+                        .layer(axum::Extension(attachment_routes::Attachments {
+                            blobs: config.blobs.open()?.map(Arc::new),
+                            public_url: config.public_url.clone(),
+                        }))
                         .layer(axum::Extension(disabled.clone()))
                         .layer(axum::Extension(Arc::new(config.moderation.operators())))
                         .layer(axum::Extension(Arc::new(caps::Caps::new(

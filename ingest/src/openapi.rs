@@ -43,6 +43,8 @@ use utoipa::OpenApi;
         crate::moderation_routes::remove_post,
         crate::moderation_routes::remove_message,
         crate::moderation_routes::dissolve_group,
+        crate::attachment_routes::create_upload,
+        crate::attachment_routes::upload_bytes,
     ),
     // Parameters and the shared error responses (httpkit::openapi) refer to these; utoipa collects only
     // the schemas that request and response bodies of the operations reach.
@@ -51,11 +53,13 @@ use utoipa::OpenApi;
         schemas::PostId,
         schemas::GroupId,
         schemas::ConversationId,
+        schemas::AttachmentId,
         schemas::api::ErrorBody
     )),
     tags(
         (name = "accounts", description = "Registration (log in at the reader: `POST /v1/sessions`)."),
         (name = "posts", description = "Store timelines: posting and deleting."),
+        (name = "attachments", description = "Uploads: a signed request per file, then a message or post names it."),
         (name = "follows", description = "The follow graph."),
         (name = "messages", description = "1:1 and group messages, recalls and read markers."),
         (name = "users", description = "Profiles and blocks."),

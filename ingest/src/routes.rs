@@ -186,6 +186,7 @@ pub async fn create_post(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
+    Extension(attachments): Extension<crate::attachment_routes::Attachments>,
     JsonBody(request): JsonBody<CreatePostRequest>,
 ) -> Result<Response, ApiError> {
     let post = request.into_event()?;
@@ -193,6 +194,7 @@ pub async fn create_post(
     if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), 1) {
         return Ok(limited.into_response());
     }
+    blobkit::check_content(attachments.blobs.as_deref(), &post.content, false).await?;
     let post_id = post.post_id.clone();
     let envelope = Envelope::post_created(post);
     let ack = producer.send(&envelope).await?;
@@ -216,6 +218,7 @@ pub async fn create_posts(
     bearer: Bearer,
     State(producer): State<Arc<EventProducer>>,
     Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
+    Extension(attachments): Extension<crate::attachment_routes::Attachments>,
     JsonBody(request): JsonBody<BatchRequest>,
 ) -> Result<Response, ApiError> {
     if request.posts.is_empty() || request.posts.len() > MAX_BATCH_POSTS {
@@ -239,6 +242,7 @@ pub async fn create_posts(
     let sends = request.posts.into_iter().enumerate().map(|(index, item)| {
         let producer = producer.clone();
         let bearer = bearer.clone();
+        let attachments = attachments.clone();
         async move {
             let prefix = format!("posts[{index}].");
             let post =
@@ -260,6 +264,12 @@ pub async fn create_posts(
                 Ok(post) => post,
                 Err(err) => return failed(err),
             };
+            let blobs = attachments.blobs.as_deref();
+            if let Err(err) = blobkit::check_content(blobs, &post.content, false).await {
+                let mut err = ApiError::from(err);
+                err.field = err.field.map(|f| format!("{prefix}{f}").into());
+                return failed(err);
+            }
             let post_id = post.post_id.to_string();
             let envelope = Envelope::post_created(post);
             match producer.send(&envelope).await {

@@ -26,6 +26,7 @@ pub mod defaults {
     pub const WS_BUFFER_FRAMES: usize = 64;
     pub const WS_SEND_TIMEOUT_SECS: u64 = 10;
     pub const PUBLIC_INGEST_URL: &str = "http://127.0.0.1:8080";
+    pub const PUBLIC_READER_URL: &str = "http://127.0.0.1:8081";
     pub use crate::presence::{
         DEFAULT_RETURN_WAIT_MS as RETURN_WAIT_MS, DEFAULT_THROTTLE_SECS as ACTIVITY_THROTTLE_SECS,
     };
@@ -183,6 +184,13 @@ pub struct Config {
     #[arg(long, env = "FANLINE_PUBLIC_INGEST_URL", default_value = defaults::PUBLIC_INGEST_URL)]
     pub public_ingest_url: String,
 
+    /// Where clients reach this reader: the directory store's download URLs point here.
+    #[arg(long, env = "FANLINE_PUBLIC_READER_URL", default_value = defaults::PUBLIC_READER_URL)]
+    pub public_url: String,
+
+    #[command(flatten)]
+    pub blobs: blobkit::BlobArgs,
+
     #[command(flatten)]
     pub token: authkit::TokenKeyArg,
 
@@ -271,6 +279,8 @@ impl Config {
             ws_buffer_frames: defaults::WS_BUFFER_FRAMES,
             ws_send_timeout_secs: defaults::WS_SEND_TIMEOUT_SECS,
             public_ingest_url: defaults::PUBLIC_INGEST_URL.to_owned(),
+            public_url: defaults::PUBLIC_READER_URL.to_owned(),
+            blobs: blobkit::BlobArgs::off(),
             activity_throttle_secs: defaults::ACTIVITY_THROTTLE_SECS,
             return_wait_ms: defaults::RETURN_WAIT_MS,
         }

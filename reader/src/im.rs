@@ -17,7 +17,7 @@ use schemas::api::{
     decode_conversation_cursor, encode_conversation_cursor, ConversationPage, ConversationSummary,
     LastMessage, Message, MessagePage, Profile, PREVIEW_CHARS,
 };
-use schemas::{ConversationId, UserId};
+use schemas::{Content, ConversationId, UserId};
 use sqlx::PgPool;
 
 use crate::access::require_participant;
@@ -125,7 +125,7 @@ fn conversation_summary(
                 message_id,
                 seq: last_seq,
                 sender,
-                preview: row.try_get::<_, Option<String>>(13)?.unwrap_or_default(),
+                preview: preview(row)?,
                 created_at,
                 recalled: row.try_get::<_, Option<bool>>(12)?.unwrap_or(false),
             }),
@@ -141,7 +141,16 @@ fn conversation_summary(
         peer: row.try_get(7)?,
         name: row.try_get(8)?,
         muted: row.try_get(15)?,
+        mentions: row.try_get(19)?,
     })
+}
+
+/// The last message's preview in a [`CONVERSATIONS_SQL`] row: its text, or what it is ("[image]").
+fn preview(row: &tokio_postgres::Row) -> Result<String, tokio_postgres::Error> {
+    let body: Option<String> = row.try_get(13)?;
+    let label: Option<&str> = row.try_get(16)?;
+    let content = Content::from_stored(label.unwrap_or("text"), row.try_get(17)?, row.try_get(18)?);
+    Ok(content.preview(body.as_deref().unwrap_or_default(), PREVIEW_CHARS))
 }
 
 /// The contact list page: $1 user, $2 cursor time, $3 cursor conversation, $4 rows wanted, $5 preview
@@ -181,12 +190,20 @@ pub const CONVERSATIONS_SQL: &str = concat!(
                 m.message_id, m.sender, m.created_at, m.recalled_at IS NOT NULL, left(m.body, $5),
                 (",
     total_unread_sql!(),
-    ")::bigint, s.muted
+    ")::bigint, s.muted, m.content_type, m.attachments::text, m.payload::text,
+                -- Unread mentions of the user or of everyone, muted or not (derived: the read
+                -- marker alone resets them).
+                CASE WHEN s.active THEN
+                    (SELECT count(*) FROM message_mentions mm
+                     WHERE mm.conversation_id = p.conversation_id AND mm.user_id IN ($1, '*')
+                       AND mm.seq > greatest(s.read_seq, s.from_seq) AND mm.sender <> $1)
+                ELSE 0 END
          FROM (SELECT * FROM page ORDER BY activity DESC, conversation_id DESC LIMIT $4) p
          JOIN conversation_state s ON s.user_id = $1 AND s.conversation_id = p.conversation_id
          JOIN conversations c ON c.conversation_id = p.conversation_id
          LEFT JOIN LATERAL (
-             SELECT message_id, sender, created_at, recalled_at, body FROM messages
+             SELECT message_id, sender, created_at, recalled_at, body, content_type, attachments,
+                    payload FROM messages
              WHERE conversation_id = p.conversation_id AND seq = s.delivered_seq AND seq > s.from_seq
          ) m ON true
          LEFT JOIN LATERAL (
@@ -203,22 +220,6 @@ pub const CONVERSATIONS_SQL: &str = concat!(
          ) u ON true
          ORDER BY p.activity DESC, p.conversation_id DESC"
 );
-
-/// A history page scrolling back: $1 conversation, $2 seq bound (exclusive), $3 rows wanted, $4 the
-/// seq the reader's history starts after.
-pub const HISTORY_BEFORE_SQL: &str =
-    "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL,
-            erased_at IS NOT NULL
-     FROM messages WHERE conversation_id = $1 AND seq < $2 AND seq > $4
-     ORDER BY seq DESC LIMIT $3";
-
-/// A history page catching up: $1 conversation, $2 seq bound (exclusive), $3 rows wanted, $4 the seq
-/// the reader's history starts after.
-pub const HISTORY_AFTER_SQL: &str =
-    "SELECT seq, message_id, sender, body, created_at, recalled_at IS NOT NULL,
-            erased_at IS NOT NULL
-     FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq > $4
-     ORDER BY seq LIMIT $3";
 
 /// Contact list.
 ///
@@ -337,26 +338,18 @@ pub async fn messages(
                 "give at most one of before and after",
             ))
         }
-        (None, Some(after)) => (HISTORY_AFTER_SQL, after),
-        (before, None) => (HISTORY_BEFORE_SQL, before.unwrap_or(i64::MAX)),
+        (None, Some(after)) => (crate::history::HISTORY_AFTER_SQL, after),
+        (before, None) => (
+            crate::history::HISTORY_BEFORE_SQL,
+            before.unwrap_or(i64::MAX),
+        ),
     };
     let mut rows = reads
         .query(sql, &[&conversation.as_str(), &bound, &(limit + 1), &floor])
         .await
         .map_err(read_error)?
         .iter()
-        .map(|row| {
-            Ok(Message {
-                seq: row.try_get(0)?,
-                message_id: row.try_get(1)?,
-                sender: row.try_get(2)?,
-                body: row.try_get(3)?,
-                created_at: row.try_get(4)?,
-                recalled: row.try_get(5)?,
-                sender_deleted: row.try_get(6)?,
-                read_by: None,
-            })
-        })
+        .map(|row| crate::history::message_of(row, floor))
         .collect::<Result<Vec<Message>, tokio_postgres::Error>>()
         .map_err(|err| read_error(err.into()))?;
     let has_more = rows.len() as i64 > limit;

@@ -14,6 +14,7 @@
 //! - [`receipts`]: read receipts — a direct peer's read and delivered seqs, a small group's readers.
 //! - [`sync`]: one page of a user's sync timeline, shared by `/sync`, long polls, sockets and SSE.
 //! - [`routes`]: the HTTP handlers of feeds, store timelines and sync scans.
+//! - [`history`]: history rows as the API shows them — content, quoted messages, mentions.
 //! - [`im`]: the HTTP handlers of contact lists, histories and profiles.
 //! - [`groups`]: groups as their users may see them: cards, members, invitations and requests.
 //! - [`blocks`]: the users a user blocked.
@@ -22,6 +23,8 @@
 //! - [`export`]: a user's data as JSON lines, streamed from one snapshot.
 //! - [`directory`]: people and group search.
 //! - [`sessions`]: login, refresh and logout, and the cleanup of ended sessions.
+//! - [`attachments`]: download URLs for those who may read a message or post holding the file, and
+//!   the directory store's downloads.
 //! - [`access`]: who may read a conversation (history, receipts).
 //! - [`accounts`]: password change (checked here, appended as an event, other sessions revoked).
 //! - [`presence`]: reports users' activity to fanout and holds a dormant user's first read until their
@@ -37,6 +40,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod attachments;
 pub mod blocks;
 pub mod caps;
 pub mod config;
@@ -46,6 +50,7 @@ pub mod events;
 pub mod export;
 pub mod failure;
 pub mod groups;
+pub mod history;
 pub mod hub;
 pub mod im;
 pub mod moderation;
@@ -92,6 +97,8 @@ pub enum BuildError {
     Producer(#[from] kafkakit::KafkaError),
     #[error("invalid Kafka property")]
     KafkaProperty(#[from] kafkakit::PropertyError),
+    #[error(transparent)]
+    Blobs(#[from] blobkit::BlobError),
 }
 
 pub struct App {
@@ -121,6 +128,7 @@ pub fn check_config(config: &Config) -> Result<(), BuildError> {
     let url = config.database_url.expose_secret();
     let _: PgConnectOptions = url.parse()?;
     let _: tokio_postgres::Config = url.parse()?;
+    config.blobs.check()?;
     Ok(())
 }
 
@@ -288,6 +296,10 @@ impl App {
         let shutdown = CancellationToken::new();
         let sockets = TaskTracker::new();
         let presence = presence(config, &connections.pool, &producer);
+        let attachments = attachments::Attachments {
+            blobs: config.blobs.open()?.map(Arc::new),
+            public_url: config.public_url.clone(),
+        };
         let realtime = Arc::new(realtime::Realtime {
             presence: presence.clone(),
             pool: connections.pool.clone(),
@@ -306,6 +318,7 @@ impl App {
             origins: realtime::OriginPolicy::new(&config.ws_allowed_origins),
             directory: Arc::new(directory(config, &connections.pool).watching(disabled.clone())),
             writes: authkit::WriteLimiter::new(config.writes.quota(), &registry, "reader")?,
+            blobs: attachments.blobs.clone(),
         });
         let session_state = Arc::new(sessions(
             config,
@@ -322,6 +335,8 @@ impl App {
             .merge(sessions::router(session_state.clone()))
             .merge(accounts::router(session_state))
             .merge(realtime_routes(realtime))
+            .merge(attachments::router(connections.pool.clone()))
+            .layer(axum::Extension(attachments))
             .layer(axum::Extension(token_key))
             .layer(axum::Extension(presence))
             .layer(axum::Extension(disabled.clone()))

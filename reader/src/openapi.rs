@@ -24,6 +24,8 @@ use utoipa::OpenApi;
         crate::im::conversations,
         crate::im::messages,
         crate::receipts::readers,
+        crate::attachments::download_link,
+        crate::attachments::file,
         crate::im::profile,
         crate::groups::group,
         crate::groups::members,
@@ -46,12 +48,14 @@ use utoipa::OpenApi;
         schemas::PostId,
         schemas::GroupId,
         schemas::ConversationId,
+        schemas::AttachmentId,
         schemas::api::ErrorBody
     )),
     tags(
         (name = "sessions", description = "Log in, refresh, log out (register at ingest: `POST /v1/accounts`)."),
         (name = "timelines", description = "Feeds, sync timelines and store timelines."),
         (name = "messages", description = "Contact lists with unread counts, conversation histories."),
+        (name = "attachments", description = "Downloads: a signed URL for those who may read a message or post holding the file."),
         (name = "search", description = "Search: people, groups, and the messages and posts the caller may read."),
         (name = "users", description = "Profiles and blocks."),
         (name = "groups", description = "Groups, their members, invitations and join requests."),

@@ -7,6 +7,8 @@
 use chrono::{DateTime, Utc};
 use schemas::api::{encode_cursor, AdvancedConversation, FeedEntry, FeedPage, SyncEntry, SyncKind};
 
+use schemas::Content;
+
 use crate::db::{ReadError, ReadPool};
 
 // The queries bound pages with `post_id < coalesce($cursor, '8')` rather than `$cursor IS NULL OR ...`:
@@ -20,20 +22,20 @@ use crate::db::{ReadError, ReadPool};
 // posts, and the inbox's "not deleted" check is a scalar subquery, which stays a per-row filter. Tested
 // with statistics removed (`reads_stay_index_driven_without_statistics`).
 
-type FeedRow = (String, String, String, DateTime<Utc>);
-
-fn feed_entry((post_id, author, body, created_at): FeedRow) -> FeedEntry {
-    FeedEntry {
-        post_id,
-        author,
-        body,
-        created_at,
-    }
+/// A post row: post id, author, body, creation time, then its content type, attachments and payload
+/// (JSON text) — the columns every post page selects, in this order.
+fn feed_entry(row: &tokio_postgres::Row) -> Result<FeedEntry, tokio_postgres::Error> {
+    Ok(FeedEntry {
+        post_id: row.try_get(0)?,
+        author: row.try_get(1)?,
+        body: row.try_get(2)?,
+        created_at: row.try_get(3)?,
+        content: Content::from_stored(row.try_get(4)?, row.try_get(5)?, row.try_get(6)?),
+    })
 }
 
 /// Shapes a page from up to `limit + 1` rows: the extra row only says that another page exists.
-fn page_of(rows: Vec<FeedRow>, limit: i64) -> FeedPage {
-    let mut entries: Vec<FeedEntry> = rows.into_iter().map(feed_entry).collect();
+fn page_of(mut entries: Vec<FeedEntry>, limit: i64) -> FeedPage {
     let has_more = entries.len() as i64 > limit;
     entries.truncate(limit.max(0) as usize);
     let next_cursor = match entries.last() {
@@ -97,10 +99,12 @@ pub const FEED_SQL: &str = "WITH candidates AS (
                   LIMIT $3
               ) AS below)
          )
-         SELECT c.post_id, p.author, p.body, p.created_at
+         SELECT c.post_id, p.author, p.body, p.created_at, p.content_type, p.attachments::text,
+                p.payload::text
          FROM (SELECT post_id FROM candidates ORDER BY post_id DESC LIMIT $3) c
          CROSS JOIN LATERAL (
-             SELECT author, body, created_at FROM posts WHERE post_id = c.post_id LIMIT 1
+             SELECT author, body, created_at, content_type, attachments, payload
+             FROM posts WHERE post_id = c.post_id LIMIT 1
          ) p
          ORDER BY c.post_id DESC";
 
@@ -126,7 +130,8 @@ pub async fn feed(
 }
 
 /// An author's store timeline page: $1 author, $2 cursor, $3 rows wanted.
-pub const STORE_TIMELINE_SQL: &str = "SELECT post_id, author, body, created_at
+pub const STORE_TIMELINE_SQL: &str = "SELECT post_id, author, body, created_at, content_type,
+                attachments::text, payload::text
          FROM posts
          WHERE author = $1 AND deleted_at IS NULL AND post_id < coalesce($2::text, '8')
          ORDER BY post_id DESC
@@ -165,15 +170,8 @@ async fn post_page(
     let rows = reads.query(sql, &[&owner, &before, &(limit + 1)]).await?;
     let rows = rows
         .iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-            ))
-        })
-        .collect::<Result<Vec<FeedRow>, tokio_postgres::Error>>()?;
+        .map(feed_entry)
+        .collect::<Result<Vec<FeedEntry>, tokio_postgres::Error>>()?;
     Ok(page_of(rows, limit))
 }
 
@@ -193,6 +191,9 @@ macro_rules! sync_sql {
         concat!(
             "SELECT s.seq, s.kind, s.post_id, s.message_id, s.conversation_id, s.conv_seq,
                 coalesce(p.author, s.author) AS author, coalesce(p.body, m.body, '') AS body,
+                coalesce(p.content_type, m.content_type, 'text') AS content_type,
+                coalesce(p.attachments, m.attachments)::text AS attachments,
+                coalesce(p.payload, m.payload)::text AS payload,
                 coalesce(p.created_at, m.created_at, r.refused_at, now()) AS created_at,
                 -- A post removed by retention is skipped as a deleted one is.
                 (p.deleted_at IS NOT NULL OR (s.kind = 'post' AND p.author IS NULL)) AS deleted,
@@ -210,12 +211,12 @@ macro_rules! sync_sql {
             $limit,
             ") s
          LEFT JOIN LATERAL (
-             SELECT author, body, created_at, deleted_at FROM posts
-             WHERE post_id = s.post_id LIMIT 1
+             SELECT author, body, created_at, deleted_at, content_type, attachments, payload
+             FROM posts WHERE post_id = s.post_id LIMIT 1
          ) p ON true
          LEFT JOIN LATERAL (
-             SELECT body, created_at, recalled_at FROM messages
-             WHERE message_id = s.message_id LIMIT 1
+             SELECT body, created_at, recalled_at, content_type, attachments, payload
+             FROM messages WHERE message_id = s.message_id LIMIT 1
          ) m ON true
          LEFT JOIN LATERAL (
              SELECT reason, refused_at FROM refused_messages
@@ -258,6 +259,9 @@ struct SyncRow {
     conv_seq: Option<i64>,
     author: String,
     body: String,
+    content_type: String,
+    attachments: Option<String>,
+    payload: Option<String>,
     created_at: DateTime<Utc>,
     deleted: bool,
     recalled: bool,
@@ -277,6 +281,9 @@ impl SyncRow {
             conv_seq: row.try_get("conv_seq")?,
             author: row.try_get("author")?,
             body: row.try_get("body")?,
+            content_type: row.try_get("content_type")?,
+            attachments: row.try_get("attachments")?,
+            payload: row.try_get("payload")?,
             created_at: row.try_get("created_at")?,
             deleted: row.try_get("deleted")?,
             recalled: row.try_get("recalled")?,
@@ -466,6 +473,11 @@ fn scan_of(rows: Vec<SyncRow>, limit: i64) -> SyncScan {
             message_id: row.message_id,
             conversation_id: row.conversation_id,
             conversation_seq: row.conv_seq,
+            content: Content::from_stored(
+                &row.content_type,
+                row.attachments.as_deref(),
+                row.payload.as_deref(),
+            ),
             author: row.author,
             body: row.body,
             created_at: row.created_at,

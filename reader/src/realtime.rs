@@ -39,6 +39,8 @@ pub struct Realtime {
     pub directory: Arc<authkit::AccountDirectory>,
     /// Messages sent over a socket spend the user's message budget, as at ingest.
     pub writes: authkit::WriteLimiter,
+    /// Attachments of messages sent over a socket are checked against the store, as at ingest.
+    pub blobs: Option<Arc<blobkit::Blobs>>,
 }
 
 /// What an open socket or stream holds: its place under the caps and the watch on its session.

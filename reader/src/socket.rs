@@ -431,8 +431,9 @@ impl Connection<'_> {
         }
     }
 
-    /// A message spends the user's budget, and a 1:1 message's recipient must have an account, as at
-    /// ingest ([`authkit::WriteLimiter`], [`authkit::AccountDirectory`]).
+    /// A message spends the user's budget, a 1:1 message's recipient must have an account, and its
+    /// attachments must have been uploaded, as at ingest ([`authkit::WriteLimiter`],
+    /// [`authkit::AccountDirectory`], [`blobkit::check_content`]).
     async fn may_send(&self, message: &schemas::MessageSent) -> Result<(), ApiError> {
         let me = UserId::parse("from", self.user)?;
         if let Err(wait) = self
@@ -448,10 +449,12 @@ impl Connection<'_> {
                 ),
             ));
         }
-        match message.conversation.other_party(&me) {
-            Some(recipient) => self.realtime.directory.require("to", &recipient).await,
-            None => Ok(()),
+        if let Some(recipient) = message.conversation.other_party(&me) {
+            self.realtime.directory.require("to", &recipient).await?;
         }
+        let blobs = self.realtime.blobs.as_deref();
+        blobkit::check_content(blobs, &message.content, message.forwarded).await?;
+        Ok(())
     }
 
     fn can_take(&self, batch: &crate::hub::Batch) -> bool {
@@ -534,19 +537,10 @@ impl Connection<'_> {
             ClientFrame::Ping => self.outbox.push(&ServerFrame::Pong),
             ClientFrame::Pong => {}
             ClientFrame::Ack { seq } => self.ack(seq).await,
-            ClientFrame::Send {
-                request_id,
-                to,
-                group,
-                body,
-                client_msg_id,
-            } => {
+            ClientFrame::Send { request_id, draft } => {
                 let request = SendMessageRequest {
                     from: self.user.to_owned(),
-                    to,
-                    group,
-                    body,
-                    client_msg_id,
+                    draft,
                 };
                 let checked = match request.into_event() {
                     Ok(message) => self.may_send(&message).await.map(|()| message),

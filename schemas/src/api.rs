@@ -7,7 +7,7 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{ConversationId, PostId, UserId};
+use crate::{Content, ConversationId, PostId, UserId};
 
 /// Most posts accepted by one `POST /v1/posts/batch`.
 pub const MAX_BATCH_POSTS: usize = 500;
@@ -26,14 +26,57 @@ pub struct CreatePostRequest {
     /// The author's user id.
     #[schema(value_type = crate::UserId)]
     pub author: String,
-    /// 1 to 4096 characters, not only white space, without NUL.
-    #[schema(min_length = 1, max_length = 4096)]
+    /// Up to 4096 characters without NUL; text and markdown need one (not only white space), other
+    /// content types may leave it empty (a caption).
+    #[serde(default)]
+    #[schema(max_length = 4096)]
     pub body: String,
+    #[serde(flatten)]
+    pub content: Content,
     /// The client's idempotency key: retrying with the same author and message id never creates a
     /// second post. 1 to 128 characters without control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 128, nullable = false)]
     pub message_id: Option<String>,
+}
+
+/// Body of `POST /v1/attachments`: what the client is about to upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UploadRequest {
+    /// The media type the bytes are: lower case, `type/subtype`; not one a browser runs (HTML, SVG,
+    /// JavaScript, XML).
+    #[schema(example = "image/png", max_length = 127)]
+    pub mime: String,
+    /// The exact size in bytes (at most `FANLINE_ATTACHMENT_MAX_BYTES`, default 25 MiB).
+    #[schema(minimum = 1)]
+    pub size: u64,
+    /// SHA-256 of the bytes, 64 lower-case hex digits: the store refuses other bytes.
+    #[schema(min_length = 64, max_length = 64, pattern = "^[0-9a-f]{64}$")]
+    pub sha256: String,
+}
+
+/// `201` of `POST /v1/attachments`: the new attachment's id and the request that uploads its bytes —
+/// `method` to `url` with exactly `headers`, before `expires_at`. Then send a message or post whose
+/// `attachments` name the id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UploadTicket {
+    #[schema(value_type = crate::AttachmentId)]
+    pub attachment: String,
+    /// `PUT`.
+    pub method: String,
+    pub url: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `GET /v1/attachments/{attachment}`: a short-lived URL to download it from (no token needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DownloadLink {
+    pub url: String,
+    /// Media type and size, as the message holding it says.
+    pub mime: String,
+    pub size: u64,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Body of a `202 Accepted` from ingest.
@@ -79,12 +122,20 @@ impl Accepted {
     }
 }
 
-/// Body of `POST /v1/messages`: to a user (`to`) or a group (`group`), exactly one of them.
+/// Body of `POST /v1/messages`: the sender and the message ([`MessageDraft`]'s fields).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SendMessageRequest {
     /// The sender.
     #[schema(value_type = crate::UserId)]
     pub from: String,
+    #[serde(flatten)]
+    pub draft: MessageDraft,
+}
+
+/// A message as its sender writes it (an HTTP send or a WebSocket `send` frame): to a user (`to`)
+/// or a group (`group`), exactly one of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessageDraft {
     /// The other person of a 1:1 conversation (not `from`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::UserId>, nullable = false)]
@@ -94,13 +145,32 @@ pub struct SendMessageRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::GroupId>, nullable = false)]
     pub group: Option<String>,
-    /// 1 to 4096 characters, not only white space, without NUL.
-    #[schema(min_length = 1, max_length = 4096)]
+    /// Up to 4096 characters without NUL; text and markdown need one (not only white space), other
+    /// content types may leave it empty (a caption).
+    #[serde(default)]
+    #[schema(max_length = 4096)]
     pub body: String,
+    #[serde(flatten)]
+    pub content: Content,
     /// The client's idempotency key: retrying with the same one never creates a second message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 128, nullable = false)]
     pub client_msg_id: Option<String>,
+    /// Replies to (quotes) the message with this seq in the same conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, nullable = false)]
+    pub reply_to: Option<i64>,
+    /// The content was forwarded from another conversation (the client copies it; attachments are
+    /// referenced by id, not copied).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+    /// Users mentioned (at most 50): each member's contact list counts unread mentions, muted or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<crate::UserId>, max_items = 50)]
+    pub mentions: Vec<String>,
+    /// `@all`: mentions every member of the group; a group's owner and admins only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mention_all: bool,
 }
 
 /// Body of `PUT /v1/users/{user}`: the whole profile (absent optional fields are cleared).
@@ -375,6 +445,8 @@ pub struct FeedEntry {
     pub post_id: String,
     pub author: String,
     pub body: String,
+    #[serde(flatten)]
+    pub content: Content,
     pub created_at: DateTime<Utc>,
 }
 
@@ -433,6 +505,9 @@ pub struct SyncEntry {
     pub author: String,
     /// Empty for recalls, refusals and recalled messages.
     pub body: String,
+    /// A post's or message's content type, attachments and payload (absent for plain text).
+    #[serde(flatten)]
+    pub content: Content,
     pub created_at: DateTime<Utc>,
     /// The message was recalled since (its body is gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -704,7 +779,8 @@ pub struct LastMessage {
     pub message_id: String,
     pub seq: i64,
     pub sender: String,
-    /// The first 100 characters; empty when recalled.
+    /// The first 100 characters of the text, or what the message is ("[image]", "[file] report.pdf");
+    /// empty when recalled.
     pub preview: String,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -738,6 +814,9 @@ pub struct ConversationSummary {
     pub active: bool,
     /// The user muted the conversation: its `unread` is not in `total_unread`.
     pub muted: bool,
+    /// Unread messages that mention the user (or everyone): "[someone @ me]", shown muted or not.
+    #[serde(default)]
+    pub mentions: i64,
     pub last_activity: DateTime<Utc>,
 }
 
@@ -759,6 +838,22 @@ pub struct Message {
     pub sender: String,
     /// Empty when recalled or when its sender deleted their account.
     pub body: String,
+    /// Content type, attachments and payload (absent for plain text; gone when recalled).
+    #[serde(flatten)]
+    pub content: Content,
+    /// The message this one replies to, as the caller may see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub reply_to: Option<QuotedMessage>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+    /// Users it mentions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<crate::UserId>)]
+    pub mentions: Vec<String>,
+    /// It mentions every member (`@all`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mention_all: bool,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recalled: bool,
@@ -770,6 +865,23 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub read_by: Option<i64>,
+}
+
+/// The message a reply quotes: its sender and a preview ("[image]", the start of its text), or why
+/// there is none — recalled ("message recalled"), or unavailable (removed by retention, or before
+/// the caller's history starts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuotedMessage {
+    pub seq: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::UserId>, nullable = false)]
+    pub sender: Option<String>,
+    /// At most 100 characters; empty when recalled or unavailable.
+    pub snippet: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recalled: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unavailable: bool,
 }
 
 /// `GET /v1/conversations/{conversation}/messages`: ascending seq.
@@ -949,10 +1061,19 @@ mod tests {
         use crate::ids::{MAX_BODY_CHARS, MAX_MESSAGE_ID_CHARS};
         use utoipa::PartialSchema;
         let json = |schema| serde_json::to_value(schema).expect("schema serializes");
+        // Flattened content makes the body schema an `allOf` of the struct's own part and the content.
         let post = json(CreatePostRequest::schema());
-        assert_eq!(post["properties"]["body"]["maxLength"], MAX_BODY_CHARS);
+        let own = match post["allOf"].as_array() {
+            Some(parts) => parts
+                .iter()
+                .find(|part| part.get("properties").is_some())
+                .cloned()
+                .expect("the struct's own part"),
+            None => post,
+        };
+        assert_eq!(own["properties"]["body"]["maxLength"], MAX_BODY_CHARS);
         assert_eq!(
-            post["properties"]["message_id"]["maxLength"],
+            own["properties"]["message_id"]["maxLength"],
             MAX_MESSAGE_ID_CHARS
         );
         let batch = json(BatchRequest::schema());

@@ -18,9 +18,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{UserActive, UserDormant};
+use crate::content::Content;
 use crate::ids::{
-    validate_body, validate_message_id, ConversationId, GroupId, MessageId, PostId, TimelineKey,
-    UserId, ValidationError,
+    validate_message_id, ConversationId, GroupId, MessageId, PostId, TimelineKey, UserId,
+    ValidationError,
 };
 use crate::moderation::{
     AccountDeleted, AccountModeration, MessageRemoved, ReportFiled, ReportResolved,
@@ -266,13 +267,29 @@ pub struct MessageSent {
     pub message_id: MessageId,
     pub conversation: ConversationId,
     pub sender: UserId,
-    /// 1 to 4096 characters.
+    /// Up to 4096 characters (text and markdown: at least one).
     pub body: String,
+    #[serde(flatten)]
+    pub content: Content,
     /// The client's idempotency key: one message per (conversation, sender, client_msg_id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// The seq of the message this one replies to, in the same conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+    /// Users mentioned (at most [`MAX_MENTIONS`], no repeats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
+    /// Mentions every member (group owners and admins only; fanout checks the role).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mention_all: bool,
     pub created_at: DateTime<Utc>,
 }
+
+/// At most this many users mentioned in one message.
+pub const MAX_MENTIONS: usize = 50;
 
 /// Payload of `message_recalled` (keyed by the conversation). `message_id` may also be the id a
 /// retried duplicate got.
@@ -328,10 +345,14 @@ impl GroupCreated {
 impl MessageSent {
     /// The rules a message has by itself; membership is checked where it is known (fanout).
     pub fn validate(&self) -> Result<(), ValidationError> {
-        validate_body("body", &self.body)?;
+        self.content.validate(&self.body)?;
         if let Some(id) = &self.client_msg_id {
             validate_message_id("client_msg_id", id)?;
         }
+        if self.reply_to.is_some_and(|seq| seq < 1) {
+            return Err(ValidationError::new("reply_to", "must be a seq, 1 or more"));
+        }
+        self.validate_mentions()?;
         if matches!(
             self.conversation.kind(),
             crate::ids::ConversationKind::Direct(..)
@@ -346,13 +367,45 @@ impl MessageSent {
     }
 }
 
+impl MessageSent {
+    fn validate_mentions(&self) -> Result<(), ValidationError> {
+        if self.mentions.len() > MAX_MENTIONS {
+            return Err(ValidationError::new(
+                "mentions",
+                format!("at most {MAX_MENTIONS} users"),
+            ));
+        }
+        for (i, user) in self.mentions.iter().enumerate() {
+            if self.mentions[..i].contains(user) {
+                return Err(ValidationError::new(
+                    format!("mentions[{i}]"),
+                    "the same user twice",
+                ));
+            }
+        }
+        let direct = matches!(
+            self.conversation.kind(),
+            crate::ids::ConversationKind::Direct(..)
+        );
+        if self.mention_all && direct {
+            return Err(ValidationError::new(
+                "mention_all",
+                "only a group's messages mention everyone",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Payload of `post_created`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PostCreated {
     pub post_id: PostId,
     pub author: UserId,
-    /// 1 to 4096 characters.
+    /// Up to 4096 characters (text and markdown: at least one).
     pub body: String,
+    #[serde(flatten)]
+    pub content: Content,
     /// The client's idempotency key: posts with the same author and message id are one post.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
@@ -362,7 +415,7 @@ pub struct PostCreated {
 impl PostCreated {
     /// A post's own rules: its body, and its idempotency key if it has one.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        validate_body("body", &self.body)?;
+        self.content.validate(&self.body)?;
         if let Some(id) = &self.message_id {
             validate_message_id("message_id", id)?;
         }
@@ -903,6 +956,7 @@ mod tests {
             post_id: PostId::generate(),
             author: user(author),
             body: "hello".into(),
+            content: Default::default(),
             message_id: Some("m1".into()),
             created_at: Utc::now(),
         })
@@ -982,6 +1036,11 @@ mod tests {
             conversation: conversation(conversation_id),
             sender: user(sender),
             body: "hi".into(),
+            content: Default::default(),
+            reply_to: None,
+            forwarded: false,
+            mentions: Vec::new(),
+            mention_all: false,
             client_msg_id: Some("c1".into()),
             created_at: Utc::now(),
         })

@@ -87,6 +87,7 @@ string_id!(ConversationId, "conversation");
 string_id!(TimelineKey, "key");
 string_id!(PostId, "post_id");
 string_id!(MessageId, "message_id");
+string_id!(AttachmentId, "attachment");
 string_id!(DeviceId, "device");
 
 /// A user id: 1–64 characters of `[A-Za-z0-9_.-]`.
@@ -481,6 +482,12 @@ ulid_id!(
     MessageId,
     "MessageId",
     "A message id: a ULID (upper case) the server gave the message, sorts by creation time."
+);
+
+ulid_id!(
+    AttachmentId,
+    "AttachmentId",
+    "An attachment id: a ULID (upper case) the server gave the upload, sorts by upload time."
 );
 
 /// A device's id (its acks are kept per device): the same alphabet and length as a user id.

@@ -7,6 +7,8 @@
 //! - [`requests`]: request → event conversions; each payload validates itself, for every entry point.
 //! - [`realtime`]: the WebSocket protocol's frames, frame limits and close codes.
 //! - [`export`]: the lines of a user's data export.
+//! - [`content`]: content types, attachments' metadata and app payloads of messages and posts, their
+//!   rules and previews.
 //! - [`committed`]: checking a generated document (JSON Schema, OpenAPI) against its committed copy.
 //! - [`ids`]: user ids, post ids and the limits on text fields, with the validation every service uses.
 //! - [`moderation`]: the payloads of reports and of what operators do (disable accounts, remove).
@@ -25,6 +27,7 @@
 pub mod activity;
 pub mod api;
 pub mod committed;
+pub mod content;
 pub mod db;
 pub mod events;
 pub mod export;
@@ -37,13 +40,15 @@ pub mod safety;
 pub mod search;
 
 pub use activity::{UserActive, UserDormant};
+pub use content::{Attachment, Content, ContentType};
 pub use events::{
     AccountRegistered, DecodeError, Envelope, Event, FollowChange, GroupCreated, MembershipChange,
     MessageRecalled, MessageSent, PasswordChanged, PostCreated, PostDeleted, ProfileUpdated,
     ReadMarked, Role, ENVELOPE_VERSION,
 };
 pub use ids::{
-    ConversationId, DeviceId, GroupId, MessageId, PostId, TimelineKey, UserId, ValidationError,
+    AttachmentId, ConversationId, DeviceId, GroupId, MessageId, PostId, TimelineKey, UserId,
+    ValidationError,
 };
 pub use moderation::{
     AccountDeleted, AccountModeration, MessageRemoved, ReportFiled, ReportKind, ReportResolved,

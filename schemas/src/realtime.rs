@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{AdvancedConversation, SyncEntry};
+use crate::api::{AdvancedConversation, MessageDraft, SyncEntry};
 
 /// Largest frame (and message) a client may send, in bytes; a larger one closes the connection
 /// (1009). Frames are buffered whole before they are checked, so the frame limit is the memory limit.
@@ -97,14 +97,9 @@ pub enum ClientFrame {
     Send {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        to: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        body: String,
-        /// Idempotency key: resending after a lost answer never creates a second message.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        client_msg_id: Option<String>,
+        /// The message, as `POST /v1/messages` has it without `from` (the connection's user).
+        #[serde(flatten)]
+        draft: MessageDraft,
     },
     /// The connected user read `conversation` up to `seq`.
     Read {
@@ -126,7 +121,13 @@ mod tests {
         let send: ClientFrame =
             serde_json::from_str(r#"{"type":"send","to":"bob","body":"hi","client_msg_id":"c1"}"#)
                 .unwrap();
-        assert!(matches!(send, ClientFrame::Send { to: Some(_), .. }));
+        assert!(matches!(
+            send,
+            ClientFrame::Send {
+                draft: MessageDraft { to: Some(_), .. },
+                ..
+            }
+        ));
         assert_eq!(
             serde_json::to_string(&ServerFrame::Ping).unwrap(),
             r#"{"type":"ping"}"#

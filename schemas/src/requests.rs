@@ -26,6 +26,7 @@ impl CreatePostRequest {
             post_id: PostId::generate(),
             author: UserId::parse("author", &self.author)?,
             body: self.body,
+            content: self.content,
             message_id: self.message_id,
             created_at: Utc::now(),
         };
@@ -39,7 +40,8 @@ impl SendMessageRequest {
     /// (`group`), exactly one of them.
     pub fn into_event(self) -> Result<MessageSent, ValidationError> {
         let sender = UserId::parse("from", &self.from)?;
-        let conversation = match (&self.to, &self.group) {
+        let draft = self.draft;
+        let conversation = match (&draft.to, &draft.group) {
             (Some(to), None) => {
                 let to = UserId::parse("to", to)?;
                 ConversationId::direct(&sender, &to).ok_or_else(|| {
@@ -58,13 +60,28 @@ impl SendMessageRequest {
             message_id: MessageId::generate(),
             conversation,
             sender,
-            body: self.body,
-            client_msg_id: self.client_msg_id,
+            mentions: parse_mentions(&draft.mentions)?,
+            body: draft.body,
+            content: draft.content,
+            client_msg_id: draft.client_msg_id,
+            reply_to: draft.reply_to,
+            forwarded: draft.forwarded,
+            mention_all: draft.mention_all,
             created_at: Utc::now(),
         };
         message.validate()?;
         Ok(message)
     }
+}
+
+/// The mentioned users, each error naming its place (`mentions[2]`).
+fn parse_mentions(raw: &[String]) -> Result<Vec<UserId>, ValidationError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, user)| {
+            UserId::parse("user", user).map_err(|e| e.in_field(format!("mentions[{i}]")))
+        })
+        .collect()
 }
 
 impl ReadRequest {
@@ -229,11 +246,13 @@ impl MembershipChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::MessageDraft;
 
     fn post(author: &str, body: &str, message_id: Option<&str>) -> CreatePostRequest {
         CreatePostRequest {
             author: author.into(),
             body: body.into(),
+            content: Default::default(),
             message_id: message_id.map(Into::into),
         }
     }
@@ -256,10 +275,12 @@ mod tests {
     ) -> SendMessageRequest {
         SendMessageRequest {
             from: from.into(),
-            to: to.map(Into::into),
-            group: group.map(Into::into),
-            body: body.into(),
-            client_msg_id: None,
+            draft: MessageDraft {
+                to: to.map(Into::into),
+                group: group.map(Into::into),
+                body: body.into(),
+                ..MessageDraft::default()
+            },
         }
     }
 

@@ -36,6 +36,7 @@ fn post(author: &str) -> Envelope {
         post_id: PostId::generate(),
         author: user(author),
         body: format!("a post by {author}"),
+        content: Default::default(),
         message_id: None,
         created_at: Utc::now(),
     })

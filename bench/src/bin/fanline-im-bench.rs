@@ -47,6 +47,11 @@ fn message(group: &GroupId, sender: &str, n: usize) -> Envelope {
         conversation: ConversationId::group(group),
         sender: user(sender),
         body: format!("message {n}"),
+        content: Default::default(),
+        reply_to: None,
+        forwarded: false,
+        mentions: Vec::new(),
+        mention_all: false,
         client_msg_id: None,
         created_at: Utc::now(),
     })
@@ -79,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
             post_id: PostId::generate(),
             author: user("author"),
             body: format!("post {n}"),
+            content: Default::default(),
             message_id: None,
             created_at: Utc::now(),
         }));

@@ -102,6 +102,7 @@ fn post(author: &str, n: usize) -> PostCreated {
         post_id: PostId::generate(),
         author: user(author),
         body: post_body(n),
+        content: Default::default(),
         message_id: None,
         created_at: Utc::now(),
     }
@@ -400,6 +401,11 @@ async fn seed_pages(db: &TestDb, users: usize) {
                 .expect("two different users"),
             sender: user(&uid(from)),
             body: format!("message {n} from {from} to {to}, a line of chat of ordinary length"),
+            content: Default::default(),
+            reply_to: None,
+            forwarded: false,
+            mentions: Vec::new(),
+            mention_all: false,
             client_msg_id: None,
             created_at: Utc::now(),
         })
@@ -444,6 +450,11 @@ async fn seed_pages(db: &TestDb, users: usize) {
                 conversation: ConversationId::group(&group),
                 sender: user(&uid(g * GROUP_SIZE + 1 + m)),
                 body: format!("group message {m}"),
+                content: Default::default(),
+                reply_to: None,
+                forwarded: false,
+                mentions: Vec::new(),
+                mention_all: false,
                 client_msg_id: None,
                 created_at: Utc::now(),
             }));
@@ -536,7 +547,7 @@ fn page_workloads(users: usize, dir: &std::path::Path) -> anyhow::Result<Vec<Pag
                 "\\set before {}\n\\set rows 21\n\\set floor 0\n{}",
                 i64::MAX,
                 measure::pgbench_statement(
-                    reader::im::HISTORY_BEFORE_SQL,
+                    reader::history::HISTORY_BEFORE_SQL,
                     &[":conversation", ":before", ":rows", ":floor"]
                 )
                 // A literal with its colons escaped: pgbench would take `:1` for a variable.
@@ -736,6 +747,11 @@ async fn large_audiences(args: &Args) -> anyhow::Result<Vec<(&'static str, Strin
             conversation: ConversationId::group(&group),
             sender: user("crowd_owner"),
             body: "hello crowd".to_owned(),
+            content: Default::default(),
+            reply_to: None,
+            forwarded: false,
+            mentions: Vec::new(),
+            mention_all: false,
             client_msg_id: None,
             created_at: Utc::now(),
         }))],

@@ -171,6 +171,11 @@ fn message(n: usize, args: &Args, start: DateTime<Utc>) -> Envelope {
         conversation: drawn.conversation,
         sender: user(&drawn.sender),
         body: drawn.body,
+        content: Default::default(),
+        reply_to: None,
+        forwarded: false,
+        mentions: Vec::new(),
+        mention_all: false,
         client_msg_id: None,
         created_at: drawn.at,
     })

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use schemas::ids::ConversationKind;
 use schemas::{GroupId, MessageSent, UserId};
 
+use super::content;
 use super::groups::live_group;
 use super::{ImOutcome, Refusal, Tx};
 use crate::policy::{DeliveryMode, Policy};
@@ -45,6 +46,9 @@ pub(super) async fn apply(
                 return refuse(tx, message, reason, seq_lock).await;
             }
         }
+    }
+    if let Some(reason) = content::refusal(tx, message).await? {
+        return refuse(tx, message, reason, seq_lock).await;
     }
     let (seq, mode) = store(tx, policy, message).await?;
     let held = seq_lock.acquire(tx).await?;
@@ -194,9 +198,12 @@ async fn store(
     // first): stored as the deletion leaves their messages, a tombstone (crate::erasure).
     sqlx::query(
         "INSERT INTO messages (conversation_id, seq, message_id, sender, body, client_msg_id, created_at,
-                               search, erased_at)
+                               search, erased_at, content_type, attachments, payload, reply_to,
+                               forwarded)
          SELECT $1, $2, $3, $4, CASE WHEN e.erased_at IS NULL THEN $5 ELSE '' END, $6, $7,
-                CASE WHEN e.erased_at IS NULL THEN $8::tsvector END, e.erased_at
+                CASE WHEN e.erased_at IS NULL THEN $8::tsvector END, e.erased_at, $9,
+                CASE WHEN e.erased_at IS NULL THEN $10::jsonb END,
+                CASE WHEN e.erased_at IS NULL THEN $11::jsonb END, $12, $13
          FROM (SELECT (SELECT erased_at FROM erased_users WHERE user_id = $4) AS erased_at) e",
     )
     .bind(conversation)
@@ -206,9 +213,15 @@ async fn store(
     .bind(&message.body)
     .bind(message.client_msg_id.as_deref())
     .bind(message.created_at)
-    .bind(policy.searchable(&message.body))
+    .bind(policy.searchable(&content::searchable_text(&message.body, &message.content)))
+    .bind(message.content.content_type.label())
+    .bind(content::attachments_json(&message.content))
+    .bind(message.content.payload.as_ref())
+    .bind(message.reply_to)
+    .bind(message.forwarded)
     .execute(&mut **tx)
     .await?;
+    content::record_references(tx, message, seq).await?;
     // A group's rows are all derived: only the sender's changes, found by its key (a scan of the
     // conversation's rows cost a 100,000-member group 10 ms a message); a direct conversation has two.
     let members = if matches!(message.conversation.kind(), ConversationKind::Group(_)) {

@@ -190,6 +190,7 @@ fn step(model: &mut Model, rng: &mut StdRng, step: usize, now: DateTime<Utc>) ->
                 post_id,
                 author: user(actor),
                 body: format!("step {step}"),
+                content: Default::default(),
                 message_id: None,
                 created_at: now,
             })]
@@ -298,6 +299,11 @@ fn group_step(
                 conversation: ConversationId::group(&group(g)),
                 sender: user(actor),
                 body: "hi".into(),
+                content: Default::default(),
+                reply_to: None,
+                forwarded: false,
+                mentions: Vec::new(),
+                mention_all: false,
                 client_msg_id: None,
                 created_at: now,
             })]
@@ -543,6 +549,7 @@ async fn a_follow_after_a_return_leaves_no_hole_in_the_feed() {
             post_id,
             author: user(1),
             body: "daily".into(),
+            content: Default::default(),
             message_id: None,
             created_at: at,
         }));
@@ -628,6 +635,11 @@ async fn a_large_group_message_reaches_its_first_awake_members() {
         conversation: ConversationId::group(&group(0)),
         sender: user(4),
         body: "to many".into(),
+        content: Default::default(),
+        reply_to: None,
+        forwarded: false,
+        mentions: Vec::new(),
+        mention_all: false,
         client_msg_id: None,
         created_at: Utc::now(),
     }));

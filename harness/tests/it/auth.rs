@@ -552,10 +552,12 @@ async fn writes_to_ids_without_an_account_are_refused_and_held_ids_need_their_cl
     socket
         .send(&schemas::realtime::ClientFrame::Send {
             request_id: Some("r1".to_owned()),
-            to: Some("carol".to_owned()),
-            group: None,
-            body: "for carol only".to_owned(),
-            client_msg_id: None,
+            draft: schemas::api::MessageDraft {
+                to: Some("carol".to_owned()),
+                group: None,
+                body: "for carol only".to_owned(),
+                ..schemas::api::MessageDraft::default()
+            },
         })
         .await;
     let answer = loop {
@@ -668,10 +670,12 @@ async fn writes_beyond_a_users_budget_get_429_over_http_and_sockets() {
         socket
             .send(&schemas::realtime::ClientFrame::Send {
                 request_id: Some(format!("r{n}")),
-                to: Some("bob".to_owned()),
-                group: None,
-                body: format!("s{n}"),
-                client_msg_id: None,
+                draft: schemas::api::MessageDraft {
+                    to: Some("bob".to_owned()),
+                    group: None,
+                    body: format!("s{n}"),
+                    ..schemas::api::MessageDraft::default()
+                },
             })
             .await;
     }

@@ -3,7 +3,7 @@
 //! on a replay, and in other interleavings of the keys (a rebuild), also with events that were in
 //! flight when the account went.
 
-mod store {
+pub(crate) mod store {
     use chrono::Utc;
     use fanout::store::SourcedEvent;
     use harness::TestDb;
@@ -16,7 +16,7 @@ mod store {
     use crate::safety::store::{apply_each, follow, message, partition_of, user};
 
     /// Kafka positions for `envelopes`, appended after `log`.
-    fn append(log: &mut Vec<SourcedEvent>, envelopes: Vec<Envelope>) {
+    pub(crate) fn append(log: &mut Vec<SourcedEvent>, envelopes: Vec<Envelope>) {
         for envelope in envelopes {
             let partition = partition_of(&envelope);
             let offset = log.iter().filter(|e| e.partition == partition).count() as i64;
@@ -33,12 +33,13 @@ mod store {
             post_id: PostId::generate(),
             author: user(author),
             body: body.into(),
+            content: Default::default(),
             message_id: None,
             created_at: Utc::now(),
         })
     }
 
-    fn join(group: &GroupId, who: &str, by: &str, role: Option<Role>) -> Envelope {
+    pub(crate) fn join(group: &GroupId, who: &str, by: &str, role: Option<Role>) -> Envelope {
         Envelope::member_added(MembershipChange {
             group: group.clone(),
             user: user(who),
@@ -47,7 +48,7 @@ mod store {
         })
     }
 
-    fn group(name: &str, owner: &str) -> (GroupId, Envelope) {
+    pub(crate) fn group(name: &str, owner: &str) -> (GroupId, Envelope) {
         let id = GroupId::parse("group", name).unwrap();
         let created = Envelope::group_created(GroupCreated {
             group: id.clone(),

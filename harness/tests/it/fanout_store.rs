@@ -19,6 +19,7 @@ fn post(author: &str, message_id: Option<&str>) -> Envelope {
         post_id: PostId::generate(),
         author: user(author),
         body: format!("by {author}"),
+        content: Default::default(),
         message_id: message_id.map(str::to_owned),
         created_at: Utc::now(),
     })

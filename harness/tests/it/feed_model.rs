@@ -90,6 +90,7 @@ async fn run_model(seed: u64, operations: usize) -> (usize, u64) {
                     post_id,
                     author: name(actor),
                     body: format!("op {op}"),
+                    content: Default::default(),
                     message_id: None,
                     created_at: Utc::now(),
                 };

@@ -4,6 +4,7 @@
 
 mod activity;
 mod auth;
+mod content;
 mod crash;
 mod erasure;
 mod export;

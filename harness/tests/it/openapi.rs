@@ -9,8 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use harness::{
-    brokers, fanout_config, spawn_fanout, spawn_ingest, spawn_reader, unique, wait_until, Api,
-    TestDb, TestTopic,
+    brokers, fanout_config, spawn_fanout, spawn_ingest, unique, wait_until, Api, TestDb, TestTopic,
 };
 
 fn harness_dir() -> PathBuf {
@@ -73,8 +72,17 @@ async fn schemathesis_passes(service: &str, base_url: &str, token: &str) {
 async fn ingest_and_reader_answer_as_their_openapi_documents_say() {
     let db = TestDb::create().await;
     let topic = TestTopic::create(2).await;
-    let ingest = spawn_ingest(ingest::Config::for_brokers(&brokers(), &topic.name)).await;
-    let reader = spawn_reader(&db.url).await;
+    // Attachments on (a directory store): schemathesis exercises uploads and downloads too.
+    let blobs_dir = std::env::temp_dir().join(unique("fanline-blobs"));
+    let blobs = blobkit::BlobArgs::directory(&blobs_dir, "a test secret of thirty-two chars!");
+    let mut ingest_config = ingest::Config::for_brokers(&brokers(), &topic.name);
+    ingest_config.blobs = blobs.clone();
+    let ingest = spawn_ingest(ingest_config).await;
+    let mut reader_config = reader::Config::for_database(&db.url);
+    reader_config.brokers = brokers();
+    reader_config.topic = topic.name.clone();
+    reader_config.blobs = blobs;
+    let reader = harness::spawn_reader_with(reader_config).await;
     let fanout = spawn_fanout(fanout_config(&topic, &unique("fanout"), &db.url)).await;
     let api = Api::new(ingest.url(""), reader.url(""));
 
@@ -121,6 +129,7 @@ async fn ingest_and_reader_answer_as_their_openapi_documents_say() {
     fanout.stop().await;
     ingest.stop().await;
     reader.stop().await;
+    let _ = std::fs::remove_dir_all(blobs_dir);
 }
 
 /// Every documented `limit` and `wait` of both services is the enforced one: utoipa's attributes take

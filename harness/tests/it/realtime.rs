@@ -354,10 +354,13 @@ async fn messages_and_read_markers_go_over_the_same_socket() {
     alice
         .send(&ClientFrame::Send {
             request_id: Some("r1".into()),
-            to: Some("bob".into()),
-            group: None,
-            body: "over the socket".into(),
-            client_msg_id: Some("c1".into()),
+            draft: schemas::api::MessageDraft {
+                to: Some("bob".into()),
+                group: None,
+                body: "over the socket".into(),
+                client_msg_id: Some("c1".into()),
+                ..schemas::api::MessageDraft::default()
+            },
         })
         .await;
     let message_id = match alice.next_data(WAIT).await {
@@ -399,10 +402,12 @@ async fn messages_and_read_markers_go_over_the_same_socket() {
     // A bad frame gets an error frame naming the field, and the socket stays up.
     bob.send(&ClientFrame::Send {
         request_id: Some("r3".into()),
-        to: Some("bob".into()),
-        group: None,
-        body: "to myself".into(),
-        client_msg_id: None,
+        draft: schemas::api::MessageDraft {
+            to: Some("bob".into()),
+            group: None,
+            body: "to myself".into(),
+            ..schemas::api::MessageDraft::default()
+        },
     })
     .await;
     match bob.next_data(WAIT).await {
@@ -613,10 +618,12 @@ async fn messages_pipelined_on_one_socket_are_stored_in_send_order() {
         alice
             .send(&ClientFrame::Send {
                 request_id: Some(format!("r{n}")),
-                to: Some("bob".into()),
-                group: None,
-                body: format!("message {n:03}"),
-                client_msg_id: None,
+                draft: schemas::api::MessageDraft {
+                    to: Some("bob".into()),
+                    group: None,
+                    body: format!("message {n:03}"),
+                    ..schemas::api::MessageDraft::default()
+                },
             })
             .await;
     }

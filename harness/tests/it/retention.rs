@@ -711,6 +711,11 @@ mod history {
                 conversation: pair.clone(),
                 sender: user("ann"),
                 body: format!("message {i}"),
+                content: Default::default(),
+                reply_to: None,
+                forwarded: false,
+                mentions: Vec::new(),
+                mention_all: false,
                 client_msg_id: None,
                 created_at: at,
             }));
@@ -723,6 +728,7 @@ mod history {
                 post_id: id,
                 author: user("ann"),
                 body: "a post".into(),
+                content: Default::default(),
                 message_id: None,
                 created_at: at,
             }));

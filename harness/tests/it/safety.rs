@@ -568,6 +568,11 @@ pub(crate) mod store {
             conversation: conversation.clone(),
             sender: user(sender),
             body: body.into(),
+            content: Default::default(),
+            reply_to: None,
+            forwarded: false,
+            mentions: Vec::new(),
+            mention_all: false,
             client_msg_id: None,
             created_at: Utc::now(),
         })

@@ -39,6 +39,11 @@ fn history() -> Vec<Envelope> {
             conversation: conversation.clone(),
             sender: user(from),
             body: body.into(),
+            content: Default::default(),
+            reply_to: None,
+            forwarded: false,
+            mentions: Vec::new(),
+            mention_all: false,
             client_msg_id: None,
             created_at: now + TimeDelta::minutes(minute),
         })
@@ -256,6 +261,11 @@ async fn a_late_member_of_a_shared_history_group_finds_what_was_said_before() {
             conversation: conversation.clone(),
             sender: user("ann"),
             body: body.into(),
+            content: Default::default(),
+            reply_to: None,
+            forwarded: false,
+            mentions: Vec::new(),
+            mention_all: false,
             client_msg_id: None,
             created_at: now + TimeDelta::minutes(minute),
         })
@@ -356,6 +366,7 @@ async fn post_search_covers_followed_authors_and_one_author_on_request() {
             post_id: post_id.clone(),
             author: user(author),
             body: body.into(),
+            content: Default::default(),
             message_id: None,
             created_at: Utc::now(),
         });
