@@ -97,8 +97,9 @@ pub mod defaults {
     pub const RETENTION_INTERVAL_SECS: u64 = 60;
     // The delivery policy's own defaults (`Policy::default` reads them there).
     pub use crate::policy::defaults::{
-        push_threshold, ACTIVE_AUDIENCE_MAX, ACTIVE_WINDOW_HOURS, FOLLOW_BACKFILL,
-        GROUP_PULL_THRESHOLD, PULL_THRESHOLD, RECALL_WINDOW_SECS, RETURN_WINDOW_HOURS,
+        push_threshold, ACTIVE_AUDIENCE_MAX, ACTIVE_WINDOW_HOURS, EDIT_WINDOW_SECS,
+        FOLLOW_BACKFILL, GROUP_PULL_THRESHOLD, PULL_THRESHOLD, RECALL_WINDOW_SECS,
+        RETURN_WINDOW_HOURS,
     };
 }
 
@@ -234,6 +235,11 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_RECALL_WINDOW_SECS", default_value_t = defaults::RECALL_WINDOW_SECS)]
     pub recall_window_secs: i64,
 
+    /// How long after sending a message its sender may edit it, in seconds; 0: always (checked by
+    /// fanout against the times ingest stamped on the message and on the edit).
+    #[arg(long, global = true, env = "FANLINE_EDIT_WINDOW_SECS", default_value_t = defaults::EDIT_WINDOW_SECS)]
+    pub edit_window_secs: i64,
+
     /// Store messages and posts without their searchable form (search does not find them): fan-out
     /// without the indexing cost (README "Search" measures it). A worker started without this flag
     /// indexes what was stored meanwhile, in the background.
@@ -323,6 +329,7 @@ impl Config {
             push_threshold: None,
             follow_backfill: defaults::FOLLOW_BACKFILL,
             recall_window_secs: defaults::RECALL_WINDOW_SECS,
+            edit_window_secs: defaults::EDIT_WINDOW_SECS,
             active_audience_max: defaults::ACTIVE_AUDIENCE_MAX,
             active_window_hours: defaults::ACTIVE_WINDOW_HOURS,
             return_window_hours: defaults::RETURN_WINDOW_HOURS,
@@ -361,8 +368,8 @@ impl Config {
         if self.follow_backfill < 0 {
             return Err("follow-backfill must not be negative".into());
         }
-        if self.recall_window_secs < 0 {
-            return Err("recall window must not be negative".to_owned());
+        if self.recall_window_secs < 0 || self.edit_window_secs < 0 {
+            return Err("recall and edit windows must not be negative".to_owned());
         }
         if self.active_audience_max < 0 || self.active_window_hours < 0 {
             return Err("active-audience-max and active-window-hours must not be negative".into());
@@ -384,6 +391,8 @@ impl Config {
             push_below,
             follow_backfill: self.follow_backfill,
             recall_window: chrono::TimeDelta::seconds(self.recall_window_secs),
+            edit_window: (self.edit_window_secs > 0)
+                .then(|| chrono::TimeDelta::seconds(self.edit_window_secs)),
             group_pull_above,
             group_push_below,
             max_group_members: self.max_group_members,
@@ -506,6 +515,7 @@ mod tests {
             group_push_threshold,
             max_group_members,
             recall_window_secs,
+            edit_window_secs,
             active_audience_max,
             active_window_hours,
             return_window_hours,
@@ -611,6 +621,10 @@ mod tests {
             "kafka_properties"
         );
         assert_eq!(log_json, parsed.log_json, "log_json");
+        assert_eq!(
+            edit_window_secs, parsed.edit_window_secs,
+            "edit_window_secs"
+        );
         assert_eq!(
             attachment_sweep_secs, parsed.attachment_sweep_secs,
             "attachment_sweep_secs"

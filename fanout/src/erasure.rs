@@ -122,6 +122,7 @@ async fn erase_own_rows(tx: &mut Tx, user: &str) -> Result<u64, sqlx::Error> {
         "sync_floors",
         "sync_counts",
         "device_cursors",
+        "message_reactions",
     ] {
         erased += sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
             .bind(user)

@@ -42,21 +42,28 @@
 //! - [`messages`]: messages, their refusals, delivery into inboxes.
 //! - [`content`]: what a message references (attachments, mentions, the message it replies to).
 //! - [`recalls`]: recalls within the recall window, and operators' removals.
+//! - [`edits`]: edits by the sender within the edit window, versioned.
+//! - [`reactions`]: reactions — one row per message, key and user.
+//! - [`changes`]: how devices hear of an edit or a reaction.
 //! - [`reads`]: read markers.
 
 mod blocks;
+mod changes;
 mod content;
+mod edits;
 mod groups;
 mod membership;
 mod messages;
 mod mutes;
+mod reactions;
 mod reads;
 mod recalls;
 mod settings;
 
 use schemas::{
     BlockChange, ConversationMute, GroupCreated, GroupDissolved, GroupUpdated, MemberMute,
-    MembershipChange, MessageRecalled, MessageRemoved, MessageSent, ReadMarked,
+    MembershipChange, MessageEdited, MessageRecalled, MessageRemoved, MessageSent, Reaction,
+    ReadMarked,
 };
 use sqlx::{Postgres, Transaction};
 
@@ -88,6 +95,9 @@ pub(crate) enum ImEvent<'a> {
     ConversationMute(&'a ConversationMute, bool),
     /// An operator removed a message.
     Removed(&'a MessageRemoved),
+    Edit(&'a MessageEdited),
+    /// A reaction added (true) or removed.
+    Reaction(&'a Reaction, bool),
 }
 
 /// Applies one IM event (at most once: [`watermark`]).
@@ -127,5 +137,7 @@ pub(crate) async fn apply(
         ImEvent::MemberMuted(mute) => mutes::apply_member(tx, mute).await,
         ImEvent::Block(change, blocked) => blocks::apply(tx, event, change, blocked).await,
         ImEvent::ConversationMute(mute, muted) => mutes::apply_conversation(tx, mute, muted).await,
+        ImEvent::Edit(edit) => edits::apply(tx, policy, edit, seq_lock).await,
+        ImEvent::Reaction(reaction, added) => reactions::apply(tx, reaction, added, seq_lock).await,
     }
 }

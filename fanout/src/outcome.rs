@@ -68,10 +68,14 @@ pub enum Refusal {
     Muted,
     /// A join of a group at its member cap.
     GroupFull,
+    /// An edit after the edit window.
+    EditWindow,
+    /// An edit of a version that is no longer current (another edit came first).
+    StaleVersion,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::NotMember,
         Refusal::NoSuchGroup,
         Refusal::NotAllowed,
@@ -80,6 +84,8 @@ impl Refusal {
         Refusal::Blocked,
         Refusal::Muted,
         Refusal::GroupFull,
+        Refusal::EditWindow,
+        Refusal::StaleVersion,
     ];
 
     pub fn label(self) -> &'static str {
@@ -92,6 +98,8 @@ impl Refusal {
             Refusal::Blocked => "blocked",
             Refusal::Muted => "muted",
             Refusal::GroupFull => "group_full",
+            Refusal::EditWindow => "edit_window",
+            Refusal::StaleVersion => "stale_version",
         }
     }
 }

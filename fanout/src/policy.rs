@@ -12,6 +12,8 @@ pub mod defaults {
     pub const PULL_THRESHOLD: i64 = 10_000;
     pub const FOLLOW_BACKFILL: i64 = 50;
     pub const RECALL_WINDOW_SECS: i64 = 120;
+    /// A day: between WhatsApp's 15 minutes and Telegram's 48 hours.
+    pub const EDIT_WINDOW_SECS: i64 = 24 * 3600;
     pub const GROUP_PULL_THRESHOLD: i64 = 2_000;
     /// How many active members of a pull-mode audience get a post or message in their inbox: the push
     /// threshold's cost, which a push-mode post may already have (docs/design.md "1 + M").
@@ -44,6 +46,8 @@ pub struct Policy {
     pub follow_backfill: i64,
     /// How long after sending a message its sender may recall it.
     pub recall_window: chrono::TimeDelta,
+    /// How long after sending a message its sender may edit it (`None`: always).
+    pub edit_window: Option<chrono::TimeDelta>,
     /// A group switches to pull mode (read diffusion) above this many members …
     pub group_pull_above: i64,
     /// … and back to push below this many (hysteresis, as for authors).
@@ -89,6 +93,7 @@ impl Default for Policy {
             push_below: defaults::push_threshold(defaults::PULL_THRESHOLD),
             follow_backfill: defaults::FOLLOW_BACKFILL,
             recall_window: chrono::TimeDelta::seconds(defaults::RECALL_WINDOW_SECS),
+            edit_window: Some(chrono::TimeDelta::seconds(defaults::EDIT_WINDOW_SECS)),
             group_pull_above: defaults::GROUP_PULL_THRESHOLD,
             group_push_below: defaults::push_threshold(defaults::GROUP_PULL_THRESHOLD),
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,

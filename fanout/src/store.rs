@@ -153,20 +153,16 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
             Event::UserUnblocked(change) => {
                 runs.push(Run::Im(event, ImEvent::Block(change, false)));
             }
-            Event::ConversationMuted(mute) => {
-                runs.push(Run::Im(event, ImEvent::ConversationMute(mute, true)));
-            }
-            Event::ConversationUnmuted(mute) => {
-                runs.push(Run::Im(event, ImEvent::ConversationMute(mute, false)));
+            Event::ConversationMuted(mute) | Event::ConversationUnmuted(mute) => {
+                let muted = matches!(event.envelope.event, Event::ConversationMuted(_));
+                runs.push(Run::Im(event, ImEvent::ConversationMute(mute, muted)));
             }
             Event::MessageRemoved(removed) => {
                 runs.push(Run::Im(event, ImEvent::Removed(removed)));
             }
-            Event::AccountDisabled(change) => {
-                runs.push(Run::User(event, UserEvent::Disabled(change, true)));
-            }
-            Event::AccountEnabled(change) => {
-                runs.push(Run::User(event, UserEvent::Disabled(change, false)));
+            Event::AccountDisabled(change) | Event::AccountEnabled(change) => {
+                let disabled = matches!(event.envelope.event, Event::AccountDisabled(_));
+                runs.push(Run::User(event, UserEvent::Disabled(change, disabled)));
             }
             Event::ReportFiled(report) => runs.push(Run::User(event, UserEvent::Report(report))),
             Event::UserActive(active) => {
@@ -179,6 +175,11 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
                 runs.push(Run::User(event, UserEvent::ReportResolved(resolved)));
             }
             Event::AccountDeleted(deleted) => runs.push(Run::Erasure(event, deleted)),
+            Event::MessageEdited(edit) => runs.push(Run::Im(event, ImEvent::Edit(edit))),
+            Event::ReactionAdded(reaction) | Event::ReactionRemoved(reaction) => {
+                let added = matches!(event.envelope.event, Event::ReactionAdded(_));
+                runs.push(Run::Im(event, ImEvent::Reaction(reaction, added)));
+            }
         }
     }
     runs

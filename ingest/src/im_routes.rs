@@ -10,7 +10,7 @@ use authkit::Bearer;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post, put};
+use axum::routing::{post, put};
 use axum::Extension;
 use axum::{Json, Router};
 use chrono::Utc;
@@ -27,7 +27,6 @@ use kafkakit::EventProducer;
 pub fn router(producer: Arc<EventProducer>) -> Router {
     Router::new()
         .route("/v1/messages", post(send_message))
-        .route("/v1/messages/{message_id}", delete(recall_message))
         .route("/v1/users/{user}", put(update_profile))
         .route(
             "/v1/users/{user}/conversations/{conversation}/read",

@@ -11,6 +11,7 @@
 //! - [`routes`]: the HTTP handlers of posts, follows and accounts.
 //! - [`im_routes`]: the HTTP handlers of messages, read markers, profiles and groups.
 //! - [`moderation_routes`]: reports, and the operators' routes (`/v1/admin/…`).
+//! - [`revision_routes`]: edits and reactions (and the recall route they share a path with).
 //! - [`safety_routes`]: the HTTP handlers of group settings, mutes and blocks.
 //! - [`openapi`]: the OpenAPI document of the routes, served at `/openapi.json`.
 //!
@@ -23,6 +24,7 @@ pub mod config;
 pub mod im_routes;
 pub mod moderation_routes;
 pub mod openapi;
+pub mod revision_routes;
 pub mod routes;
 pub mod safety_routes;
 
@@ -129,6 +131,7 @@ impl App {
                 .merge(safety_routes::router(producer.clone()))
                 .merge(moderation_routes::router(producer.clone()))
                 .merge(attachment_routes::router())
+                .merge(revision_routes::router(producer.clone()))
                 .route(
                     "/openapi.json",
                     httpkit::json_document(openapi::document_json()),

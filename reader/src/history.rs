@@ -9,7 +9,8 @@ use schemas::Content;
 pub const QUOTE_CHARS: usize = 100;
 
 /// A history page: the messages of `$1` (conversation) `$where` (bounds by `$2`, the history floor
-/// `$4`), `$3` rows, in `$order`, each with its mentions and the message it replies to.
+/// `$4`), `$3` rows, in `$order`, each with its mentions, the message it replies to and its reactions
+/// counted per key (whether `$5`, the caller, is among them).
 macro_rules! history_sql {
     ($where:literal, $order:literal) => {
         concat!(
@@ -19,7 +20,14 @@ macro_rules! history_sql {
                     (SELECT array_agg(mm.user_id ORDER BY mm.user_id) FROM message_mentions mm
                      WHERE mm.conversation_id = $1 AND mm.seq = m.seq),
                     q.sender, left(q.body, 200), q.content_type, q.attachments::text,
-                    q.payload::text, q.recalled_at IS NOT NULL, q.erased_at IS NOT NULL
+                    q.payload::text, q.recalled_at IS NOT NULL, q.erased_at IS NOT NULL,
+                    m.version, m.edited_at,
+                    (SELECT json_agg(json_build_object('key', r.key, 'count', r.n, 'me', r.me)
+                                     ORDER BY r.n DESC, r.first)::text
+                     FROM (SELECT key, count(*) AS n, bool_or(user_id = $5) AS me,
+                                  min(reacted_at) AS first
+                           FROM message_reactions
+                           WHERE conversation_id = $1 AND seq = m.seq GROUP BY key) r)
              FROM (SELECT * FROM messages WHERE conversation_id = $1 AND ",
             $where,
             " AND seq > $4 ORDER BY seq ",
@@ -36,11 +44,11 @@ macro_rules! history_sql {
 }
 
 /// A history page scrolling back: $1 conversation, $2 seq bound (exclusive), $3 rows wanted, $4 the
-/// seq the reader's history starts after.
+/// seq the reader's history starts after, $5 the caller.
 pub const HISTORY_BEFORE_SQL: &str = history_sql!("seq < $2", "DESC");
 
 /// A history page catching up: $1 conversation, $2 seq bound (exclusive), $3 rows wanted, $4 the seq
-/// the reader's history starts after.
+/// the reader's history starts after, $5 the caller.
 pub const HISTORY_AFTER_SQL: &str = history_sql!("seq > $2", "ASC");
 
 /// One row of a history page; `floor` is the seq the caller's history starts after (a quote of an
@@ -65,6 +73,12 @@ pub fn message_of(row: &tokio_postgres::Row, floor: i64) -> Result<Message, toki
         forwarded: row.try_get(11)?,
         mention_all: mentioned.iter().any(|u| u == "*"),
         mentions: mentioned.into_iter().filter(|u| u != "*").collect(),
+        version: row.try_get(20)?,
+        edited_at: row.try_get(21)?,
+        reactions: row
+            .try_get::<_, Option<&str>>(22)?
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default(),
     })
 }
 

@@ -345,7 +345,16 @@ pub async fn messages(
         ),
     };
     let mut rows = reads
-        .query(sql, &[&conversation.as_str(), &bound, &(limit + 1), &floor])
+        .query(
+            sql,
+            &[
+                &conversation.as_str(),
+                &bound,
+                &(limit + 1),
+                &floor,
+                &bearer.user(),
+            ],
+        )
         .await
         .map_err(read_error)?
         .iter()

@@ -314,6 +314,8 @@ fn sync_kind(kind: &str) -> SyncKind {
         "recall" => SyncKind::Recall,
         "refused" => SyncKind::Refused,
         "invitation" => SyncKind::Invitation,
+        "edit" => SyncKind::Edit,
+        "reaction" => SyncKind::Reaction,
         _ => SyncKind::Post,
     }
 }
@@ -466,6 +468,14 @@ fn scan_of(rows: Vec<SyncRow>, limit: i64) -> SyncScan {
     let entries = rows
         .into_iter()
         .filter(|row| !row.deleted)
+        .map(|mut row| {
+            if row.kind == "reaction" {
+                // The message's text is in its message entry; this one tells only that it changed.
+                (row.body, row.content_type, row.attachments, row.payload) =
+                    (String::new(), "text".into(), None, None);
+            }
+            row
+        })
         .map(|row| SyncEntry {
             seq: row.seq,
             kind: sync_kind(&row.kind),
@@ -493,10 +503,13 @@ fn scan_of(rows: Vec<SyncRow>, limit: i64) -> SyncScan {
     }
 }
 
+/// A conversation, its last seq and position, the seqs recalled and changed since the cursor.
+type AdvancedRow = (String, i64, i64, Vec<i64>, Vec<i64>);
+
 /// The user's group conversations whose (pull-mode) position is after `after` (and at most `upto`), in
-/// position order, with the seqs recalled in that range. Starts from the user's group rows
-/// (`conversation_members_derived`). A group that switched back to push keeps its last pull position, so
-/// messages of its pull era are still reported.
+/// position order, with the seqs recalled, and those edited or reacted to, in that range. Starts from
+/// the user's group rows (`conversation_members_derived`). A group that switched back to push keeps its
+/// last pull position, so messages of its pull era are still reported.
 pub async fn advanced_conversations<'e, E>(
     executor: E,
     user: &str,
@@ -506,12 +519,18 @@ pub async fn advanced_conversations<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Postgres>,
 {
-    let rows: Vec<(String, i64, i64, Vec<i64>)> = sqlx::query_as(
+    let rows: Vec<AdvancedRow> = sqlx::query_as(
         "SELECT c.conversation_id, c.last_seq, c.last_position,
                 ARRAY(SELECT m.seq FROM messages m
                       WHERE m.conversation_id = c.conversation_id
                         AND m.recall_position > $2
                         AND m.recall_position <= coalesce($3, m.recall_position)
+                      ORDER BY m.seq),
+                ARRAY(SELECT m.seq FROM messages m
+                      WHERE m.conversation_id = c.conversation_id
+                        AND m.change_position > $2
+                        AND m.change_position <= coalesce($3, m.change_position)
+                        AND m.recalled_at IS NULL
                       ORDER BY m.seq)
          FROM conversation_members cm
          JOIN conversations c ON c.conversation_id = cm.conversation_id
@@ -527,11 +546,12 @@ where
     Ok(rows
         .into_iter()
         .map(
-            |(conversation_id, last_seq, position, recalled)| AdvancedConversation {
+            |(conversation_id, last_seq, position, recalled, changed)| AdvancedConversation {
                 conversation_id,
                 last_seq,
                 position,
                 recalled,
+                changed,
             },
         )
         .collect())

@@ -40,6 +40,33 @@ pub struct CreatePostRequest {
     pub message_id: Option<String>,
 }
 
+/// Body of `PATCH /v1/messages/{message_id}`: the message's new text and content (its mentions
+/// replaced too; its reply and forward marks stay).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EditMessageRequest {
+    /// The sender (only they edit).
+    #[schema(value_type = crate::UserId)]
+    pub from: String,
+    #[schema(value_type = crate::ConversationId)]
+    pub conversation: String,
+    /// As for a message: text and markdown need one.
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub body: String,
+    #[serde(flatten)]
+    pub content: Content,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<crate::UserId>, max_items = 50)]
+    pub mentions: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mention_all: bool,
+    /// The version being edited (history's `version`; 1 as sent): if another edit came first, this
+    /// one changes nothing (fanout refuses it as `stale_version`). Absent: the last edit wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, nullable = false)]
+    pub version: Option<i32>,
+}
+
 /// Body of `POST /v1/attachments`: what the client is about to upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UploadRequest {
@@ -477,6 +504,11 @@ pub enum SyncKind {
     /// A group invited the user (`conversation_id` is the group's, `author` who invited): accept with
     /// `PUT /v1/groups/{group}/members/{user}`, list with `GET /v1/users/{user}/invitations`.
     Invitation,
+    /// A message delivered earlier was edited by its sender: `body` and content are the new ones.
+    Edit,
+    /// Someone (`author`) reacted to a message delivered earlier, or took a reaction back: its
+    /// history (`after = conversation_seq - 1`, `limit = 1`) has the counts.
+    Reaction,
 }
 
 /// One entry of a sync timeline: a post, a message, a recall or a refusal, in the user's one order.
@@ -536,6 +568,9 @@ pub struct AdvancedConversation {
     /// `recall` entry tells of them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recalled: Vec<i64>,
+    /// Seqs of its messages edited or reacted to since the cursor: fetch them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<i64>,
 }
 
 /// `GET /v1/users/{user}/sync`: ascending `seq`.
@@ -854,6 +889,16 @@ pub struct Message {
     /// It mentions every member (`@all`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mention_all: bool,
+    /// 1 as sent, one more per edit (absent: 1).
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
+    pub version: i32,
+    /// When its sender last edited it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// Reactions per key, most first (derived from the reactions themselves).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionCount>,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recalled: bool,
@@ -865,6 +910,23 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub read_by: Option<i64>,
+}
+
+fn first_version() -> i32 {
+    1
+}
+
+fn is_first_version(version: &i32) -> bool {
+    *version == 1
+}
+
+/// How many reacted to a message with one key, and whether the caller is among them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReactionCount {
+    pub key: String,
+    pub count: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub me: bool,
 }
 
 /// The message a reply quotes: its sender and a preview ("[image]", the start of its text), or why

@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::ids::{validate_body, AttachmentId, ValidationError, MAX_BODY_CHARS};
+use crate::ids::{
+    validate_body, AttachmentId, ConversationId, UserId, ValidationError, MAX_BODY_CHARS,
+};
 
+/// At most this many users mentioned in one message.
+pub const MAX_MENTIONS: usize = 50;
 /// At most this many attachments per message or post.
 pub const MAX_ATTACHMENTS: usize = 10;
 /// An app-defined payload's size, serialized, in bytes.
@@ -183,16 +187,13 @@ impl Content {
         match self.attachments.first() {
             None if needs_media => Err(ValidationError::new(
                 "attachments",
-                format!(
-                    "a {} message needs an attachment",
-                    self.content_type.label()
-                ),
+                format!("{} messages need an attachment", self.content_type.label()),
             )),
             Some(first) => match self.content_type.media_class() {
                 Some(class) if !first.mime.starts_with(class) => Err(ValidationError::new(
                     "attachments[0].mime",
                     format!(
-                        "a {} message's first attachment is {class}…",
+                        "{} messages start with an attachment of type {class}…",
                         self.content_type.label()
                     ),
                 )),
@@ -211,7 +212,7 @@ impl Content {
             return match wants {
                 true => Err(ValidationError::new(
                     "payload",
-                    format!("a {} message needs a payload", self.content_type.label()),
+                    format!("{} messages need a payload", self.content_type.label()),
                 )),
                 false => Ok(()),
             };
@@ -321,6 +322,40 @@ impl Attachment {
         }
         Ok(())
     }
+}
+
+/// The mention rules of a message or an edit: at most [`MAX_MENTIONS`] users, none twice, `@all` in
+/// groups only.
+pub(crate) fn validate_mentions(
+    conversation: &ConversationId,
+    mentions: &[UserId],
+    mention_all: bool,
+) -> Result<(), ValidationError> {
+    if mentions.len() > MAX_MENTIONS {
+        return Err(ValidationError::new(
+            "mentions",
+            format!("at most {MAX_MENTIONS} users"),
+        ));
+    }
+    for (i, user) in mentions.iter().enumerate() {
+        if mentions[..i].contains(user) {
+            return Err(ValidationError::new(
+                format!("mentions[{i}]"),
+                "the same user twice",
+            ));
+        }
+    }
+    let direct = matches!(
+        conversation.kind(),
+        crate::ids::ConversationKind::Direct(..)
+    );
+    if mention_all && direct {
+        return Err(ValidationError::new(
+            "mention_all",
+            "only a group's messages mention everyone",
+        ));
+    }
+    Ok(())
 }
 
 /// A media type as an upload declares it: `type/subtype`, lower case, at most 127 characters, not

@@ -26,6 +26,7 @@ use crate::ids::{
 use crate::moderation::{
     AccountDeleted, AccountModeration, MessageRemoved, ReportFiled, ReportResolved,
 };
+use crate::revisions::{MessageEdited, Reaction};
 use crate::safety::{
     BlockChange, ConversationMute, FollowBlock, GroupDissolved, GroupUpdated, HistoryVisibility,
     JoinRule, MemberMute,
@@ -66,6 +67,9 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "user_active",
     "user_dormant",
     "account_deleted",
+    "message_edited",
+    "reaction_added",
+    "reaction_removed",
 ];
 
 /// One event on the topic.
@@ -150,6 +154,12 @@ pub enum Event {
     UserDormant(UserDormant),
     /// A user (or an operator) deleted the account: erased, its relationships ended (keyed by the user).
     AccountDeleted(AccountDeleted),
+    /// The sender changed a message's text or content (keyed by the conversation).
+    MessageEdited(MessageEdited),
+    /// A member reacted to a message with a key (keyed by the conversation).
+    ReactionAdded(Reaction),
+    /// A member took a reaction back.
+    ReactionRemoved(Reaction),
 }
 
 pub use crate::ids::{validate_text, MAX_AGE, MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TEXT_CHARS};
@@ -288,8 +298,7 @@ pub struct MessageSent {
     pub created_at: DateTime<Utc>,
 }
 
-/// At most this many users mentioned in one message.
-pub const MAX_MENTIONS: usize = 50;
+pub use crate::content::MAX_MENTIONS;
 
 /// Payload of `message_recalled` (keyed by the conversation). `message_id` may also be the id a
 /// retried duplicate got.
@@ -352,7 +361,7 @@ impl MessageSent {
         if self.reply_to.is_some_and(|seq| seq < 1) {
             return Err(ValidationError::new("reply_to", "must be a seq, 1 or more"));
         }
-        self.validate_mentions()?;
+        crate::content::validate_mentions(&self.conversation, &self.mentions, self.mention_all)?;
         if matches!(
             self.conversation.kind(),
             crate::ids::ConversationKind::Direct(..)
@@ -361,36 +370,6 @@ impl MessageSent {
             return Err(ValidationError::new(
                 "conversation",
                 "a direct conversation's messages come from one of its two users",
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl MessageSent {
-    fn validate_mentions(&self) -> Result<(), ValidationError> {
-        if self.mentions.len() > MAX_MENTIONS {
-            return Err(ValidationError::new(
-                "mentions",
-                format!("at most {MAX_MENTIONS} users"),
-            ));
-        }
-        for (i, user) in self.mentions.iter().enumerate() {
-            if self.mentions[..i].contains(user) {
-                return Err(ValidationError::new(
-                    format!("mentions[{i}]"),
-                    "the same user twice",
-                ));
-            }
-        }
-        let direct = matches!(
-            self.conversation.kind(),
-            crate::ids::ConversationKind::Direct(..)
-        );
-        if self.mention_all && direct {
-            return Err(ValidationError::new(
-                "mention_all",
-                "only a group's messages mention everyone",
             ));
         }
         Ok(())
@@ -554,6 +533,20 @@ impl Envelope {
         )
     }
 
+    /// A new `message_edited` event, keyed by its conversation (after the message).
+    pub fn message_edited(edit: MessageEdited) -> Self {
+        Self::wrap((&edit.conversation).into(), Event::MessageEdited(edit))
+    }
+
+    /// A new `reaction_added` (`added`) or `reaction_removed` event, keyed by its conversation.
+    pub fn reaction(reaction: Reaction, added: bool) -> Self {
+        let key = (&reaction.conversation).into();
+        match added {
+            true => Self::wrap(key, Event::ReactionAdded(reaction)),
+            false => Self::wrap(key, Event::ReactionRemoved(reaction)),
+        }
+    }
+
     /// A new `read_marked` event, keyed by its conversation (in order with its messages).
     pub fn read_marked(read: ReadMarked) -> Self {
         Self::wrap((&read.conversation).into(), Event::ReadMarked(read))
@@ -707,6 +700,9 @@ impl Envelope {
             Event::UserActive(_) => "user_active",
             Event::UserDormant(_) => "user_dormant",
             Event::AccountDeleted(_) => "account_deleted",
+            Event::MessageEdited(_) => "message_edited",
+            Event::ReactionAdded(_) => "reaction_added",
+            Event::ReactionRemoved(_) => "reaction_removed",
         }
     }
 
@@ -776,6 +772,9 @@ impl Envelope {
             Event::MessageRecalled(recall) => {
                 self.expect_key(recall.conversation.as_str(), "payload.conversation")?;
             }
+            Event::MessageEdited(_) | Event::ReactionAdded(_) | Event::ReactionRemoved(_) => {
+                self.validate_revision()?
+            }
             Event::ReadMarked(read) => {
                 self.expect_key(read.conversation.as_str(), "payload.conversation")?;
                 read.validate().map_err(in_payload)?;
@@ -815,6 +814,21 @@ impl Envelope {
             }
             Event::AccountDeleted(deleted) => {
                 self.expect_key(deleted.user.as_str(), "payload.user")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Self::validate`] of edits and reactions (`crate::revisions`): keyed by their conversation.
+    fn validate_revision(&self) -> Result<(), ValidationError> {
+        match &self.event {
+            Event::MessageEdited(edit) => {
+                self.expect_key(edit.conversation.as_str(), "payload.conversation")?;
+                edit.validate().map_err(in_payload)
+            }
+            Event::ReactionAdded(reaction) | Event::ReactionRemoved(reaction) => {
+                self.expect_key(reaction.conversation.as_str(), "payload.conversation")?;
+                reaction.validate().map_err(in_payload)
             }
             _ => Ok(()),
         }

@@ -13,6 +13,7 @@
 //! - [`ids`]: user ids, post ids and the limits on text fields, with the validation every service uses.
 //! - [`moderation`]: the payloads of reports and of what operators do (disable accounts, remove).
 //! - [`search`]: how text becomes searchable — folding, Chinese pieces, the `tsvector`/`tsquery` literals.
+//! - [`revisions`]: the payloads of edits and reactions — what changes a message after it was sent.
 //! - [`safety`]: the payloads of group policies, blocks and mutes (their rules' keys explained there).
 //! - [`events`]: the versioned event envelope written to Kafka and its decoder, which tells a poison
 //!   event from an event of a newer version or unknown type.
@@ -36,6 +37,7 @@ pub mod json_schema;
 pub mod moderation;
 pub mod realtime;
 pub mod requests;
+pub mod revisions;
 pub mod safety;
 pub mod search;
 
@@ -53,6 +55,7 @@ pub use ids::{
 pub use moderation::{
     AccountDeleted, AccountModeration, MessageRemoved, ReportFiled, ReportKind, ReportResolved,
 };
+pub use revisions::{MessageEdited, Reaction};
 pub use safety::{
     BlockChange, ConversationMute, FollowBlock, GroupDissolved, GroupUpdated, HistoryVisibility,
     JoinRule, MemberMute,

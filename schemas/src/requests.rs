@@ -8,8 +8,8 @@
 use chrono::Utc;
 
 use crate::api::{
-    CreateGroupRequest, CreatePostRequest, MuteMemberRequest, ProfileRequest, ReadRequest,
-    ReportRequest, SendMessageRequest, UpdateGroupRequest,
+    CreateGroupRequest, CreatePostRequest, EditMessageRequest, MuteMemberRequest, ProfileRequest,
+    ReadRequest, ReportRequest, SendMessageRequest, UpdateGroupRequest,
 };
 use crate::events::{
     FollowChange, GroupCreated, MembershipChange, MessageSent, PostCreated, ProfileUpdated,
@@ -17,6 +17,7 @@ use crate::events::{
 };
 use crate::ids::{ConversationId, GroupId, MessageId, PostId, UserId, ValidationError};
 use crate::moderation::ReportFiled;
+use crate::revisions::{MessageEdited, Reaction};
 use crate::safety::{GroupUpdated, HistoryVisibility, JoinRule, MemberMute};
 
 impl CreatePostRequest {
@@ -72,6 +73,46 @@ impl SendMessageRequest {
         message.validate()?;
         Ok(message)
     }
+}
+
+impl EditMessageRequest {
+    /// The `message_edited` payload of this request for `message_id` (a path part).
+    pub fn into_event(self, message_id: &str) -> Result<MessageEdited, ValidationError> {
+        let edit = MessageEdited {
+            message_id: MessageId::parse("message_id", message_id)?,
+            conversation: ConversationId::parse("conversation", &self.conversation)?,
+            sender: UserId::parse("from", &self.from)?,
+            mentions: parse_mentions(&self.mentions)?,
+            body: self.body,
+            content: self.content,
+            mention_all: self.mention_all,
+            version: self.version,
+            edited_at: Utc::now(),
+        };
+        edit.validate()?;
+        Ok(edit)
+    }
+}
+
+/// The `reaction_added`/`reaction_removed` payload: `user` puts `key` on message `seq` of
+/// `conversation` (path parts).
+pub fn reaction(
+    user: &str,
+    conversation: &str,
+    seq: &str,
+    key: &str,
+) -> Result<Reaction, ValidationError> {
+    let reaction = Reaction {
+        conversation: ConversationId::parse("conversation", conversation)?,
+        seq: seq
+            .parse()
+            .map_err(|_| ValidationError::new("seq", "must be a seq, 1 or more"))?,
+        user: UserId::parse("user", user)?,
+        key: key.to_owned(),
+        at: Utc::now(),
+    };
+    reaction.validate()?;
+    Ok(reaction)
 }
 
 /// The mentioned users, each error naming its place (`mentions[2]`).

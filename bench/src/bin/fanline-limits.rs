@@ -548,7 +548,7 @@ fn page_workloads(users: usize, dir: &std::path::Path) -> anyhow::Result<Vec<Pag
                 i64::MAX,
                 measure::pgbench_statement(
                     reader::history::HISTORY_BEFORE_SQL,
-                    &[":conversation", ":before", ":rows", ":floor"]
+                    &[":conversation", ":before", ":rows", ":floor", "'nobody'"]
                 )
                 // A literal with its colons escaped: pgbench would take `:1` for a variable.
                 .replace(

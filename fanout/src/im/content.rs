@@ -3,16 +3,52 @@
 //! remove them with it), the checks only the conversation's state can make (a reply's target exists,
 //! `@all` comes from an owner or admin), and the text search indexes (body and file names).
 
-use schemas::{Content, MessageSent};
+use schemas::{Content, ConversationId, MessageEdited, MessageSent, UserId};
 
 use super::{Refusal, Tx};
+
+/// What a message (as sent, or as edited) references.
+pub(super) struct References<'a> {
+    pub conversation: &'a ConversationId,
+    pub sender: &'a UserId,
+    pub content: &'a Content,
+    pub reply_to: Option<i64>,
+    pub mentions: &'a [UserId],
+    pub mention_all: bool,
+}
+
+impl<'a> From<&'a MessageSent> for References<'a> {
+    fn from(message: &'a MessageSent) -> Self {
+        References {
+            conversation: &message.conversation,
+            sender: &message.sender,
+            content: &message.content,
+            reply_to: message.reply_to,
+            mentions: &message.mentions,
+            mention_all: message.mention_all,
+        }
+    }
+}
+
+impl<'a> From<&'a MessageEdited> for References<'a> {
+    fn from(edit: &'a MessageEdited) -> Self {
+        References {
+            conversation: &edit.conversation,
+            sender: &edit.sender,
+            content: &edit.content,
+            reply_to: None,
+            mentions: &edit.mentions,
+            mention_all: edit.mention_all,
+        }
+    }
+}
 
 /// Why a message's references cannot stand, if they cannot: a reply to a seq the conversation does
 /// not have yet, or `@all` from someone who is not the group's owner or an admin. Decided by the
 /// conversation's own state, in its key's order: the same on a replay.
 pub(super) async fn refusal(
     tx: &mut Tx,
-    message: &MessageSent,
+    message: &References<'_>,
 ) -> Result<Option<Refusal>, sqlx::Error> {
     if let Some(target) = message.reply_to {
         let last: Option<i64> =
@@ -40,11 +76,11 @@ pub(super) async fn refusal(
     Ok(None)
 }
 
-/// Records the attachments and mentions of a message just stored at `seq` — unless it was stored as
-/// a tombstone (its sender deleted their account): then it references nothing.
+/// Records the attachments and mentions of a message stored (or edited) at `seq` — unless it was
+/// stored as a tombstone (its sender deleted their account): then it references nothing.
 pub(super) async fn record_references(
     tx: &mut Tx,
-    message: &MessageSent,
+    message: &References<'_>,
     seq: i64,
 ) -> Result<(), sqlx::Error> {
     let conversation = message.conversation.as_str();

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use schemas::ids::ConversationKind;
 use schemas::{GroupId, MessageSent, UserId};
 
-use super::content;
+use super::content::{self, References};
 use super::groups::live_group;
 use super::{ImOutcome, Refusal, Tx};
 use crate::policy::{DeliveryMode, Policy};
@@ -47,7 +47,7 @@ pub(super) async fn apply(
             }
         }
     }
-    if let Some(reason) = content::refusal(tx, message).await? {
+    if let Some(reason) = content::refusal(tx, &References::from(message)).await? {
         return refuse(tx, message, reason, seq_lock).await;
     }
     let (seq, mode) = store(tx, policy, message).await?;
@@ -221,7 +221,7 @@ async fn store(
     .bind(message.forwarded)
     .execute(&mut **tx)
     .await?;
-    content::record_references(tx, message, seq).await?;
+    content::record_references(tx, &References::from(message), seq).await?;
     // A group's rows are all derived: only the sender's changes, found by its key (a scan of the
     // conversation's rows cost a 100,000-member group 10 ms a message); a direct conversation has two.
     let members = if matches!(message.conversation.kind(), ConversationKind::Group(_)) {

@@ -60,7 +60,10 @@ pub(super) async fn apply(
 }
 
 /// The id a message was stored under: itself, or the first copy of a retried send.
-async fn stored_message_id(tx: &mut Tx, message_id: &str) -> Result<String, sqlx::Error> {
+pub(super) async fn stored_message_id(
+    tx: &mut Tx,
+    message_id: &str,
+) -> Result<String, sqlx::Error> {
     let (id,): (String,) = sqlx::query_as(
         "SELECT coalesce((SELECT message_id FROM message_aliases WHERE alias_message_id = $1), $1)",
     )

@@ -514,6 +514,142 @@ async fn replies_quote_their_original_and_mentions_count_until_read() {
     stack.stop().await;
 }
 
+/// Edits replace the text everywhere and count versions; a stale version changes nothing; reactions
+/// are one per user and key, counted from the rows, for those who may read the message only.
+#[tokio::test]
+async fn edits_and_reactions_reach_everyone_and_counts_are_derived() {
+    let stack = Stack::start().await;
+    let sent = stack
+        .send(json!({"from": "alice", "to": "bob", "body": "helo"}))
+        .await;
+    stack.applied().await;
+    let id = sent["message_id"].as_str().unwrap();
+    let edit = |from: &str, body: &str, version: Option<i32>| json!({"from": from, "conversation": "d:alice:bob", "body": body, "version": version});
+    let path = format!("/v1/messages/{id}");
+    stack
+        .write(Method::PATCH, &path, edit("alice", "hello", Some(1)))
+        .await;
+    // A retry of that edit, a stale one, someone else's: none changes the text.
+    stack
+        .write(Method::PATCH, &path, edit("alice", "hello", Some(1)))
+        .await;
+    stack
+        .write(Method::PATCH, &path, edit("alice", "hullo", Some(1)))
+        .await;
+    stack
+        .write(Method::PATCH, &path, edit("bob", "bob was here", None))
+        .await;
+    stack.applied().await;
+    let history = stack
+        .read_as("bob", "/v1/conversations/d:alice:bob/messages")
+        .await;
+    let message = &history["messages"][0];
+    assert_eq!(
+        (&message["body"], &message["version"]),
+        (&json!("hello"), &json!(2)),
+        "{history}"
+    );
+    assert!(message["edited_at"].is_string(), "{message}");
+    let sync = stack.read_as("bob", "/v1/users/bob/sync?after=0").await;
+    let edits: Vec<&Value> = sync["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "edit")
+        .collect();
+    assert_eq!(edits.len(), 1, "one edit applied: {sync}");
+    assert_eq!(
+        (&edits[0]["body"], &edits[0]["conversation_seq"]),
+        (&json!("hello"), &json!(1))
+    );
+
+    let react = |user: &str, key: &str| {
+        format!("/v1/users/{user}/conversations/d:alice:bob/messages/1/reactions/{key}")
+    };
+    let thumbs = "%F0%9F%91%8D"; // 👍
+    for user in ["bob", "bob", "alice"] {
+        stack
+            .write(Method::PUT, &react(user, thumbs), Value::Null)
+            .await;
+    }
+    stack
+        .write(Method::PUT, &react("bob", ":party:"), Value::Null)
+        .await;
+    stack
+        .write(Method::DELETE, &react("bob", ":party:"), Value::Null)
+        .await;
+    stack
+        .write(Method::DELETE, &react("alice", ":party:"), Value::Null)
+        .await;
+    // Not hers to read: refused by fanout.
+    let (status, _) = stack
+        .call(
+            "carol",
+            Method::PUT,
+            format!("{}{}", stack.api.ingest, react("carol", thumbs)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    stack.applied().await;
+    let counts = |page: &Value| page["messages"][0]["reactions"].clone();
+    let bobs = stack
+        .read_as("bob", "/v1/conversations/d:alice:bob/messages")
+        .await;
+    assert_eq!(
+        counts(&bobs),
+        json!([{"key": "👍", "count": 2, "me": true}]),
+        "{bobs}"
+    );
+    let sync = stack.read_as("alice", "/v1/users/alice/sync?after=0").await;
+    let reactions = sync["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "reaction")
+        .count();
+    assert_eq!(
+        reactions, 4,
+        "bob's 👍, alice's 👍, bob's :party: and its removal: {sync}"
+    );
+    for (path, at_fault) in [
+        (react("bob", "ok"), "key"),
+        (react("bob", "%F0%9F%91%8D%F0%9F%91%8D"), "key"),
+        (
+            "/v1/users/bob/conversations/d:alice:bob/messages/x/reactions/:a:".to_owned(),
+            "seq",
+        ),
+    ] {
+        let (status, answer) = stack
+            .call(
+                "bob",
+                Method::PUT,
+                format!("{}{path}", stack.api.ingest),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, field(&answer)),
+            (StatusCode::BAD_REQUEST, at_fault),
+            "{answer}"
+        );
+    }
+    let (status, answer) = stack
+        .call(
+            "alice",
+            Method::PATCH,
+            format!("{}{path}", stack.api.ingest),
+            Some(edit("alice", "", Some(0))),
+        )
+        .await;
+    assert_eq!(
+        (status, field(&answer)),
+        (StatusCode::BAD_REQUEST, "body"),
+        "{answer}"
+    );
+    stack.stop().await;
+}
+
 pub(crate) mod store {
     //! Content, references and mentions through fanout's store: live, again, and rebuilt in other
     //! orders of the partitions — the same rows.
@@ -521,7 +657,8 @@ pub(crate) mod store {
     use fanout::store::SourcedEvent;
     use harness::TestDb;
     use schemas::{
-        Attachment, AttachmentId, Content, ContentType, ConversationId, Envelope, MessageRecalled,
+        Attachment, AttachmentId, Content, ContentType, ConversationId, Envelope, MessageEdited,
+        MessageRecalled, Reaction,
     };
 
     use crate::erasure::store::{append, group, join};
@@ -649,6 +786,136 @@ pub(crate) mod store {
             apply_each(&rebuilt, &by_partition).await;
             assert_eq!(
                 state(&rebuilt).await,
+                expected,
+                "rebuilt, descending {descending}"
+            );
+        }
+    }
+
+    fn edit(
+        message: &Envelope,
+        body: &str,
+        version: Option<i32>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Envelope {
+        let schemas::Event::MessageSent(sent) = &message.event else {
+            unreachable!()
+        };
+        Envelope::message_edited(MessageEdited {
+            message_id: sent.message_id.clone(),
+            conversation: sent.conversation.clone(),
+            sender: sent.sender.clone(),
+            body: body.into(),
+            content: Content::default(),
+            mentions: Vec::new(),
+            mention_all: false,
+            version,
+            edited_at: at,
+        })
+    }
+
+    fn react(who: &str, key: &str, added: bool) -> Envelope {
+        let conversation =
+            ConversationId::group(&schemas::GroupId::parse("group", "trip").unwrap());
+        Envelope::reaction(
+            Reaction {
+                conversation,
+                seq: 1,
+                user: user(who),
+                key: key.into(),
+                at: chrono::Utc::now(),
+            },
+            added,
+        )
+    }
+
+    /// A message edited four times — once, a retry of that, a stale edit, a last-writer edit — and
+    /// an old message edited past the window; reactions added twice, removed before they were added,
+    /// from a non-member: the same versions, texts and counts live, again and rebuilt.
+    fn revisions() -> Vec<Envelope> {
+        let (trip, created) = group("trip", "ann");
+        let chat = ConversationId::group(&trip);
+        let now = chrono::Utc::now();
+        let first = message(&chat, "ann", "helo");
+        let old = with(message(&chat, "ann", "last week"), |m| {
+            m.created_at = now - chrono::Duration::days(2)
+        });
+        vec![
+            created.clone(),
+            join(&trip, "bob", "bob", None),
+            join(&trip, "cat", "cat", None),
+            first.clone(),
+            old.clone(),
+            edit(&first, "hello", Some(1), now),
+            edit(&first, "hello", Some(1), now),
+            edit(&first, "hullo", Some(1), now),
+            edit(&first, "hello, all", None, now),
+            edit(&old, "too late", None, now),
+            react("bob", "👍", true),
+            react("bob", "👍", true),
+            react("cat", "👍", true),
+            react("cat", "❤️", false),
+            react("cat", "❤️", true),
+            react("dan", "👍", true),
+            react("bob", ":party:", true),
+            react("bob", ":party:", false),
+        ]
+    }
+
+    async fn revision_state(db: &TestDb) -> Vec<String> {
+        let mut rows = Vec::new();
+        for query in [
+            "SELECT 'message ' || seq || ' ' || body || ' v' || version || ' ' || (edited_at IS NOT NULL)
+             FROM messages",
+            "SELECT 'reactions ' || seq || ' ' || key || ' ' || count(*) FROM message_reactions
+             GROUP BY seq, key",
+            "SELECT 'refused ' || reason FROM refused_messages",
+        ] {
+            let part: Vec<(String,)> = sqlx::query_as(query).fetch_all(&db.pool).await.unwrap();
+            rows.extend(part.into_iter().map(|(row,)| row));
+        }
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn edits_and_reactions_come_out_the_same_live_on_a_replay_and_in_other_interleavings() {
+        let mut log: Vec<SourcedEvent> = Vec::new();
+        append(&mut log, revisions());
+        let live = TestDb::create().await;
+        apply_each(&live, &log).await;
+        let expected = revision_state(&live).await;
+        assert_eq!(
+            expected,
+            [
+                "message 1 hello, all v3 true",
+                "message 2 last week v1 false",
+                "reactions 1 ❤️ 1",
+                "reactions 1 👍 2",
+            ],
+        );
+        apply_each(&live, &log).await;
+        assert_eq!(
+            revision_state(&live).await,
+            expected,
+            "a replay changes nothing"
+        );
+        for descending in [false, true] {
+            let mut by_partition = log.clone();
+            by_partition.sort_by_key(|e| {
+                (
+                    if descending {
+                        -e.partition
+                    } else {
+                        e.partition
+                    },
+                    e.offset,
+                )
+            });
+            let rebuilt = TestDb::create().await;
+            apply_each(&rebuilt, &by_partition).await;
+            assert_eq!(
+                revision_state(&rebuilt).await,
                 expected,
                 "rebuilt, descending {descending}"
             );
