@@ -63,6 +63,18 @@ impl BlobArgs {
         }
     }
 
+    /// The origin browsers fetch attachments from when it is not a Fanline service's (S3 path-style
+    /// URLs: the endpoint, or AWS's regional one), for the web client's Content-Security-Policy.
+    pub fn browser_origin(&self) -> Option<String> {
+        self.blob_store
+            .as_deref()
+            .filter(|s| s.starts_with("s3://"))?;
+        Some(match &self.s3_endpoint {
+            Some(endpoint) => endpoint.trim_end_matches('/').to_owned(),
+            None => format!("https://s3.{}.amazonaws.com", self.s3_region),
+        })
+    }
+
     /// Checks the settings without touching the store (a binary's configuration check).
     pub fn check(&self) -> Result<(), BlobError> {
         match self.blob_store.as_deref().filter(|s| !s.is_empty()) {

@@ -240,6 +240,15 @@ pub struct Config {
     #[arg(long, global = true, env = "FANLINE_EDIT_WINDOW_SECS", default_value_t = defaults::EDIT_WINDOW_SECS)]
     pub edit_window_secs: i64,
 
+    /// How long after posting its author may edit a post, in seconds; 0 (the default): always.
+    #[arg(
+        long,
+        global = true,
+        env = "FANLINE_POST_EDIT_WINDOW_SECS",
+        default_value_t = 0
+    )]
+    pub post_edit_window_secs: i64,
+
     /// Store messages and posts without their searchable form (search does not find them): fan-out
     /// without the indexing cost (README "Search" measures it). A worker started without this flag
     /// indexes what was stored meanwhile, in the background.
@@ -330,6 +339,7 @@ impl Config {
             follow_backfill: defaults::FOLLOW_BACKFILL,
             recall_window_secs: defaults::RECALL_WINDOW_SECS,
             edit_window_secs: defaults::EDIT_WINDOW_SECS,
+            post_edit_window_secs: 0,
             active_audience_max: defaults::ACTIVE_AUDIENCE_MAX,
             active_window_hours: defaults::ACTIVE_WINDOW_HOURS,
             return_window_hours: defaults::RETURN_WINDOW_HOURS,
@@ -368,7 +378,10 @@ impl Config {
         if self.follow_backfill < 0 {
             return Err("follow-backfill must not be negative".into());
         }
-        if self.recall_window_secs < 0 || self.edit_window_secs < 0 {
+        if self.recall_window_secs < 0
+            || self.edit_window_secs < 0
+            || self.post_edit_window_secs < 0
+        {
             return Err("recall and edit windows must not be negative".to_owned());
         }
         if self.active_audience_max < 0 || self.active_window_hours < 0 {
@@ -393,6 +406,8 @@ impl Config {
             recall_window: chrono::TimeDelta::seconds(self.recall_window_secs),
             edit_window: (self.edit_window_secs > 0)
                 .then(|| chrono::TimeDelta::seconds(self.edit_window_secs)),
+            post_edit_window: (self.post_edit_window_secs > 0)
+                .then(|| chrono::TimeDelta::seconds(self.post_edit_window_secs)),
             group_pull_above,
             group_push_below,
             max_group_members: self.max_group_members,
@@ -516,6 +531,7 @@ mod tests {
             max_group_members,
             recall_window_secs,
             edit_window_secs,
+            post_edit_window_secs,
             active_audience_max,
             active_window_hours,
             return_window_hours,
@@ -624,6 +640,10 @@ mod tests {
         assert_eq!(
             edit_window_secs, parsed.edit_window_secs,
             "edit_window_secs"
+        );
+        assert_eq!(
+            post_edit_window_secs, parsed.post_edit_window_secs,
+            "post_edit_window_secs"
         );
         assert_eq!(
             attachment_sweep_secs, parsed.attachment_sweep_secs,

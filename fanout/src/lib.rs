@@ -27,6 +27,7 @@
 //!   their users' floors recorded.
 //! - [`store_retention`]: store timelines past their retention removed — conversation histories
 //!   (deployment, group owner) and authors' posts (deployment) — with the floors their pages report.
+//! - [`post_edits`]: posts edited by their authors.
 //! - [`attachment_sweep`]: deletes uploads never sent and attachments no live message or post holds.
 //! - [`entry_cap`]: the per-user cap of sync entries, counted once per sealed partition.
 //! - [`floors`]: the floor rule every removal of sync entries follows.
@@ -73,6 +74,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod outcome;
 pub mod policy;
+pub mod post_edits;
 pub mod progress;
 pub mod reindex;
 pub mod replay;

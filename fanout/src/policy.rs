@@ -48,6 +48,8 @@ pub struct Policy {
     pub recall_window: chrono::TimeDelta,
     /// How long after sending a message its sender may edit it (`None`: always).
     pub edit_window: Option<chrono::TimeDelta>,
+    /// How long after posting its author may edit a post (`None`: always, the default).
+    pub post_edit_window: Option<chrono::TimeDelta>,
     /// A group switches to pull mode (read diffusion) above this many members …
     pub group_pull_above: i64,
     /// … and back to push below this many (hysteresis, as for authors).
@@ -94,6 +96,7 @@ impl Default for Policy {
             follow_backfill: defaults::FOLLOW_BACKFILL,
             recall_window: chrono::TimeDelta::seconds(defaults::RECALL_WINDOW_SECS),
             edit_window: Some(chrono::TimeDelta::seconds(defaults::EDIT_WINDOW_SECS)),
+            post_edit_window: None,
             group_pull_above: defaults::GROUP_PULL_THRESHOLD,
             group_push_below: defaults::push_threshold(defaults::GROUP_PULL_THRESHOLD),
             max_group_members: schemas::DEFAULT_MAX_GROUP_MEMBERS,

@@ -59,7 +59,7 @@ pub async fn apply_batch(
             Run::User(event, user_event) => {
                 outcome
                     .im
-                    .add(users::apply(&mut tx, event, user_event).await?);
+                    .add(users::apply(&mut tx, policy, event, user_event).await?);
             }
             Run::Im(event, im_event) => {
                 let applied = im::apply(&mut tx, policy, event, im_event, &mut seq_lock).await?;
@@ -92,6 +92,15 @@ enum Run<'a> {
     Activity(&'a SourcedEvent, ActivityEvent<'a>),
     /// An account's deletion, applied on its own ([`crate::erasure`]).
     Erasure(&'a SourcedEvent, &'a schemas::AccountDeleted),
+}
+
+/// The run of a user's activity event.
+fn activity_run(event: &SourcedEvent) -> Option<Run<'_>> {
+    match &event.envelope.event {
+        Event::UserActive(active) => Some(Run::Activity(event, ActivityEvent::Active(active))),
+        Event::UserDormant(dormant) => Some(Run::Activity(event, ActivityEvent::Dormant(dormant))),
+        _ => None,
+    }
 }
 
 fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
@@ -132,7 +141,7 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
                 runs.push(Run::User(event, UserEvent::PasswordChanged(change)));
             }
             Event::ProfileUpdated(profile) => {
-                runs.push(Run::User(event, UserEvent::Profile(profile)));
+                runs.push(Run::User(event, UserEvent::Profile(profile)))
             }
             Event::GroupCreated(group) => runs.push(Run::Im(event, ImEvent::GroupCreated(group))),
             Event::MemberAdded(change) => runs.push(Run::Im(event, ImEvent::MemberAdded(change))),
@@ -149,9 +158,9 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
                 runs.push(Run::Im(event, ImEvent::GroupDissolved(dissolved)));
             }
             Event::MemberMuted(mute) => runs.push(Run::Im(event, ImEvent::MemberMuted(mute))),
-            Event::UserBlocked(change) => runs.push(Run::Im(event, ImEvent::Block(change, true))),
-            Event::UserUnblocked(change) => {
-                runs.push(Run::Im(event, ImEvent::Block(change, false)));
+            Event::UserBlocked(change) | Event::UserUnblocked(change) => {
+                let blocked = matches!(event.envelope.event, Event::UserBlocked(_));
+                runs.push(Run::Im(event, ImEvent::Block(change, blocked)));
             }
             Event::ConversationMuted(mute) | Event::ConversationUnmuted(mute) => {
                 let muted = matches!(event.envelope.event, Event::ConversationMuted(_));
@@ -165,17 +174,13 @@ fn runs(events: &[SourcedEvent]) -> Vec<Run<'_>> {
                 runs.push(Run::User(event, UserEvent::Disabled(change, disabled)));
             }
             Event::ReportFiled(report) => runs.push(Run::User(event, UserEvent::Report(report))),
-            Event::UserActive(active) => {
-                runs.push(Run::Activity(event, ActivityEvent::Active(active)));
-            }
-            Event::UserDormant(dormant) => {
-                runs.push(Run::Activity(event, ActivityEvent::Dormant(dormant)));
-            }
+            Event::UserActive(_) | Event::UserDormant(_) => runs.extend(activity_run(event)),
             Event::ReportResolved(resolved) => {
                 runs.push(Run::User(event, UserEvent::ReportResolved(resolved)));
             }
             Event::AccountDeleted(deleted) => runs.push(Run::Erasure(event, deleted)),
             Event::MessageEdited(edit) => runs.push(Run::Im(event, ImEvent::Edit(edit))),
+            Event::PostEdited(edit) => runs.push(Run::User(event, UserEvent::PostEdited(edit))),
             Event::ReactionAdded(reaction) | Event::ReactionRemoved(reaction) => {
                 let added = matches!(event.envelope.event, Event::ReactionAdded(_));
                 runs.push(Run::Im(event, ImEvent::Reaction(reaction, added)));

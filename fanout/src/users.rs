@@ -33,11 +33,14 @@ pub(crate) enum UserEvent<'a> {
     Report(&'a ReportFiled),
     /// The user, an operator, resolved a report.
     ReportResolved(&'a ReportResolved),
+    /// The user edited one of their posts.
+    PostEdited(&'a schemas::PostEdited),
 }
 
 /// Applies one of a user's own events (at most once: [`watermark`]).
 pub(crate) async fn apply(
     tx: &mut Tx,
+    policy: &crate::policy::Policy,
     event: &SourcedEvent,
     user_event: UserEvent<'_>,
 ) -> Result<ImOutcome, sqlx::Error> {
@@ -53,6 +56,7 @@ pub(crate) async fn apply(
         }
         UserEvent::Report(report) => moderation::apply_report(tx, report).await,
         UserEvent::ReportResolved(resolved) => moderation::apply_resolved(tx, resolved).await,
+        UserEvent::PostEdited(edit) => crate::post_edits::apply(tx, policy, edit).await,
     }
 }
 

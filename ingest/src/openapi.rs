@@ -44,6 +44,7 @@ use utoipa::OpenApi;
         crate::moderation_routes::remove_message,
         crate::moderation_routes::dissolve_group,
         crate::revision_routes::edit_message,
+        crate::revision_routes::edit_post,
         crate::revision_routes::add_reaction,
         crate::revision_routes::remove_reaction,
         crate::attachment_routes::create_upload,

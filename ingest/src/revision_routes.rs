@@ -1,4 +1,5 @@
-//! Edits and reactions: appended on the conversation's key, after the message, like recalls. Whether
+//! Edits and reactions: appended on the conversation's key (a post's edit: the author's), after what
+//! they change, like recalls. Whether
 //! the message exists, is the editor's, is within the edit window or is readable by the reacting user
 //! is fanout's to decide (it knows the conversation); what it refuses is counted by reason
 //! (`fanline_fanout_im_refused_total`), as refused recalls are.
@@ -15,7 +16,7 @@ use httpkit::openapi::{
 };
 use httpkit::{ApiError, JsonBody};
 use kafkakit::EventProducer;
-use schemas::api::{Accepted, EditMessageRequest};
+use schemas::api::{Accepted, EditMessageRequest, EditPostRequest};
 use schemas::Envelope;
 
 use crate::attachment_routes::Attachments;
@@ -69,6 +70,39 @@ pub async fn edit_message(
     let (id, conversation) = (edit.message_id.clone(), edit.conversation.clone());
     let envelope = Envelope::message_edited(edit);
     append(&producer, &envelope, Some(&id), Some(&conversation)).await
+}
+
+/// Edit a post.
+///
+/// Appends a `post_edited` event on the author's key (after the post). Fanout applies it if `author`
+/// wrote the post, it is not deleted and within `FANLINE_POST_EDIT_WINDOW_SECS` (unlimited by
+/// default): feeds and timelines show the new text from then on (`edited_at`).
+#[utoipa::path(
+    patch, path = "/v1/posts/{post_id}", tag = "posts",
+    params(("post_id" = schemas::PostId, Path, description = "The post (or the id a retried duplicate got).")),
+    request_body = EditPostRequest,
+    responses(
+        (status = 202, description = "The broker stored the event.", body = Accepted),
+        BadRequest, TooManyRequests, Unauthorized, Forbidden, BodyRejected, NoSuchRoute, Unavailable,
+    )
+)]
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn edit_post(
+    bearer: Bearer,
+    State(producer): State<Arc<EventProducer>>,
+    Extension(writes): Extension<Arc<authkit::WriteLimiter>>,
+    Extension(attachments): Extension<Attachments>,
+    Path(post_id): Path<String>,
+    JsonBody(request): JsonBody<EditPostRequest>,
+) -> Result<Response, ApiError> {
+    let edit = request.into_event(&post_id)?;
+    bearer.require_user("author", &edit.author)?;
+    if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), 1) {
+        return Ok(limited.into_response());
+    }
+    blobkit::check_content(attachments.blobs.as_deref(), &edit.content, true).await?;
+    let envelope = Envelope::post_edited(edit);
+    append(&producer, &envelope, None, None).await
 }
 
 /// React to a message.

@@ -32,7 +32,10 @@ pub fn router(producer: Arc<EventProducer>, batch_body_limit_bytes: usize) -> Ro
             "/v1/posts/batch",
             post(create_posts).layer(DefaultBodyLimit::max(batch_body_limit_bytes)),
         )
-        .route("/v1/posts/{post_id}", delete(delete_post))
+        .route(
+            "/v1/posts/{post_id}",
+            delete(delete_post).patch(crate::revision_routes::edit_post),
+        )
         .route(
             "/v1/users/{user}/following/{target}",
             put(follow).delete(unfollow),

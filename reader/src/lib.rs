@@ -216,6 +216,14 @@ fn sessions(
     }
 }
 
+/// The attachment store (none: attachments are off) and where clients reach this reader.
+fn attachments_of(config: &Config) -> Result<attachments::Attachments, BuildError> {
+    Ok(attachments::Attachments {
+        blobs: config.blobs.open()?.map(Arc::new),
+        public_url: config.public_url.clone(),
+    })
+}
+
 /// Which ids have accounts, when the configuration requires them.
 fn directory(config: &Config, pool: &sqlx::PgPool) -> authkit::AccountDirectory {
     if config.accounts_required {
@@ -296,10 +304,7 @@ impl App {
         let shutdown = CancellationToken::new();
         let sockets = TaskTracker::new();
         let presence = presence(config, &connections.pool, &producer);
-        let attachments = attachments::Attachments {
-            blobs: config.blobs.open()?.map(Arc::new),
-            public_url: config.public_url.clone(),
-        };
+        let attachments = attachments_of(config)?;
         let realtime = Arc::new(realtime::Realtime {
             presence: presence.clone(),
             pool: connections.pool.clone(),
@@ -341,7 +346,10 @@ impl App {
             .layer(axum::Extension(presence))
             .layer(axum::Extension(disabled.clone()))
             .layer(axum::Extension(Arc::new(config.moderation.operators())))
-            .merge(web::router(config.public_ingest_url.clone()))
+            .merge(web::router(
+                config.public_ingest_url.clone(),
+                config.blobs.browser_origin(),
+            ))
             .route(
                 "/openapi.json",
                 httpkit::json_document(openapi::document_json()),

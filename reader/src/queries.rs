@@ -23,7 +23,7 @@ use crate::db::{ReadError, ReadPool};
 // with statistics removed (`reads_stay_index_driven_without_statistics`).
 
 /// A post row: post id, author, body, creation time, then its content type, attachments and payload
-/// (JSON text) — the columns every post page selects, in this order.
+/// (JSON text) and when it was edited — the columns every post page selects, in this order.
 fn feed_entry(row: &tokio_postgres::Row) -> Result<FeedEntry, tokio_postgres::Error> {
     Ok(FeedEntry {
         post_id: row.try_get(0)?,
@@ -31,6 +31,7 @@ fn feed_entry(row: &tokio_postgres::Row) -> Result<FeedEntry, tokio_postgres::Er
         body: row.try_get(2)?,
         created_at: row.try_get(3)?,
         content: Content::from_stored(row.try_get(4)?, row.try_get(5)?, row.try_get(6)?),
+        edited_at: row.try_get(7)?,
     })
 }
 
@@ -100,10 +101,10 @@ pub const FEED_SQL: &str = "WITH candidates AS (
               ) AS below)
          )
          SELECT c.post_id, p.author, p.body, p.created_at, p.content_type, p.attachments::text,
-                p.payload::text
+                p.payload::text, p.edited_at
          FROM (SELECT post_id FROM candidates ORDER BY post_id DESC LIMIT $3) c
          CROSS JOIN LATERAL (
-             SELECT author, body, created_at, content_type, attachments, payload
+             SELECT author, body, created_at, content_type, attachments, payload, edited_at
              FROM posts WHERE post_id = c.post_id LIMIT 1
          ) p
          ORDER BY c.post_id DESC";
@@ -131,7 +132,7 @@ pub async fn feed(
 
 /// An author's store timeline page: $1 author, $2 cursor, $3 rows wanted.
 pub const STORE_TIMELINE_SQL: &str = "SELECT post_id, author, body, created_at, content_type,
-                attachments::text, payload::text
+                attachments::text, payload::text, edited_at
          FROM posts
          WHERE author = $1 AND deleted_at IS NULL AND post_id < coalesce($2::text, '8')
          ORDER BY post_id DESC

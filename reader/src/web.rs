@@ -12,17 +12,20 @@ const APP_JS: &str = include_str!("../web/app.js");
 const APP_CSS: &str = include_str!("../web/app.css");
 
 /// The page's Content-Security-Policy: its own scripts and styles only (none inline), requests to
-/// itself (sockets included: `'self'` covers ws/wss of the same host) and to ingest, no framing.
-fn content_security_policy(public_ingest_url: &str) -> String {
+/// itself (sockets included: `'self'` covers ws/wss of the same host), to ingest and — uploads and
+/// pictures — to the attachment store when that is S3 (`blob_origin`), no framing.
+fn content_security_policy(public_ingest_url: &str, blob_origin: Option<&str>) -> String {
+    let blobs = blob_origin.unwrap_or_default();
     format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         connect-src 'self' {public_ingest_url}; base-uri 'none'; form-action 'self'; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: {blobs}; \
+         connect-src 'self' {public_ingest_url} {blobs}; base-uri 'none'; form-action 'self'; \
          frame-ancestors 'none'"
     )
 }
 
-pub fn router(public_ingest_url: String) -> Router {
-    let policy = HeaderValue::from_str(&content_security_policy(&public_ingest_url))
+pub fn router(public_ingest_url: String, blob_origin: Option<String>) -> Router {
+    let csp = content_security_policy(&public_ingest_url, blob_origin.as_deref());
+    let policy = HeaderValue::from_str(&csp)
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
     let config = serde_json::json!({ "ingest_url": public_ingest_url });
     Router::new()

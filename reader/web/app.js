@@ -418,6 +418,7 @@
       else if (e.kind === 'recall') applyRecall(e);
       else if (e.kind === 'refused') applyRefused(e);
       else if (e.kind === 'invitation') loadLists();
+      else if (e.kind === 'edit' || e.kind === 'reaction') applyChange(e);
       if (e.conversation_id && e.conversation_id === S.open) openTouched = true;
     }
     for (const c of f.conversations || []) {
@@ -427,6 +428,7 @@
         if (!st || !c.recalled) continue;
         for (const m of st.msgs.values()) if (c.recalled.includes(m.seq)) markRecalled(m);
       }
+      for (const seq of c.changed || []) refetch(c.conversation_id, seq);
       if (c.conversation_id === S.open) { openTouched = true; scheduleHistory(); }
     }
     if (typeof f.last_seq === 'number') {
@@ -468,8 +470,17 @@
     Object.assign(m, {
       seq: x.seq, message_id: x.message_id, sender: x.sender, body: x.body || '',
       recalled: !!x.recalled, erased: !!x.sender_deleted, created_at: x.created_at,
+      content_type: x.content_type || 'text', attachments: x.attachments || [],
     });
-    if (m.sender === me() && m.status !== 'refused') { m.status = 'delivered'; m.note = ''; }
+    // A sync entry does not carry these; a history page does.
+    if (x.fromHistory) {
+      Object.assign(m, {
+        reply_to: x.reply_to || null, reactions: x.reactions || [], version: x.version || 1,
+        edited: !!x.edited_at,
+      });
+    }
+    // Stored is all this says; receipts (ticks) say more.
+    if (m.sender === me() && m.status !== 'refused') { m.status = 'sent'; m.note = ''; }
     st.byMid.set(m.message_id, m);
     return m;
   }
@@ -482,7 +493,8 @@
     if (st.loaded && e.conversation_id === S.open && top > 0 && e.conversation_seq > top + 1) scheduleHistory();
     upsert(e.conversation_id, st, {
       seq: e.conversation_seq, message_id: e.message_id, sender: e.author, body: e.body,
-      recalled: e.recalled, created_at: e.created_at,
+      recalled: e.recalled, created_at: e.created_at, content_type: e.content_type,
+      attachments: e.attachments,
     });
   }
 
@@ -528,8 +540,12 @@
   function msgEl(m) {
     const li = document.createElement('li');
     li.className = 'message';
-    li.innerHTML = '<div class="meta"><span class="sender"></span><time></time><span class="status"></span></div>'
-      + '<div class="body"></div><div class="note"></div>';
+    li.innerHTML = '<div class="meta"><span class="sender"></span><time></time><span class="edited"></span>'
+      + '<span class="status"></span></div><div class="quote"></div><div class="attachments"></div>'
+      + '<div class="body"></div><div class="reactions"></div><div class="note"></div>'
+      + '<div class="actions"><button type="button" class="link" data-action="reply">Reply</button>'
+      + '<button type="button" class="link" data-action="react" aria-label="React with a thumbs up">👍</button>'
+      + '<button type="button" class="link" data-action="edit">Edit</button></div>';
     return li;
   }
 
@@ -558,8 +574,17 @@
     setText(li.querySelector('.sender'), own ? `${m.sender} (you)` : m.sender);
     setTime(li.querySelector('time'), m.created_at);
     setText(li.querySelector('.body'), m.recalled ? '' : m.body);
-    setText(li.querySelector('.status'), own ? (m.status || '') : '');
+    const tick = own ? tickOf(m) : '';
+    li.dataset.tick = tick;
+    setText(li.querySelector('.status'), own ? (TICKS[tick] || m.status || '') : '');
     setText(li.querySelector('.note'), m.note || '');
+    setText(li.querySelector('.edited'), m.edited && !m.recalled ? '(edited)' : '');
+    setText(li.querySelector('.quote'), quoteText(m.reply_to));
+    renderAttachments(li.querySelector('.attachments'), m.recalled ? [] : (m.attachments || []), m.local);
+    renderReactions(li.querySelector('.reactions'), m.recalled ? [] : (m.reactions || []));
+    const live = m.seq != null && !m.recalled && !m.erased;
+    li.querySelector('.actions').hidden = !live;
+    li.querySelector('[data-action="edit"]').hidden = !own || !(m.content_type || 'text').match(/^(text|markdown)$/);
   }
 
   const cmpMsg = (a, b) => {
@@ -631,7 +656,8 @@
       $('#chat-error').textContent = errText(e);
       return;
     }
-    for (const x of page.messages) upsert(id, st, x);
+    for (const x of page.messages) upsert(id, st, { ...x, fromHistory: true });
+    noteReceipts(st, page);
     if (!st.loaded || from === 0) {
       st.hasMore = page.has_more;
       st.olderRemoved = !!page.older_removed;
@@ -662,7 +688,7 @@
     const fromBottom = ul.scrollHeight - ul.scrollTop;
     try {
       const page = await historyPage(id, `before=${low}&limit=50`);
-      for (const x of page.messages) upsert(id, st, x);
+      for (const x of page.messages) upsert(id, st, { ...x, fromHistory: true });
       st.hasMore = page.has_more;
       st.olderRemoved = !!page.older_removed;
       if (S.open !== id || shown() !== st) return;
@@ -694,6 +720,9 @@
     $('#chat-note').textContent = '';
     $('#report-form').hidden = true;
     $('#member-form').hidden = false; // until the members say whether this user may invite
+    clearContext();
+    S.members = [];
+    $('#mention-list').hidden = true;
     if (!id) { $('#messages').replaceChildren(); return; }
     const summary = S.convs.find((c) => c.conversation_id === id);
     const name = summary && summary.name && summary.name !== titleOf(id) ? ` (${summary.name})` : '';
@@ -722,6 +751,7 @@
     const input = $('#composer-input');
     const body = input.value;
     if (!id || !body.trim()) return;
+    if (S.editing) { editMessage(body); return; }
     if (body.length > MAX_BODY) { $('#chat-error').textContent = `A message holds at most ${MAX_BODY} characters.`; return; }
     if (S.view) backToLatest();
     const target = isGroup(id) ? { group: id.slice(2) } : { to: peerOf(id) };
@@ -731,12 +761,299 @@
       key: cid, client_msg_id: cid, conversation: id, sender: me(), body, status: 'pending',
       order: ++S.order, created_at: new Date().toISOString(), seq: null, message_id: '', el: null,
     };
+    const extra = draftExtras(id, body);
+    Object.assign(m, { reply_to: extra.quote || null });
     st.msgs.set(cid, m);
-    request({ type: 'send', ...target, body, client_msg_id: cid }, m);
+    request({ type: 'send', ...target, body, client_msg_id: cid, ...extra.frame }, m);
+    clearContext();
     input.value = '';
     $('#chat-error').textContent = '';
     S.forceScroll = true;
     renderMessages();
+  }
+
+  // ---------------------------------------------------------------- rich messages
+  // Ticks from the server's receipts: sent (stored), delivered (a device of the peer acknowledged
+  // it), read (the peer's read marker passed it). Groups have no per-message ticks here.
+  const TICKS = { sending: 'sending…', sent: '✓ sent', delivered: '✓✓ delivered', read: '✓✓ read' };
+  function tickOf(m) {
+    if (m.status === 'pending') return 'sending';
+    if (m.status !== 'sent') return '';
+    if (m.seq == null) return 'sent';
+    const st = S.stores.get(m.conversation);
+    if (st && st.peerRead >= m.seq) return 'read';
+    if (st && st.peerDelivered >= m.seq) return 'delivered';
+    return 'sent';
+  }
+
+  function noteReceipts(st, page) {
+    if (typeof page.peer_read_seq === 'number') st.peerRead = Math.max(st.peerRead || 0, page.peer_read_seq);
+    if (typeof page.peer_delivered_seq === 'number') st.peerDelivered = Math.max(st.peerDelivered || 0, page.peer_delivered_seq);
+  }
+
+  // The open direct chat's receipts, every few seconds while one of my messages is not read yet.
+  async function refreshReceipts() {
+    const id = S.open;
+    const st = id && !isGroup(id) && S.stores.get(id);
+    if (!st || document.visibilityState !== 'visible') return;
+    const waiting = [...st.msgs.values()].some((m) => m.sender === me() && m.seq != null && !(st.peerRead >= m.seq));
+    if (!waiting) return;
+    try {
+      noteReceipts(st, await historyPage(id, 'limit=1'));
+      if (S.open === id) renderMessages();
+    } catch (_) { /* the next round tries again */ }
+  }
+
+  function quoteText(q) {
+    if (!q) return '';
+    if (q.unavailable) return 'Reply to a message you cannot see';
+    if (q.recalled) return `Reply to ${q.sender}: message recalled`;
+    return `${q.sender}: ${q.snippet}`;
+  }
+
+  const links = new Map(); // attachment id -> {url, until}
+  async function attachmentUrl(id) {
+    const hit = links.get(id);
+    if (hit && hit.until > Date.now() + 30000) return hit.url;
+    const link = await api('GET', `/v1/attachments/${enc(id)}`);
+    links.set(id, { url: link.url, until: Date.parse(link.expires_at) || Date.now() + 60000 });
+    return link.url;
+  }
+
+  const sizeText = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : n >= 1024 ? `${Math.round(n / 1024)} kB` : `${n} B`);
+
+  const linkTries = new Map(); // attachment id -> failed download-link requests
+
+  // `local`: object URLs of files this page just sent (shown before the server holds them).
+  function renderAttachments(box, list, local = {}) {
+    const key = list.map((a) => `${a.id}${local[a.id] ? '+' : ''}`).join(',');
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    box.replaceChildren(...list.map((a) => {
+      if (a.mime.startsWith('image/')) {
+        const img = document.createElement('img');
+        img.className = 'thumb';
+        img.alt = a.name || 'image';
+        if (a.width && a.height) { img.width = Math.min(240, a.width); img.height = Math.round(img.width * a.height / a.width); }
+        if (local[a.id]) { img.src = local[a.id]; return img; }
+        attachmentUrl(a.id).then((url) => { img.src = url; }).catch(() => {
+          // Not held yet (fanout has not applied the message), or a passing outage: try again soon.
+          const tries = (linkTries.get(a.id) || 0) + 1;
+          linkTries.set(a.id, tries);
+          img.alt = `${img.alt} (unavailable)`;
+          if (tries < 5) setTimeout(() => { box.dataset.key = ''; if (S.open) renderMessages(); }, 1000 * tries);
+        });
+        return img;
+      }
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'link file';
+      b.dataset.attachment = a.id;
+      b.textContent = `📎 ${a.name || 'file'} (${sizeText(a.size)})`;
+      return b;
+    }));
+  }
+
+  function renderReactions(box, list) {
+    const key = list.map((r) => `${r.key}${r.count}${r.me ? '*' : ''}`).join(' ');
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    box.replaceChildren(...list.map((r) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = r.me ? 'reaction mine' : 'reaction';
+      b.dataset.key = r.key;
+      b.setAttribute('aria-pressed', r.me ? 'true' : 'false');
+      b.textContent = `${r.key} ${r.count}`;
+      return b;
+    }));
+  }
+
+  // Loads one message again (after an edit or a reaction: its version, counts).
+  async function refetch(conv, seq) {
+    const st = S.stores.get(conv);
+    if (!st || !(seq > 0)) return;
+    try {
+      const page = await historyPage(conv, `after=${seq - 1}&limit=1`);
+      for (const x of page.messages) upsert(conv, st, { ...x, fromHistory: true });
+      if (S.open === conv) renderMessages();
+    } catch (_) { /* shown as it was */ }
+  }
+
+  function applyChange(e) {
+    if (!e.conversation_id) return;
+    const m = findMessage(e);
+    if (m && e.kind === 'edit') Object.assign(m, { body: e.body, edited: true, content_type: e.content_type || 'text', attachments: e.attachments || [] });
+    refetch(e.conversation_id, e.conversation_seq);
+  }
+
+  async function toggleReaction(m, key) {
+    const mine = (m.reactions || []).some((r) => r.key === key && r.me);
+    const path = `/v1/users/${enc(me())}/conversations/${encConv(m.conversation)}/messages/${m.seq}/reactions/${enc(key)}`;
+    try {
+      await api(mine ? 'DELETE' : 'PUT', path, undefined, { ingest: true });
+      for (const ms of [300, 1200]) setTimeout(() => refetch(m.conversation, m.seq), ms);
+    } catch (e) {
+      $('#chat-error').textContent = errText(e);
+    }
+  }
+
+  // What the composer adds to a message: the reply it quotes, the group members it mentions.
+  function draftExtras(id, body) {
+    const frame = {};
+    let quote = null;
+    if (S.replyTo && S.replyTo.conv === id) {
+      frame.reply_to = S.replyTo.seq;
+      quote = { seq: S.replyTo.seq, sender: S.replyTo.sender, snippet: S.replyTo.snippet };
+    }
+    if (isGroup(id)) {
+      const named = new Set([...body.matchAll(/@([A-Za-z0-9_.-]{1,64})/g)].map((x) => x[1]));
+      const mentions = [...named].filter((u) => u !== me() && (S.members || []).includes(u)).slice(0, 50);
+      if (mentions.length) frame.mentions = mentions;
+    }
+    return { frame, quote };
+  }
+
+  function setContext(text) {
+    $('#context-text').textContent = text;
+    $('#context-bar').hidden = !text;
+  }
+
+  function clearContext() {
+    S.replyTo = null;
+    S.editing = null;
+    setContext('');
+  }
+
+  function startReply(m) {
+    S.editing = null;
+    S.replyTo = { conv: m.conversation, seq: m.seq, sender: m.sender, snippet: (m.body || `[${m.content_type}]`).slice(0, 100) };
+    setContext(`Replying to ${m.sender}: ${S.replyTo.snippet}`);
+    $('#composer-input').focus();
+  }
+
+  function startEdit(m) {
+    S.replyTo = null;
+    S.editing = { conv: m.conversation, message_id: m.message_id, version: m.version || 1, m };
+    setContext('Editing your message');
+    const input = $('#composer-input');
+    input.value = m.body;
+    input.focus();
+  }
+
+  async function editMessage(body) {
+    const ed = S.editing;
+    if (!ed || ed.conv !== S.open) { clearContext(); return; }
+    try {
+      await api('PATCH', `/v1/messages/${enc(ed.message_id)}`,
+        { from: me(), conversation: ed.conv, body, version: ed.version, ...draftExtras(ed.conv, body).frame },
+        { ingest: true });
+      Object.assign(ed.m, { body, edited: true });
+      $('#composer-input').value = '';
+      clearContext();
+      renderMessages();
+      for (const ms of [300, 1200]) setTimeout(() => refetch(ed.conv, ed.m.seq), ms);
+    } catch (e) {
+      $('#chat-error').textContent = errText(e);
+    }
+  }
+
+  const hexOf = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+  const kindOf = (mime) => (mime.startsWith('image/') ? 'image' : mime.startsWith('audio/') ? 'audio' : mime.startsWith('video/') ? 'video' : 'file');
+
+  // Uploads a file (a signed request from ingest, the bytes straight to the store) and sends it, with
+  // the composer's text as its caption.
+  async function sendFile(file) {
+    const id = S.open;
+    if (!id || !file) return;
+    if (!crypto.subtle) { $('#chat-error').textContent = 'Attachments need a secure (https) page.'; return; }
+    $('#chat-error').textContent = '';
+    setContext(`Uploading ${file.name}…`);
+    try {
+      const bytes = await file.arrayBuffer();
+      const sha256 = hexOf(await crypto.subtle.digest('SHA-256', bytes));
+      const mime = (file.type || 'application/octet-stream').toLowerCase();
+      const ticket = await api('POST', '/v1/attachments', { mime, size: file.size, sha256 }, { ingest: true });
+      const put = await fetch(ticket.url, { method: ticket.method, headers: ticket.headers, body: bytes });
+      if (!put.ok) throw new ApiError(put.status, `The upload failed (HTTP ${put.status}).`);
+      const attachment = { id: ticket.attachment, mime, size: file.size, sha256, name: file.name };
+      if (mime.startsWith('image/') && window.createImageBitmap) {
+        try { const bmp = await createImageBitmap(file); attachment.width = bmp.width; attachment.height = bmp.height; } catch (_) { /* no size */ }
+      }
+      const input = $('#composer-input');
+      const body = input.value.trim();
+      const target = isGroup(id) ? { group: id.slice(2) } : { to: peerOf(id) };
+      const cid = `c-${hex(16)}`;
+      const st = store(id);
+      const m = {
+        key: cid, client_msg_id: cid, conversation: id, sender: me(), body, status: 'pending',
+        order: ++S.order, created_at: new Date().toISOString(), seq: null, message_id: '', el: null,
+        content_type: kindOf(mime), attachments: [attachment],
+        local: { [attachment.id]: URL.createObjectURL(file) },
+      };
+      st.msgs.set(cid, m);
+      request({ type: 'send', ...target, body, client_msg_id: cid, content_type: m.content_type, attachments: [attachment] }, m);
+      input.value = '';
+      clearContext();
+      S.forceScroll = true;
+      renderMessages();
+    } catch (e) {
+      setContext('');
+      $('#chat-error').textContent = errText(e);
+    } finally {
+      $('#composer-file').value = '';
+    }
+  }
+
+  // @ in a group's composer offers its members whose id starts with what follows.
+  function suggestMentions() {
+    const input = $('#composer-input');
+    const ul = $('#mention-list');
+    const before = input.value.slice(0, input.selectionStart);
+    const at = /@([A-Za-z0-9_.-]{0,64})$/.exec(before);
+    const options = at && S.open && isGroup(S.open)
+      ? (S.members || []).filter((u) => u !== me() && u.startsWith(at[1])).slice(0, 8) : [];
+    ul.hidden = options.length === 0;
+    ul.replaceChildren(...options.map((u) => {
+      const li = document.createElement('li');
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'link';
+      b.dataset.user = u;
+      b.textContent = `@${u}`;
+      li.append(b);
+      return li;
+    }));
+  }
+
+  function pickMention(user) {
+    const input = $('#composer-input');
+    const cut = input.selectionStart;
+    const before = input.value.slice(0, cut).replace(/@([A-Za-z0-9_.-]{0,64})$/, `@${user} `);
+    input.value = before + input.value.slice(cut);
+    input.selectionStart = input.selectionEnd = before.length;
+    $('#mention-list').hidden = true;
+    input.focus();
+  }
+
+  function onMessageClick(ev) {
+    const li = ev.target.closest('li.message');
+    const st = shown();
+    const m = li && st && [...st.msgs.values()].find((x) => x.el === li);
+    if (!m) return;
+    const file = ev.target.closest('[data-attachment]');
+    if (file) {
+      attachmentUrl(file.dataset.attachment).then((url) => window.open(url, '_blank', 'noopener'))
+        .catch((e) => { $('#chat-error').textContent = errText(e); });
+      return;
+    }
+    const reaction = ev.target.closest('button.reaction');
+    if (reaction) { toggleReaction(m, reaction.dataset.key); return; }
+    const action = ev.target.closest('[data-action]');
+    if (!action) return;
+    if (action.dataset.action === 'reply') startReply(m);
+    else if (action.dataset.action === 'edit') startEdit(m);
+    else if (action.dataset.action === 'react') toggleReaction(m, '👍');
   }
 
   // ---------------------------------------------------------------- contact list
@@ -982,6 +1299,7 @@
       const page = await api('GET', `/v1/groups/${enc(group)}/members?limit=200`);
       if (S.open !== `g:${group}`) return;
       // Only an owner or admin may invite: a plain member does not get a form fanout would refuse.
+      S.members = page.members.map((m) => m.user);
       const mine = page.members.find((m) => m.user === me());
       $('#member-form').hidden = mine ? mine.role === 'member' : !page.next_cursor;
       const ul = $('#members');
@@ -1301,7 +1619,17 @@
   });
   $('#composer-input').addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); sendMessage(); }
+    if (ev.key === 'Escape') { clearContext(); $('#mention-list').hidden = true; }
   });
+  $('#composer-input').addEventListener('input', suggestMentions);
+  $('#mention-list').addEventListener('click', (ev) => {
+    const b = ev.target.closest('[data-user]');
+    if (b) pickMention(b.dataset.user);
+  });
+  $('#composer-file').addEventListener('change', (ev) => sendFile(ev.target.files && ev.target.files[0]));
+  $('#context-cancel').addEventListener('click', () => { clearContext(); $('#composer-input').value = ''; });
+  $('#messages').addEventListener('click', onMessageClick);
+  setInterval(refreshReceipts, 3000);
   $('#conversations').addEventListener('click', (ev) => {
     const li = ev.target.closest('li[data-conversation]');
     if (li) openConversation(li.dataset.conversation);

@@ -67,6 +67,20 @@ pub struct EditMessageRequest {
     pub version: Option<i32>,
 }
 
+/// Body of `PATCH /v1/posts/{post_id}`: the post's new text and content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EditPostRequest {
+    /// The author (only they edit).
+    #[schema(value_type = crate::UserId)]
+    pub author: String,
+    /// As for a post: text and markdown need one.
+    #[serde(default)]
+    #[schema(max_length = 4096)]
+    pub body: String,
+    #[serde(flatten)]
+    pub content: Content,
+}
+
 /// Body of `POST /v1/attachments`: what the client is about to upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UploadRequest {
@@ -475,6 +489,10 @@ pub struct FeedEntry {
     #[serde(flatten)]
     pub content: Content,
     pub created_at: DateTime<Utc>,
+    /// When its author last edited it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub edited_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /v1/users/{user}/feed` and `/posts`: newest first.

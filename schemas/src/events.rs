@@ -26,7 +26,7 @@ use crate::ids::{
 use crate::moderation::{
     AccountDeleted, AccountModeration, MessageRemoved, ReportFiled, ReportResolved,
 };
-use crate::revisions::{MessageEdited, Reaction};
+use crate::revisions::{MessageEdited, PostEdited, Reaction};
 use crate::safety::{
     BlockChange, ConversationMute, FollowBlock, GroupDissolved, GroupUpdated, HistoryVisibility,
     JoinRule, MemberMute,
@@ -70,6 +70,7 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "message_edited",
     "reaction_added",
     "reaction_removed",
+    "post_edited",
 ];
 
 /// One event on the topic.
@@ -160,6 +161,8 @@ pub enum Event {
     ReactionAdded(Reaction),
     /// A member took a reaction back.
     ReactionRemoved(Reaction),
+    /// An author changed a post's text or content (keyed by the author).
+    PostEdited(PostEdited),
 }
 
 pub use crate::ids::{validate_text, MAX_AGE, MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TEXT_CHARS};
@@ -533,6 +536,11 @@ impl Envelope {
         )
     }
 
+    /// A new `post_edited` event, keyed by its author (after the post).
+    pub fn post_edited(edit: PostEdited) -> Self {
+        Self::wrap((&edit.author).into(), Event::PostEdited(edit))
+    }
+
     /// A new `message_edited` event, keyed by its conversation (after the message).
     pub fn message_edited(edit: MessageEdited) -> Self {
         Self::wrap((&edit.conversation).into(), Event::MessageEdited(edit))
@@ -703,6 +711,7 @@ impl Envelope {
             Event::MessageEdited(_) => "message_edited",
             Event::ReactionAdded(_) => "reaction_added",
             Event::ReactionRemoved(_) => "reaction_removed",
+            Event::PostEdited(_) => "post_edited",
         }
     }
 
@@ -772,9 +781,10 @@ impl Envelope {
             Event::MessageRecalled(recall) => {
                 self.expect_key(recall.conversation.as_str(), "payload.conversation")?;
             }
-            Event::MessageEdited(_) | Event::ReactionAdded(_) | Event::ReactionRemoved(_) => {
-                self.validate_revision()?
-            }
+            Event::MessageEdited(_)
+            | Event::ReactionAdded(_)
+            | Event::ReactionRemoved(_)
+            | Event::PostEdited(_) => self.validate_revision()?,
             Event::ReadMarked(read) => {
                 self.expect_key(read.conversation.as_str(), "payload.conversation")?;
                 read.validate().map_err(in_payload)?;
@@ -829,6 +839,10 @@ impl Envelope {
             Event::ReactionAdded(reaction) | Event::ReactionRemoved(reaction) => {
                 self.expect_key(reaction.conversation.as_str(), "payload.conversation")?;
                 reaction.validate().map_err(in_payload)
+            }
+            Event::PostEdited(edit) => {
+                self.expect_key(edit.author.as_str(), "payload.author")?;
+                edit.validate().map_err(in_payload)
             }
             _ => Ok(()),
         }

@@ -55,7 +55,7 @@ pub use ids::{
 pub use moderation::{
     AccountDeleted, AccountModeration, MessageRemoved, ReportFiled, ReportKind, ReportResolved,
 };
-pub use revisions::{MessageEdited, Reaction};
+pub use revisions::{MessageEdited, PostEdited, Reaction};
 pub use safety::{
     BlockChange, ConversationMute, FollowBlock, GroupDissolved, GroupUpdated, HistoryVisibility,
     JoinRule, MemberMute,

@@ -8,8 +8,8 @@
 use chrono::Utc;
 
 use crate::api::{
-    CreateGroupRequest, CreatePostRequest, EditMessageRequest, MuteMemberRequest, ProfileRequest,
-    ReadRequest, ReportRequest, SendMessageRequest, UpdateGroupRequest,
+    CreateGroupRequest, CreatePostRequest, EditMessageRequest, EditPostRequest, MuteMemberRequest,
+    ProfileRequest, ReadRequest, ReportRequest, SendMessageRequest, UpdateGroupRequest,
 };
 use crate::events::{
     FollowChange, GroupCreated, MembershipChange, MessageSent, PostCreated, ProfileUpdated,
@@ -17,7 +17,7 @@ use crate::events::{
 };
 use crate::ids::{ConversationId, GroupId, MessageId, PostId, UserId, ValidationError};
 use crate::moderation::ReportFiled;
-use crate::revisions::{MessageEdited, Reaction};
+use crate::revisions::{MessageEdited, PostEdited, Reaction};
 use crate::safety::{GroupUpdated, HistoryVisibility, JoinRule, MemberMute};
 
 impl CreatePostRequest {
@@ -87,6 +87,21 @@ impl EditMessageRequest {
             content: self.content,
             mention_all: self.mention_all,
             version: self.version,
+            edited_at: Utc::now(),
+        };
+        edit.validate()?;
+        Ok(edit)
+    }
+}
+
+impl EditPostRequest {
+    /// The `post_edited` payload of this request for `post_id` (a path part).
+    pub fn into_event(self, post_id: &str) -> Result<PostEdited, ValidationError> {
+        let edit = PostEdited {
+            post_id: PostId::parse("post_id", post_id)?,
+            author: UserId::parse("author", &self.author)?,
+            body: self.body,
+            content: self.content,
             edited_at: Utc::now(),
         };
         edit.validate()?;

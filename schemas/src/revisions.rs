@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::content::Content;
-use crate::ids::{ConversationId, MessageId, UserId, ValidationError};
+use crate::ids::{ConversationId, MessageId, PostId, UserId, ValidationError};
 
 /// A reaction key's length in bytes (one emoji with its modifiers, or a `:shortcode:`).
 pub const MAX_REACTION_KEY_BYTES: usize = 64;
@@ -48,6 +48,26 @@ impl MessageEdited {
             return Err(ValidationError::new("version", "versions start at 1"));
         }
         crate::content::validate_mentions(&self.conversation, &self.mentions, self.mention_all)
+    }
+}
+
+/// Payload of `post_edited` (keyed by the author): the author replaced a post's text and content.
+/// Feeds and timelines read the current text, so no inbox changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PostEdited {
+    /// The post (or the id a retried duplicate got).
+    pub post_id: PostId,
+    pub author: UserId,
+    pub body: String,
+    #[serde(flatten)]
+    pub content: Content,
+    /// When ingest accepted it.
+    pub edited_at: DateTime<Utc>,
+}
+
+impl PostEdited {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.content.validate(&self.body)
     }
 }
 

@@ -634,6 +634,36 @@ async fn edits_and_reactions_reach_everyone_and_counts_are_derived() {
             "{answer}"
         );
     }
+    // A post, edited by its author (not by anyone else): feeds and timelines show the new text.
+    let post = stack
+        .write(
+            Method::POST,
+            "/v1/posts",
+            json!({"author": "alice", "body": "helo world"}),
+        )
+        .await;
+    let post_path = format!("/v1/posts/{}", post["post_id"].as_str().unwrap());
+    stack
+        .write(
+            Method::PATCH,
+            &post_path,
+            json!({"author": "alice", "body": "hello world"}),
+        )
+        .await;
+    stack
+        .write(
+            Method::PATCH,
+            &post_path,
+            json!({"author": "bob", "body": "bob was here"}),
+        )
+        .await;
+    stack.applied().await;
+    let timeline = stack.read_as("bob", "/v1/users/alice/posts").await;
+    assert_eq!(timeline["entries"][0]["body"], "hello world", "{timeline}");
+    assert!(
+        timeline["entries"][0]["edited_at"].is_string(),
+        "{timeline}"
+    );
     let (status, answer) = stack
         .call(
             "alice",
@@ -836,11 +866,35 @@ pub(crate) mod store {
         let (trip, created) = group("trip", "ann");
         let chat = ConversationId::group(&trip);
         let now = chrono::Utc::now();
+        let post = Envelope::post_created(schemas::PostCreated {
+            post_id: schemas::PostId::generate(),
+            author: user("ann"),
+            body: "a post".into(),
+            content: Content::default(),
+            message_id: None,
+            created_at: now,
+        });
+        let schemas::Event::PostCreated(created_post) = &post.event else {
+            unreachable!()
+        };
+        let post_edit = |body: &str, author: &str| {
+            Envelope::post_edited(schemas::PostEdited {
+                post_id: created_post.post_id.clone(),
+                author: user(author),
+                body: body.into(),
+                content: Content::default(),
+                edited_at: now,
+            })
+        };
         let first = message(&chat, "ann", "helo");
         let old = with(message(&chat, "ann", "last week"), |m| {
             m.created_at = now - chrono::Duration::days(2)
         });
         vec![
+            post.clone(),
+            post_edit("a better post", "ann"),
+            post_edit("the best post", "ann"),
+            post_edit("bob's post", "bob"),
             created.clone(),
             join(&trip, "bob", "bob", None),
             join(&trip, "cat", "cat", None),
@@ -870,6 +924,7 @@ pub(crate) mod store {
             "SELECT 'reactions ' || seq || ' ' || key || ' ' || count(*) FROM message_reactions
              GROUP BY seq, key",
             "SELECT 'refused ' || reason FROM refused_messages",
+            "SELECT 'post ' || body || ' v' || version FROM posts",
         ] {
             let part: Vec<(String,)> = sqlx::query_as(query).fetch_all(&db.pool).await.unwrap();
             rows.extend(part.into_iter().map(|(row,)| row));
@@ -890,6 +945,7 @@ pub(crate) mod store {
             [
                 "message 1 hello, all v3 true",
                 "message 2 last week v1 false",
+                "post the best post v3",
                 "reactions 1 ❤️ 1",
                 "reactions 1 👍 2",
             ],

@@ -117,6 +117,25 @@ impl Browser {
         }
     }
 
+    /// Waits until `script` returns `expected`; on a timeout, saves a screenshot and fails with what it
+    /// returned.
+    async fn wait_script(&self, what: &str, script: &str, expected: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let got = self.client.execute(script, vec![]).await.ok();
+            let got = got.and_then(|v| v.as_str().map(str::to_owned));
+            if got.as_deref() == Some(expected) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let name = format!("failed-{}", what.replace(' ', "-"));
+                self.screenshot(&name).await;
+                panic!("timed out waiting for {what}: the page says {got:?}; see target/screenshots/{name}.png");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn type_into(&self, css: &str, text: &str) {
         let element = self.client.find(Locator::Css(css)).await.expect(css);
         element.clear().await.expect("clear");
@@ -202,13 +221,14 @@ async fn three_users_chat_in_real_browsers_across_a_reader_restart() {
     bob.register("bob").await;
     carol.register("carol").await;
 
-    // 1:1: alice writes; her message goes pending → delivered; bob's badge and total count it.
+    // 1:1: alice writes; her message goes sending → sent → delivered (bob's page acknowledged it);
+    // bob's badge and total count it.
     alice.type_into("#new-chat-user", "bob").await;
     alice.click("#new-chat-open").await;
     alice.send("hello bob").await;
     alice
         .wait_text("#messages li.message .status", "delivered", |t| {
-            t == "delivered"
+            t == "✓✓ delivered" || t == "✓✓ read"
         })
         .await;
     wait_until("bob's badge", WAIT, || async {
@@ -658,4 +678,172 @@ async fn a_deleted_sender_and_removed_history_are_shown_as_such() {
     alice.screenshot("deleted-and-removed").await;
     alice.close().await;
     stack.stop().await;
+}
+
+/// A tiny PNG (1×1), for the page to upload.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+/// Issue 24 in the browser: alice sends bob a picture from the page (uploaded through a signed URL,
+/// shown as a thumbnail), replies to his message, edits her reply and reacts to his message; her
+/// messages tick from sent to read once bob's read marker passes them.
+#[tokio::test]
+async fn a_picture_a_reply_an_edit_a_reaction_and_read_ticks_in_the_browser() {
+    use base64::Engine;
+    let (reader_port, ingest_port) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(harness::unique("fanline-blobs"));
+    let blobs = blobkit::BlobArgs::directory(&dir, "a test secret of thirty-two chars!");
+    let (for_ingest, for_fanout) = (blobs.clone(), blobs.clone());
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let stack = Stack::start_all(
+        |config| {
+            config.listen = at(reader_port);
+            config.public_url = format!("http://127.0.0.1:{reader_port}");
+            config.blobs = blobs;
+        },
+        |config| {
+            config.listen = at(ingest_port);
+            config.public_url = format!("http://127.0.0.1:{ingest_port}");
+            config.blobs = for_ingest;
+        },
+        |config| config.blobs = for_fanout,
+    )
+    .await;
+    let picture = dir.join("beach.png");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(PNG)
+        .unwrap();
+    std::fs::write(&picture, png).unwrap();
+    let alice = Browser::open(&stack.reader.url("/")).await;
+    alice.register("alice").await;
+    stack.message("bob", "alice", "hi alice").await;
+    stack.applied().await;
+    alice
+        .click("#conversations li[data-conversation=\"d:alice:bob\"]")
+        .await;
+    alice.wait_messages("bob's message", &["hi alice"]).await;
+
+    // A picture: chosen in the page, uploaded, sent, shown decoded.
+    let input = alice
+        .client
+        .find(Locator::Css("#composer-file"))
+        .await
+        .unwrap();
+    input
+        .send_keys(picture.to_str().unwrap())
+        .await
+        .expect("choose the file");
+    // Shown at once from the chosen file (the server's copy after a reload, below).
+    alice
+        .wait_script(
+            "the thumbnail",
+            "const i = document.querySelector('#messages img.thumb'); \
+             return i && i.complete ? String(i.naturalWidth) : document.querySelector('#chat-error').textContent;",
+            "1",
+        )
+        .await;
+    alice
+        .wait_text(
+            "#messages li.message.own .status",
+            "the picture stored",
+            |t| t == "✓ sent",
+        )
+        .await;
+
+    // A reply to bob's message, then an edit of it.
+    alice
+        .click("#messages li.message:not(.own) [data-action=\"reply\"]")
+        .await;
+    alice.send("see you there").await;
+    alice
+        .wait_messages("the reply", &["hi alice", "", "see you there"])
+        .await;
+    let edit = "#messages li.message.own:last-child [data-action=\"edit\"]";
+    wait_until("the reply stored", WAIT, || async {
+        let li = alice
+            .client
+            .find(Locator::Css("#messages li.message.own:last-child"))
+            .await
+            .ok()?;
+        (!li.attr("data-seq").await.ok()??.is_empty()).then_some(())
+    })
+    .await;
+    alice.click(edit).await;
+    alice.send("see you at nine").await;
+    alice
+        .wait_text(
+            "#messages li.message.own:last-child .edited",
+            "edited",
+            |t| t == "(edited)",
+        )
+        .await;
+    // A reaction to bob's message.
+    alice
+        .click("#messages li.message:not(.own) [data-action=\"react\"]")
+        .await;
+    alice
+        .wait_text(
+            "#messages li.message:not(.own) .reaction.mine",
+            "the reaction",
+            |t| t == "👍 1",
+        )
+        .await;
+
+    stack.applied().await;
+    let url = stack.reader.url("/v1/conversations/d:alice:bob/messages");
+    let (_, history) = stack
+        .api
+        .as_user("bob")
+        .raw(Method::GET, &url, None, None)
+        .await;
+    let messages = history["messages"].as_array().unwrap();
+    assert_eq!(messages[1]["content_type"], "image", "{history}");
+    assert_eq!(messages[1]["attachments"][0]["mime"], "image/png");
+    assert_eq!(messages[1]["attachments"][0]["width"], 1);
+    assert_eq!(
+        (
+            &messages[2]["body"],
+            &messages[2]["version"],
+            &messages[2]["reply_to"]["seq"]
+        ),
+        (&json!("see you at nine"), &json!(2), &json!(1)),
+        "{history}"
+    );
+    assert_eq!(messages[0]["reactions"][0]["key"], "👍");
+
+    // Bob reads everything: her messages tick "read".
+    stack
+        .write(
+            "bob",
+            Method::PUT,
+            "/v1/users/bob/conversations/d:alice:bob/read",
+            json!({"seq": 3}),
+        )
+        .await;
+    alice
+        .wait_text(
+            "#messages li.message.own:last-child .status",
+            "read ticks",
+            |t| t == "✓✓ read",
+        )
+        .await;
+    alice.screenshot("rich-messages").await;
+    // After a reload the picture comes from the server, through its signed download URL.
+    alice.client.refresh().await.expect("reload");
+    alice
+        .wait_text("#status", "online again", |t| t == "online")
+        .await;
+    alice
+        .click("#conversations li[data-conversation=\"d:alice:bob\"]")
+        .await;
+    alice
+        .wait_script(
+            "the thumbnail from the store",
+            "const i = document.querySelector('#messages img.thumb'); \
+             return i && i.complete && i.src.startsWith('http') ? String(i.naturalWidth) : '';",
+            "1",
+        )
+        .await;
+    alice.close().await;
+    stack.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }
