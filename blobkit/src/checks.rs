@@ -1,8 +1,8 @@
 //! What ingest (HTTP sends) and the reader (WebSocket sends) check about a message's or post's
-//! attachments before it goes to Kafka — the checks that need the store: every attachment was
-//! uploaded, has the size the message says, and was uploaded recently enough that the orphan sweep
-//! will not delete it before fanout records the message (a forwarded message's attachments are
-//! already held by the message they came from).
+//! attachments before it goes to Kafka — the checks that need the store: every attachment is an
+//! upload of the sender's own (its owner record says so: knowing an id grants nothing), has the size
+//! the message says, and was uploaded recently enough that the orphan sweep will not delete it before
+//! fanout records the message.
 
 use chrono::Utc;
 use schemas::content::validate_mime;
@@ -25,11 +25,23 @@ pub enum CheckError {
 /// The sweep's margin: a fresh upload must be sent this long before it would count as orphaned.
 const SWEEP_MARGIN_HOURS: i64 = 1;
 
-/// Checks `content`'s attachments against the store (`None`: attachments are off).
+/// Whether a send's attachments may be old: an edit keeps the message's own earlier uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Age {
+    /// A new message or post: uploads from within the orphan age less the sweep's margin.
+    Fresh,
+    /// An edit: the sender's uploads of any age (the message holds them).
+    Any,
+}
+
+/// Checks `content`'s attachments against the store (`None`: attachments are off): each is an upload
+/// `sender` asked for — nobody sends someone else's file by knowing its id (a forward re-uploads) —
+/// that exists with the size the message says, and, unless `age` is [`Age::Any`], recent enough.
 pub async fn check_content(
     blobs: Option<&Blobs>,
     content: &Content,
-    forwarded: bool,
+    sender: &str,
+    age: Age,
 ) -> Result<(), CheckError> {
     if content.attachments.is_empty() {
         return Ok(());
@@ -51,23 +63,29 @@ pub async fn check_content(
         if attachment.size > blobs.limits.max_bytes {
             return Err(invalid("size", blobs.too_big()));
         }
-        if !forwarded && uploaded_at(&attachment.id) < Utc::now() - window {
+        if age == Age::Fresh && uploaded_at(&attachment.id) < Utc::now() - window {
             return Err(invalid(
                 "id",
                 "uploaded too long ago to be sent now: upload it again".into(),
             ));
         }
-        let stored = blobs
-            .stat(&attachment.id)
+        let owner = blobs
+            .owner(&attachment.id)
             .await
             .map_err(CheckError::Unavailable)?;
+        let stored = match owner.as_deref() == Some(sender) {
+            true => blobs
+                .stat(&attachment.id)
+                .await
+                .map_err(CheckError::Unavailable)?,
+            false => None,
+        };
         match stored {
-            None => {
-                return Err(invalid(
-                    "id",
-                    "no such upload: PUT the bytes to the upload URL first".into(),
-                ))
-            }
+            None => return Err(invalid(
+                "id",
+                "no upload of yours: ask for one (POST /v1/attachments) and PUT the bytes first"
+                    .into(),
+            )),
             Some(object) if object.size != attachment.size => {
                 return Err(invalid(
                     "size",

@@ -1,4 +1,4 @@
-//! Object keys: `att/{YYYY-MM-DD}/{ULID}`. The day comes from the id itself (a ULID holds its
+//! Object keys: `att/{YYYY-MM-DD}/{ULID}` (and its owner record, `own/…`). The day comes from the id itself (a ULID holds its
 //! upload time), so the key follows from the id alone, and the orphan sweep lists one day's prefix
 //! at a time instead of the whole store.
 
@@ -26,9 +26,23 @@ pub fn path_of(id: &AttachmentId) -> Path {
     ))
 }
 
-/// The prefix of one day's uploads.
+/// The key of the small object naming who asked for attachment `id`'s upload (`own/{day}/{id}`): a
+/// message may name only its sender's own uploads.
+pub fn owner_path_of(id: &AttachmentId) -> Path {
+    Path::from(format!(
+        "{OWNER_PREFIX}/{}/{}",
+        uploaded_at(id).format("%Y-%m-%d"),
+        id.as_str()
+    ))
+}
+
+/// The prefix of the owner records.
+pub const OWNER_PREFIX: &str = "own";
+
+/// The prefix of one day's upload tickets (their owner records: every upload has one, also one whose
+/// bytes never came), which the sweep lists.
 pub fn day_prefix(day: NaiveDate) -> Path {
-    Path::from(format!("{PREFIX}/{}", day.format("%Y-%m-%d")))
+    Path::from(format!("{OWNER_PREFIX}/{}", day.format("%Y-%m-%d")))
 }
 
 /// The attachment id an object key names, if it names one.

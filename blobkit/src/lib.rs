@@ -21,7 +21,7 @@ pub mod keys;
 pub mod signing;
 pub mod store;
 
-pub use checks::{check_content, CheckError};
+pub use checks::{check_content, Age, CheckError};
 pub use config::BlobArgs;
 pub use store::{Blobs, Limits, SignedRequest, StoredObject, Upload};
 

@@ -18,7 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use schemas::AttachmentId;
 use sha2::{Digest, Sha256};
 
-use crate::keys::{day_prefix, id_of, path_of};
+use crate::keys::{day_prefix, id_of, owner_path_of, path_of};
 use crate::signing::Grant;
 use crate::BlobError;
 
@@ -191,10 +191,20 @@ impl Blobs {
                     grant.query(secret)
                 )
             }
-            Backend::S3(s3) => s3
-                .signed_url(Method::GET, &path_of(id), self.ttl)
-                .await?
-                .to_string(),
+            Backend::S3(s3) => {
+                // What a browser would render (not a picture, sound or video) is a download, as the
+                // directory store serves it: never a page on the bucket's origin.
+                let media = ["image/", "audio/", "video/"]
+                    .iter()
+                    .any(|c| mime.starts_with(c));
+                let mut options = SignedUrlOptions::new();
+                if !media {
+                    options = options.with_query([("response-content-disposition", "attachment")]);
+                }
+                s3.signed_url_opts(Method::GET, &path_of(id), self.ttl, &options)
+                    .await?
+                    .to_string()
+            }
         };
         Ok((url, expires_at))
     }
@@ -213,17 +223,41 @@ impl Blobs {
 
     /// Deletes attachment `id`'s object (already gone is fine).
     pub async fn delete(&self, id: &AttachmentId) -> Result<(), BlobError> {
-        match self.store().delete(&path_of(id)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        for path in [path_of(id), owner_path_of(id)] {
+            match self.store().delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records who asked for attachment `id`'s upload (before its ticket is handed out).
+    pub async fn record_owner(&self, id: &AttachmentId, owner: &str) -> Result<(), BlobError> {
+        let bytes = Bytes::copy_from_slice(owner.as_bytes());
+        self.store().put(&owner_path_of(id), bytes.into()).await?;
+        Ok(())
+    }
+
+    /// Who asked for attachment `id`'s upload, if anyone did (and it was not swept).
+    pub async fn owner(&self, id: &AttachmentId) -> Result<Option<String>, BlobError> {
+        match self.store().get(&owner_path_of(id)).await {
+            Ok(found) => {
+                let bytes = found.bytes().await?;
+                Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(err) => Err(err.into()),
         }
     }
 
-    /// The days (UTC) that have uploads, in order.
+    /// The days (UTC) that have upload tickets, in order.
     pub async fn list_days(&self) -> Result<Vec<NaiveDate>, BlobError> {
         let listed = self
             .store()
-            .list_with_delimiter(Some(&object_store::path::Path::from(crate::keys::PREFIX)))
+            .list_with_delimiter(Some(&object_store::path::Path::from(
+                crate::keys::OWNER_PREFIX,
+            )))
             .await?;
         let mut days: Vec<NaiveDate> = listed
             .common_prefixes
@@ -235,7 +269,7 @@ impl Blobs {
         Ok(days)
     }
 
-    /// The attachments uploaded on `day` (UTC), in id order.
+    /// The attachments whose uploads were asked for on `day` (UTC), in id order.
     pub async fn list_day(&self, day: NaiveDate) -> Result<Vec<AttachmentId>, BlobError> {
         let mut ids: Vec<AttachmentId> = self
             .store()

@@ -135,21 +135,28 @@ impl AttachmentSweep {
 
     /// Deletes the attachments released by their last holder that nothing holds now.
     async fn released(&self) -> Result<u64, SweepError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT attachment_id FROM attachment_garbage ORDER BY since LIMIT $1",
+        let rows: Vec<(String, chrono::DateTime<Utc>)> = sqlx::query_as(
+            "SELECT attachment_id, since FROM attachment_garbage ORDER BY since LIMIT $1",
         )
         .bind(PER_ROUND as i64)
         .fetch_all(&self.pool)
         .await?;
+        let (ids, since): (Vec<String>, Vec<chrono::DateTime<Utc>>) = rows.into_iter().unzip();
         let parsed: Vec<AttachmentId> = ids
             .iter()
             .filter_map(|id| AttachmentId::parse("attachment", id).ok())
             .collect();
         let deleted = self.delete_unheld(&parsed).await?;
-        sqlx::query("DELETE FROM attachment_garbage WHERE attachment_id = ANY($1)")
-            .bind(&ids)
-            .execute(&self.pool)
-            .await?;
+        // Only the rows read: a release since then (a newer `since`) is handled next round.
+        sqlx::query(
+            "DELETE FROM attachment_garbage g
+             USING unnest($1::text[], $2::timestamptz[]) AS t(id, since)
+             WHERE g.attachment_id = t.id AND g.since = t.since",
+        )
+        .bind(&ids)
+        .bind(&since)
+        .execute(&self.pool)
+        .await?;
         Ok(deleted)
     }
 

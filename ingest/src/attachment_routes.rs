@@ -76,6 +76,8 @@ pub async fn create_upload(
         size: request.size,
         sha256: request.sha256,
     };
+    // Who asked: a message may name only its sender's own uploads (`blobkit::check_content`).
+    blobs.record_owner(&upload.id, bearer.user()).await?;
     let signed = blobs
         .upload_request(&upload, &attachments.public_url)
         .await?;

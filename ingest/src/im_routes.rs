@@ -88,7 +88,8 @@ pub async fn send_message(
         directory.require("to", &recipient).await?;
     }
     let blobs = attachments.blobs.as_deref();
-    blobkit::check_content(blobs, &message.content, message.forwarded).await?;
+    let sender = message.sender.as_str();
+    blobkit::check_content(blobs, &message.content, sender, blobkit::Age::Fresh).await?;
     let (id, conversation) = (message.message_id.clone(), message.conversation.clone());
     let envelope = Envelope::message_sent(message);
     append(&producer, &envelope, Some(&id), Some(&conversation)).await

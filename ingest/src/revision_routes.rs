@@ -65,8 +65,14 @@ pub async fn edit_message(
     if let Err(limited) = writes.admit(authkit::WriteKind::Message, bearer.user(), 1) {
         return Ok(limited.into_response());
     }
-    // An edit may keep attachments uploaded long ago (the message holds them): no age check.
-    blobkit::check_content(attachments.blobs.as_deref(), &edit.content, true).await?;
+    // An edit may keep the sender's attachments uploaded long ago (the message holds them).
+    blobkit::check_content(
+        attachments.blobs.as_deref(),
+        &edit.content,
+        edit.sender.as_str(),
+        blobkit::Age::Any,
+    )
+    .await?;
     let (id, conversation) = (edit.message_id.clone(), edit.conversation.clone());
     let envelope = Envelope::message_edited(edit);
     append(&producer, &envelope, Some(&id), Some(&conversation)).await
@@ -100,7 +106,8 @@ pub async fn edit_post(
     if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), 1) {
         return Ok(limited.into_response());
     }
-    blobkit::check_content(attachments.blobs.as_deref(), &edit.content, true).await?;
+    let (blobs, author) = (attachments.blobs.as_deref(), edit.author.as_str());
+    blobkit::check_content(blobs, &edit.content, author, blobkit::Age::Any).await?;
     let envelope = Envelope::post_edited(edit);
     append(&producer, &envelope, None, None).await
 }

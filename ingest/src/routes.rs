@@ -197,7 +197,8 @@ pub async fn create_post(
     if let Err(limited) = writes.admit(authkit::WriteKind::Post, bearer.user(), 1) {
         return Ok(limited.into_response());
     }
-    blobkit::check_content(attachments.blobs.as_deref(), &post.content, false).await?;
+    let (blobs, author) = (attachments.blobs.as_deref(), post.author.as_str());
+    blobkit::check_content(blobs, &post.content, author, blobkit::Age::Fresh).await?;
     let post_id = post.post_id.clone();
     let envelope = Envelope::post_created(post);
     let ack = producer.send(&envelope).await?;
@@ -268,7 +269,9 @@ pub async fn create_posts(
                 Err(err) => return failed(err),
             };
             let blobs = attachments.blobs.as_deref();
-            if let Err(err) = blobkit::check_content(blobs, &post.content, false).await {
+            let author = post.author.as_str();
+            let checked = blobkit::check_content(blobs, &post.content, author, blobkit::Age::Fresh);
+            if let Err(err) = checked.await {
                 let mut err = ApiError::from(err);
                 err.field = err.field.map(|f| format!("{prefix}{f}").into());
                 return failed(err);

@@ -453,7 +453,8 @@ impl Connection<'_> {
             self.realtime.directory.require("to", &recipient).await?;
         }
         let blobs = self.realtime.blobs.as_deref();
-        blobkit::check_content(blobs, &message.content, message.forwarded).await?;
+        let age = blobkit::Age::Fresh;
+        blobkit::check_content(blobs, &message.content, self.user, age).await?;
         Ok(())
     }
 

@@ -841,7 +841,7 @@
           const tries = (linkTries.get(a.id) || 0) + 1;
           linkTries.set(a.id, tries);
           img.alt = `${img.alt} (unavailable)`;
-          if (tries < 5) setTimeout(() => { box.dataset.key = ''; if (S.open) renderMessages(); }, 1000 * tries);
+          if (tries < 20) setTimeout(() => { box.dataset.key = ''; if (S.open) renderMessages(); }, Math.min(1000 * tries, 10000));
         });
         return img;
       }
@@ -945,10 +945,12 @@
     const ed = S.editing;
     if (!ed || ed.conv !== S.open) { clearContext(); return; }
     try {
+      // The whole content: an edit replaces it (type and attachments kept as they were).
+      const content = { content_type: ed.m.content_type || 'text', attachments: ed.m.attachments || [] };
       await api('PATCH', `/v1/messages/${enc(ed.message_id)}`,
-        { from: me(), conversation: ed.conv, body, version: ed.version, ...draftExtras(ed.conv, body).frame },
+        { from: me(), conversation: ed.conv, body, version: ed.version, ...content, ...draftExtras(ed.conv, body).frame },
         { ingest: true });
-      Object.assign(ed.m, { body, edited: true });
+      Object.assign(ed.m, { body, edited: true, version: (ed.m.version || 1) + 1 });
       $('#composer-input').value = '';
       clearContext();
       renderMessages();
@@ -1043,8 +1045,11 @@
     if (!m) return;
     const file = ev.target.closest('[data-attachment]');
     if (file) {
-      attachmentUrl(file.dataset.attachment).then((url) => window.open(url, '_blank', 'noopener'))
-        .catch((e) => { $('#chat-error').textContent = errText(e); });
+      // Opened now, within the click (a popup blocker allows that), pointed at the URL once known.
+      const w = window.open('', '_blank');
+      if (w) w.opener = null;
+      attachmentUrl(file.dataset.attachment).then((url) => { if (w) w.location.href = url; })
+        .catch((e) => { if (w) w.close(); $('#chat-error').textContent = errText(e); });
       return;
     }
     const reaction = ev.target.closest('button.reaction');

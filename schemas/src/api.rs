@@ -201,8 +201,8 @@ pub struct MessageDraft {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, nullable = false)]
     pub reply_to: Option<i64>,
-    /// The content was forwarded from another conversation (the client copies it; attachments are
-    /// referenced by id, not copied).
+    /// The content was forwarded from another conversation (the client copies the text and uploads
+    /// the files again: a message names only its sender's own uploads).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forwarded: bool,
     /// Users mentioned (at most 50): each member's contact list counts unread mentions, muted or not.

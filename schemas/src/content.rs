@@ -27,13 +27,19 @@ pub const MAX_FILE_NAME_CHARS: usize = 255;
 pub const MAX_ATTACHMENT_BYTES: u64 = 4 << 30;
 /// Media types a browser would run or render as a page: refused, so that a download served from
 /// one of our origins can never become script (stored XSS through an upload).
-pub const ACTIVE_MIME_TYPES: [&str; 6] = [
+pub const ACTIVE_MIME_TYPES: [&str; 12] = [
     "text/html",
     "application/xhtml+xml",
     "image/svg+xml",
     "application/javascript",
     "text/javascript",
     "application/xml",
+    "text/xml",
+    "text/xsl",
+    "application/xslt+xml",
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/mathml+xml",
 ];
 
 /// What kind of thing a message or post is; clients render by it.
@@ -108,8 +114,8 @@ impl ContentType {
 }
 
 /// A file in object storage, as a message or post describes it. Uploaded first (`POST
-/// /v1/attachments` gives a signed upload URL), then referenced by `id`; ingest checks at send time
-/// that the object exists and has this `size`.
+/// /v1/attachments` gives a signed upload URL), then referenced by `id`; where the message enters,
+/// the upload must be the sender's own and have this `size`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ToSchema)]
 pub struct Attachment {
     #[schema(value_type = String, example = "01JD8Z5V2Q3W4E5R6T7Y8V9K0M")]

@@ -12,6 +12,7 @@ use schemas::MessageEdited;
 
 use super::changes::{tell_audience, Change};
 use super::content::{self, References};
+use super::messages::sender_refusal;
 use super::recalls::stored_message_id;
 use super::{ImOutcome, Refusal, Tx};
 use crate::policy::Policy;
@@ -25,8 +26,8 @@ struct Current {
     body: String,
 }
 
-/// Applies an edit: once, refused for someone else's, a missing, recalled or erased message and
-/// after the window; a stale version changes nothing (a duplicate when it would set the text the
+/// Applies an edit: once, refused for someone else's, a missing, recalled or erased message, after
+/// the window, and from a sender who could not send it now (blocked, removed, muted); a stale version changes nothing (a duplicate when it would set the text the
 /// message has, refused otherwise).
 pub(super) async fn apply(
     tx: &mut Tx,
@@ -74,6 +75,10 @@ pub(super) async fn apply(
             true => ImOutcome::duplicate(),
             false => ImOutcome::refused(Refusal::StaleVersion),
         });
+    }
+    let (conversation, sender) = (&edit.conversation, &edit.sender);
+    if let Some(reason) = sender_refusal(tx, conversation, sender, edit.edited_at).await? {
+        return Ok(ImOutcome::refused(reason));
     }
     if let Some(reason) = content::refusal(tx, &References::from(edit)).await? {
         return Ok(ImOutcome::refused(reason));

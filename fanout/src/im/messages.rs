@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use schemas::ids::ConversationKind;
-use schemas::{GroupId, MessageSent, UserId};
+use schemas::{ConversationId, GroupId, MessageSent, UserId};
 
 use super::content::{self, References};
 use super::groups::live_group;
@@ -42,7 +42,8 @@ pub(super) async fn apply(
             .await?;
         }
         ConversationKind::Group(group) => {
-            if let Some(reason) = group_refusal(tx, &group, message).await? {
+            let (sender, at) = (&message.sender, message.created_at);
+            if let Some(reason) = group_refusal(tx, &group, sender, at).await? {
                 return refuse(tx, message, reason, seq_lock).await;
             }
         }
@@ -156,7 +157,8 @@ async fn open_direct(
 async fn group_refusal(
     tx: &mut Tx,
     group: &GroupId,
-    message: &MessageSent,
+    sender: &UserId,
+    at: DateTime<Utc>,
 ) -> Result<Option<Refusal>, sqlx::Error> {
     if live_group(tx, group.as_str()).await?.is_none() {
         return Ok(Some(Refusal::NoSuchGroup));
@@ -165,15 +167,32 @@ async fn group_refusal(
         "SELECT muted_until FROM group_members WHERE group_id = $1 AND user_id = $2 AND active",
     )
     .bind(group.as_str())
-    .bind(message.sender.as_str())
+    .bind(sender.as_str())
     .fetch_optional(&mut **tx)
     .await?;
     Ok(match member {
         None => Some(Refusal::NotMember),
         // The message's own time decides (set by ingest, in the event): the same on a replay.
-        Some((Some(until),)) if message.created_at < until => Some(Refusal::Muted),
+        Some((Some(until),)) if at < until => Some(Refusal::Muted),
         Some(_) => None,
     })
+}
+
+/// Why `sender` may not write to `conversation` at `at`, if they may not — a message, or an edit or
+/// reaction (written then): a block between a direct conversation's two, or, in a group, no such
+/// group, no membership, a mute.
+pub(super) async fn sender_refusal(
+    tx: &mut Tx,
+    conversation: &ConversationId,
+    sender: &UserId,
+    at: DateTime<Utc>,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    match conversation.kind() {
+        ConversationKind::Direct(a, b) => Ok(super::blocks::between(tx, &a, &b)
+            .await?
+            .then_some(Refusal::Blocked)),
+        ConversationKind::Group(group) => group_refusal(tx, &group, sender, at).await,
+    }
 }
 
 /// Takes the conversation's next seq and stores the message under it; the sender has read everything

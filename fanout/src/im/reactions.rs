@@ -8,6 +8,7 @@ use schemas::revisions::MAX_REACTIONS_PER_USER;
 use schemas::Reaction;
 
 use super::changes::{tell_audience, Change};
+use super::messages::sender_refusal;
 use super::{ImOutcome, Refusal, Tx};
 use crate::seq_lock::SeqLock;
 
@@ -32,6 +33,11 @@ pub(super) async fn apply(
     };
     if !may_read(tx, reaction).await? {
         return Ok(ImOutcome::refused(Refusal::NotMember));
+    }
+    // Reacting is writing to the conversation: not across a block, not while muted.
+    let (conversation_id, user) = (&reaction.conversation, &reaction.user);
+    if let Some(reason) = sender_refusal(tx, conversation_id, user, reaction.at).await? {
+        return Ok(ImOutcome::refused(reason));
     }
     let changed = match added {
         true => add(tx, reaction).await?,

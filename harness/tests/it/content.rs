@@ -193,6 +193,16 @@ async fn an_attachment_goes_up_comes_back_to_readers_only_and_is_swept(
             "{answer}"
         );
     }
+    // Knowing an id grants nothing: carol cannot send (or "forward") alice's upload.
+    let mut theirs = image(&picture);
+    theirs["from"] = json!("carol");
+    theirs["forwarded"] = json!(true);
+    let (status, answer) = stack.try_send("carol", theirs).await;
+    assert_eq!(
+        (status, field(&answer)),
+        (StatusCode::BAD_REQUEST, "attachments[0].id"),
+        "{answer}"
+    );
     let (status, answer) = stack.try_send("alice", image(&picture)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let orphan = stack.upload("alice", b"never sent", "text/plain").await;
@@ -255,17 +265,12 @@ async fn an_attachment_goes_up_comes_back_to_readers_only_and_is_swept(
     let now = chrono::Utc::now();
     let report = sweep.run_once(now).await.unwrap();
     assert_eq!((report.orphans, report.released), (0, 0), "{report:?}");
-    // Judged: the picture and the orphan, and the other bytes where they landed (never sent either).
+    // Judged: every ticket — the picture, the orphan, the one whose bytes were refused (or landed).
     let report = sweep
         .run_once(now + chrono::Duration::hours(25))
         .await
         .unwrap();
-    let unsent = 1 + u64::from(landed);
-    assert_eq!(
-        (report.judged, report.orphans),
-        (1 + unsent, unsent),
-        "{report:?}"
-    );
+    assert_eq!((report.judged, report.orphans), (3, 2), "{report:?}");
     assert!(
         store.stat(&id(&orphan)).await.unwrap().is_none(),
         "the orphan is gone"
@@ -887,6 +892,7 @@ pub(crate) mod store {
             })
         };
         let first = message(&chat, "ann", "helo");
+        let bobs = message(&chat, "bob", "bob here");
         let old = with(message(&chat, "ann", "last week"), |m| {
             m.created_at = now - chrono::Duration::days(2)
         });
@@ -913,6 +919,15 @@ pub(crate) mod store {
             react("dan", "👍", true),
             react("bob", ":party:", true),
             react("bob", ":party:", false),
+            bobs.clone(),
+            Envelope::member_removed(schemas::MembershipChange {
+                group: trip.clone(),
+                user: user("bob"),
+                by: user("bob"),
+                role: None,
+            }),
+            // He left: his message is no longer his to change.
+            edit(&bobs, "edited after leaving", None, now),
         ]
     }
 
@@ -945,6 +960,7 @@ pub(crate) mod store {
             [
                 "message 1 hello, all v3 true",
                 "message 2 last week v1 false",
+                "message 3 bob here v1 false",
                 "post the best post v3",
                 "reactions 1 ❤️ 1",
                 "reactions 1 👍 2",
