@@ -77,6 +77,22 @@ impl From<CheckError> for httpkit::ApiError {
     }
 }
 
+/// What a service's attachment routes hold: the store (none: attachments are off) and the service's
+/// own public URL, which the directory store's signed URLs point at (ingest's for uploads, the
+/// reader's for downloads).
+#[derive(Clone)]
+pub struct Attachments {
+    pub blobs: Option<std::sync::Arc<Blobs>>,
+    pub public_url: String,
+}
+
+impl Attachments {
+    /// The store, or `501` while attachments are off.
+    pub fn blobs(&self) -> Result<&Blobs, httpkit::ApiError> {
+        self.blobs.as_deref().ok_or_else(attachments_off)
+    }
+}
+
 /// The answer while attachments are off (`FANLINE_BLOB_STORE` unset): `501`.
 pub fn attachments_off() -> httpkit::ApiError {
     httpkit::ApiError::new(

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Extension, Json, Router};
-use blobkit::{Blobs, Upload};
+use blobkit::Upload;
 use httpkit::openapi::{
     AttachmentsOff, BadRequest, BodyRejected, Forbidden, NoSuchRoute, TooManyRequests,
     Unauthorized, Unavailable,
@@ -24,19 +24,7 @@ use httpkit::{ApiError, JsonBody};
 use schemas::api::{UploadRequest, UploadTicket};
 use schemas::AttachmentId;
 
-/// The store (none: attachments are off) and ingest's public URL, which the directory store's
-/// upload URLs point at.
-#[derive(Clone)]
-pub struct Attachments {
-    pub blobs: Option<Arc<Blobs>>,
-    pub public_url: String,
-}
-
-impl Attachments {
-    fn blobs(&self) -> Result<&Blobs, ApiError> {
-        self.blobs.as_deref().ok_or_else(blobkit::attachments_off)
-    }
-}
+pub use blobkit::Attachments;
 
 pub fn router() -> Router {
     Router::new()

@@ -8,7 +8,6 @@
 //! `post_attachments`: live content only — a recalled, removed or erased message holds none).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use authkit::Bearer;
 use axum::body::Body;
@@ -17,7 +16,6 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use blobkit::Blobs;
 use httpkit::openapi::{
     AttachmentsOff, BadRequest, Forbidden, InternalError, NoSuchRoute, Unauthorized, Unavailable,
 };
@@ -28,19 +26,7 @@ use sqlx::PgPool;
 
 use crate::failure::database_error;
 
-/// The store (none: attachments are off) and the reader's public URL, which the directory store's
-/// download URLs point at.
-#[derive(Clone)]
-pub struct Attachments {
-    pub blobs: Option<Arc<Blobs>>,
-    pub public_url: String,
-}
-
-impl Attachments {
-    fn blobs(&self) -> Result<&Blobs, ApiError> {
-        self.blobs.as_deref().ok_or_else(blobkit::attachments_off)
-    }
-}
+pub use blobkit::Attachments;
 
 pub fn router(pool: PgPool) -> Router {
     Router::new()
