@@ -762,17 +762,47 @@ pub(crate) mod store {
         ]
     }
 
-    async fn state(db: &TestDb) -> Vec<String> {
+    /// The rows `queries` read after applying `envelopes` live — checked to be the same when applied
+    /// again (a replay) and when rebuilt into fresh databases in two other orders of the partitions.
+    async fn same_live_again_and_rebuilt(
+        envelopes: Vec<Envelope>,
+        queries: &[&str],
+    ) -> Vec<String> {
+        let mut log: Vec<SourcedEvent> = Vec::new();
+        append(&mut log, envelopes);
+        let live = TestDb::create().await;
+        apply_each(&live, &log).await;
+        let expected = rows_of(&live, queries).await;
+        apply_each(&live, &log).await;
+        assert_eq!(
+            rows_of(&live, queries).await,
+            expected,
+            "a replay changes nothing"
+        );
+        for descending in [false, true] {
+            let mut by_partition = log.clone();
+            by_partition.sort_by_key(|e| {
+                (
+                    if descending {
+                        -e.partition
+                    } else {
+                        e.partition
+                    },
+                    e.offset,
+                )
+            });
+            let rebuilt = TestDb::create().await;
+            apply_each(&rebuilt, &by_partition).await;
+            let rows = rows_of(&rebuilt, queries).await;
+            assert_eq!(rows, expected, "rebuilt, descending {descending}");
+        }
+        expected
+    }
+
+    /// Every row `queries` read, sorted.
+    async fn rows_of(db: &TestDb, queries: &[&str]) -> Vec<String> {
         let mut rows = Vec::new();
-        for query in [
-            "SELECT 'message ' || conversation_id || ' ' || seq || ' ' || content_type || ' '
-                    || coalesce(reply_to::text, '-') || ' ' || forwarded || ' '
-                    || coalesce(jsonb_array_length(attachments), 0) FROM messages",
-            "SELECT 'holds ' || conversation_id || ' ' || seq FROM message_attachments",
-            "SELECT 'mention ' || conversation_id || ' ' || seq || ' ' || user_id FROM message_mentions",
-            "SELECT 'refused ' || reason FROM refused_messages",
-            "SELECT 'garbage' FROM attachment_garbage",
-        ] {
+        for query in queries {
             let part: Vec<(String,)> = sqlx::query_as(query).fetch_all(&db.pool).await.unwrap();
             rows.extend(part.into_iter().map(|(row,)| row));
         }
@@ -780,13 +810,20 @@ pub(crate) mod store {
         rows
     }
 
+    /// What the references test compares: messages, holders, mentions, refusals, garbage.
+    const REFERENCES: &[&str] = &[
+            "SELECT 'message ' || conversation_id || ' ' || seq || ' ' || content_type || ' '
+                    || coalesce(reply_to::text, '-') || ' ' || forwarded || ' '
+                    || coalesce(jsonb_array_length(attachments), 0) FROM messages",
+            "SELECT 'holds ' || conversation_id || ' ' || seq FROM message_attachments",
+            "SELECT 'mention ' || conversation_id || ' ' || seq || ' ' || user_id FROM message_mentions",
+            "SELECT 'refused ' || reason FROM refused_messages",
+            "SELECT 'garbage' FROM attachment_garbage",
+    ];
+
     #[tokio::test]
     async fn references_come_out_the_same_live_on_a_replay_and_in_other_interleavings() {
-        let mut log: Vec<SourcedEvent> = Vec::new();
-        append(&mut log, script());
-        let live = TestDb::create().await;
-        apply_each(&live, &log).await;
-        let expected = state(&live).await;
+        let expected = same_live_again_and_rebuilt(script(), REFERENCES).await;
         assert_eq!(
             expected,
             [
@@ -803,28 +840,6 @@ pub(crate) mod store {
                 "refused not_allowed",
             ],
         );
-        apply_each(&live, &log).await;
-        assert_eq!(state(&live).await, expected, "a replay changes nothing");
-        for descending in [false, true] {
-            let mut by_partition = log.clone();
-            by_partition.sort_by_key(|e| {
-                (
-                    if descending {
-                        -e.partition
-                    } else {
-                        e.partition
-                    },
-                    e.offset,
-                )
-            });
-            let rebuilt = TestDb::create().await;
-            apply_each(&rebuilt, &by_partition).await;
-            assert_eq!(
-                state(&rebuilt).await,
-                expected,
-                "rebuilt, descending {descending}"
-            );
-        }
     }
 
     fn edit(
@@ -931,30 +946,19 @@ pub(crate) mod store {
         ]
     }
 
-    async fn revision_state(db: &TestDb) -> Vec<String> {
-        let mut rows = Vec::new();
-        for query in [
+    /// What the revisions test compares: versions, reaction counts, refusals, posts.
+    const REVISIONS: &[&str] = &[
             "SELECT 'message ' || seq || ' ' || body || ' v' || version || ' ' || (edited_at IS NOT NULL)
              FROM messages",
             "SELECT 'reactions ' || seq || ' ' || key || ' ' || count(*) FROM message_reactions
              GROUP BY seq, key",
             "SELECT 'refused ' || reason FROM refused_messages",
             "SELECT 'post ' || body || ' v' || version FROM posts",
-        ] {
-            let part: Vec<(String,)> = sqlx::query_as(query).fetch_all(&db.pool).await.unwrap();
-            rows.extend(part.into_iter().map(|(row,)| row));
-        }
-        rows.sort();
-        rows
-    }
+    ];
 
     #[tokio::test]
     async fn edits_and_reactions_come_out_the_same_live_on_a_replay_and_in_other_interleavings() {
-        let mut log: Vec<SourcedEvent> = Vec::new();
-        append(&mut log, revisions());
-        let live = TestDb::create().await;
-        apply_each(&live, &log).await;
-        let expected = revision_state(&live).await;
+        let expected = same_live_again_and_rebuilt(revisions(), REVISIONS).await;
         assert_eq!(
             expected,
             [
@@ -966,31 +970,5 @@ pub(crate) mod store {
                 "reactions 1 👍 2",
             ],
         );
-        apply_each(&live, &log).await;
-        assert_eq!(
-            revision_state(&live).await,
-            expected,
-            "a replay changes nothing"
-        );
-        for descending in [false, true] {
-            let mut by_partition = log.clone();
-            by_partition.sort_by_key(|e| {
-                (
-                    if descending {
-                        -e.partition
-                    } else {
-                        e.partition
-                    },
-                    e.offset,
-                )
-            });
-            let rebuilt = TestDb::create().await;
-            apply_each(&rebuilt, &by_partition).await;
-            assert_eq!(
-                revision_state(&rebuilt).await,
-                expected,
-                "rebuilt, descending {descending}"
-            );
-        }
     }
 }
