@@ -413,6 +413,27 @@ def sockets_are_capped_and_frames_bounded(suite):
                 results.count(200) <= 8 and 429 in results, f"{sorted(results)}")
 
 
+def tokenless_sockets_must_authenticate_first(suite):
+    """Issue 25: a socket may take its token in its first frame (browsers keep it out of URLs), so
+    anyone can open one without a token: it is closed unless a good token comes first, and soon."""
+    results = {}
+    for name, frame in [("nothing", None), ("a ping", b'{"type":"ping"}'),
+                        ("a forged token", b'{"type":"auth","access_token":"eyJhbGciOiJIUzI1NiJ9.e30.x"}')]:
+        sock, status, _ = ws_connect(suite.reader, "/v1/ws?device=t1", source="127.0.0.12")
+        if frame is not None:
+            mask = ws_send_header(sock, 1, len(frame))
+            sock.sendall(bytes(b ^ mask[i % 4] for i, b in enumerate(frame)))
+        start = time.time()
+        results[name] = (status, ws_close_code(sock, 15), round(time.time() - start))
+        sock.close()
+    suite.check(5, "a tokenless socket that sends nothing is closed (1008) within 10 s",
+                results["nothing"][:2] == (101, 1008) and results["nothing"][2] <= 11, f"{results}")
+    suite.check(5, "a tokenless socket whose first frame is not its token is closed (1008)",
+                results["a ping"][:2] == (101, 1008), f"{results}")
+    suite.check(5, "a forged first-frame token is refused (4001)",
+                results["a forged token"][:2] == (101, 4001), f"{results}")
+
+
 def sessions_end_their_sockets(suite):
     """Finding 6: a socket outlived logout; a refresh token two rotations old did not revoke."""
     name = suite.user("session")
@@ -656,7 +677,8 @@ def what_held_still_holds(suite):
 CHECKS = [ids_are_unpredictable, ids_nobody_owns_cannot_be_squatted,
           guessing_does_not_lock_the_owner_out,
           forwarded_for_is_believed_from_trusted_proxies_only, slow_clients_are_cut_off,
-          sockets_are_capped_and_frames_bounded, sessions_end_their_sockets,
+          sockets_are_capped_and_frames_bounded, tokenless_sockets_must_authenticate_first,
+          sessions_end_their_sockets,
           a_password_change_ends_the_other_sessions, ids_and_keys_follow_the_rules,
           writes_are_limited_per_user, private_groups_are_closed_to_strangers,
           disabled_accounts_are_locked_out,

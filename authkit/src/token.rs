@@ -234,6 +234,21 @@ impl Bearer {
         self.require(field, user.as_str())
     }
 
+    /// The caller a token names, if the key made it, it has not expired and its account is neither
+    /// disabled nor deleted: `401` / `403` otherwise. For tokens that come another way than a request's
+    /// headers, too (a socket's first frame).
+    pub fn verify(
+        key: &TokenKey,
+        disabled: Option<&crate::DisabledAccounts>,
+        token: &str,
+    ) -> Result<Bearer, ApiError> {
+        let claims = key.verify(token).map_err(|err| unauthorized(&err))?;
+        if let Some(disabled) = disabled {
+            disabled.check(&claims.sub)?;
+        }
+        Ok(Bearer { claims })
+    }
+
     /// The token of a request: the `Authorization: Bearer` header, else, on routes carrying the
     /// [`QueryTokenAllowed`] extension, the `access_token` query parameter (browsers cannot set
     /// headers on WebSocket or EventSource requests).
@@ -268,11 +283,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
             return Err(ApiError::internal());
         };
         let token = Bearer::token_of(parts).map_err(|err| unauthorized(&err))?;
-        let claims = key.verify(&token).map_err(|err| unauthorized(&err))?;
-        if let Some(disabled) = parts.extensions.get::<Arc<crate::DisabledAccounts>>() {
-            disabled.check(&claims.sub)?;
-        }
-        Ok(Bearer { claims })
+        let disabled = parts.extensions.get::<Arc<crate::DisabledAccounts>>();
+        Bearer::verify(&key, disabled.map(Arc::as_ref), &token)
     }
 }
 

@@ -24,7 +24,8 @@
 //!
 //! ingest cannot know membership: a message from a non-member, or to a group that does not exist, is
 //! refused here — recorded in `refused_messages`, reported to the sender's devices as a `refused` sync
-//! entry, counted by reason — and never delivered.
+//! entry, counted by reason — and never delivered. Refused membership changes, group creations, edits
+//! and reactions are told to their actor the same way ([`refusals`]).
 //!
 //! Group members' delivered seq, unread count and activity are derived at read time from the group's
 //! counters (the `conversation_state` view), in both delivery modes, so a group message touches only
@@ -46,6 +47,7 @@
 //! - [`reactions`]: reactions — one row per message, key and user.
 //! - [`changes`]: how devices hear of an edit or a reaction.
 //! - [`reads`]: read markers.
+//! - [`refusals`]: telling the actor of a refused membership change, group creation, edit or reaction.
 
 mod blocks;
 mod changes;
@@ -58,6 +60,7 @@ mod mutes;
 mod reactions;
 mod reads;
 mod recalls;
+mod refusals;
 mod settings;
 
 use schemas::{
@@ -111,6 +114,20 @@ pub(crate) async fn apply(
     if !watermark::advance(tx, event).await? {
         return Ok(ImOutcome::duplicate());
     }
+    let mut outcome = apply_new(tx, policy, event, im_event, seq_lock).await?;
+    if let Some(reason) = outcome.refusal() {
+        refusals::tell_actor(tx, event, &im_event, reason, &mut outcome, seq_lock).await?;
+    }
+    Ok(outcome)
+}
+
+async fn apply_new(
+    tx: &mut Tx,
+    policy: &Policy,
+    event: &SourcedEvent,
+    im_event: ImEvent<'_>,
+    seq_lock: &mut SeqLock,
+) -> Result<ImOutcome, sqlx::Error> {
     match im_event {
         ImEvent::GroupCreated(group) => groups::apply_created(tx, group, seq_lock).await,
         ImEvent::MemberAdded(change) => {

@@ -150,6 +150,12 @@ impl ImOutcome {
         }
     }
 
+    /// Why the one event this outcome is of was refused, if it was.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        let index = self.refused.iter().position(|count| *count > 0)?;
+        Refusal::ALL.get(index).copied()
+    }
+
     pub(crate) fn refused(reason: Refusal) -> Self {
         let mut outcome = ImOutcome::default();
         if let Some(index) = Refusal::ALL.iter().position(|r| *r == reason) {

@@ -52,6 +52,23 @@ impl WsClient {
         }
     }
 
+    /// Connects without a token in the request (as the web page does) and sends `first` as the first
+    /// frame: normally `{"type": "auth", "access_token": …}`.
+    pub async fn connect_then(reader: &str, device: &str, first: &str) -> Result<WsClient, u16> {
+        let url = format!("{}/v1/ws?device={device}", reader.replacen("http", "ws", 1));
+        let mut client = match tokio_tungstenite::connect_async(url).await {
+            Ok((socket, _)) => WsClient { socket },
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                return Err(response.status().as_u16())
+            }
+            Err(_) => return Err(0),
+        };
+        if !first.is_empty() {
+            let _ = client.socket.send(Message::text(first)).await;
+        }
+        Ok(client)
+    }
+
     pub async fn send(&mut self, frame: &ClientFrame) {
         let text = serde_json::to_string(frame).expect("frames serialize");
         let _ = self.socket.send(Message::text(text)).await;

@@ -1,4 +1,5 @@
-//! `PUT /v1/accounts/{user}/password`: the owner changes the password.
+//! `PUT /v1/accounts/{user}/password`: the owner changes the password; `GET
+//! /v1/accounts/{user}/availability`: whether an id is free to register.
 //!
 //! The reader takes it, not ingest: the current password must be checked against the stored hash (a
 //! stolen access token alone must not take the account over), and ingest keeps no database. The new
@@ -18,19 +19,74 @@ use httpkit::openapi::{
     BadRequest, BodyRejected, Forbidden, TooManyRequests, Unauthorized, Unavailable,
 };
 use httpkit::{ApiError, ClientAddress, JsonBody};
-use schemas::api::{Accepted, PasswordChange};
+use schemas::api::{Accepted, IdAvailability, IdState, PasswordChange};
 use schemas::{Envelope, PasswordChanged, UserId};
 
 use crate::failure::database_error;
 use crate::sessions::{admit, is_password, revoke_notifying, Sessions};
 
-pub fn router(sessions: Arc<Sessions>) -> axum::Router {
+pub fn router(sessions: Arc<Sessions>, lookups: Arc<IdLookups>) -> axum::Router {
     axum::Router::new()
         .route(
             "/v1/accounts/{user}/password",
             axum::routing::put(change_password),
         )
         .with_state(sessions)
+        .merge(
+            axum::Router::new()
+                .route(
+                    "/v1/accounts/{user}/availability",
+                    axum::routing::get(availability),
+                )
+                .with_state(lookups),
+        )
+}
+
+/// What answers "is this id free?": the account directory ingest's registration asks too, and a
+/// budget per client address (anyone may ask, without a token: it is a registration form's question).
+pub struct IdLookups {
+    pub directory: Arc<authkit::AccountDirectory>,
+    pub budget: authkit::AddressLimiter,
+}
+
+/// Id availability.
+///
+/// Whether a user id is `free` to register, `taken` (someone has that account: a user to chat with)
+/// or `reserved` (a deleted account's, or holding data from before accounts: only an operator's claim
+/// code registers it). Asked by registration forms before registering and by "new chat" forms; no
+/// token needed, limited per client address. Registering right after a `free` may still lose to
+/// someone else's registration of the same id in flight: the login then fails.
+#[utoipa::path(
+    get, path = "/v1/accounts/{user}/availability", tag = "sessions",
+    params(("user" = schemas::UserId, Path, description = "The id to ask about.")),
+    responses(
+        (status = 200, description = "What the id is.", body = IdAvailability),
+        BadRequest, TooManyRequests, Unavailable,
+    )
+)]
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn availability(
+    State(lookups): State<Arc<IdLookups>>,
+    client: ClientAddress,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = UserId::parse("user", &user)?;
+    if let Err(wait) = lookups.budget.check(client.0) {
+        return Ok(httpkit::error::too_many_requests(
+            "too many id lookups from this address: wait and try again",
+            wait,
+        ));
+    }
+    let state = match lookups.directory.status(&user).await? {
+        authkit::IdStatus::Free => IdState::Free,
+        authkit::IdStatus::Account => IdState::Taken,
+        authkit::IdStatus::Erased | authkit::IdStatus::HoldsData => IdState::Reserved,
+    };
+    Ok(Json(IdAvailability {
+        user: user.to_string(),
+        state,
+    })
+    .into_response())
 }
 
 fn hashing_error(err: authkit::HashingError) -> ApiError {

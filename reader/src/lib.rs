@@ -194,6 +194,9 @@ impl Connections {
     }
 }
 
+/// Sockets waiting for their first-frame token at once (10 s each at most), across all users.
+const MAX_UNAUTHENTICATED_SOCKETS: usize = 1024;
+
 fn sessions(
     config: &Config,
     pool: &sqlx::PgPool,
@@ -324,6 +327,7 @@ impl App {
             directory: Arc::new(directory(config, &connections.pool).watching(disabled.clone())),
             writes: authkit::WriteLimiter::new(config.writes.quota(), &registry, "reader")?,
             blobs: attachments.blobs.clone(),
+            unauthenticated: Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED_SOCKETS)),
         });
         let session_state = Arc::new(sessions(
             config,
@@ -338,7 +342,17 @@ impl App {
             }))
             .merge(safety_routes(&connections.pool))
             .merge(sessions::router(session_state.clone()))
-            .merge(accounts::router(session_state))
+            .merge(accounts::router(
+                session_state,
+                Arc::new(accounts::IdLookups {
+                    // The facts, also where accounts are not required: a page asks whom it can
+                    // talk to, and a taken id is taken either way.
+                    directory: Arc::new(authkit::AccountDirectory::new(connections.pool.clone())),
+                    budget: authkit::AddressLimiter::per_minute(
+                        config.login_per_address_per_minute * 3,
+                    ),
+                }),
+            ))
             .merge(realtime_routes(realtime))
             .merge(attachments::router(connections.pool.clone()))
             .layer(axum::Extension(attachments))

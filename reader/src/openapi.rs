@@ -18,6 +18,7 @@ use utoipa::OpenApi;
         crate::sessions::logout,
         crate::sessions::logout_everywhere,
         crate::accounts::change_password,
+        crate::accounts::availability,
         crate::routes::feed,
         crate::routes::sync,
         crate::routes::posts,
@@ -71,7 +72,11 @@ struct Security;
 impl utoipa::Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         httpkit::openapi::BearerSecurity {
-            open: &["/v1/sessions", "/v1/sessions/refresh"],
+            open: &[
+                "/v1/sessions",
+                "/v1/sessions/refresh",
+                "/v1/accounts/{user}/availability",
+            ],
         }
         .modify(openapi);
     }

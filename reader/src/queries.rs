@@ -199,7 +199,7 @@ macro_rules! sync_sql {
                 -- A post removed by retention is skipped as a deleted one is.
                 (p.deleted_at IS NOT NULL OR (s.kind = 'post' AND p.author IS NULL)) AS deleted,
                 m.recalled_at IS NOT NULL AS recalled,
-                (s.kind = 'message' AND m.body IS NULL) AS expired, r.reason
+                (s.kind = 'message' AND m.body IS NULL) AS expired, r.reason, r.action, r.subject
          FROM (SELECT seq, kind, post_id, message_id, conversation_id, conv_seq, author
                FROM sync_entries
                WHERE user_id = ",
@@ -220,8 +220,13 @@ macro_rules! sync_sql {
              FROM messages WHERE message_id = s.message_id LIMIT 1
          ) m ON true
          LEFT JOIN LATERAL (
-             SELECT reason, refused_at FROM refused_messages
-             WHERE message_id = s.message_id AND s.kind = 'refused' LIMIT 1
+             SELECT reason, refused_at, NULL AS action, NULL AS subject FROM refused_messages
+             WHERE message_id = s.message_id AND s.kind = 'refused'
+             UNION ALL
+             -- Other refused writes: the entry's message_id column holds the event's id.
+             SELECT reason, refused_at, action, subject FROM refused_writes
+             WHERE event_id = s.message_id AND s.kind = 'refused'
+             LIMIT 1
          ) r ON true
          ORDER BY s.seq"
         )
@@ -268,6 +273,8 @@ struct SyncRow {
     recalled: bool,
     expired: bool,
     reason: Option<String>,
+    action: Option<String>,
+    subject: Option<String>,
 }
 
 impl SyncRow {
@@ -290,6 +297,8 @@ impl SyncRow {
             recalled: row.try_get("recalled")?,
             expired: row.try_get("expired")?,
             reason: row.try_get("reason")?,
+            action: row.try_get("action")?,
+            subject: row.try_get("subject")?,
         })
     }
 }
@@ -481,7 +490,8 @@ fn scan_of(rows: Vec<SyncRow>, limit: i64) -> SyncScan {
             seq: row.seq,
             kind: sync_kind(&row.kind),
             post_id: row.post_id,
-            message_id: row.message_id,
+            // A refused write other than a message: the column holds its event's id.
+            message_id: row.message_id.filter(|_| row.action.is_none()),
             conversation_id: row.conversation_id,
             conversation_seq: row.conv_seq,
             content: Content::from_stored(
@@ -495,6 +505,8 @@ fn scan_of(rows: Vec<SyncRow>, limit: i64) -> SyncScan {
             recalled: row.recalled,
             expired: row.expired,
             reason: row.reason,
+            action: row.action,
+            subject: row.subject,
         })
         .collect();
     SyncScan {

@@ -41,6 +41,9 @@ pub struct Realtime {
     pub writes: authkit::WriteLimiter,
     /// Attachments of messages sent over a socket are checked against the store, as at ingest.
     pub blobs: Option<Arc<blobkit::Blobs>>,
+    /// Sockets opened without a token, waiting for their `auth` frame: anyone may open one, so they
+    /// are counted (a few seconds each) before any per-user cap can apply.
+    pub unauthenticated: Arc<tokio::sync::Semaphore>,
 }
 
 /// What an open socket or stream holds: its place under the caps and the watch on its session.

@@ -22,11 +22,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authkit::Bearer;
+use authkit::{Bearer, DisabledAccounts, TokenKey};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use futures::{SinkExt, StreamExt};
 use httpkit::{ApiError, ClientAddress, QueryParams};
 use kafkakit::Pending;
@@ -38,7 +39,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::realtime::Realtime;
+use crate::realtime::{Admitted, Realtime};
 use crate::session_ends::SessionWatch;
 use crate::sync::sync_page;
 
@@ -62,7 +63,8 @@ const MAX_IN_FLIGHT: usize = 32;
 /// Realtime connection.
 ///
 /// Upgrades to a WebSocket that streams the user's sync timeline from the device's last ack. The
-/// token comes as `Authorization: Bearer` or, from browsers, as `access_token`. See README "Realtime".
+/// token comes as `Authorization: Bearer`, as `access_token`, or — browsers, keeping it out of URLs —
+/// in the first frame: `{"type": "auth", "access_token": …}` within 10 s. See README "Realtime".
 #[utoipa::path(
     get, path = "/v1/ws", tag = "realtime",
     params(
@@ -78,7 +80,9 @@ const MAX_IN_FLIGHT: usize = 32;
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn connect(
-    bearer: Bearer,
+    bearer: Result<Bearer, ApiError>,
+    Extension(key): Extension<Arc<TokenKey>>,
+    disabled: Option<Extension<Arc<DisabledAccounts>>>,
     State(realtime): State<Arc<Realtime>>,
     client: ClientAddress,
     headers: HeaderMap,
@@ -97,35 +101,159 @@ pub async fn connect(
             "this page's origin may not open sockets here (FANLINE_WS_ALLOWED_ORIGINS)",
         ));
     }
-    let admitted = match realtime.admit(&bearer, client).await {
+    let opening = Opening {
+        realtime,
+        client,
+        device,
+        after,
+    };
+    let bearer = match bearer {
+        Ok(bearer) => bearer,
+        // No token with the request: it comes in the first frame.
+        Err(_)
+            if !headers.contains_key(header::AUTHORIZATION)
+                && params.get("access_token").is_none() =>
+        {
+            let waiting = opening
+                .realtime
+                .unauthenticated
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| {
+                    ApiError::unavailable(
+                        "too many sockets waiting for their auth frame; try again",
+                    )
+                })?;
+            let disabled = disabled.map(|Extension(disabled)| disabled);
+            return Ok(with_limits(upgrade).on_upgrade(move |socket| {
+                let tasks = opening.realtime.tasks.clone();
+                tasks.track_future(async move {
+                    let bearer = authenticate(&key, disabled.as_deref(), socket).await;
+                    drop(waiting);
+                    if let Some((bearer, socket)) = bearer {
+                        opening.admit_then_serve(bearer, socket).await;
+                    }
+                })
+            }));
+        }
+        Err(err) => return Err(err),
+    };
+    let admitted = match opening.realtime.admit(&bearer, client).await {
         Ok(admitted) => admitted,
         Err(refused) => return Ok(refused),
     };
     let user = UserId::parse("token", bearer.user())?;
-    realtime.presence.arrive(&user).await?;
-    // Small buffers: an idle connection should cost kilobytes, not tungstenite's 128 KiB defaults.
-    // Frames larger than the buffer still work; the buffer only grows while one is in flight.
-    Ok(upgrade
+    opening.realtime.presence.arrive(&user).await?;
+    Ok(with_limits(upgrade).on_upgrade(move |socket| {
+        let tasks = opening.realtime.tasks.clone();
+        tasks.track_future(opening.serve(bearer, admitted, socket))
+    }))
+}
+
+/// Small buffers: an idle connection should cost kilobytes, not tungstenite's 128 KiB defaults.
+/// Frames larger than the buffer still work; the buffer only grows while one is in flight.
+fn with_limits(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
         .read_buffer_size(BUFFER_BYTES)
         .write_buffer_size(BUFFER_BYTES)
         // Both limits: a frame is buffered whole before the message limit is checked.
         .max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| {
-            let tasks = realtime.tasks.clone();
-            tasks.track_future(async move {
-                realtime.metrics.open.inc();
-                let reason =
-                    serve(&realtime, bearer, &admitted.session, device, after, socket).await;
-                realtime.metrics.open.dec();
-                drop(admitted);
-                realtime
-                    .metrics
-                    .closed
-                    .with_label_values(&[reason.label()])
-                    .inc();
-            })
-        }))
+}
+
+/// How long a socket opened without a token may take to send its `auth` frame.
+const AUTH_WAIT: Duration = Duration::from_secs(10);
+
+/// The caller of a socket opened without a token, from its first frame (`{"type": "auth",
+/// "access_token": …}` within [`AUTH_WAIT`]); `None` after closing it when that frame does not come
+/// or its token is refused (4001: expired or unknown, refresh and reconnect; 4002: the account is
+/// disabled or deleted).
+async fn authenticate(
+    key: &TokenKey,
+    disabled: Option<&DisabledAccounts>,
+    mut socket: WebSocket,
+) -> Option<(Bearer, WebSocket)> {
+    let token = match tokio::time::timeout(AUTH_WAIT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str(text.as_str()) {
+            Ok(ClientFrame::Auth { access_token }) => Some(access_token),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(token) = token else {
+        refuse(socket, 1008, "send an auth frame first").await;
+        return None;
+    };
+    match Bearer::verify(key, disabled, &token) {
+        Ok(bearer) => Some((bearer, socket)),
+        Err(err) if err.status == StatusCode::FORBIDDEN => {
+            refuse(socket, close::SESSION_ENDED, "account disabled or deleted").await;
+            None
+        }
+        Err(_) => {
+            refuse(socket, close::TOKEN_EXPIRED, "token expired or unknown").await;
+            None
+        }
+    }
+}
+
+async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// A socket on its way in: where it comes from, for which device, from where in the timeline.
+struct Opening {
+    realtime: Arc<Realtime>,
+    client: ClientAddress,
+    device: String,
+    after: Option<i64>,
+}
+
+impl Opening {
+    /// Admits a socket authenticated by its first frame as [`connect`] admits others before the
+    /// upgrade: past the caps it closes 1013 (try again later), for an ended session 4002.
+    async fn admit_then_serve(self, bearer: Bearer, socket: WebSocket) {
+        let admitted = match self.realtime.admit(&bearer, self.client).await {
+            Ok(admitted) => admitted,
+            Err(refused) if refused.status() == StatusCode::UNAUTHORIZED => {
+                return refuse(socket, close::SESSION_ENDED, "session ended: log in again").await;
+            }
+            Err(_) => return refuse(socket, 1013, "too many connections; try again later").await,
+        };
+        let arrived = match UserId::parse("token", bearer.user()) {
+            Ok(user) => self.realtime.presence.arrive(&user).await.is_ok(),
+            Err(_) => false,
+        };
+        if !arrived {
+            return refuse(socket, 1013, "database unavailable, try again later").await;
+        }
+        self.serve(bearer, admitted, socket).await;
+    }
+
+    async fn serve(self, bearer: Bearer, admitted: Admitted, socket: WebSocket) {
+        let realtime = &self.realtime;
+        realtime.metrics.open.inc();
+        let reason = serve(
+            realtime,
+            bearer,
+            &admitted.session,
+            self.device,
+            self.after,
+            socket,
+        )
+        .await;
+        realtime.metrics.open.dec();
+        drop(admitted);
+        realtime
+            .metrics
+            .closed
+            .with_label_values(&[reason.label()])
+            .inc();
+    }
 }
 
 /// Why a connection ended.
@@ -535,6 +663,10 @@ impl Connection<'_> {
             }
         };
         match frame {
+            ClientFrame::Auth { .. } => {
+                let err = ApiError::bad_field("type", "this socket is authenticated already");
+                self.outbox.push(&error_frame(None, &err));
+            }
             ClientFrame::Ping => self.outbox.push(&ServerFrame::Pong),
             ClientFrame::Pong => {}
             ClientFrame::Ack { seq } => self.ack(seq).await,

@@ -8,8 +8,24 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
-const APP_JS: &str = include_str!("../web/app.js");
-const APP_CSS: &str = include_str!("../web/app.css");
+
+/// The page's other files: path, content type, content.
+const ASSETS: [(&str, &str, &str); 5] = [
+    ("/app.js", JS, include_str!("../web/app.js")),
+    ("/session.js", JS, include_str!("../web/session.js")),
+    ("/outbox.js", JS, include_str!("../web/outbox.js")),
+    (
+        "/app.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/app.css"),
+    ),
+    (
+        "/favicon.svg",
+        "image/svg+xml",
+        include_str!("../web/favicon.svg"),
+    ),
+];
+const JS: &str = "text/javascript; charset=utf-8";
 
 /// The page's Content-Security-Policy: its own scripts and styles only (none inline), requests to
 /// itself (sockets included: `'self'` covers ws/wss of the same host), to ingest and — uploads and
@@ -28,7 +44,14 @@ pub fn router(public_ingest_url: String, blob_origin: Option<String>) -> Router 
     let policy = HeaderValue::from_str(&csp)
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
     let config = serde_json::json!({ "ingest_url": public_ingest_url });
-    Router::new()
+    let mut router = Router::new();
+    for (path, content_type, body) in ASSETS {
+        router = router.route(
+            path,
+            get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) }),
+        );
+    }
+    router
         .route(
             "/",
             get(move || {
@@ -46,19 +69,6 @@ pub fn router(public_ingest_url: String, blob_origin: Option<String>) -> Router 
                     )
                 }
             }),
-        )
-        .route(
-            "/app.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    APP_JS,
-                )
-            }),
-        )
-        .route(
-            "/app.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS) }),
         )
         .route(
             "/config.json",

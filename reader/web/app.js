@@ -1,10 +1,15 @@
-// Fanline web chat client: plain ES2020, no dependencies. Served by the reader at `/`.
-'use strict';
+// Fanline web chat client: plain ES2020 modules, no dependencies, no build step. Served by the reader
+// at `/`. The session (session.js) and the outbox (outbox.js) are modules of their own; this one is
+// the page: realtime, conversations, messages, groups, search and the feed.
+import * as session from '/session.js';
+import * as outbox from '/outbox.js';
+
 (() => {
   const $ = (sel) => document.querySelector(sel);
-  const SESSION_KEY = 'fanline.session';
   const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
   const MAX_BODY = 4096;
+  // The server counts characters (code points): an emoji is one, not the two UTF-16 units of .length.
+  const charCount = (s) => { let n = 0; for (const _ of s) n += 1; return n; };
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const hex = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, '0')).join('');
   const enc = encodeURIComponent;
@@ -13,22 +18,21 @@
 
   const S = {
     ingest: '',
-    session: null, // SessionTokens + obtained (ms)
-    refreshTimer: 0,
-    refreshing: null,
     ws: null,
     ready: false, // hello received on the current socket
     backoff: 300,
     reconnectTimer: 0,
     pingTimer: 0,
-    needRefresh: false,
     lastSeq: 0,
     pending: new Map(), // request_id -> {frame, msg, tries}
+    sending: null, // client_msg_id of the outbox message on the wire (one at a time: in order)
     convs: [],
+    convsLoaded: false,
     convEls: new Map(),
     blocked: new Set(), // users this user blocked
     invitations: [],
     muteWanted: new Map(), // conversation id -> muted, chosen here and not yet shown by the server
+    names: new Map(), // user -> display name ('' when they have none), for titles, senders, avatars
     convGen: 0,
     convTimer: 0,
     stores: new Map(), // conversation id -> {msgs: Map key->msg, byMid: Map, loaded, hasMore}
@@ -45,7 +49,7 @@
     searchGen: 0,
     jumpGen: 0,
   };
-  const me = () => (S.session ? S.session.user : '');
+  const me = session.user;
 
   // ---------------------------------------------------------------- HTTP
   const configReady = fetch('/config.json')
@@ -65,9 +69,13 @@
   async function api(method, path, body, opts = {}) {
     const { ingest = false, auth = true, retry = true } = opts;
     if (ingest) await configReady;
+    // An expired token is refreshed first, unless the server is out of reach (the request would fail
+    // anyway: it says so at once instead of waiting out the outage).
+    if (auth && session.expired() && !session.isOffline()) await session.refresh();
+    const token = auth && session.get() ? session.get().access_token : '';
     const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (auth && S.session) headers.Authorization = `Bearer ${S.session.access_token}`;
+    if (token) headers.Authorization = `Bearer ${token}`;
     let res;
     try {
       res = await fetch((ingest ? S.ingest : '') + path, {
@@ -76,8 +84,8 @@
     } catch (_) {
       throw new ApiError(0, 'Network error: the server cannot be reached.');
     }
-    if (res.status === 401 && auth && retry && S.session) {
-      if (await refresh()) return api(method, path, body, { ...opts, retry: false });
+    if (res.status === 401 && token && retry) {
+      if (await session.refresh(token)) return api(method, path, body, { ...opts, retry: false });
     }
     if (!res.ok) {
       let j = null;
@@ -95,47 +103,21 @@
     return t;
   };
 
+  // Shows an error where it happened. One the network caused clears itself once the socket is back
+  // (`clearNetworkErrors`): a stale "cannot be reached" beside "online" says something false.
+  function showError(sel, e) {
+    const el = $(sel);
+    el.textContent = typeof e === 'string' ? e : errText(e);
+    el.dataset.cause = e && e.status === 0 ? 'network' : '';
+  }
+  function clearNetworkErrors() {
+    for (const el of document.querySelectorAll('.error[data-cause="network"]')) {
+      el.textContent = '';
+      el.dataset.cause = '';
+    }
+  }
+
   // ---------------------------------------------------------------- session
-  function saveSession(t) {
-    S.session = { ...t, obtained: Date.now() };
-    sessionStorage.setItem(SESSION_KEY, JSON.stringify(S.session));
-    scheduleRefresh();
-  }
-
-  function scheduleRefresh() {
-    clearTimeout(S.refreshTimer);
-    if (!S.session) return;
-    const due = S.session.obtained + S.session.expires_in * 800 - Date.now();
-    S.refreshTimer = setTimeout(() => { refresh(); }, Math.max(0, due));
-  }
-
-  const accessExpiring = () => !S.session
-    || Date.now() > S.session.obtained + S.session.expires_in * 1000 - Math.min(5000, S.session.expires_in * 100);
-
-  // Single flight: refresh tokens work once, so two concurrent refreshes would log the user out.
-  function refresh() {
-    if (S.refreshing) return S.refreshing;
-    const s = S.session;
-    if (!s) return Promise.resolve(false);
-    S.refreshing = (async () => {
-      for (let i = 0; i < 5; i++) {
-        try {
-          const t = await api('POST', '/v1/sessions/refresh', { refresh_token: s.refresh_token }, { auth: false });
-          if (S.session !== s) return false;
-          saveSession(t);
-          return true;
-        } catch (e) {
-          if (S.session !== s) return false;
-          if (e.status && e.status < 500 && e.status !== 429) break;
-          await sleep(1000 * (i + 1));
-        }
-      }
-      if (S.session === s) endSession('Your session ended. Please log in again.');
-      return false;
-    })().finally(() => { S.refreshing = null; });
-    return S.refreshing;
-  }
-
   function creds() {
     return { user: $('#auth-user').value.trim(), password: $('#auth-password').value };
   }
@@ -151,15 +133,23 @@
     $('#auth-register').disabled = busy;
   }
 
-  // Logs in; while `retryUntil` lies ahead, a 401 (account not applied yet) or 429 is retried.
-  async function login(c, retryUntil = 0) {
-    for (;;) {
+  const idState = async (user) => (await api('GET', `/v1/accounts/${enc(user)}/availability`, undefined, { auth: false })).state;
+
+  // After a registration: fanout applies the account a moment later, so a 401 is retried a few times
+  // with a growing pause (not fast enough to spend the address's login budget). If the id meanwhile
+  // shows as taken and the password still fails, someone else's registration of it came first.
+  async function loginAfterRegistering(c) {
+    for (let attempt = 0; ; attempt++) {
       try {
         return await api('POST', '/v1/sessions', c, { auth: false });
       } catch (e) {
-        if (Date.now() >= retryUntil || (e.status !== 401 && e.status !== 429)) throw e;
-        const wait = e.status === 429 ? Math.max(300, Number(e.retryAfter || 1) * 1000) : 300;
-        await sleep(wait);
+        if (e.status === 429 && attempt < 6) { await sleep(Math.max(1, Number(e.retryAfter || 1)) * 1000); continue; }
+        if (e.status !== 401) throw e;
+        if (attempt >= 6) throw new ApiError(401, 'The account is not ready yet: try logging in in a moment.');
+        if (attempt >= 2 && (await idState(c.user).catch(() => 'free')) === 'taken') {
+          throw new ApiError(409, `"${c.user}" was just taken by someone else: pick another id.`);
+        }
+        await sleep(300 * 2 ** attempt);
       }
     }
   }
@@ -172,11 +162,19 @@
     out.textContent = register ? 'Registering…' : 'Logging in…';
     authBusy(true);
     try {
-      if (register) await api('POST', '/v1/accounts', c, { ingest: true, auth: false });
-      const t = await login(c, register ? Date.now() + 10000 : 0);
+      let t;
+      if (register) {
+        const state = await idState(c.user);
+        if (state === 'taken') throw new ApiError(409, `"${c.user}" is taken: log in, or pick another id.`);
+        if (state === 'reserved') throw new ApiError(409, `"${c.user}" is reserved: pick another id.`);
+        await api('POST', '/v1/accounts', c, { ingest: true, auth: false });
+        t = await loginAfterRegistering(c);
+      } else {
+        t = await api('POST', '/v1/sessions', c, { auth: false });
+      }
       out.textContent = '';
       $('#auth-password').value = '';
-      saveSession(t);
+      session.start(t);
       startApp();
     } catch (e) {
       out.textContent = errText(e);
@@ -197,14 +195,16 @@
       try { ws.close(1000, 'bye'); } catch (_) { /* already closed */ }
     }
     Object.assign(S, {
-      ready: false, backoff: 300, needRefresh: false, lastSeq: 0, convs: [], open: null, tab: 'chats',
-      blocked: new Set(), invitations: [], muteWanted: new Map(), view: null, hit: null,
+      ready: false, backoff: 300, lastSeq: 0, convs: [], convsLoaded: false, open: null, tab: 'chats',
+      blocked: new Set(), invitations: [], muteWanted: new Map(), view: null, hit: null, sending: null,
     });
     S.searchGen += 1;
     S.pending.clear();
     S.convEls.clear();
     S.stores.clear();
     S.readSent.clear();
+    S.names.clear();
+    outboxed.clear();
     $('#conversations').replaceChildren();
     $('#messages').replaceChildren();
     $('#members').replaceChildren();
@@ -214,15 +214,15 @@
     $('#search-results').hidden = true;
     $('#search-q').value = '';
     $('#search-go').disabled = false;
-    $('#total-unread').textContent = '0';
+    setTotal(0);
     for (const id of ['#side-error', '#chat-error', '#feed-error']) $(id).textContent = '';
   }
 
-  function endSession(message) {
-    clearTimeout(S.refreshTimer);
+  // The session ended (here, in another tab, or on the server's word): back to the login form.
+  function showLogin(message) {
     resetState();
-    S.session = null;
-    sessionStorage.removeItem(SESSION_KEY);
+    // The next user's page starts at the list, not at this user's open chat.
+    if (location.hash) history.replaceState(null, '', location.pathname + location.search);
     setStatus('offline');
     $('#app').hidden = true;
     $('#auth').hidden = false;
@@ -234,7 +234,7 @@
     $('#logout').disabled = true;
     try { await api('DELETE', '/v1/sessions/current', undefined, { retry: false }); } catch (_) { /* leave anyway */ }
     $('#logout').disabled = false;
-    endSession('');
+    session.end('');
   }
 
   function startApp() {
@@ -247,7 +247,9 @@
     showChat(null);
     loadConversations();
     loadLists();
-    connect();
+    loadOutbox().then(() => connect());
+    const fromUrl = routeConversation();
+    if (fromUrl) openConversation(fromUrl, { fromRoute: true });
   }
 
   // ---------------------------------------------------------------- realtime
@@ -269,19 +271,23 @@
 
   async function connect() {
     clearTimeout(S.reconnectTimer);
-    if (!S.session || S.ws) return;
-    if (S.needRefresh || accessExpiring()) {
-      S.needRefresh = false;
-      if (!(await refresh())) { if (S.session) scheduleReconnect(); return; }
-      if (S.ws) return;
+    if (!session.get() || S.ws) return;
+    if (S.staleToken || session.needsRefresh()) {
+      const stale = S.staleToken || session.get().access_token;
+      S.staleToken = null;
+      // Waits out an outage (session.js retries); false only when the session ended.
+      if (!(await session.refresh(stale))) return;
+      if (S.ws || !session.get()) return;
     }
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-    const url = `${proto}://${location.host}/v1/ws?device=${enc(deviceId())}&access_token=${enc(S.session.access_token)}`;
+    // The token goes in the first frame, not the URL (URLs end up in logs and histories).
+    const url = `${proto}://${location.host}/v1/ws?device=${enc(deviceId())}`;
+    const token = session.get().access_token;
     let ws;
     try { ws = new WebSocket(url); } catch (_) { scheduleReconnect(); return; }
     S.ws = ws;
     S.ready = false;
-    const token = S.session.access_token;
+    ws.onopen = () => { if (S.ws === ws) ws.send(JSON.stringify({ type: 'auth', access_token: token })); };
     ws.onmessage = (ev) => {
       if (S.ws !== ws) return;
       let f;
@@ -293,10 +299,12 @@
       S.ws = null;
       S.ready = false;
       clearInterval(S.pingTimer);
-      if (!S.session) return;
+      if (!session.get()) return;
       setStatus('reconnecting');
-      if (ev.code === 4001) {
-        S.needRefresh = S.session.access_token === token; // else a refresh already replaced it
+      renderMessages();
+      // 4001: the token expired; 4002: the session may have ended. A refresh tells which.
+      if (ev.code === 4001 || ev.code === 4002) {
+        S.staleToken = token;
         S.backoff = 300;
       }
       scheduleReconnect();
@@ -336,11 +344,14 @@
         S.ready = true;
         S.backoff = 300;
         setStatus('online');
+        clearNetworkErrors();
         clearInterval(S.pingTimer);
         S.pingTimer = setInterval(() => wsSend({ type: 'ping' }), Math.max(1, f.heartbeat_secs || 30) * 1000);
         for (const p of S.pending.values()) wsSend(p.frame);
+        pump();
         scheduleConvs(0);
         if (S.open) scheduleHistory();
+        renderMessages();
         break;
       case 'ping': wsSend({ type: 'pong' }); break;
       case 'sync': onSync(f); break;
@@ -365,30 +376,129 @@
       const st = store(m.conversation);
       if (!m.message_id) { m.message_id = f.message_id; st.byMid.set(f.message_id, m); }
     }
-    if (m.status === 'pending') m.status = 'sent';
-    if (S.open === m.conversation) renderMessages();
+    if (m.status === 'queued') m.status = 'accepted';
+    sent(m);
   }
 
   function onError(f) {
     const p = f.request_id && S.pending.get(f.request_id);
     if (!p) return;
     S.pending.delete(f.request_id);
-    const transient = f.status === 429 || f.status >= 500;
     if (p.frame.type === 'read') {
       S.readSent.delete(p.frame.conversation);
       return;
     }
     const m = p.msg;
-    if (transient && p.tries < 5) {
-      const { request_id: _, ...frame } = p.frame;
-      setTimeout(() => { if (S.session) request(frame, m, p.tries + 1); }, 1000 * (p.tries + 1));
+    if (!m) return;
+    if (f.status === 429 || f.status >= 500) {
+      // Passing (a budget, an outage behind the reader): the same message again, still first in line.
+      const wait = Math.min(1000 * 2 ** p.tries, 15000);
+      m.note = `retrying: ${f.error || 'the server is busy'}`;
+      setTimeout(() => { if (session.get() && S.sending === m.client_msg_id) request(p.frame, m, p.tries + 1); }, wait);
+      if (S.open === m.conversation) renderMessages();
       return;
     }
-    if (m) {
-      m.status = 'failed';
-      m.note = f.error || 'not sent';
-      if (S.open === m.conversation) renderMessages();
+    fail(m, f.error || 'not sent');
+  }
+
+  // ---------------------------------------------------------------- outbox
+  // Messages go out one at a time, in the order they were written: the next once the server took the
+  // one before (or refused it for good). Each is kept in outbox.js until then, so a reload sends it.
+  const outboxed = new Map(); // client_msg_id -> {record, m}
+  let outboxOrder = 0;
+  const nextOrder = () => { outboxOrder = Math.max(Date.now(), outboxOrder + 1); return outboxOrder; };
+
+  async function loadOutbox() {
+    const user = me();
+    await outbox.open();
+    for (const record of await outbox.list(user)) {
+      if (me() !== user || outboxed.has(record.client_msg_id)) continue;
+      const m = messageOf(record);
+      store(record.conversation).msgs.set(m.key, m);
+      outboxed.set(record.client_msg_id, { record, m });
     }
+    if (S.open) renderMessages();
+  }
+
+  function messageOf(record) {
+    return {
+      key: record.client_msg_id, client_msg_id: record.client_msg_id, conversation: record.conversation,
+      sender: record.user, body: record.frame.body || '', status: record.state === 'failed' ? 'failed' : 'queued',
+      note: record.note || '', order: ++S.order, created_at: record.created_at, seq: null, message_id: '', el: null,
+      reply_to: record.quote || null, content_type: record.frame.content_type || 'text',
+      attachments: record.frame.attachments || [], frame: record.frame,
+    };
+  }
+
+  // Queues a send frame (without request_id) as a new message in `conv`; returns the message.
+  function enqueue(conv, frame, extra = {}) {
+    const cid = `c-${hex(16)}`;
+    const record = {
+      client_msg_id: cid, user: me(), conversation: conv, frame: { ...frame, client_msg_id: cid },
+      order: nextOrder(), created_at: new Date().toISOString(), state: 'queued', note: '', quote: extra.quote || null,
+    };
+    const m = messageOf(record);
+    if (extra.local) m.local = extra.local;
+    store(conv).msgs.set(m.key, m);
+    outboxed.set(cid, { record, m });
+    outbox.put(record).then(pump);
+    return m;
+  }
+
+  function pump() {
+    if (S.sending || !S.ready) return;
+    const next = [...outboxed.values()].filter((o) => o.record.state === 'queued')
+      .sort((a, b) => a.record.order - b.record.order)[0];
+    if (!next) return;
+    S.sending = next.record.client_msg_id;
+    request({ type: 'send', ...next.record.frame }, next.m);
+  }
+
+  // The server took it: out of the outbox, and the next one goes.
+  function sent(m) {
+    outboxed.delete(m.client_msg_id);
+    outbox.remove(m.client_msg_id);
+    m.note = '';
+    if (S.sending === m.client_msg_id) S.sending = null;
+    pump();
+    if (S.open === m.conversation) renderMessages();
+  }
+
+  // Refused for good (a 4xx): kept, marked, with Retry and Discard; the next one goes.
+  function fail(m, why) {
+    m.status = 'failed';
+    m.note = `Not sent: ${why}`;
+    const o = outboxed.get(m.client_msg_id);
+    if (o) { o.record.state = 'failed'; o.record.note = m.note; outbox.put(o.record); }
+    if (S.sending === m.client_msg_id) S.sending = null;
+    pump();
+    if (S.open === m.conversation) renderMessages();
+  }
+
+  // Retry: a failed message goes again with its client_msg_id (the server never took it), at the end
+  // of the line; a refused one (the server took and refused it) as a new message with a new id.
+  function retry(m) {
+    const o = outboxed.get(m.client_msg_id);
+    if (m.status === 'failed' && o) {
+      Object.assign(o.record, { state: 'queued', note: '', order: nextOrder() });
+      Object.assign(m, { status: 'queued', note: '' });
+      outbox.put(o.record).then(pump);
+    } else if (m.status === 'refused') {
+      discard(m);
+      const frame = { ...m.frame };
+      delete frame.client_msg_id;
+      enqueue(m.conversation, frame, { quote: m.reply_to });
+    }
+    S.forceScroll = true;
+    renderMessages();
+  }
+
+  function discard(m) {
+    outboxed.delete(m.client_msg_id);
+    outbox.remove(m.client_msg_id);
+    const st = S.stores.get(m.conversation);
+    if (st) { st.msgs.delete(m.key); if (m.message_id) st.byMid.delete(m.message_id); }
+    renderMessages();
   }
 
   // Retention removed sync entries this device never got (new messages, recalls, invitations): what
@@ -455,7 +565,7 @@
   // Own messages still waiting for their seq, oldest first (a retried send's accepted id may differ
   // from the id its sync entry carries, so these are matched by body).
   const unsequencedOwn = (st) => [...st.msgs.values()]
-    .filter((m) => m.sender === me() && m.seq == null && (m.status === 'pending' || m.status === 'sent'))
+    .filter((m) => m.sender === me() && m.seq == null && (m.status === 'queued' || m.status === 'accepted' || m.status === 'sent'))
     .sort((a, b) => a.order - b.order);
 
   // Merges a history message or a sync `message` entry (author renamed to sender).
@@ -526,15 +636,42 @@
     for (const m of [findMessage(e), S.view && findIn(S.view.st, e)]) if (m) markRecalled(m);
   }
 
+  const reasonText = (r) => (r || 'refused').replace(/_/g, ' ');
+
   function applyRefused(e) {
+    if (e.action) { applyRefusedWrite(e); return; }
     let m = findMessage(e);
     if (!m && e.conversation_id && S.stores.has(e.conversation_id)) m = unsequencedOwn(S.stores.get(e.conversation_id))[0];
     if (!m) {
-      if (e.conversation_id === S.open) $('#chat-error').textContent = `A message was refused: ${e.reason || 'refused'}`;
+      if (e.conversation_id === S.open) showError('#chat-error', `A message was refused: ${reasonText(e.reason)}`);
       return;
     }
     m.status = 'refused';
-    m.note = `Not delivered: ${(e.reason || 'refused').replace(/_/g, ' ')}`;
+    m.note = `Not delivered: ${reasonText(e.reason)}`;
+  }
+
+  // What a refused write other than a message said, and where the page shows it.
+  const REFUSED = {
+    group_create: (e) => [`Group "${e.subject}" was not created: ${e.reason === 'not_allowed' ? 'that id is taken' : reasonText(e.reason)}.`, '#side-error'],
+    member_add: (e) => [`${nameOf(e.subject)} was not added or invited: ${reasonText(e.reason)}.`, '#chat-error'],
+    member_remove: (e) => [`${nameOf(e.subject)} was not removed: ${reasonText(e.reason)}.`, '#chat-error'],
+    edit: (e) => [`Your edit was not applied: ${reasonText(e.reason)}.`, '#chat-error'],
+    reaction_add: (e) => [`Your reaction was not applied: ${reasonText(e.reason)}.`, '#chat-error'],
+    reaction_remove: (e) => [`Your reaction was not removed: ${reasonText(e.reason)}.`, '#chat-error'],
+  };
+
+  // Shown in the open chat when it is about it, else beside the conversation list.
+  function applyRefusedWrite(e) {
+    const say = REFUSED[e.action];
+    const [text, where] = say ? say(e) : [`Refused: ${reasonText(e.reason)}.`, '#chat-error'];
+    const here = e.conversation_id && e.conversation_id === S.open && where !== '#side-error';
+    showError(here ? where : '#side-error', text);
+    if (e.action === 'group_create' && S.open === e.conversation_id) closeChat();
+    if (e.action === 'member_add' && here) $('#member-note').textContent = '';
+    // What the page showed at once goes back to what the server has.
+    const m = e.action === 'edit' ? findMessage({ conversation_id: e.conversation_id, message_id: e.subject }) : null;
+    const seq = m ? m.seq : Number(e.subject);
+    if ((e.action === 'edit' || e.action.startsWith('reaction')) && seq > 0) refetch(e.conversation_id, seq);
   }
 
   function msgEl(m) {
@@ -545,18 +682,20 @@
       + '<div class="body"></div><div class="reactions"></div><div class="note"></div>'
       + '<div class="actions"><button type="button" class="link" data-action="reply">Reply</button>'
       + '<button type="button" class="link" data-action="react" aria-label="React with a thumbs up">👍</button>'
-      + '<button type="button" class="link" data-action="edit">Edit</button></div>';
+      + '<button type="button" class="link" data-action="edit">Edit</button></div>'
+      + '<div class="fix" hidden><button type="button" class="small" data-action="retry">Retry</button>'
+      + '<button type="button" class="small secondary" data-action="discard">Discard</button></div>';
     return li;
   }
 
-  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
   const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-  function setTime(el, iso, fmt = timeFmt) {
+  function setTime(el, iso, format = whenText) {
     if (!iso || el.dateTime === iso) return;
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return;
     el.dateTime = iso;
-    el.textContent = fmt.format(d);
+    el.textContent = typeof format === 'function' ? format(d) : format.format(d);
+    el.title = fullFmt.format(d);
   }
 
   function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
@@ -571,7 +710,9 @@
     li.classList.toggle('recalled', !!m.recalled);
     li.classList.toggle('erased', !!m.erased && !m.recalled);
     li.classList.toggle('hit', !!(S.hit && S.hit.conv === m.conversation && S.hit.seq === m.seq));
-    setText(li.querySelector('.sender'), own ? `${m.sender} (you)` : m.sender);
+    if (!own) learnName(m.sender);
+    setText(li.querySelector('.sender'), own ? `${nameOf(m.sender)} (you)` : nameOf(m.sender));
+    li.querySelector('.sender').title = `@${m.sender}`;
     setTime(li.querySelector('time'), m.created_at);
     setText(li.querySelector('.body'), m.recalled ? '' : m.body);
     const tick = own ? tickOf(m) : '';
@@ -585,6 +726,7 @@
     const live = m.seq != null && !m.recalled && !m.erased;
     li.querySelector('.actions').hidden = !live;
     li.querySelector('[data-action="edit"]').hidden = !own || !(m.content_type || 'text').match(/^(text|markdown)$/);
+    li.querySelector('.fix').hidden = !own || !m.frame || (m.status !== 'failed' && m.status !== 'refused');
   }
 
   const cmpMsg = (a, b) => {
@@ -600,7 +742,7 @@
   function renderMessages() {
     const ul = $('#messages');
     const st = shown();
-    if (!st) { ul.replaceChildren(); return; }
+    if (!st) { ul.replaceChildren(); $('#chat-none').hidden = true; return; }
     const nearBottom = ul.scrollHeight - ul.scrollTop - ul.clientHeight < 60;
     let prev = null;
     for (const m of [...st.msgs.values()].sort(cmpMsg)) {
@@ -617,6 +759,8 @@
     $('#older-removed').hidden = st.hasMore || !st.olderRemoved;
     $('#load-newer').hidden = st !== (S.view && S.view.st);
     $('#back-to-latest').hidden = $('#load-newer').hidden;
+    // An empty chat says what to do (once its history is known to be empty).
+    $('#chat-none').hidden = !(st.loaded && st.msgs.size === 0);
     maybeRead();
   }
 
@@ -653,7 +797,7 @@
         setTimeout(() => { if (S.open === id) loadHistory(id, attempt + 1, after); }, 500);
         return;
       }
-      $('#chat-error').textContent = errText(e);
+      showError('#chat-error', e);
       return;
     }
     for (const x of page.messages) upsert(id, st, { ...x, fromHistory: true });
@@ -695,7 +839,7 @@
       renderMessages();
       ul.scrollTop = ul.scrollHeight - fromBottom;
     } catch (e) {
-      $('#chat-error').textContent = errText(e);
+      showError('#chat-error', e);
     }
   }
 
@@ -706,6 +850,59 @@
   const isGroup = (id) => id.startsWith('g:');
   const titleOf = (id) => (isGroup(id) ? id.slice(2) : peerOf(id));
 
+  // ---------------------------------------------------------------- names, avatars, times
+  // Display names from the contact list (a direct chat's `name` is the peer's) and, for group
+  // members and senders the list does not name, from their profiles, asked once each.
+  const nameOf = (user) => S.names.get(user) || user;
+  function convTitle(id) {
+    const summary = S.convs.find((c) => c.conversation_id === id);
+    if (summary && summary.name) return summary.name;
+    return isGroup(id) ? id.slice(2) : nameOf(peerOf(id));
+  }
+  function learnName(user) {
+    if (!user || S.names.has(user)) return;
+    S.names.set(user, '');
+    api('GET', `/v1/users/${enc(user)}`).then((p) => {
+      if (!p || !p.display_name) return;
+      S.names.set(user, p.display_name);
+      const member = document.querySelector(`#members li[data-user="${CSS.escape(user)}"]`);
+      if (member && member.firstChild) member.firstChild.textContent = p.display_name;
+      renderMessages();
+      renderChatTitle();
+    }).catch(() => { /* no profile: the id it is */ });
+  }
+
+  // Initials of a name ("Weekend trip" → "WT", "bob" → "BO") on a colour of its id.
+  function setAvatar(el, name, id) {
+    const words = name.trim().split(/\s+/).filter(Boolean);
+    const letters = words.length > 1 ? [words[0], words[1]].map((w) => Array.from(w)[0]) : Array.from(words[0] || '?').slice(0, 2);
+    setText(el, letters.join('').toUpperCase());
+    let h = 0;
+    for (const ch of id) h = (h * 31 + ch.codePointAt(0)) % 360;
+    el.style.backgroundColor = `hsl(${h} 45% 38%)`;
+  }
+
+  const dayKey = (d) => `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+  const hourFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  const weekdayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'short' });
+  const dayFmt = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
+  const yearFmt = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short', year: 'numeric' });
+  const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'short' });
+  // A message's time: the hour today, with its day before that ("5 Dec, 14:05").
+  function whenText(d) {
+    const now = new Date();
+    if (dayKey(d) === dayKey(now)) return hourFmt.format(d);
+    const day = d.getFullYear() === now.getFullYear() ? dayFmt.format(d) : yearFmt.format(d);
+    return `${day}, ${hourFmt.format(d)}`;
+  }
+  // A contact list's time: the hour today, the weekday this week, else the day.
+  function listWhenText(d) {
+    const now = new Date();
+    if (dayKey(d) === dayKey(now)) return hourFmt.format(d);
+    if (now - d < 6 * 86400000 && d < now) return weekdayFmt.format(d);
+    return d.getFullYear() === now.getFullYear() ? dayFmt.format(d) : yearFmt.format(d);
+  }
+
   function showChat(id) {
     const chat = $('#chat');
     chat.dataset.conversation = id || '';
@@ -713,21 +910,31 @@
     chat.querySelector('.chat-head').hidden = !id;
     $('#composer').hidden = !id;
     $('#messages').hidden = !id;
+    $('#chat-none').hidden = true;
     $('#group-panel').hidden = !(id && isGroup(id));
     $('#chat-error').textContent = '';
     $('#members').replaceChildren();
     $('#member-note').textContent = '';
     $('#chat-note').textContent = '';
     $('#report-form').hidden = true;
-    $('#member-form').hidden = false; // until the members say whether this user may invite
+    $('#member-form').hidden = true; // until the members say whether this user may invite
     clearContext();
     S.members = [];
     $('#mention-list').hidden = true;
+    setScreen();
     if (!id) { $('#messages').replaceChildren(); return; }
-    const summary = S.convs.find((c) => c.conversation_id === id);
-    const name = summary && summary.name && summary.name !== titleOf(id) ? ` (${summary.name})` : '';
-    $('#chat-title').textContent = isGroup(id) ? `Group ${titleOf(id)}${name}` : `Chat with ${titleOf(id)}${name}`;
+    renderChatTitle();
     renderChatActions();
+  }
+
+  function renderChatTitle() {
+    const id = S.open;
+    if (!id) return;
+    const title = convTitle(id);
+    setText($('#chat-title'), title);
+    setAvatar($('#chat-avatar'), title, isGroup(id) ? id : peerOf(id));
+    setText($('#chat-sub'), isGroup(id) ? `group ${id.slice(2)}` : `@${peerOf(id)}`);
+    document.title = `${title} · Fanline`;
   }
 
   // Resolves when the latest page is loaded (or failed).
@@ -742,8 +949,44 @@
       renderMessages();
       if (isGroup(id)) loadMembers(id.slice(2));
     }
+    setRoute(id);
     $('#composer-input').focus();
     return loadHistory(id);
+  }
+
+  function closeChat() {
+    S.open = null;
+    S.view = null;
+    S.hit = null;
+    showChat(null);
+    markCurrent();
+    setRoute(null);
+    document.title = 'Fanline';
+    const current = $('#conversations li button');
+    if (current && window.matchMedia(NARROW).matches) current.focus();
+  }
+
+  // The open chat is in the URL (`#/c/ID`): a reload reopens it, and a phone's back gesture (or the
+  // Back button) returns to the list.
+  const routeConversation = () => {
+    const m = /^#\/c\/(.+)$/.exec(location.hash);
+    try { return m ? decodeURIComponent(m[1]) : null; } catch (_) { return null; }
+  };
+  function setRoute(id) {
+    const want = id ? `#/c/${enc(id)}` : '#/';
+    if (location.hash !== want && !(id === null && !location.hash)) location.hash = want;
+  }
+  function onRoute() {
+    if (!session.get()) return;
+    const id = routeConversation();
+    if (id && id !== S.open) openConversation(id);
+    else if (!id && S.open) closeChat();
+  }
+
+  // Narrow screens show one of the list and the chat (CSS reads `data-screen`).
+  const NARROW = '(max-width: 700px)';
+  function setScreen() {
+    document.body.dataset.screen = S.tab === 'feed' ? 'feed' : S.open ? 'chat' : 'list';
   }
 
   function sendMessage() {
@@ -752,19 +995,12 @@
     const body = input.value;
     if (!id || !body.trim()) return;
     if (S.editing) { editMessage(body); return; }
-    if (body.length > MAX_BODY) { $('#chat-error').textContent = `A message holds at most ${MAX_BODY} characters.`; return; }
+    const n = charCount(body);
+    if (n > MAX_BODY) { showError('#chat-error', `A message holds at most ${MAX_BODY} characters; this one has ${n}.`); return; }
     if (S.view) backToLatest();
     const target = isGroup(id) ? { group: id.slice(2) } : { to: peerOf(id) };
-    const cid = `c-${hex(16)}`;
-    const st = store(id);
-    const m = {
-      key: cid, client_msg_id: cid, conversation: id, sender: me(), body, status: 'pending',
-      order: ++S.order, created_at: new Date().toISOString(), seq: null, message_id: '', el: null,
-    };
     const extra = draftExtras(id, body);
-    Object.assign(m, { reply_to: extra.quote || null });
-    st.msgs.set(cid, m);
-    request({ type: 'send', ...target, body, client_msg_id: cid, ...extra.frame }, m);
+    enqueue(id, { ...target, body, ...extra.frame }, { quote: extra.quote });
     clearContext();
     input.value = '';
     $('#chat-error').textContent = '';
@@ -773,13 +1009,13 @@
   }
 
   // ---------------------------------------------------------------- rich messages
-  // Ticks from the server's receipts: sent (stored), delivered (a device of the peer acknowledged
-  // it), read (the peer's read marker passed it). Groups have no per-message ticks here.
-  const TICKS = { sending: 'sending…', sent: '✓ sent', delivered: '✓✓ delivered', read: '✓✓ read' };
+  // Ticks: sending (not stored yet; waiting while offline), then from the server's receipts: sent
+  // (stored in the conversation), delivered (a device of the peer acknowledged it), read (the peer's
+  // read marker passed it). Groups have no per-message ticks here.
+  const TICKS = { waiting: 'waiting for the connection…', sending: 'sending…', sent: '✓ sent', delivered: '✓✓ delivered', read: '✓✓ read' };
   function tickOf(m) {
-    if (m.status === 'pending') return 'sending';
-    if (m.status !== 'sent') return '';
-    if (m.seq == null) return 'sent';
+    if (m.status === 'queued' || m.status === 'accepted') return S.ready ? 'sending' : 'waiting';
+    if (m.status !== 'sent' || m.seq == null) return '';
     const st = S.stores.get(m.conversation);
     if (st && st.peerRead >= m.seq) return 'read';
     if (st && st.peerDelivered >= m.seq) return 'delivered';
@@ -894,7 +1130,7 @@
       await api(mine ? 'DELETE' : 'PUT', path, undefined, { ingest: true });
       for (const ms of [300, 1200]) setTimeout(() => refetch(m.conversation, m.seq), ms);
     } catch (e) {
-      $('#chat-error').textContent = errText(e);
+      showError('#chat-error', e);
     }
   }
 
@@ -956,7 +1192,7 @@
       renderMessages();
       for (const ms of [300, 1200]) setTimeout(() => refetch(ed.conv, ed.m.seq), ms);
     } catch (e) {
-      $('#chat-error').textContent = errText(e);
+      showError('#chat-error', e);
     }
   }
 
@@ -985,23 +1221,15 @@
       const input = $('#composer-input');
       const body = input.value.trim();
       const target = isGroup(id) ? { group: id.slice(2) } : { to: peerOf(id) };
-      const cid = `c-${hex(16)}`;
-      const st = store(id);
-      const m = {
-        key: cid, client_msg_id: cid, conversation: id, sender: me(), body, status: 'pending',
-        order: ++S.order, created_at: new Date().toISOString(), seq: null, message_id: '', el: null,
-        content_type: kindOf(mime), attachments: [attachment],
-        local: { [attachment.id]: URL.createObjectURL(file) },
-      };
-      st.msgs.set(cid, m);
-      request({ type: 'send', ...target, body, client_msg_id: cid, content_type: m.content_type, attachments: [attachment] }, m);
+      enqueue(id, { ...target, body, content_type: kindOf(mime), attachments: [attachment] },
+        { local: { [attachment.id]: URL.createObjectURL(file) } });
       input.value = '';
       clearContext();
       S.forceScroll = true;
       renderMessages();
     } catch (e) {
       setContext('');
-      $('#chat-error').textContent = errText(e);
+      showError('#chat-error', e);
     } finally {
       $('#composer-file').value = '';
     }
@@ -1049,14 +1277,16 @@
       const w = window.open('', '_blank');
       if (w) w.opener = null;
       attachmentUrl(file.dataset.attachment).then((url) => { if (w) w.location.href = url; })
-        .catch((e) => { if (w) w.close(); $('#chat-error').textContent = errText(e); });
+        .catch((e) => { if (w) w.close(); showError('#chat-error', e); });
       return;
     }
     const reaction = ev.target.closest('button.reaction');
     if (reaction) { toggleReaction(m, reaction.dataset.key); return; }
     const action = ev.target.closest('[data-action]');
     if (!action) return;
-    if (action.dataset.action === 'reply') startReply(m);
+    if (action.dataset.action === 'retry') retry(m);
+    else if (action.dataset.action === 'discard') discard(m);
+    else if (action.dataset.action === 'reply') startReply(m);
     else if (action.dataset.action === 'edit') startEdit(m);
     else if (action.dataset.action === 'react') toggleReaction(m, '👍');
   }
@@ -1068,7 +1298,7 @@
   async function reconcileRead(id, seq, attempt) {
     await loadConversations();
     const summary = S.convs.find((c) => c.conversation_id === id);
-    if (!S.session || (summary && summary.read_seq >= seq) || attempt >= 10) return;
+    if (!session.get() || (summary && summary.read_seq >= seq) || attempt >= 10) return;
     setTimeout(() => reconcileRead(id, seq, attempt + 1), Math.min(250 * 2 ** attempt, 4000));
   }
 
@@ -1079,16 +1309,17 @@
   }
 
   async function loadConversations() {
-    if (!S.session) return;
+    if (!session.get()) return;
     const gen = ++S.convGen;
     try {
       const page = await api('GET', `/v1/users/${enc(me())}/conversations?limit=50`);
-      if (gen !== S.convGen || !S.session) return;
+      if (gen !== S.convGen || !session.get()) return;
       S.convs = page.conversations || [];
-      setText($('#total-unread'), String(page.total_unread || 0));
+      S.convsLoaded = true;
+      setTotal(page.total_unread || 0);
       renderConversations();
     } catch (e) {
-      if (gen === S.convGen && S.session) $('#side-error').textContent = errText(e);
+      if (gen === S.convGen && session.get()) showError('#side-error', e);
     }
   }
 
@@ -1102,7 +1333,7 @@
         api('GET', `/v1/users/${enc(me())}/invitations?limit=50`),
         api('GET', `/v1/users/${enc(me())}/blocks?limit=200`),
       ]);
-      if (!S.session) return;
+      if (!session.get()) return;
       const lists = {
         invitations: (invited.pending || []).filter((p) => p.kind === 'invitation'),
         blocked: new Set((blocks.blocked || []).map((b) => b.user)),
@@ -1115,8 +1346,8 @@
         return;
       }
     } catch (e) {
-      if (!S.session) return;
-      if (attempt >= 8) { $('#side-error').textContent = errText(e); return; }
+      if (!session.get()) return;
+      if (attempt >= 8) { showError('#side-error', e); return; }
     }
     setTimeout(() => loadLists(agrees, attempt + 1), Math.min(250 * 2 ** attempt, 4000));
   }
@@ -1157,7 +1388,7 @@
       }
       for (const ms of [300, 1200]) setTimeout(() => scheduleConvs(0), ms);
     } catch (e) {
-      $('#side-error').textContent = errText(e);
+      showError('#side-error', e);
     }
   }
 
@@ -1185,7 +1416,7 @@
       await call();
       after();
     } catch (e) {
-      $('#chat-error').textContent = errText(e);
+      showError('#chat-error', e);
     } finally {
       $(button).disabled = false;
     }
@@ -1196,7 +1427,7 @@
   async function reconcileMute(id, muted, attempt) {
     await loadConversations();
     const summary = S.convs.find((c) => c.conversation_id === id);
-    if (!S.session || S.muteWanted.get(id) !== muted) return;
+    if (!session.get() || S.muteWanted.get(id) !== muted) return;
     if ((summary && !!summary.muted === muted) || attempt >= 8) {
       S.muteWanted.delete(id);
       renderChatActions();
@@ -1255,9 +1486,31 @@
   function convEl(id) {
     const li = document.createElement('li');
     li.dataset.conversation = id;
-    li.innerHTML = '<button type="button"><span class="title"></span><span class="badge" hidden></span>'
-      + '<span class="preview"></span></button>';
+    li.innerHTML = '<button type="button"><span class="avatar" aria-hidden="true"></span><span class="title"></span>'
+      + '<time class="when"></time><span class="preview"></span><span class="badge" hidden></span></button>';
     return li;
+  }
+
+  function renderConversation(li, c) {
+    const id = c.conversation_id;
+    if (c.peer && c.name) S.names.set(c.peer, c.name);
+    const title = convTitle(id);
+    setText(li.querySelector('.title'), title);
+    setAvatar(li.querySelector('.avatar'), title, isGroup(id) ? id : peerOf(id));
+    li.querySelector('button').title = isGroup(id) ? `${title} (group ${id.slice(2)})` : `${title} (@${peerOf(id)})`;
+    setTime(li.querySelector('.when'), c.last_activity, listWhenText);
+    const lm = c.last_message;
+    const preview = li.querySelector('.preview');
+    setText(preview, lm ? (lm.recalled ? 'message recalled' : lm.preview) : isGroup(id) ? 'No messages yet' : '');
+    preview.classList.toggle('muted', !!(lm && lm.recalled));
+    const badge = li.querySelector('.badge');
+    const n = c.unread || 0;
+    setText(badge, n > 0 ? String(n) : '');
+    badge.hidden = n <= 0;
+    if (n > 0) badge.setAttribute('aria-label', `${n} unread`); else badge.removeAttribute('aria-label');
+    li.classList.toggle('unread', n > 0);
+    li.classList.toggle('inactive', c.active === false);
+    li.classList.toggle('muted-conv', !!c.muted);
   }
 
   function renderConversations() {
@@ -1269,27 +1522,22 @@
       seen.add(id);
       let li = S.convEls.get(id);
       if (!li) { li = convEl(id); S.convEls.set(id, li); }
-      const title = titleOf(id);
-      setText(li.querySelector('.title'), title);
-      li.querySelector('button').title = c.name && c.name !== title ? `${title} (${c.name})` : title;
-      const lm = c.last_message;
-      const preview = li.querySelector('.preview');
-      setText(preview, lm ? (lm.recalled ? 'message recalled' : lm.preview) : '');
-      preview.classList.toggle('muted', !!(lm && lm.recalled));
-      const badge = li.querySelector('.badge');
-      const n = c.unread || 0;
-      setText(badge, n > 0 ? String(n) : '');
-      badge.hidden = n <= 0;
-      if (n > 0) badge.setAttribute('aria-label', `${n} unread`); else badge.removeAttribute('aria-label');
-      li.classList.toggle('inactive', c.active === false);
-      li.classList.toggle('muted-conv', !!c.muted);
+      renderConversation(li, c);
       const want = prev ? prev.nextSibling : ul.firstChild;
       if (want !== li) ul.insertBefore(li, want);
       prev = li;
     }
     for (const [id, li] of S.convEls) if (!seen.has(id)) { li.remove(); S.convEls.delete(id); }
+    $('#conv-empty').hidden = !S.convsLoaded || S.convs.length > 0;
     markCurrent();
     renderChatActions();
+    renderChatTitle();
+  }
+
+  // The total of unread messages on the Chats tab: hidden at zero.
+  function setTotal(n) {
+    setText($('#total-unread'), String(n));
+    $('#total-wrap').hidden = n <= 0;
   }
 
   function markCurrent() {
@@ -1311,7 +1559,9 @@
       ul.replaceChildren(...page.members.map((m) => {
         const li = document.createElement('li');
         li.dataset.user = m.user;
-        li.textContent = m.user;
+        learnName(m.user);
+        li.textContent = nameOf(m.user);
+        li.title = `@${m.user}`;
         if (m.role && m.role !== 'member') {
           const r = document.createElement('span');
           r.className = 'role';
@@ -1322,7 +1572,7 @@
       }));
     } catch (e) {
       // 404/403: a group not applied yet, or a join not applied yet (retried by the caller).
-      if (S.open === `g:${group}` && e.status !== 404 && e.status !== 403) $('#chat-error').textContent = errText(e);
+      if (S.open === `g:${group}` && e.status !== 404 && e.status !== 403) showError('#chat-error', e);
     }
   }
 
@@ -1336,7 +1586,7 @@
       o.textContent = '';
       done();
     } catch (e) {
-      o.textContent = errText(e);
+      showError(out, e);
     } finally {
       $(button).disabled = false;
     }
@@ -1368,19 +1618,28 @@
         $('#member-user').value = '';
         // In an open group the user is added; in a private one (the default) invited: they appear
         // among the members once they accept.
-        $('#member-note').textContent = `Invited ${user}: listed once they accept.`;
+        $('#member-note').textContent = `Invitation for ${user} sent: listed once they accept.`;
         for (const ms of [500, 1500]) setTimeout(() => { if (S.open === id) loadMembers(group); }, ms);
       });
   }
 
-  function openDirect() {
+  // A chat with an id nobody registered would go nowhere: the directory is asked first.
+  async function openDirect() {
     const user = $('#new-chat-user').value.trim();
     const out = $('#side-error');
     if (badId(user)) { out.textContent = badId(user); return; }
     if (user === me()) { out.textContent = 'Pick another user than yourself.'; return; }
-    out.textContent = '';
-    $('#new-chat-user').value = '';
-    openConversation(`d:${[me(), user].sort().join(':')}`);
+    $('#new-chat-open').disabled = true;
+    try {
+      if ((await idState(user)) !== 'taken') { showError('#side-error', `There is no user "${user}".`); return; }
+      out.textContent = '';
+      $('#new-chat-user').value = '';
+      openConversation(`d:${[me(), user].sort().join(':')}`);
+    } catch (e) {
+      showError('#side-error', e);
+    } finally {
+      $('#new-chat-open').disabled = false;
+    }
   }
 
   // ---------------------------------------------------------------- search
@@ -1406,7 +1665,7 @@
       $('#search-people').replaceChildren(...people.users.filter((u) => u.user !== me()).map(personHit));
       $('#search-messages').replaceChildren(...messages.hits.map(messageHit));
     } catch (e) {
-      if (gen === S.searchGen) out.textContent = errText(e);
+      if (gen === S.searchGen) showError('#search-error', e);
     } finally {
       // Also when closed or outrun meanwhile: a disabled button would also block Enter in the box.
       $('#search-go').disabled = false;
@@ -1476,7 +1735,7 @@
           historyPage(id, `after=${seq}&limit=25`),
         ]);
       } catch (e) {
-        if (S.open === id) $('#chat-error').textContent = errText(e);
+        if (S.open === id) showError('#chat-error', e);
         return;
       }
       if (S.open !== id || gen !== S.jumpGen) return;
@@ -1518,7 +1777,7 @@
       if (!page.has_more) leaveView();
       renderMessages();
     } catch (e) {
-      $('#chat-error').textContent = errText(e);
+      showError('#chat-error', e);
     }
   }
 
@@ -1535,6 +1794,7 @@
     for (const t of ['chats', 'feed']) $(`#tab-${t}`).setAttribute('aria-selected', String(t === tab));
     $('#chat-panel').hidden = tab !== 'chats';
     $('#feed-panel').hidden = tab !== 'feed';
+    setScreen();
     if (tab === 'feed') scheduleFeed(0);
     else maybeRead();
   }
@@ -1545,11 +1805,11 @@
   }
 
   async function loadFeed() {
-    if (!S.session) return;
+    if (!session.get()) return;
     const gen = ++S.feedGen;
     try {
       const page = await api('GET', `/v1/users/${enc(me())}/feed?limit=50`);
-      if (gen !== S.feedGen || !S.session) return;
+      if (gen !== S.feedGen || !session.get()) return;
       $('#feed').replaceChildren(...page.entries.map((p) => {
         const li = document.createElement('li');
         li.className = 'post';
@@ -1561,7 +1821,7 @@
         return li;
       }));
     } catch (e) {
-      if (gen === S.feedGen && S.session) $('#feed-error').textContent = errText(e);
+      if (gen === S.feedGen && session.get()) showError('#feed-error', e);
     }
   }
 
@@ -1639,17 +1899,21 @@
     const li = ev.target.closest('li[data-conversation]');
     if (li) openConversation(li.dataset.conversation);
   });
-  document.addEventListener('visibilitychange', () => { if (S.session) maybeRead(); });
-  window.addEventListener('online', () => { if (S.session && !S.ws) { S.backoff = 300; connect(); } });
+  document.addEventListener('visibilitychange', () => { if (session.get()) maybeRead(); });
+  window.addEventListener('online', () => { if (session.get() && !S.ws) { S.backoff = 300; connect(); } });
 
-  // Resume a session kept in this tab, if it can still be refreshed.
-  let saved = null;
-  try { saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null'); } catch (_) { saved = null; }
-  if (saved && saved.access_token && Date.now() < saved.obtained + saved.refresh_expires_in * 1000) {
-    S.session = saved;
-    scheduleRefresh();
-    startApp();
-  } else {
-    endSession('');
-  }
+  $('#chat-back').addEventListener('click', closeChat);
+  window.addEventListener('hashchange', onRoute);
+  window.addEventListener('beforeunload', (ev) => {
+    // Without IndexedDB, queued messages live only in this page.
+    if (session.get() && outbox.atRisk(me())) { ev.preventDefault(); ev.returnValue = ''; }
+  });
+
+  // The session this browser holds (any tab's), if it can still be refreshed.
+  session.on({
+    change: (_, fresh) => { if (fresh) startApp(); }, // logged in in another tab
+    end: showLogin,
+    offline: (off) => { if (off && !S.ready) setStatus('offline'); },
+  });
+  if (session.load()) startApp(); else showLogin('');
 })();

@@ -266,6 +266,27 @@ impl std::fmt::Debug for Registration {
     }
 }
 
+/// What a user id is to a registration (`GET /v1/accounts/{user}/availability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IdState {
+    /// Nobody has it: registering it works.
+    Free,
+    /// Someone registered it (a user to chat with).
+    Taken,
+    /// A deleted account's, or one holding data from before accounts: only an operator's claim code
+    /// registers it.
+    Reserved,
+}
+
+/// `GET /v1/accounts/{user}/availability`: asked by registration forms before they register, and by
+/// "new chat" forms before they open a chat with an id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IdAvailability {
+    pub user: String,
+    pub state: IdState,
+}
+
 /// Body of `PUT /v1/accounts/{user}/password`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PasswordChange {
@@ -566,11 +587,20 @@ pub struct SyncEntry {
     /// now starts after it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expired: bool,
-    /// Why a message was refused (kind `refused`): `not_member`, `no_such_group` (also a dissolved
-    /// group), `muted`, `blocked`.
+    /// Why a message or another write was refused (kind `refused`): `not_member`, `no_such_group`
+    /// (also a dissolved group), `not_allowed`, `muted`, `blocked`, `edit_window`, `stale_version`, …
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub reason: Option<String>,
+    /// A refused write other than a message (kind `refused`, no `message_id`): `group_create`,
+    /// `member_add`, `member_remove`, `edit`, `reaction_add`, `reaction_remove`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub action: Option<String>,
+    /// What the refused write was about: the group, the member, the message id, the message's seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub subject: Option<String>,
 }
 
 /// A large (pull-mode) group conversation that advanced since the device's cursor: its messages are not

@@ -87,6 +87,11 @@ pub enum ServerFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
+    /// The access token, as the first frame of a socket opened without one (browsers cannot set
+    /// headers on sockets, and a token in the URL ends up in logs and histories).
+    Auth {
+        access_token: String,
+    },
     /// Every entry up to `seq` is stored on the device; after a reconnect the stream resumes after it.
     Ack {
         seq: i64,

@@ -594,6 +594,21 @@ async fn writes_to_ids_without_an_account_are_refused_and_held_ids_need_their_cl
         let url = url.clone();
         async move { call(Method::POST, &url, None, Some(body)).await }
     };
+    // What a registration form asks first (issue 25), without a token: the same decision.
+    for (id, state) in [("dave", "reserved"), ("carol", "taken"), ("zed", "free")] {
+        let url = stack.reader.url(&format!("/v1/accounts/{id}/availability"));
+        let (status, _, value) = call(Method::GET, &url, None, None).await;
+        assert_eq!(
+            (status, &value),
+            (StatusCode::OK, &json!({"user": id, "state": state}))
+        );
+    }
+    let bad = stack.reader.url("/v1/accounts/no%20way/availability");
+    let (status, _, value) = call(Method::GET, &bad, None, None).await;
+    assert_eq!(
+        (status, value["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("user"))
+    );
     let (status, _, value) = attempt(None).await;
     assert_eq!(
         (status, value["field"].as_str()),

@@ -954,6 +954,9 @@ pub(crate) mod store {
              GROUP BY seq, key",
             "SELECT 'refused ' || reason FROM refused_messages",
             "SELECT 'post ' || body || ' v' || version FROM posts",
+            // Refused edits and reactions are told to their actor, once (issue 25).
+            "SELECT 'told ' || w.user_id || ' ' || w.action || ' ' || w.reason FROM refused_writes w
+             JOIN sync_entries s ON s.message_id = w.event_id AND s.kind = 'refused'",
     ];
 
     #[tokio::test]
@@ -968,6 +971,10 @@ pub(crate) mod store {
                 "post the best post v3",
                 "reactions 1 ❤️ 1",
                 "reactions 1 👍 2",
+                "told ann edit edit_window",
+                "told ann edit stale_version",
+                "told bob edit not_member",
+                "told dan reaction_add not_member",
             ],
         );
     }

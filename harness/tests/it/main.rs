@@ -4,6 +4,7 @@
 
 mod activity;
 mod auth;
+mod browser;
 mod content;
 mod crash;
 mod erasure;
@@ -24,3 +25,4 @@ mod retention;
 mod safety;
 mod search;
 mod web;
+mod web_client;

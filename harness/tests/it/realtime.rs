@@ -271,6 +271,58 @@ async fn what_is_not_acked_is_delivered_again_and_what_is_acked_is_not() {
     stack.stop().await;
 }
 
+/// Issue 25: a browser keeps its token out of the socket's URL and sends it as the first frame. A
+/// good one streams as usual; an expired or forged one closes 4001 (refresh and reconnect), nothing or
+/// another frame first closes 1008, and an auth frame later is refused without ending the socket.
+#[tokio::test]
+async fn the_token_may_come_in_the_first_frame_instead_of_the_url() {
+    let stack = Stack::start().await;
+    stack.message("alice", "bob", "first").await;
+    stack.applied().await;
+    let reader = stack.reader.url("");
+    let auth = |token: &str| json!({"type": "auth", "access_token": token}).to_string();
+    let token = stack.api.token_for("bob");
+    let mut client = WsClient::connect_then(&reader, "browser", &auth(&token))
+        .await
+        .unwrap();
+    assert_eq!(hello(&mut client).await, 0);
+    assert_eq!(next_sync(&mut client).await.0[0].body, "first");
+    client
+        .send(&ClientFrame::Auth {
+            access_token: token.clone(),
+        })
+        .await;
+    match client.next_data(WAIT).await {
+        Received::Frame(ServerFrame::Error { status, .. }) => assert_eq!(status, 400),
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+    stack.message("alice", "bob", "second").await;
+    assert_eq!(next_sync(&mut client).await.0[0].body, "second");
+    client.close().await;
+
+    // A character of the signature changed (not its last, whose low bits may be padding).
+    let mut forged = token.clone().into_bytes();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for (first, code) in [
+        (auth(&forged), 4001),
+        (auth("not a token"), 4001),
+        (json!({"type": "ping"}).to_string(), 1008),
+        ("{".to_owned(), 1008),
+    ] {
+        let mut client = WsClient::connect_then(&reader, "browser", &first)
+            .await
+            .unwrap();
+        assert_eq!(
+            client.next(WAIT).await,
+            Received::Closed(Some(code)),
+            "{first}"
+        );
+    }
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn a_silent_client_is_closed_by_the_heartbeat_and_a_live_one_is_not() {
     let stack = Stack::start_with(|config| {

@@ -1,0 +1,101 @@
+//! Refused writes other than messages — membership changes, edits, reactions: recorded in
+//! `refused_writes` and told to the one who tried through a `refused` entry in their sync timeline,
+//! so the page that asked can say so where it asked (an invitation a demoted admin sent, an edit past
+//! its window). Messages have their own ([`super::messages`]): their refusal also answers a
+//! `client_msg_id`. Exactly once like every effect here: inside the event's transaction, behind its
+//! watermark, and keyed by the event id.
+
+use schemas::ConversationId;
+
+use super::{ImEvent, ImOutcome, Refusal, Tx};
+use crate::seq_lock::SeqLock;
+use crate::sourced::SourcedEvent;
+
+/// Who tried what: the actor, the conversation, the action and what it was about.
+struct Attempt<'a> {
+    actor: &'a str,
+    conversation: String,
+    action: &'static str,
+    subject: String,
+}
+
+fn attempt<'a>(im_event: &ImEvent<'a>) -> Option<Attempt<'a>> {
+    let membership = |change: &'a schemas::MembershipChange, action| Attempt {
+        actor: change.by.as_str(),
+        conversation: ConversationId::group(&change.group).to_string(),
+        action,
+        subject: change.user.to_string(),
+    };
+    Some(match *im_event {
+        ImEvent::GroupCreated(group) => Attempt {
+            actor: group.owner.as_str(),
+            conversation: ConversationId::group(&group.group).to_string(),
+            action: "group_create",
+            subject: group.group.to_string(),
+        },
+        ImEvent::MemberAdded(change) => membership(change, "member_add"),
+        ImEvent::MemberRemoved(change) => membership(change, "member_remove"),
+        ImEvent::Edit(edit) => Attempt {
+            actor: edit.sender.as_str(),
+            conversation: edit.conversation.to_string(),
+            action: "edit",
+            subject: edit.message_id.to_string(),
+        },
+        ImEvent::Reaction(reaction, added) => Attempt {
+            actor: reaction.user.as_str(),
+            conversation: reaction.conversation.to_string(),
+            action: if added {
+                "reaction_add"
+            } else {
+                "reaction_remove"
+            },
+            subject: reaction.seq.to_string(),
+        },
+        _ => return None,
+    })
+}
+
+/// Tells the actor of a refused membership change, edit or reaction (`outcome` refused for `reason`);
+/// adds the entry written to `outcome`.
+pub(super) async fn tell_actor(
+    tx: &mut Tx,
+    event: &SourcedEvent,
+    im_event: &ImEvent<'_>,
+    reason: Refusal,
+    outcome: &mut ImOutcome,
+    seq_lock: &mut SeqLock,
+) -> Result<(), sqlx::Error> {
+    let Some(attempt) = attempt(im_event) else {
+        return Ok(());
+    };
+    let recorded = sqlx::query(
+        "INSERT INTO refused_writes (event_id, user_id, conversation_id, action, subject, reason)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.envelope.id)
+    .bind(attempt.actor)
+    .bind(&attempt.conversation)
+    .bind(attempt.action)
+    .bind(&attempt.subject)
+    .bind(reason.label())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if recorded == 0 {
+        return Ok(());
+    }
+    let _held = seq_lock.acquire(tx).await?;
+    // An erased actor has no inbox (crate::erasure).
+    outcome.sync_entries += sqlx::query(
+        "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, message_id)
+         SELECT $1, nextval('sync_seq'), $1, 'refused', $2, $3 WHERE NOT fanline_erased($1)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(attempt.actor)
+    .bind(&attempt.conversation)
+    .bind(&event.envelope.id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(())
+}
