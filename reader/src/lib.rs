@@ -328,6 +328,8 @@ impl App {
             writes: authkit::WriteLimiter::new(config.writes.quota(), &registry, "reader")?,
             blobs: attachments.blobs.clone(),
             unauthenticated: Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED_SOCKETS)),
+            key: token_key.clone(),
+            disabled: disabled.clone(),
         });
         let session_state = Arc::new(sessions(
             config,

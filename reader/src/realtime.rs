@@ -44,6 +44,10 @@ pub struct Realtime {
     /// Sockets opened without a token, waiting for their `auth` frame: anyone may open one, so they
     /// are counted (a few seconds each) before any per-user cap can apply.
     pub unauthenticated: Arc<tokio::sync::Semaphore>,
+    /// What checks a token that comes in a socket's first frame (the request's extractor checks
+    /// the others).
+    pub key: Arc<authkit::TokenKey>,
+    pub disabled: Arc<authkit::DisabledAccounts>,
 }
 
 /// What an open socket or stream holds: its place under the caps and the watch on its session.

@@ -27,7 +27,6 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Extension;
 use futures::{SinkExt, StreamExt};
 use httpkit::{ApiError, ClientAddress, QueryParams};
 use kafkakit::Pending;
@@ -81,8 +80,6 @@ const MAX_IN_FLIGHT: usize = 32;
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn connect(
     bearer: Result<Bearer, ApiError>,
-    Extension(key): Extension<Arc<TokenKey>>,
-    disabled: Option<Extension<Arc<DisabledAccounts>>>,
     State(realtime): State<Arc<Realtime>>,
     client: ClientAddress,
     headers: HeaderMap,
@@ -124,11 +121,11 @@ pub async fn connect(
                         "too many sockets waiting for their auth frame; try again",
                     )
                 })?;
-            let disabled = disabled.map(|Extension(disabled)| disabled);
             return Ok(with_limits(upgrade).on_upgrade(move |socket| {
                 let tasks = opening.realtime.tasks.clone();
                 tasks.track_future(async move {
-                    let bearer = authenticate(&key, disabled.as_deref(), socket).await;
+                    let realtime = &opening.realtime;
+                    let bearer = authenticate(&realtime.key, &realtime.disabled, socket).await;
                     drop(waiting);
                     if let Some((bearer, socket)) = bearer {
                         opening.admit_then_serve(bearer, socket).await;
@@ -170,7 +167,7 @@ const AUTH_WAIT: Duration = Duration::from_secs(10);
 /// disabled or deleted).
 async fn authenticate(
     key: &TokenKey,
-    disabled: Option<&DisabledAccounts>,
+    disabled: &DisabledAccounts,
     mut socket: WebSocket,
 ) -> Option<(Bearer, WebSocket)> {
     let token = match tokio::time::timeout(AUTH_WAIT, socket.recv()).await {
@@ -184,7 +181,7 @@ async fn authenticate(
         refuse(socket, 1008, "send an auth frame first").await;
         return None;
     };
-    match Bearer::verify(key, disabled, &token) {
+    match Bearer::verify(key, Some(disabled), &token) {
         Ok(bearer) => Some((bearer, socket)),
         Err(err) if err.status == StatusCode::FORBIDDEN => {
             refuse(socket, close::SESSION_ENDED, "account disabled or deleted").await;
