@@ -230,7 +230,11 @@ import * as outbox from '/outbox.js';
     $('#auth-user').focus();
   }
 
+  // Logging out leaves nothing of this user's behind: unsent messages go too, once the user agrees.
   async function logout() {
+    const unsent = outboxed.size;
+    if (unsent > 0 && !window.confirm(`${unsent} message${unsent > 1 ? 's are' : ' is'} not sent yet. Log out and discard ${unsent > 1 ? 'them' : 'it'}?`)) return;
+    await outbox.clear(me());
     $('#logout').disabled = true;
     try { await api('DELETE', '/v1/sessions/current', undefined, { retry: false }); } catch (_) { /* leave anyway */ }
     $('#logout').disabled = false;

@@ -66,3 +66,8 @@ export async function list(user) {
 
 /** Whether records of `user` are held only in memory (a close would lose them). */
 export const atRisk = (user) => !db && [...memory.values()].some((r) => r.user === user);
+
+/** Forgets the user's records (they logged out and chose to drop what was not sent). */
+export async function clear(user) {
+  for (const record of await list(user)) await remove(record.client_msg_id);
+}
