@@ -194,6 +194,30 @@ impl Connections {
     }
 }
 
+/// Who answers "is this id free?": the facts, also where accounts are not required (a page asks
+/// whom it can talk to, and a taken id is taken either way), on a per-address budget of its own.
+fn id_lookups(config: &Config, pool: &sqlx::PgPool) -> Arc<accounts::IdLookups> {
+    Arc::new(accounts::IdLookups {
+        directory: Arc::new(authkit::AccountDirectory::new(pool.clone())),
+        budget: authkit::AddressLimiter::per_minute(config.login_per_address_per_minute * 3),
+    })
+}
+
+fn stream_caps(config: &Config) -> Arc<caps::Caps> {
+    caps::Caps::new(
+        "sockets and event streams",
+        config.streams_per_user,
+        config.streams_per_address,
+    )
+}
+
+fn web_router(config: &Config) -> axum::Router {
+    web::router(
+        config.public_ingest_url.clone(),
+        config.blobs.browser_origin(),
+    )
+}
+
 /// Sockets waiting for their first-frame token at once (10 s each at most), across all users.
 const MAX_UNAUTHENTICATED_SOCKETS: usize = 1024;
 
@@ -318,11 +342,7 @@ impl App {
             shutdown: shutdown.clone(),
             tasks: sockets.clone(),
             metrics: realtime::SocketMetrics::new(&registry)?,
-            caps: caps::Caps::new(
-                "sockets and event streams",
-                config.streams_per_user,
-                config.streams_per_address,
-            ),
+            caps: stream_caps(config),
             origins: realtime::OriginPolicy::new(&config.ws_allowed_origins),
             directory: Arc::new(directory(config, &connections.pool).watching(disabled.clone())),
             writes: authkit::WriteLimiter::new(config.writes.quota(), &registry, "reader")?,
@@ -346,14 +366,7 @@ impl App {
             .merge(sessions::router(session_state.clone()))
             .merge(accounts::router(
                 session_state,
-                Arc::new(accounts::IdLookups {
-                    // The facts, also where accounts are not required: a page asks whom it can
-                    // talk to, and a taken id is taken either way.
-                    directory: Arc::new(authkit::AccountDirectory::new(connections.pool.clone())),
-                    budget: authkit::AddressLimiter::per_minute(
-                        config.login_per_address_per_minute * 3,
-                    ),
-                }),
+                id_lookups(config, &connections.pool),
             ))
             .merge(realtime_routes(realtime))
             .merge(attachments::router(connections.pool.clone()))
@@ -362,10 +375,7 @@ impl App {
             .layer(axum::Extension(presence))
             .layer(axum::Extension(disabled.clone()))
             .layer(axum::Extension(Arc::new(config.moderation.operators())))
-            .merge(web::router(
-                config.public_ingest_url.clone(),
-                config.blobs.browser_origin(),
-            ))
+            .merge(web_router(config))
             .route(
                 "/openapi.json",
                 httpkit::json_document(openapi::document_json()),

@@ -883,7 +883,7 @@ import * as outbox from '/outbox.js';
     setText(el, letters.join('').toUpperCase());
     let h = 0;
     for (const ch of id) h = (h * 31 + ch.codePointAt(0)) % 360;
-    el.style.backgroundColor = `hsl(${h} 45% 38%)`;
+    el.style.backgroundColor = `hsl(${h} 45% 32%)`; // dark enough for white text at any hue (4.5:1)
   }
 
   const dayKey = (d) => `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;

@@ -68,6 +68,15 @@ pub(super) async fn tell_actor(
     let Some(attempt) = attempt(im_event) else {
         return Ok(());
     };
+    let reason = match im_event {
+        ImEvent::MemberAdded(change) | ImEvent::MemberRemoved(change)
+            if !may_see(tx, change.group.as_str(), attempt.actor).await? =>
+        {
+            // A private group answers a stranger as an id never used (the reader's rule too).
+            Refusal::NoSuchGroup
+        }
+        _ => reason,
+    };
     let recorded = sqlx::query(
         "INSERT INTO refused_writes (event_id, user_id, conversation_id, action, subject, reason)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -98,4 +107,18 @@ pub(super) async fn tell_actor(
     .await?
     .rows_affected();
     Ok(())
+}
+
+/// Whether `user` may know the group exists: it is open, or they are in it or invited or asking.
+async fn may_see(tx: &mut Tx, group: &str, user: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM groups WHERE group_id = $1 AND join_rule = 'open'
+                        AND dissolved_at IS NULL)
+             OR EXISTS (SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2 AND active)
+             OR EXISTS (SELECT 1 FROM group_pending WHERE group_id = $1 AND user_id = $2)",
+    )
+    .bind(group)
+    .bind(user)
+    .fetch_one(&mut **tx)
+    .await
 }

@@ -150,8 +150,13 @@ impl Browser {
         }
     }
 
+    /// Types into a field once it is shown (a form may appear only when the page knows it applies).
     pub(crate) async fn type_into(&self, css: &str, text: &str) {
-        let element = self.client.find(Locator::Css(css)).await.expect(css);
+        let element = wait_until(&format!("{css} shown"), WAIT, || async {
+            let element = self.client.find(Locator::Css(css)).await.ok()?;
+            element.is_displayed().await.ok()?.then_some(element)
+        })
+        .await;
         element.clear().await.expect("clear");
         element.send_keys(text).await.expect("type");
     }

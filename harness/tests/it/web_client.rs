@@ -234,7 +234,10 @@ async fn queued_messages_survive_a_reload_and_go_out_in_order_once() {
     // Logging out now would drop them: the page asks first, and staying keeps them.
     alice.click("#logout").await;
     let question = alice.client.get_alert_text().await.expect("a question");
-    assert_eq!(question, "2 messages are not sent yet. Log out and discard them?");
+    assert_eq!(
+        question,
+        "2 messages are not sent yet. Log out and discard them?"
+    );
     alice.client.dismiss_alert().await.unwrap();
     assert_eq!(alice.text("#me").await.as_deref(), Some("alice"));
 
@@ -366,7 +369,11 @@ async fn at_phone_width_the_list_and_the_chat_are_two_screens() {
     );
     assert!(is_true(&alice, fits).await, "the chat fits 400 px");
     assert!(
-        is_true(&alice, "return document.activeElement === document.querySelector('#composer-input')").await,
+        is_true(
+            &alice,
+            "return document.activeElement === document.querySelector('#composer-input')"
+        )
+        .await,
         "opening a chat puts the focus in its text box"
     );
     alice.send("hi bob").await;
@@ -689,6 +696,7 @@ async fn names_dates_emoji_and_the_open_chat_after_a_reload() {
         .unwrap()
         .is_empty());
     alice.screenshot("names-list").await;
+    assert_eq!(accessibility_problems(&alice).await, Vec::<String>::new());
 
     alice.click(&item("d:alice:bob", "button")).await;
     alice
@@ -743,6 +751,7 @@ async fn names_dates_emoji_and_the_open_chat_after_a_reload() {
         .await;
     alice.wait_messages("its messages", &["plans?"]).await;
     alice.screenshot("names-group").await;
+    assert_eq!(accessibility_problems(&alice).await, Vec::<String>::new());
     let (length,): (i32,) = sqlx::query_as(
         "SELECT char_length(body) FROM messages WHERE sender = 'alice' ORDER BY seq DESC LIMIT 1",
     )
