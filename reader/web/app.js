@@ -919,6 +919,7 @@ import * as outbox from '/outbox.js';
     $('#chat-error').textContent = '';
     $('#members').replaceChildren();
     $('#member-note').textContent = '';
+    S.invited = null;
     $('#chat-note').textContent = '';
     $('#report-form').hidden = true;
     $('#member-form').hidden = true; // until the members say whether this user may invite
@@ -1557,6 +1558,8 @@ import * as outbox from '/outbox.js';
       if (S.open !== `g:${group}`) return;
       // Only an owner or admin may invite: a plain member does not get a form fanout would refuse.
       S.members = page.members.map((m) => m.user);
+      // "Invitation for X sent" is true until X is in: then the list says it.
+      if (S.invited && S.members.includes(S.invited)) { $('#member-note').textContent = ''; S.invited = null; }
       const mine = page.members.find((m) => m.user === me());
       $('#member-form').hidden = mine ? mine.role === 'member' : !page.next_cursor;
       const ul = $('#members');
@@ -1623,6 +1626,8 @@ import * as outbox from '/outbox.js';
         // In an open group the user is added; in a private one (the default) invited: they appear
         // among the members once they accept.
         $('#member-note').textContent = `Invitation for ${user} sent: listed once they accept.`;
+        S.invited = user;
+        S.invitedAt = Date.now();
         for (const ms of [500, 1500]) setTimeout(() => { if (S.open === id) loadMembers(group); }, ms);
       });
   }
@@ -1899,6 +1904,13 @@ import * as outbox from '/outbox.js';
   $('#context-cancel').addEventListener('click', () => { clearContext(); $('#composer-input').value = ''; });
   $('#messages').addEventListener('click', onMessageClick);
   setInterval(refreshReceipts, 3000);
+  // The inviter hears nothing when an invitation is accepted: while one is out, the open group's
+  // members are asked again every 3 s (for two minutes at most).
+  setInterval(() => {
+    const id = S.open;
+    if (!S.invited || !id || !isGroup(id) || Date.now() - S.invitedAt > 120000) return;
+    if (document.visibilityState === 'visible') loadMembers(id.slice(2));
+  }, 3000);
   $('#conversations').addEventListener('click', (ev) => {
     const li = ev.target.closest('li[data-conversation]');
     if (li) openConversation(li.dataset.conversation);

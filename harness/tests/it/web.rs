@@ -117,6 +117,10 @@ async fn three_users_chat_in_real_browsers_across_a_reader_restart() {
         })
         .await;
     }
+    // "Invitation for carol sent" was true until she was in: it goes once she is listed.
+    alice
+        .wait_text("#member-note", "the note cleared", str::is_empty)
+        .await;
     // Accepting opened the group in bob's and carol's pages: the message appears there live.
     alice.send("hello team").await;
     for (browser, name) in [(&bob, "bob"), (&carol, "carol")] {
