@@ -47,7 +47,8 @@
 //! - [`reactions`]: reactions — one row per message, key and user.
 //! - [`changes`]: how devices hear of an edit or a reaction.
 //! - [`reads`]: read markers.
-//! - [`refusals`]: telling the actor of a refused membership change, group creation, edit or reaction.
+//! - [`refusals`]: `refused` sync entries — to a refused message's sender, and to the actor of a refused
+//!   membership change, group creation, edit or reaction.
 
 mod blocks;
 mod changes;

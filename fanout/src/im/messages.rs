@@ -354,27 +354,13 @@ async fn refuse(
     .await?;
     let held = seq_lock.acquire(tx).await?;
     let mut outcome = ImOutcome::refused(reason);
-    outcome.sync_entries = tell_sender(tx, message, held).await?;
-    Ok(outcome)
-}
-
-/// The `refused` entry in the sender's sync timeline; returns the entries written.
-async fn tell_sender(
-    tx: &mut Tx,
-    message: &MessageSent,
-    _held: SeqLockHeld<'_>,
-) -> Result<u64, sqlx::Error> {
-    // An erased sender has no inbox (crate::erasure).
-    let entries = sqlx::query(
-        "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, message_id)
-         SELECT $1, nextval('sync_seq'), $1, 'refused', $2, $3 WHERE NOT fanline_erased($1)
-         ON CONFLICT DO NOTHING",
+    outcome.sync_entries = super::refusals::refused_entry(
+        tx,
+        message.sender.as_str(),
+        message.conversation.as_str(),
+        message.message_id.as_str(),
+        held,
     )
-    .bind(message.sender.as_str())
-    .bind(message.conversation.as_str())
-    .bind(message.message_id.as_str())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(entries)
+    .await?;
+    Ok(outcome)
 }

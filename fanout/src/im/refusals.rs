@@ -8,7 +8,7 @@
 use schemas::ConversationId;
 
 use super::{ImEvent, ImOutcome, Refusal, Tx};
-use crate::seq_lock::SeqLock;
+use crate::seq_lock::{SeqLock, SeqLockHeld};
 use crate::sourced::SourcedEvent;
 
 /// Who tried what: the actor, the conversation, the action and what it was about.
@@ -93,20 +93,40 @@ pub(super) async fn tell_actor(
     if recorded == 0 {
         return Ok(());
     }
-    let _held = seq_lock.acquire(tx).await?;
-    // An erased actor has no inbox (crate::erasure).
-    outcome.sync_entries += sqlx::query(
+    let held = seq_lock.acquire(tx).await?;
+    outcome.sync_entries += refused_entry(
+        tx,
+        attempt.actor,
+        &attempt.conversation,
+        &event.envelope.id,
+        held,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The `refused` entry in `user`'s sync timeline about `what` (a message id, or a refused write's
+/// event id); returns the entries written. Messages' refusals write it too.
+pub(super) async fn refused_entry(
+    tx: &mut Tx,
+    user: &str,
+    conversation: &str,
+    what: &str,
+    _held: SeqLockHeld<'_>,
+) -> Result<u64, sqlx::Error> {
+    // An erased user has no inbox (crate::erasure).
+    let written = sqlx::query(
         "INSERT INTO sync_entries (user_id, seq, author, kind, conversation_id, message_id)
          SELECT $1, nextval('sync_seq'), $1, 'refused', $2, $3 WHERE NOT fanline_erased($1)
          ON CONFLICT DO NOTHING",
     )
-    .bind(attempt.actor)
-    .bind(&attempt.conversation)
-    .bind(&event.envelope.id)
+    .bind(user)
+    .bind(conversation)
+    .bind(what)
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    Ok(())
+    Ok(written)
 }
 
 /// Whether `user` may know the group exists: it is open, or they are in it or invited or asking.
