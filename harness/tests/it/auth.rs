@@ -36,7 +36,8 @@ pub(crate) async fn login(stack: &Stack, user: &str, password: &str) -> (StatusC
 }
 
 /// Registers `user` with the password "correct horse" and waits until it logs in.
-async fn register(stack: &Stack, user: &str) {
+/// Registers `user` (password `correct horse`) through the API and waits until the account logs in.
+pub(crate) async fn register(stack: &Stack, user: &str) {
     let url = stack.ingest.url("/v1/accounts");
     let credentials = json!({"user": user, "password": "correct horse"});
     let (status, _, value) = call(Method::POST, &url, None, Some(credentials)).await;

@@ -268,18 +268,7 @@ async fn search_starts_a_chat_and_jumps_to_an_old_message() {
     .await;
     let alice = Browser::open(&stack.reader.url("/")).await;
     alice.register("alice").await;
-    let account = json!({"user": "bob", "password": "correct horse battery"});
-    let response = reqwest::Client::new()
-        .post(stack.ingest.url("/v1/accounts"))
-        .json(&account)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let profile = json!({"display_name": "Bobby Tables"});
-    stack
-        .write("bob", Method::PUT, "/v1/users/bob", profile)
-        .await;
+    crate::web_client::account(&stack, "bob", Some("Bobby Tables")).await;
     stack.message("bob", "alice", "早上好").await;
     stack
         .message("bob", "alice", "明天的会议改到下午三点")

@@ -31,18 +31,10 @@ async fn stack_on(port: u16, access_secs: u64) -> Stack {
     .await
 }
 
-/// An account registered through the API (not a page), with a display name when one is given.
-async fn account(stack: &Stack, user: &str, display_name: Option<&str>) {
-    let body = json!({"user": user, "password": "correct horse battery"});
-    let response = reqwest::Client::new()
-        .post(stack.ingest.url("/v1/accounts"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    // Writes naming the user are refused until fanout stored the account.
-    stack.applied().await;
+/// An account registered through the API (not a page; password `correct horse`), with a display
+/// name when one is given.
+pub(crate) async fn account(stack: &Stack, user: &str, display_name: Option<&str>) {
+    crate::auth::register(stack, user).await;
     if let Some(name) = display_name {
         let profile = json!({"display_name": name});
         stack
@@ -200,9 +192,7 @@ async fn queued_messages_survive_a_reload_and_go_out_in_order_once() {
         .unwrap();
     let alice = Browser::open(&stack.reader.url("/")).await;
     alice.type_into("#auth-user", "alice").await;
-    alice
-        .type_into("#auth-password", "correct horse battery")
-        .await;
+    alice.type_into("#auth-password", "correct horse").await;
     alice.click("#auth-login").await;
     alice.wait_text("#me", "logged in", |t| t == "alice").await;
     alice.type_into("#new-chat-user", "bob").await;
